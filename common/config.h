@@ -1,0 +1,102 @@
+/*
+ * config.h - coordinator.yaml and agent.yaml.
+ *
+ * Loaded with libcyaml schemas, then a validation pass that libcyaml 1.3 does
+ * not do (ranges, defaults, cross-field rules). Every error is one line:
+ *     "<file>:<line>:<column>: <key.path>: <what is wrong and what is expected>"
+ * and the mains exit 2 on it.
+ *
+ * Secrets (tokens, keys) are never accepted inline: a secret key `x` is given
+ * as `x_file: /path` (file content, trailing newline stripped) or as
+ * `x: env:NAME`. The resolved value is held in memory only and never logged.
+ *
+ * Relative paths in a config file are resolved against the file's directory,
+ * so the examples in deploy/examples/ work from any working directory.
+ */
+#ifndef TM_CONFIG_H
+#define TM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+typedef struct tm_tls_conf {
+    char *cert_file;          /* PEM certificate (server: its own; client: for mutual TLS) */
+    char *key_file;           /* PEM private key for cert_file */
+    char *ca_file;            /* server: CA that signs client certs; client: CA to pin */
+    char *server_name;        /* client only: name to verify (default: host of the URL) */
+    bool require_client_cert; /* server only: mutual TLS */
+} tm_tls_conf;
+
+typedef struct tm_enrollment_conf {
+    char *name;         /* shown in the catalog as the agent's enrollment */
+    char *token;        /* resolved secret */
+    bool auto_approve;  /* false: agent stays pending until approved */
+    int64_t expires_at; /* unix seconds; 0 = never */
+} tm_enrollment_conf;
+
+typedef struct tm_coordinator_conf {
+    char *path;         /* the file this was loaded from */
+    char *listen;       /* RPC URL; default "tcp://127.0.0.1:7800" */
+    char *http_listen;  /* metrics/healthz URL; default "http://127.0.0.1:9187"; "" = off */
+    char *catalog_path; /* SQLite file; default "catalog.db" beside the config */
+    char *admin_token;  /* resolved secret; required */
+    tm_enrollment_conf *enrollments;
+    size_t n_enrollments;           /* >= 1 required */
+    uint32_t heartbeat_interval_ms; /* default 10000; 100 .. 3600000 */
+    uint32_t stale_after_missed;    /* default 3; 1 .. 1000 */
+    uint32_t lost_after_missed;     /* default 10; > stale_after_missed */
+    uint32_t rpc_max_message_bytes; /* default 4 MiB; 4 KiB .. 256 MiB */
+    uint32_t rpc_contexts;          /* default 64; 1 .. 4096 */
+    bool tls_enabled;               /* true when tls.cert_file is set */
+    tm_tls_conf tls;
+    tm_log_level log_level; /* default info */
+} tm_coordinator_conf;
+
+typedef struct tm_label_conf {
+    char *key;
+    char *value;
+} tm_label_conf;
+
+typedef struct tm_target_conf {
+    char *name;           /* unique in the fleet; [A-Za-z0-9._-]{1,64} */
+    char *kind;           /* "postgres" | "redis" | "sqlite" | "turso" */
+    char *engine_version; /* optional */
+} tm_target_conf;
+
+typedef struct tm_agent_conf {
+    char *path;
+    char *coordinator_url;  /* required */
+    char *enrollment_token; /* resolved secret; required */
+    bool tls_enabled;       /* true when tls.ca_file is set or the URL is tls+tcp:// */
+    tm_tls_conf tls;
+    char *state_dir;       /* default "state" beside the config; identity lives here (0600) */
+    char *hostname;        /* default gethostname() */
+    tm_label_conf *labels; /* `labels:` is a mapping of string to string */
+    size_t n_labels;
+    tm_target_conf *targets;
+    size_t n_targets;
+    uint32_t rpc_timeout_ms; /* default 10000; 100 .. 600000 */
+    uint32_t backoff_max_ms; /* default 30000; 100 .. 3600000; reconnect backoff ceiling */
+    tm_log_level log_level;
+} tm_agent_conf;
+
+int tm_coordinator_conf_load(const char *path, tm_coordinator_conf **out, tm_err *err);
+/* Same from memory; `name` is used in messages and as the base for relative paths. */
+int tm_coordinator_conf_parse(const char *name, const char *buf, size_t len,
+                              tm_coordinator_conf **out, tm_err *err);
+void tm_coordinator_conf_free(tm_coordinator_conf *c);
+
+int tm_agent_conf_load(const char *path, tm_agent_conf **out, tm_err *err);
+int tm_agent_conf_parse(const char *name, const char *buf, size_t len, tm_agent_conf **out,
+                        tm_err *err);
+void tm_agent_conf_free(tm_agent_conf *c);
+
+/* Resolve a secret reference: "env:NAME" -> getenv, or read file `path`.
+ * Exactly one of ref / file is non-NULL. Trailing whitespace is stripped. */
+int tm_secret_resolve(const char *ref, const char *file, char **out, tm_err *err);
+
+#endif

@@ -1,0 +1,202 @@
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t tm_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t tm_now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+uint64_t tm_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int tm_random_bytes(void *buf, size_t len)
+{
+    return RAND_bytes(buf, (int)len) == 1 ? TM_OK : TM_EINTERNAL;
+}
+
+uint64_t tm_rand_below(uint64_t n)
+{
+    /* xorshift64*, seeded per thread from the CSPRNG. Good enough for jitter. */
+    static __thread uint64_t s;
+    if (s == 0) {
+        if (tm_random_bytes(&s, sizeof(s)) != TM_OK || s == 0) {
+            s = tm_mono_ns() | 1;
+        }
+    }
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    uint64_t r = s * 2685821657736338717ULL;
+    return n == 0 ? 0 : r % n;
+}
+
+void tm_hex(const void *buf, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+void tm_sha256_hex(const void *buf, size_t len, char out[65])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(buf, len, md);
+    tm_hex(md, sizeof(md), out);
+}
+
+int tm_str_eq_ct(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL) {
+        return 0;
+    }
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb) {
+        return 0;
+    }
+    return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int tm_file_read(const char *path, char **out, size_t *len, tm_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return tm_err_set(err, tm_err_from_errno(errno), "open %s: %s", path, strerror(errno));
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        fclose(f);
+        return tm_err_set(err, TM_ENOMEM, "read %s: out of memory", path);
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return tm_err_set(err, TM_ENOMEM, "read %s: out of memory", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) {
+            break;
+        }
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        fclose(f);
+        return tm_err_set(err, tm_err_from_errno(e), "read %s: %s", path, strerror(e));
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    if (len != NULL) {
+        *len = n;
+    }
+    return TM_OK;
+}
+
+int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode, tm_err *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) {
+        return tm_err_set(err, tm_err_from_errno(errno), "create %s: %s", tmp, strerror(errno));
+    }
+    const char *p = buf;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return tm_err_set(err, tm_err_from_errno(e), "write %s: %s", tmp, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return tm_err_set(err, tm_err_from_errno(e), "fsync %s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return tm_err_set(err, tm_err_from_errno(e), "rename %s: %s", path, strerror(e));
+    }
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return TM_OK;
+}
+
+int tm_mkdir_p(const char *path, int mode, tm_err *err)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf)) {
+        return tm_err_set(err, TM_EINVAL, "mkdir: bad path '%s'", path);
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) {
+                return tm_err_set(err, tm_err_from_errno(errno), "mkdir %s: %s", buf,
+                                  strerror(errno));
+            }
+            buf[i] = c;
+        }
+    }
+    return TM_OK;
+}
+
+void tm_fmt_time(int64_t unix_s, char *out, size_t cap)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

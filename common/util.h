@@ -1,0 +1,41 @@
+/*
+ * util.h - small helpers used everywhere: time, randomness, hex, hashing,
+ * whole-file I/O and durable file replacement.
+ */
+#ifndef TM_UTIL_H
+#define TM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+/* Wall clock, unix milliseconds / seconds. */
+int64_t tm_now_ms(void);
+int64_t tm_now_s(void);
+/* Monotonic clock, nanoseconds. */
+uint64_t tm_mono_ns(void);
+
+/* Cryptographically secure random bytes (OpenSSL RAND_bytes). */
+int tm_random_bytes(void *buf, size_t len);
+/* Uniform random in [0, n) from a fast thread-local PRNG (jitter, not secrets). */
+uint64_t tm_rand_below(uint64_t n);
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void tm_hex(const void *buf, size_t len, char *out);
+/* SHA-256 of buf as 64 lowercase hex chars + NUL. */
+void tm_sha256_hex(const void *buf, size_t len, char out[65]);
+/* Constant-time comparison of two NUL-terminated strings. 1 if equal. */
+int tm_str_eq_ct(const char *a, const char *b);
+
+/* Read a whole file (NUL-terminated, *len excludes the NUL). Caller frees. */
+int tm_file_read(const char *path, char **out, size_t *len, tm_err *err);
+/* Durably replace path with buf: temp file, fsync, rename, fsync dir. */
+int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode, tm_err *err);
+/* mkdir -p with mode for created directories. */
+int tm_mkdir_p(const char *path, int mode, tm_err *err);
+
+/* Format unix seconds as "2026-11-24T05:19:32Z" into out (>= 21 bytes). */
+void tm_fmt_time(int64_t unix_s, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * catalog.h - the coordinator's durable state, SQL hidden behind verbs.
+ *
+ * Embedded SQLite (WAL mode, synchronous=FULL) today; a PostgreSQL catalog for
+ * HA comes later behind this same interface. The schema is versioned:
+ * migrations are applied in order at open, each in a transaction, so a
+ * catalog from any earlier version is brought up to date.
+ *
+ * Thread-safe: every call takes the catalog's lock.
+ */
+#ifndef TM_CATALOG_H
+#define TM_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+typedef struct tm_catalog tm_catalog;
+
+typedef struct tm_label {
+    char *key;
+    char *value;
+} tm_label;
+
+typedef struct tm_target_rec {
+    char *name; /* unique across the fleet */
+    int kind;   /* tidemark.TargetKind */
+    char *engine_version;
+} tm_target_rec;
+
+typedef struct tm_agent_rec {
+    char *id;
+    char *hostname;
+    char *version;
+    char *secret_hash; /* hex SHA-256 of the per-agent secret; never the secret */
+    char *enrollment;  /* enrollment token name */
+    char *address;     /* last peer address, may be NULL */
+    int approved;      /* 0 pending, 1 approved */
+    int state;         /* tidemark.AgentState: liveness (ONLINE/STALE/LOST), or PENDING */
+    int64_t registered_at;
+    int64_t last_seen_at;
+    tm_label *labels;
+    size_t n_labels;
+    tm_target_rec *targets;
+    size_t n_targets;
+} tm_agent_rec;
+
+typedef struct tm_agent_event {
+    char *agent_id;
+    int64_t at;
+    int from_state;
+    int to_state;
+    char *reason;
+} tm_agent_event;
+
+typedef struct tm_catalog_stats {
+    uint64_t agents;
+    uint64_t targets;
+    uint64_t events;
+    uint64_t bytes; /* size of the database file(s) */
+    int schema_version;
+} tm_catalog_stats;
+
+/* Open (creating if needed) and migrate to the latest schema. */
+int tm_catalog_open(tm_catalog **out, const char *path, tm_err *err);
+/* Open and migrate only up to `version` (tests of migrations). */
+int tm_catalog_open_at(tm_catalog **out, const char *path, int version, tm_err *err);
+void tm_catalog_free(tm_catalog *c);
+int tm_catalog_latest_version(void);
+
+/* Insert or replace an agent with its labels and targets, in one transaction.
+ * TM_EEXIST (nothing written) if a target name belongs to another agent. */
+int tm_catalog_agent_put(tm_catalog *c, const tm_agent_rec *a, tm_err *err);
+/* TM_ENOENT if no such agent. Free with tm_agent_rec_free. */
+int tm_catalog_agent_get(tm_catalog *c, const char *id, tm_agent_rec **out, tm_err *err);
+/* All agents ordered by hostname, id. Free with tm_agent_recs_free. */
+int tm_catalog_agent_list(tm_catalog *c, tm_agent_rec ***out, size_t *n, tm_err *err);
+/* Change state (and approval) and record an event; no-op event if unchanged. */
+int tm_catalog_agent_set_state(tm_catalog *c, const char *id, int approved, int state, int64_t at,
+                               const char *reason, tm_err *err);
+/* Batched last-seen update: one transaction for n agents. */
+int tm_catalog_agent_touch(tm_catalog *c, const char *const *ids, const int64_t *last_seen,
+                           size_t n, tm_err *err);
+/* Delete an agent, its targets and labels (events are kept). TM_ENOENT if none. */
+int tm_catalog_agent_delete(tm_catalog *c, const char *id, tm_err *err);
+/* Events, newest first; agent_id NULL = all. Free with tm_agent_events_free. */
+int tm_catalog_agent_events(tm_catalog *c, const char *agent_id, size_t limit, tm_agent_event **out,
+                            size_t *n, tm_err *err);
+int tm_catalog_stats_get(tm_catalog *c, tm_catalog_stats *out, tm_err *err);
+
+void tm_agent_rec_free(tm_agent_rec *a);
+void tm_agent_recs_free(tm_agent_rec **a, size_t n);
+void tm_agent_events_free(tm_agent_event *e, size_t n);
+
+#endif
