@@ -1,6 +1,123 @@
+/*
+ * tidemark-agent - runs on every database host; does the work the
+ * coordinator hands out. Always dials out: the host needs no open port.
+ *
+ * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+ */
+#include "agent/daemon.h"
+#include "common/config.h"
+#include "common/log.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+#define DEFAULT_CONFIG "/etc/tidemark/agent.yaml"
+
+static void usage(FILE *f)
 {
-    puts("not yet");
-    return 1;
+    fprintf(f, "Usage: tidemark-agent [--config FILE] [run | --check-config]\n"
+               "\n"
+               "Runs the Tidemark agent: registers with the coordinator named in the\n"
+               "configuration, keeps its identity in state_dir, and heartbeats.\n"
+               "\n"
+               "Commands:\n"
+               "  run                 run the agent daemon (default)\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
+               "      --check-config  validate the configuration and exit (0 ok, 2 invalid)\n"
+               "  -V, --version       print the version and exit\n"
+               "  -h, --help          this help\n"
+               "\n"
+               "Stops cleanly on SIGTERM or SIGINT.\n");
+}
+
+typedef struct signal_ctx {
+    sigset_t set;
+    tm_daemon *d;
+} signal_ctx;
+
+static void *signal_thread(void *arg)
+{
+    signal_ctx *s = arg;
+    int sig = 0;
+    sigwait(&s->set, &sig);
+    tm_info("agent", "event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    tm_daemon_stop(s->d);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = DEFAULT_CONFIG;
+    int check = 0, ch;
+    while ((ch = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'V':
+            printf("tidemark-agent %s\n", TIDEMARK_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc && strcmp(argv[optind], "run") != 0) {
+        fprintf(stderr, "tidemark-agent: unknown command '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    tm_err err = {0};
+    tm_agent_conf *conf = NULL;
+    if (tm_agent_conf_load(config, &conf, &err) != TM_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
+    if (check) {
+        printf("%s: ok\n", config);
+        tm_agent_conf_free(conf);
+        return 0;
+    }
+    tm_log_set_level(conf->log_level);
+
+    signal_ctx sc;
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    tm_daemon *d = NULL;
+    if (tm_daemon_new(&d, conf, &err) != TM_OK) {
+        tm_error("agent", "event=start_failed msg=\"%s\"", err.msg);
+        tm_agent_conf_free(conf);
+        return err.code == TM_ECONFIG ? 2 : 1;
+    }
+    sc.d = d;
+    pthread_t st;
+    pthread_create(&st, NULL, signal_thread, &sc);
+    pthread_detach(st);
+    int rc = tm_daemon_run(d);
+    tm_daemon_free(d);
+    tm_agent_conf_free(conf);
+    return rc == 0 ? 0 : 1;
 }

@@ -1,0 +1,668 @@
+/*
+ * rpc_server.c - the RPC server: decode, authenticate, dispatch, encode,
+ * over a pool of nng REP contexts.
+ *
+ * tm_rpc_server_handle() is the whole request path on bytes, so the fuzzer
+ * and the unit tests exercise exactly what the network does. The nng part
+ * below it only moves bytes: each worker owns a context and an aio and loops
+ * RECV -> handle -> SEND; a parked call (long-poll) keeps its worker until
+ * tm_rpc_call_complete(), and the other workers go on serving.
+ */
+#include "common/rpc.h"
+#include "common/log.h"
+#include "common/tls.h"
+#include "common/util.h"
+
+#include "tidemark.pb-c.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_METHODS 128
+
+typedef struct method_entry {
+    char full[TM_RPC_METHOD_MAX]; /* "Coordinator.Heartbeat" */
+    char service[64];             /* "Coordinator" */
+    const ProtobufCMethodDescriptor *md;
+    tm_rpc_handler fn;
+    void *arg;
+    unsigned flags;
+} method_entry;
+
+/* Reply cache for idempotent mutating calls: FIFO eviction, hash chains. */
+typedef struct cache_entry {
+    uint64_t hash;
+    char *key;
+    void *reply;
+    size_t len;
+    struct cache_entry *next;
+} cache_entry;
+
+typedef struct worker {
+    tm_rpc_server *srv;
+    nng_aio *aio;
+    nng_ctx ctx;
+    int state; /* W_RECV, W_SEND, W_PARKED */
+} worker;
+
+enum { W_RECV, W_SEND, W_PARKED };
+
+struct tm_rpc_server {
+    tm_rpc_server_opts opts;
+    char *url;
+    tm_tls_conf *tls;
+    method_entry methods[MAX_METHODS];
+    size_t n_methods;
+    const ProtobufCServiceDescriptor *services[8];
+    size_t n_services;
+
+    pthread_mutex_t cache_mu;
+    cache_entry **buckets;
+    size_t n_buckets;
+    cache_entry **fifo; /* ring of inserted entries */
+    size_t fifo_cap, fifo_pos;
+
+    nng_socket sock;
+    int sock_open;
+    nng_listener listener;
+    int started;
+    worker *workers;
+    int n_workers;
+};
+
+struct tm_rpc_call {
+    tm_rpc_server *srv;
+    tm_arena *arena;
+    const method_entry *m;
+    char principal[72];
+    char peer[64];
+    char request_id[TM_RPC_REQUEST_ID_MAX + 1];
+    uint32_t deadline_ms;
+    ProtobufCMessage *resp;
+    char *message;
+    uint64_t start_ns;
+    tm_rpc_done_fn done;
+    void *done_arg;
+};
+
+/* ---- reply cache ---- */
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void cache_unlink(tm_rpc_server *s, cache_entry *e)
+{
+    cache_entry **pp = &s->buckets[e->hash % s->n_buckets];
+    while (*pp != NULL && *pp != e) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == e) {
+        *pp = e->next;
+    }
+    free(e->key);
+    free(e->reply);
+    free(e);
+}
+
+/* Returns a malloc'd copy of the cached reply, or NULL. */
+static void *cache_get(tm_rpc_server *s, const char *key, size_t *len)
+{
+    void *out = NULL;
+    uint64_t h = fnv1a(key);
+    pthread_mutex_lock(&s->cache_mu);
+    for (cache_entry *e = s->buckets[h % s->n_buckets]; e != NULL; e = e->next) {
+        if (e->hash == h && strcmp(e->key, key) == 0) {
+            out = malloc(e->len ? e->len : 1);
+            if (out != NULL) {
+                memcpy(out, e->reply, e->len);
+                *len = e->len;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    return out;
+}
+
+static void cache_put(tm_rpc_server *s, const char *key, const void *reply, size_t len)
+{
+    cache_entry *e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->key = strdup(key)) == NULL || (e->reply = malloc(len ? len : 1)) == NULL) {
+        if (e != NULL) {
+            free(e->key);
+        }
+        free(e);
+        return; /* the cache is an optimisation of correctness under resends; best effort */
+    }
+    memcpy(e->reply, reply, len);
+    e->len = len;
+    e->hash = fnv1a(key);
+    pthread_mutex_lock(&s->cache_mu);
+    cache_entry *old = s->fifo[s->fifo_pos];
+    if (old != NULL) {
+        cache_unlink(s, old);
+    }
+    s->fifo[s->fifo_pos] = e;
+    s->fifo_pos = (s->fifo_pos + 1) % s->fifo_cap;
+    cache_entry **b = &s->buckets[e->hash % s->n_buckets];
+    e->next = *b;
+    *b = e;
+    pthread_mutex_unlock(&s->cache_mu);
+}
+
+/* ---- calls ---- */
+
+tm_arena *tm_rpc_call_arena(tm_rpc_call *c)
+{
+    return c->arena;
+}
+
+int tm_rpc_call_error(tm_rpc_call *c, int code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    c->message = tm_arena_strdup(c->arena, buf);
+    return code;
+}
+
+void tm_rpc_call_set_principal(tm_rpc_call *c, const char *agent_id)
+{
+    snprintf(c->principal, sizeof(c->principal), "%s", agent_id ? agent_id : "");
+}
+
+const char *tm_rpc_call_principal(const tm_rpc_call *c)
+{
+    return c->principal;
+}
+
+const char *tm_rpc_call_method(const tm_rpc_call *c)
+{
+    return c->m != NULL ? c->m->full : "";
+}
+
+const char *tm_rpc_call_peer(const tm_rpc_call *c)
+{
+    return c->peer;
+}
+
+uint32_t tm_rpc_call_deadline_ms(const tm_rpc_call *c)
+{
+    return c->deadline_ms;
+}
+
+ProtobufCMessage *tm_rpc_call_response(tm_rpc_call *c)
+{
+    return c->resp;
+}
+
+static void call_free(tm_rpc_call *c)
+{
+    tm_arena_free(c->arena);
+    free(c);
+}
+
+/* Encode the Reply for a finished call; malloc'd. */
+static int encode_reply(tm_rpc_call *c, int code, void **out, size_t *out_len)
+{
+    Tidemark__Reply r = TIDEMARK__REPLY__INIT;
+    uint8_t *body = NULL;
+    r.has_code = 1;
+    r.code = (uint32_t)code;
+    if (code != TM_RPC_OK && c->message != NULL) {
+        r.message = c->message;
+    }
+    if (c->request_id[0] != '\0') {
+        r.request_id = c->request_id;
+    }
+    if (code == TM_RPC_OK && c->resp != NULL) {
+        size_t n = protobuf_c_message_get_packed_size(c->resp);
+        body = tm_arena_alloc(c->arena, n ? n : 1);
+        if (body == NULL) {
+            return TM_ENOMEM;
+        }
+        protobuf_c_message_pack(c->resp, body);
+        r.has_body = 1;
+        r.body.data = body;
+        r.body.len = n;
+    }
+    size_t n = tidemark__reply__get_packed_size(&r);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf == NULL) {
+        return TM_ENOMEM;
+    }
+    tidemark__reply__pack(&r, buf);
+    *out = buf;
+    *out_len = n;
+    return TM_OK;
+}
+
+static void cache_key(const tm_rpc_call *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s|%s|%s", c->principal, c->m->full, c->request_id);
+}
+
+/* Finish: encode, cache, observe, free. */
+static int call_finish(tm_rpc_call *c, int code, void **out, size_t *out_len)
+{
+    if (code < 0 || code > TM_RPC_STATUS_MAX) {
+        code = TM_RPC_INTERNAL;
+    }
+    int rc = encode_reply(c, code, out, out_len);
+    if (rc == TM_OK && c->m != NULL && (c->m->flags & TM_RPC_MUTATING) && c->request_id[0]) {
+        char key[320];
+        cache_key(c, key, sizeof(key));
+        cache_put(c->srv, key, *out, *out_len);
+    }
+    if (c->srv->opts.observe != NULL) {
+        c->srv->opts.observe(c->m ? c->m->full : NULL, code, tm_mono_ns() - c->start_ns,
+                             c->srv->opts.observe_arg);
+    }
+    if (code != TM_RPC_OK && tm_log_enabled(TM_LOG_DEBUG)) {
+        tm_debug("rpc", "method=%s code=%s peer=%s msg=\"%s\"", c->m ? c->m->full : "-",
+                 tm_rpc_status_name(code), c->peer, c->message ? c->message : "");
+    }
+    call_free(c);
+    return rc;
+}
+
+void tm_rpc_call_complete(tm_rpc_call *c, int code)
+{
+    tm_rpc_done_fn done = c->done;
+    void *done_arg = c->done_arg;
+    void *out = NULL;
+    size_t len = 0;
+    if (call_finish(c, code, &out, &len) != TM_OK) {
+        out = NULL;
+        len = 0;
+    }
+    done(done_arg, out, len);
+}
+
+static const method_entry *find_method(const tm_rpc_server *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_methods; i++) {
+        if (strcmp(s->methods[i].full, name) == 0) {
+            return &s->methods[i];
+        }
+    }
+    return NULL;
+}
+
+static int str_ok(const char *s, size_t max)
+{
+    return s == NULL || strnlen(s, max + 1) <= max;
+}
+
+int tm_rpc_server_handle(tm_rpc_server *s, const void *req, size_t len, const char *peer,
+                         void **out, size_t *out_len, tm_rpc_done_fn done, void *done_arg)
+{
+    *out = NULL;
+    *out_len = 0;
+    tm_rpc_call *c = calloc(1, sizeof(*c));
+    if (c == NULL || tm_arena_new(&c->arena) != TM_OK) {
+        free(c);
+        return TM_ENOMEM;
+    }
+    c->srv = s;
+    c->start_ns = tm_mono_ns();
+    c->done = done;
+    c->done_arg = done_arg;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "");
+    ProtobufCAllocator *alloc = tm_arena_allocator(c->arena);
+    int code;
+
+    if (len > s->opts.max_message_bytes) {
+        code = tm_rpc_call_error(c, TM_RPC_RESOURCE_EXHAUSTED, "request of %zu bytes exceeds %zu",
+                                 len, s->opts.max_message_bytes);
+        return call_finish(c, code, out, out_len);
+    }
+    Tidemark__Envelope *env = tidemark__envelope__unpack(alloc, len, req);
+    if (env == NULL) {
+        code = tm_rpc_call_error(c, TM_RPC_INVALID_ARGUMENT, "malformed envelope");
+        return call_finish(c, code, out, out_len);
+    }
+    if (!env->has_version || env->version != TM_RPC_VERSION) {
+        code = tm_rpc_call_error(c, TM_RPC_FAILED_PRECONDITION,
+                                 "protocol version %u not supported (this server speaks %d)",
+                                 env->has_version ? env->version : 0, TM_RPC_VERSION);
+        return call_finish(c, code, out, out_len);
+    }
+    if (!str_ok(env->request_id, TM_RPC_REQUEST_ID_MAX) ||
+        !str_ok(env->method, TM_RPC_METHOD_MAX - 1)) {
+        code = tm_rpc_call_error(c, TM_RPC_INVALID_ARGUMENT, "method or request_id too long");
+        return call_finish(c, code, out, out_len);
+    }
+    if (env->request_id != NULL) {
+        snprintf(c->request_id, sizeof(c->request_id), "%s", env->request_id);
+    }
+    c->deadline_ms = env->has_deadline_ms ? env->deadline_ms : 0;
+    if (env->method == NULL || (c->m = find_method(s, env->method)) == NULL) {
+        code = tm_rpc_call_error(c, TM_RPC_UNIMPLEMENTED, "unknown method '%.64s'",
+                                 env->method ? env->method : "");
+        return call_finish(c, code, out, out_len);
+    }
+    const Tidemark__Credential *cred = env->credential;
+    if (cred != NULL && (!str_ok(cred->agent_id, TM_RPC_CREDENTIAL_MAX) ||
+                         !str_ok(cred->agent_secret, TM_RPC_CREDENTIAL_MAX) ||
+                         !str_ok(cred->admin_token, TM_RPC_CREDENTIAL_MAX))) {
+        code = tm_rpc_call_error(c, TM_RPC_UNAUTHENTICATED, "credential too long");
+        return call_finish(c, code, out, out_len);
+    }
+    if (!(c->m->flags & TM_RPC_NOAUTH)) {
+        if (s->opts.auth == NULL) {
+            code = tm_rpc_call_error(c, TM_RPC_UNAUTHENTICATED, "no authenticator configured");
+            return call_finish(c, code, out, out_len);
+        }
+        code = s->opts.auth(c, c->m->service, cred, s->opts.auth_arg);
+        if (code != TM_RPC_OK) {
+            return call_finish(c, code, out, out_len);
+        }
+    }
+    if ((c->m->flags & TM_RPC_MUTATING) && c->request_id[0] != '\0') {
+        char key[320];
+        cache_key(c, key, sizeof(key));
+        void *cached = cache_get(s, key, out_len);
+        if (cached != NULL) {
+            *out = cached;
+            if (s->opts.observe != NULL) {
+                s->opts.observe(c->m->full, TM_RPC_OK, tm_mono_ns() - c->start_ns,
+                                s->opts.observe_arg);
+            }
+            call_free(c);
+            return TM_OK;
+        }
+    }
+    const ProtobufCMessageDescriptor *in_desc = c->m->md->input;
+    const ProtobufCMessageDescriptor *out_desc = c->m->md->output;
+    ProtobufCMessage *in = protobuf_c_message_unpack(
+        in_desc, alloc, env->has_body ? env->body.len : 0, env->has_body ? env->body.data : NULL);
+    if (in == NULL) {
+        code = tm_rpc_call_error(c, TM_RPC_INVALID_ARGUMENT, "malformed %s body for %s",
+                                 in_desc->name, c->m->full);
+        return call_finish(c, code, out, out_len);
+    }
+    c->resp = tm_arena_alloc(c->arena, out_desc->sizeof_message);
+    if (c->resp == NULL) {
+        code = tm_rpc_call_error(c, TM_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return call_finish(c, code, out, out_len);
+    }
+    protobuf_c_message_init(out_desc, c->resp);
+    code = c->m->fn(c, in, c->resp, c->m->arg);
+    if (code == TM_RPC_PENDING) {
+        if (done == NULL) {
+            /* A caller without a completion path cannot park calls. */
+            code = tm_rpc_call_error(c, TM_RPC_INTERNAL,
+                                     "handler parked a call without a "
+                                     "completion path");
+            return call_finish(c, code, out, out_len);
+        }
+        return TM_RPC_PENDING;
+    }
+    return call_finish(c, code, out, out_len);
+}
+
+/* ---- registration ---- */
+
+int tm_rpc_server_new(tm_rpc_server **out, const tm_rpc_server_opts *opts, tm_err *err)
+{
+    tm_rpc_server *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "rpc server: out of memory");
+    }
+    s->opts = *opts;
+    if (s->opts.max_message_bytes == 0) {
+        s->opts.max_message_bytes = 4u << 20;
+    }
+    if (s->opts.contexts <= 0) {
+        s->opts.contexts = 64;
+    }
+    if (s->opts.reply_cache_entries == 0) {
+        s->opts.reply_cache_entries = 8192;
+    }
+    s->url = opts->url ? strdup(opts->url) : NULL;
+    s->fifo_cap = s->opts.reply_cache_entries;
+    s->n_buckets = s->fifo_cap * 2 + 1;
+    s->buckets = calloc(s->n_buckets, sizeof(*s->buckets));
+    s->fifo = calloc(s->fifo_cap, sizeof(*s->fifo));
+    if (s->buckets == NULL || s->fifo == NULL || (opts->url && s->url == NULL)) {
+        tm_rpc_server_free(s);
+        return tm_err_set(err, TM_ENOMEM, "rpc server: out of memory");
+    }
+    if (opts->tls != NULL) {
+        s->tls = calloc(1, sizeof(*s->tls));
+        if (s->tls == NULL) {
+            tm_rpc_server_free(s);
+            return tm_err_set(err, TM_ENOMEM, "rpc server: out of memory");
+        }
+        *s->tls = *opts->tls; /* the strings belong to the config, which outlives us */
+    }
+    pthread_mutex_init(&s->cache_mu, NULL);
+    *out = s;
+    return TM_OK;
+}
+
+int tm_rpc_server_register(tm_rpc_server *s, const ProtobufCServiceDescriptor *svc,
+                           const char *method, tm_rpc_handler fn, void *arg, unsigned flags)
+{
+    const ProtobufCMethodDescriptor *md =
+        protobuf_c_service_descriptor_get_method_by_name(svc, method);
+    if (md == NULL || fn == NULL || s->n_methods == MAX_METHODS) {
+        return TM_EINVAL;
+    }
+    char full[TM_RPC_METHOD_MAX];
+    snprintf(full, sizeof(full), "%s.%s", svc->short_name, method);
+    if (find_method(s, full) != NULL) {
+        return TM_EEXIST;
+    }
+    method_entry *m = &s->methods[s->n_methods++];
+    snprintf(m->full, sizeof(m->full), "%s", full);
+    snprintf(m->service, sizeof(m->service), "%s", svc->short_name);
+    m->md = md;
+    m->fn = fn;
+    m->arg = arg;
+    m->flags = flags;
+    size_t i;
+    for (i = 0; i < s->n_services && s->services[i] != svc; i++) {
+    }
+    if (i == s->n_services && s->n_services < 8) {
+        s->services[s->n_services++] = svc;
+    }
+    return TM_OK;
+}
+
+/* ---- nng workers ---- */
+
+static void format_peer(nng_msg *msg, char *out, size_t cap)
+{
+    nng_sockaddr sa;
+    out[0] = '\0';
+    nng_pipe p = nng_msg_get_pipe(msg);
+    if (nng_pipe_id(p) < 0 || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0) {
+        return;
+    }
+    if (sa.s_family == NNG_AF_INET) {
+        const unsigned char *a = (const unsigned char *)&sa.s_in.sa_addr;
+        snprintf(out, cap, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+                 (unsigned)((sa.s_in.sa_port & 0xff) << 8 | sa.s_in.sa_port >> 8));
+    } else if (sa.s_family == NNG_AF_IPC) {
+        snprintf(out, cap, "ipc");
+    } else if (sa.s_family == NNG_AF_INET6) {
+        snprintf(out, cap, "ipv6");
+    }
+}
+
+static void worker_send(worker *w, void *buf, size_t len)
+{
+    nng_msg *m = NULL;
+    if (buf == NULL || nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
+        /* Could not build a reply: drop it; the client's resend will retry. */
+        if (m != NULL) {
+            nng_msg_free(m);
+        }
+        free(buf);
+        w->state = W_RECV;
+        nng_ctx_recv(w->ctx, w->aio);
+        return;
+    }
+    free(buf);
+    w->state = W_SEND;
+    nng_aio_set_msg(w->aio, m);
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+static void worker_done(void *arg, void *reply, size_t len)
+{
+    worker_send(arg, reply, len);
+}
+
+static void worker_cb(void *arg)
+{
+    worker *w = arg;
+    int rv = nng_aio_result(w->aio);
+    switch (w->state) {
+    case W_RECV: {
+        if (rv != 0) {
+            if (rv == NNG_ECLOSED) {
+                return;
+            }
+            nng_ctx_recv(w->ctx, w->aio);
+            return;
+        }
+        nng_msg *msg = nng_aio_get_msg(w->aio);
+        char peer[64];
+        format_peer(msg, peer, sizeof(peer));
+        void *out = NULL;
+        size_t len = 0;
+        w->state = W_PARKED; /* until the reply exists */
+        int r = tm_rpc_server_handle(w->srv, nng_msg_body(msg), nng_msg_len(msg), peer, &out, &len,
+                                     worker_done, w);
+        nng_msg_free(msg);
+        if (r == TM_RPC_PENDING) {
+            return;
+        }
+        worker_send(w, r == TM_OK ? out : NULL, len);
+        break;
+    }
+    case W_SEND:
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(w->aio));
+            if (rv == NNG_ECLOSED) {
+                return;
+            }
+        }
+        w->state = W_RECV;
+        nng_ctx_recv(w->ctx, w->aio);
+        break;
+    default:
+        break;
+    }
+}
+
+int tm_rpc_server_start(tm_rpc_server *s, tm_err *err)
+{
+    int rv;
+    if (s->url == NULL) {
+        return tm_err_set(err, TM_ECONFIG, "rpc server: no listen URL");
+    }
+    for (size_t i = 0; i < s->n_services; i++) {
+        const ProtobufCServiceDescriptor *svc = s->services[i];
+        for (unsigned j = 0; j < svc->n_methods; j++) {
+            char full[TM_RPC_METHOD_MAX];
+            snprintf(full, sizeof(full), "%s.%s", svc->short_name, svc->methods[j].name);
+            if (find_method(s, full) == NULL) {
+                tm_warn("rpc",
+                        "method=%s msg=\"declared without a handler; answers "
+                        "UNIMPLEMENTED\"",
+                        full);
+            }
+        }
+    }
+    if ((rv = nng_rep0_open(&s->sock)) != 0) {
+        return tm_err_set(err, TM_EINTERNAL, "rpc: open REP socket: %s", nng_strerror(rv));
+    }
+    s->sock_open = 1;
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->opts.max_message_bytes);
+    if ((rv = nng_listener_create(&s->listener, s->sock, s->url)) != 0) {
+        return tm_err_set(err, TM_ECONFIG, "rpc listen %s: %s", s->url, nng_strerror(rv));
+    }
+    if (strncmp(s->url, "tls+", 4) == 0) {
+        int rc = tm_tls_listener_setup(s->listener, s->tls, err);
+        if (rc != TM_OK) {
+            return tm_err_prefix(err, "rpc listen %s", s->url);
+        }
+    }
+    if ((rv = nng_listener_start(s->listener, 0)) != 0) {
+        return tm_err_set(err, rv == NNG_EADDRINUSE ? TM_EBUSY : TM_EIO, "rpc listen %s: %s",
+                          s->url, nng_strerror(rv));
+    }
+    s->workers = calloc((size_t)s->opts.contexts, sizeof(*s->workers));
+    if (s->workers == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "rpc: out of memory");
+    }
+    for (int i = 0; i < s->opts.contexts; i++) {
+        worker *w = &s->workers[i];
+        w->srv = s;
+        if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0 ||
+            (rv = nng_ctx_open(&w->ctx, s->sock)) != 0) {
+            return tm_err_set(err, TM_EINTERNAL, "rpc: context %d: %s", i, nng_strerror(rv));
+        }
+        s->n_workers++;
+        w->state = W_RECV;
+        nng_ctx_recv(w->ctx, w->aio);
+    }
+    s->started = 1;
+    return TM_OK;
+}
+
+int tm_rpc_server_port(tm_rpc_server *s)
+{
+    int port = 0;
+    if (!s->started || nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port) != 0) {
+        return 0;
+    }
+    return port;
+}
+
+void tm_rpc_server_free(tm_rpc_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->sock_open) {
+        nng_close(s->sock);
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        nng_aio_stop(s->workers[i].aio);
+        nng_aio_free(s->workers[i].aio);
+        nng_ctx_close(s->workers[i].ctx);
+    }
+    free(s->workers);
+    if (s->fifo != NULL) {
+        for (size_t i = 0; i < s->fifo_cap; i++) {
+            if (s->fifo[i] != NULL) {
+                cache_unlink(s, s->fifo[i]);
+            }
+        }
+    }
+    free(s->fifo);
+    free(s->buckets);
+    free(s->tls);
+    free(s->url);
+    pthread_mutex_destroy(&s->cache_mu);
+    free(s);
+}

@@ -1,0 +1,222 @@
+/*
+ * coordinator.c - wires the coordinator together and runs its background
+ * loop: the liveness sweep (every ~quarter heartbeat, at most 1 s apart) and
+ * the batched flush of last-seen times to the catalog (every 5 s).
+ */
+#include "coordinator/coordinator.h"
+#include "coordinator/service_internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FLUSH_EVERY_MS 5000
+
+static const double rpc_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                     0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                     1,      2.5,     5,      10,    30,     60};
+
+static void observe_rpc(const char *method, int code, uint64_t latency_ns, void *arg)
+{
+    struct tm_coordinator *c = arg;
+    const char *m = method != NULL ? method : "invalid";
+    const char *v[2] = {m, tm_rpc_status_name(code)};
+    tm_metric_child *req = tm_metric_child_get(c->rpc_requests, v, 2);
+    if (req != NULL) {
+        tm_metric_inc(req, 1);
+    }
+    tm_metric_child *dur = tm_metric_child_get(c->rpc_duration, v, 1);
+    if (dur != NULL) {
+        tm_metric_observe(dur, (double)latency_ns / 1e9);
+    }
+}
+
+static void collect(tm_metrics_writer *w, void *arg)
+{
+    struct tm_coordinator *c = arg;
+    uint32_t counts[5];
+    char labels[128];
+    tm_registry_counts(c->registry, counts);
+    tm_metrics_write_family(w, "tidemark_agents", TM_METRIC_GAUGE, "Registered agents by state.");
+    for (int s = 1; s <= 4; s++) {
+        snprintf(labels, sizeof(labels), "state=\"%s\"", tm_agent_state_name(s));
+        tm_metrics_write_sample(w, "tidemark_agents", labels, counts[s]);
+    }
+    tm_catalog_stats st;
+    tm_err err;
+    if (tm_catalog_stats_get(c->catalog, &st, &err) == TM_OK) {
+        tm_metrics_write_family(w, "tidemark_catalog_size_bytes", TM_METRIC_GAUGE,
+                                "Size of the catalog database.");
+        tm_metrics_write_sample(w, "tidemark_catalog_size_bytes", NULL, (double)st.bytes);
+        tm_metrics_write_family(w, "tidemark_catalog_targets", TM_METRIC_GAUGE,
+                                "Database targets known to the catalog.");
+        tm_metrics_write_sample(w, "tidemark_catalog_targets", NULL, (double)st.targets);
+        tm_metrics_write_family(w, "tidemark_catalog_schema_version", TM_METRIC_GAUGE,
+                                "Schema version of the catalog.");
+        tm_metrics_write_sample(w, "tidemark_catalog_schema_version", NULL, st.schema_version);
+    }
+    tm_metrics_write_family(w, "tidemark_build_info", TM_METRIC_GAUGE,
+                            "Build information; the value is always 1.");
+    tm_metrics_write_sample(w, "tidemark_build_info", "version=\"" TIDEMARK_VERSION "\"", 1);
+    tm_metrics_write_family(w, "tidemark_coordinator_start_time_seconds", TM_METRIC_GAUGE,
+                            "Unix time the coordinator started.");
+    tm_metrics_write_sample(w, "tidemark_coordinator_start_time_seconds", NULL,
+                            (double)c->started_at);
+}
+
+static int health(void *arg, char *msg, size_t cap)
+{
+    struct tm_coordinator *c = arg;
+    tm_catalog_stats st;
+    tm_err err;
+    if (tm_catalog_stats_get(c->catalog, &st, &err) != TM_OK) {
+        snprintf(msg, cap, "catalog: %s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void *loop_main(void *arg)
+{
+    struct tm_coordinator *c = arg;
+    uint32_t step = c->conf->heartbeat_interval_ms / 4;
+    if (step > 1000) {
+        step = 1000;
+    }
+    if (step < 25) {
+        step = 25;
+    }
+    int64_t last_flush = tm_now_ms();
+    pthread_mutex_lock(&c->stop_mu);
+    while (!c->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)(step % 1000) * 1000000L;
+        ts.tv_sec += step / 1000 + ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&c->stop_cv, &c->stop_mu, &ts);
+        if (c->stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&c->stop_mu);
+        int64_t now = tm_now_ms();
+        tm_registry_sweep(c->registry, now);
+        if (now - last_flush >= FLUSH_EVERY_MS) {
+            tm_err err;
+            if (tm_registry_flush(c->registry, &err) != TM_OK) {
+                tm_error("coordinator", "event=flush_failed msg=\"%s\"", err.msg);
+            }
+            last_flush = now;
+        }
+        pthread_mutex_lock(&c->stop_mu);
+    }
+    pthread_mutex_unlock(&c->stop_mu);
+    return NULL;
+}
+
+int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm_err *err)
+{
+    struct tm_coordinator *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "coordinator: out of memory");
+    }
+    c->conf = conf;
+    c->started_at = tm_now_s();
+    pthread_mutex_init(&c->stop_mu, NULL);
+    pthread_cond_init(&c->stop_cv, NULL);
+    int rc;
+
+    if ((rc = tm_catalog_open(&c->catalog, conf->catalog_path, err)) != TM_OK) {
+        goto fail;
+    }
+    tm_registry_opts ro = {
+        .heartbeat_interval_ms = conf->heartbeat_interval_ms,
+        .stale_after_missed = conf->stale_after_missed,
+        .lost_after_missed = conf->lost_after_missed,
+    };
+    if ((rc = tm_registry_new(&c->registry, c->catalog, &ro, tm_now_ms(), err)) != TM_OK) {
+        goto fail;
+    }
+    if ((rc = tm_metrics_new(&c->metrics)) != TM_OK ||
+        (rc = tm_metrics_add(
+             c->metrics, &c->rpc_requests, TM_METRIC_COUNTER, "tidemark_rpc_requests_total",
+             "RPC calls answered, by method and code.", "method,code", NULL, 0)) != TM_OK ||
+        (rc = tm_metrics_add(c->metrics, &c->rpc_duration, TM_METRIC_HISTOGRAM,
+                             "tidemark_rpc_duration_seconds",
+                             "Time from receiving a call to its reply being ready.", "method",
+                             rpc_buckets, sizeof(rpc_buckets) / sizeof(rpc_buckets[0]))) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK) {
+        tm_err_set(err, rc, "coordinator: metrics setup failed");
+        goto fail;
+    }
+    tm_rpc_server_opts so = {
+        .url = conf->listen,
+        .tls = conf->tls_enabled ? &conf->tls : NULL,
+        .max_message_bytes = conf->rpc_max_message_bytes,
+        .contexts = (int)conf->rpc_contexts,
+        .auth = tm_coordinator_auth,
+        .auth_arg = c,
+        .observe = observe_rpc,
+        .observe_arg = c,
+    };
+    if ((rc = tm_rpc_server_new(&c->rpc, &so, err)) != TM_OK) {
+        goto fail;
+    }
+    if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK) {
+        tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
+        goto fail;
+    }
+    if ((rc = tm_rpc_server_start(c->rpc, err)) != TM_OK) {
+        goto fail;
+    }
+    if (conf->http_listen != NULL && conf->http_listen[0] != '\0') {
+        if ((rc = tm_http_new(&c->http, conf->http_listen, c->metrics, health, c, err)) != TM_OK) {
+            goto fail;
+        }
+    }
+    if (pthread_create(&c->loop, NULL, loop_main, c) != 0) {
+        rc = tm_err_set(err, TM_EINTERNAL, "coordinator: cannot start background loop");
+        goto fail;
+    }
+    c->loop_started = 1;
+    tm_info("coordinator", "event=started version=%s listen=%s http=%s catalog=%s agents=%zu",
+            TIDEMARK_VERSION, conf->listen, conf->http_listen ? conf->http_listen : "",
+            conf->catalog_path, tm_registry_size(c->registry));
+    *out = c;
+    return TM_OK;
+fail:
+    tm_coordinator_free(c);
+    return rc;
+}
+
+void tm_coordinator_free(tm_coordinator *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->loop_started) {
+        pthread_mutex_lock(&c->stop_mu);
+        c->stopping = 1;
+        pthread_cond_signal(&c->stop_cv);
+        pthread_mutex_unlock(&c->stop_mu);
+        pthread_join(c->loop, NULL);
+    }
+    tm_http_free(c->http);
+    tm_rpc_server_free(c->rpc);
+    if (c->registry != NULL) {
+        tm_err err;
+        if (tm_registry_flush(c->registry, &err) != TM_OK) {
+            tm_error("coordinator", "event=flush_failed msg=\"%s\"", err.msg);
+        }
+    }
+    tm_registry_free(c->registry);
+    tm_metrics_free(c->metrics);
+    tm_catalog_free(c->catalog);
+    pthread_cond_destroy(&c->stop_cv);
+    pthread_mutex_destroy(&c->stop_mu);
+    free(c);
+}

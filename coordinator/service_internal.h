@@ -1,0 +1,47 @@
+/*
+ * service_internal.h - what the RPC handler files share: the coordinator's
+ * state. Handlers live in service.c (agent-facing) and admin.c
+ * (operator-facing); each file registers its own methods.
+ */
+#ifndef TM_SERVICE_INTERNAL_H
+#define TM_SERVICE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/metrics.h"
+#include "common/rpc.h"
+#include "coordinator/catalog.h"
+#include "coordinator/http.h"
+#include "coordinator/registry.h"
+
+#include "tidemark.pb-c.h"
+
+struct tm_coordinator {
+    const tm_coordinator_conf *conf;
+    tm_catalog *catalog;
+    tm_registry *registry;
+    tm_rpc_server *rpc;
+    tm_metrics *metrics;
+    tm_http *http;
+    tm_metric *rpc_requests; /* tidemark_rpc_requests_total{method,code} */
+    tm_metric *rpc_duration; /* tidemark_rpc_duration_seconds{method} */
+    int64_t started_at;
+    pthread_t loop;
+    int loop_started;
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv;
+    int stopping;
+};
+
+int tm_service_register(struct tm_coordinator *c);
+int tm_admin_register(struct tm_coordinator *c);
+/* Authenticator for both services (agent secret / admin token). */
+int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__Credential *cred,
+                        void *arg);
+/* Fill an AgentInfo from a catalog record + live state, in the call's arena. */
+int tm_agent_info_fill(struct tm_coordinator *c, tm_rpc_call *call, const tm_agent_rec *rec,
+                       Tidemark__AgentInfo *out);
+
+#endif
