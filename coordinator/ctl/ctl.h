@@ -1,0 +1,46 @@
+/*
+ * ctl.h - what tidemarkctl's command files share: global options, the RPC
+ * client, output helpers (tables for humans, --json for scripts).
+ *
+ * Exit codes: 0 ok, 1 failure (including an error answer from the
+ * coordinator), 2 usage.
+ */
+#ifndef TM_CTL_H
+#define TM_CTL_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdio.h>
+
+#include "common/rpc.h"
+
+#define CTL_OK 0
+#define CTL_FAIL 1
+#define CTL_USAGE 2
+
+typedef struct ctl {
+    const char *url;
+    const char *token;
+    int json;
+    uint32_t timeout_ms;
+    tm_rpc_client *rpc;
+} ctl;
+
+/* Connect lazily; prints the error and returns CTL_FAIL on failure. */
+int ctl_connect(ctl *c);
+/* One admin call; prints "tidemarkctl: <error>" on failure. */
+int ctl_call(ctl *c, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp);
+
+/* JSON output: a tiny writer that escapes strings. */
+void json_str(FILE *f, const char *s);
+void json_time(FILE *f, int64_t unix_s);
+
+const char *ctl_state_name(int state);
+const char *ctl_kind_name(int kind);
+/* "5s ago", "3m ago", "2h ago", "never" */
+void ctl_ago(int64_t unix_s, char *out, size_t cap);
+
+int ctl_agents(ctl *c, int argc, char **argv);
+int ctl_status(ctl *c, int argc, char **argv);
+
+#endif
