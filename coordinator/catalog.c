@@ -496,7 +496,7 @@ static int configure(tm_catalog *c, tm_err *err)
         rc = sqlite3_step(s);
     }
     if (rc != SQLITE_ROW) {
-        int ret = sql_fail(c, err, rc, "set journal_mode=WAL");
+        int ret = sql_fail(c, err, rc, "open");
         sqlite3_finalize(s);
         return ret;
     }
