@@ -273,6 +273,15 @@ static void test_open_at_bad_version(void **state)
                      TM_EINVAL);
     assert_null(c);
     assert_int_equal(tm_catalog_open_at(&c, fx->path, -1, &err), TM_EINVAL);
+
+    /* Held at v1, a verb needing v2's table fails with context, not a crash. */
+    assert_int_equal(tm_catalog_open_at(&c, fx->path, 1, &err), 0);
+    tm_agent_event *ev = NULL;
+    size_t n = 0;
+    assert_int_not_equal(tm_catalog_agent_events(c, NULL, 0, &ev, &n, &err), 0);
+    assert_non_null(strstr(err.msg, fx->path));
+    assert_non_null(strstr(err.msg, "no such table: agent_events"));
+    tm_catalog_free(c);
 }
 
 static void test_put_get_list(void **state)
