@@ -64,13 +64,16 @@ typedef struct tm_catalog_stats {
 
 /* Open (creating if needed) and migrate to the latest schema. */
 int tm_catalog_open(tm_catalog **out, const char *path, tm_err *err);
-/* Open and migrate only up to `version` (tests of migrations). */
+/* Open and migrate only up to `version` (tests of migrations). A catalog already
+ * past `version` is left as it is; verbs that need a later table then fail. */
 int tm_catalog_open_at(tm_catalog **out, const char *path, int version, tm_err *err);
 void tm_catalog_free(tm_catalog *c);
 int tm_catalog_latest_version(void);
 
 /* Insert or replace an agent with its labels and targets, in one transaction.
- * TM_EEXIST (nothing written) if a target name belongs to another agent. */
+ * TM_EEXIST (nothing written) if a target name belongs to another agent.
+ * Logs an event when the agent is new ("registered", at registered_at) or its
+ * (approved, state) changed ("re-registered"). Times are unix seconds. */
 int tm_catalog_agent_put(tm_catalog *c, const tm_agent_rec *a, tm_err *err);
 /* TM_ENOENT if no such agent. Free with tm_agent_rec_free. */
 int tm_catalog_agent_get(tm_catalog *c, const char *id, tm_agent_rec **out, tm_err *err);
@@ -79,12 +82,14 @@ int tm_catalog_agent_list(tm_catalog *c, tm_agent_rec ***out, size_t *n, tm_err 
 /* Change state (and approval) and record an event; no-op event if unchanged. */
 int tm_catalog_agent_set_state(tm_catalog *c, const char *id, int approved, int state, int64_t at,
                                const char *reason, tm_err *err);
-/* Batched last-seen update: one transaction for n agents. */
+/* Batched last-seen update: one transaction for n agents. last_seen_at only
+ * moves forward; ids not in the catalog are skipped (not an error). */
 int tm_catalog_agent_touch(tm_catalog *c, const char *const *ids, const int64_t *last_seen,
                            size_t n, tm_err *err);
 /* Delete an agent, its targets and labels (events are kept). TM_ENOENT if none. */
 int tm_catalog_agent_delete(tm_catalog *c, const char *id, tm_err *err);
-/* Events, newest first; agent_id NULL = all. Free with tm_agent_events_free. */
+/* Events, newest first; agent_id NULL = all; limit 0 = no limit.
+ * Free with tm_agent_events_free. */
 int tm_catalog_agent_events(tm_catalog *c, const char *agent_id, size_t limit, tm_agent_event **out,
                             size_t *n, tm_err *err);
 int tm_catalog_stats_get(tm_catalog *c, tm_catalog_stats *out, tm_err *err);
