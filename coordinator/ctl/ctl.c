@@ -15,7 +15,7 @@ int ctl_connect(ctl *c)
         return CTL_OK;
     }
     tm_err err = {0};
-    tm_rpc_client_opts o = {.url = c->url};
+    tm_rpc_client_opts o = {.url = c->url, .tls = &c->tls};
     if (tm_rpc_client_new(&c->rpc, &o, &err) != TM_OK) {
         fprintf(stderr, "tidemarkctl: %s\n", err.msg);
         return CTL_FAIL;

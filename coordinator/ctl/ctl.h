@@ -22,6 +22,7 @@ typedef struct ctl {
     const char *token;
     int json;
     uint32_t timeout_ms;
+    tm_tls_conf tls; /* for tls+tcp:// coordinators */
     tm_rpc_client *rpc;
 } ctl;
 

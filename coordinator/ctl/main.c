@@ -33,6 +33,9 @@ static void usage(FILE *f)
                "  -c, --config FILE      read URL and admin token from a coordinator.yaml\n"
                "      --json             machine-readable output\n"
                "      --timeout MS       per-call timeout (default 10000)\n"
+               "      --tls-ca FILE      CA to pin for a tls+tcp:// coordinator\n"
+               "      --tls-cert FILE    client certificate (mutual TLS), with --tls-key FILE\n"
+               "      --tls-server-name NAME  name to verify (default: host of the URL)\n"
                "  -V, --version          print the version\n"
                "  -h, --help             this help; COMMAND --help for a command\n"
                "\n"
@@ -57,10 +60,18 @@ static char *dial_url(const char *listen)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},     {"token-file", required_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},  {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 'T'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"token-file", required_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"tls-ca", required_argument, NULL, 'A'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-server-name", required_argument, NULL, 'N'},
+        {NULL, 0, NULL, 0},
     };
     ctl c = {.timeout_ms = 10000};
     const char *token_file = NULL, *config = NULL;
@@ -82,6 +93,18 @@ int main(int argc, char **argv)
             break;
         case 'T':
             c.timeout_ms = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'A':
+            c.tls.ca_file = optarg;
+            break;
+        case 'C':
+            c.tls.cert_file = optarg;
+            break;
+        case 'K':
+            c.tls.key_file = optarg;
+            break;
+        case 'N':
+            c.tls.server_name = optarg;
             break;
         case 'V':
             printf("tidemarkctl %s\n", TIDEMARK_VERSION);

@@ -1,0 +1,236 @@
+"""Start real Tidemark processes on loopback for tests: a coordinator with its
+catalog in a temp dir, agents with their state dirs, and tidemarkctl.
+
+Everything binds 127.0.0.1 on free ports, lives under one temp dir, and is
+stopped (SIGTERM, then SIGKILL) when the Cluster context exits.
+"""
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+BUILD = os.environ.get("TM_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../../build"))
+SOURCE = os.environ.get("TM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../../.."))
+
+
+def binary(name):
+    for sub in ("coordinator", "agent", "coordinator/ctl", "tests"):
+        p = os.path.join(BUILD, sub, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(f"{name} not found under {BUILD}")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    def __init__(self, name, argv, env, log_path):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.p = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.p = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def kill9(self):
+        if self.alive():
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                return self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM")
+        return self.p.returncode if self.p else None
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class Cluster:
+    """A coordinator + agents + ctl under one temp dir."""
+
+    def __init__(self, heartbeat="200ms", stale=3, lost=10, auto_approve=True, tls=None,
+                 extra_coord_yaml=""):
+        self.dir = tempfile.mkdtemp(prefix="tm-it-")
+        self.port = free_port()
+        self.http_port = free_port()
+        self.url = f"{'tls+tcp' if tls else 'tcp'}://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_hex(16)
+        self.enroll_token = secrets.token_hex(16)
+        self.manual_token = secrets.token_hex(16)
+        self.tls = tls
+        self.procs = []
+        self.agents = {}
+        self.env = dict(os.environ, TIDEMARK_ADMIN_TOKEN=self.admin_token,
+                        TM_ENROLL=self.enroll_token, TM_ENROLL_MANUAL=self.manual_token)
+        self.coord_yaml = os.path.join(self.dir, "coordinator.yaml")
+        tls_yaml = ""
+        if tls:
+            tls_yaml = ("tls:\n"
+                        f"  cert_file: {tls['server_cert']}\n"
+                        f"  key_file: {tls['server_key']}\n"
+                        f"  ca_file: {tls['ca']}\n"
+                        f"  require_client_cert: true\n")
+        with open(self.coord_yaml, "w") as f:
+            f.write(f"""listen: {self.url}
+http:
+  listen: http://127.0.0.1:{self.http_port}
+catalog:
+  path: catalog.db
+admin_token: env:TIDEMARK_ADMIN_TOKEN
+enrollment:
+  - name: fleet
+    token: env:TM_ENROLL
+    auto_approve: {'true' if auto_approve else 'false'}
+  - name: manual
+    token: env:TM_ENROLL_MANUAL
+    auto_approve: false
+heartbeat:
+  interval: {heartbeat}
+  stale_after_missed: {stale}
+  lost_after_missed: {lost}
+log:
+  level: info
+{tls_yaml}{extra_coord_yaml}""")
+        self.coordinator = None
+
+    # -- coordinator --
+    def start_coordinator(self):
+        self.coordinator = Proc("coordinator", [binary("tidemark-coordinator"), "-c", self.coord_yaml],
+                                self.env, os.path.join(self.dir, "coordinator.log")).start()
+        self.procs.append(self.coordinator)
+        self.wait_http()
+        return self.coordinator
+
+    def wait_http(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.coordinator.alive():
+                raise AssertionError("coordinator exited:\n" + self.coordinator.output()[-3000:])
+            try:
+                if self.healthz()[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("coordinator /healthz not ready:\n" + self.coordinator.output()[-3000:])
+
+    def healthz(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    # -- agents --
+    def agent_yaml(self, name, token_env="TM_ENROLL", targets=None, extra=""):
+        adir = os.path.join(self.dir, "agents", name)
+        os.makedirs(adir, exist_ok=True)
+        targets = targets if targets is not None else [(f"{name}-pg", "postgres")]
+        tyaml = "".join(f"  - name: {t}\n    kind: {k}\n" for t, k in targets) or "  []\n"
+        tls_yaml = ""
+        if self.tls:
+            tls_yaml = (f"  tls:\n    ca_file: {self.tls['ca']}\n"
+                        + (f"    cert_file: {self.tls['client_cert']}\n    key_file: {self.tls['client_key']}\n"
+                           if self.tls.get("client_cert") else "")
+                        + "    server_name: localhost\n")
+        path = os.path.join(adir, "agent.yaml")
+        with open(path, "w") as f:
+            f.write(f"""coordinator:
+  url: {self.url}
+  enrollment_token: env:{token_env}
+  timeout: 2s
+  backoff_max: 1s
+{tls_yaml}state_dir: state
+hostname: {name}
+labels:
+  region: test
+  role: db
+targets:
+{tyaml}log:
+  level: info
+{extra}""")
+        return path
+
+    def start_agent(self, name, **kw):
+        path = self.agent_yaml(name, **kw)
+        p = Proc(f"agent {name}", [binary("tidemark-agent"), "-c", path], self.env,
+                 os.path.join(self.dir, "agents", name, "agent.log")).start()
+        self.procs.append(p)
+        self.agents[name] = p
+        return p
+
+    def identity(self, name):
+        path = os.path.join(self.dir, "agents", name, "state", "identity")
+        with open(path) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+
+    # -- ctl --
+    def ctl_tls_args(self):
+        if not self.tls:
+            return []
+        args = ["--tls-ca", self.tls["ca"], "--tls-server-name", "localhost"]
+        if self.tls.get("client_cert"):
+            args += ["--tls-cert", self.tls["client_cert"], "--tls-key", self.tls["client_key"]]
+        return args
+
+    def ctl(self, *args, env=None, check=True, timeout=30):
+        argv = [binary("tidemarkctl"), "--url", self.url, *self.ctl_tls_args(), *args]
+        r = subprocess.run(argv, env=env or self.env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"tidemarkctl {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl(*args, "--json").stdout)
+
+    def agents_by_host(self):
+        return {a["hostname"]: a for a in self.ctl_json("agents", "list")}
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop(timeout=5)
+            except AssertionError:
+                pass
+            if p.p is not None and p.p.poll() is None:
+                p.kill9()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        if exc[0] is not None:
+            # Leave the evidence in the test log.
+            for p in self.procs:
+                print(f"----- {p.name} log (tail) -----")
+                print(p.output()[-4000:])
+        return False
