@@ -506,13 +506,18 @@ int tm_ydoc_cyaml_error(const tm_ydoc *d, const char *log, tm_err *err)
         snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) ? n : sizeof(one) - 1), line);
         unsigned idx;
         char key[64];
-        if (sscanf(one, "  in mapping field: %63s", key) == 1) {
+        /* Upstream 1.3 writes "in mapping field: n"; Debian's 1.3.1 writes
+         * "in mapping field 'n' (line: 3, column: 6)". The sequence number
+         * is the count of entries started, so the index is one less. */
+        if (sscanf(one, "  in mapping field: %63s", key) == 1 ||
+            sscanf(one, "  in mapping field '%63[^']'", key) == 1) {
             if (nframes < 16) {
                 snprintf(frames[nframes++], sizeof(frames[0]), "%s", key);
             }
-        } else if (sscanf(one, "  in sequence entry: %u", &idx) == 1) {
+        } else if (sscanf(one, "  in sequence entry: %u", &idx) == 1 ||
+                   sscanf(one, "  in sequence entry '%u'", &idx) == 1) {
             if (nframes < 16) {
-                snprintf(frames[nframes++], sizeof(frames[0]), "[%u]", idx);
+                snprintf(frames[nframes++], sizeof(frames[0]), "[%u]", idx > 0 ? idx - 1 : 0);
             }
         } else if (msg[0] == '\0' && strncmp(one, "Load: ", 6) == 0 &&
                    strncmp(one, "Load: Backtrace", 15) != 0) {

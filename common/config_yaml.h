@@ -81,7 +81,7 @@ int tm_ydoc_err_at(const tm_ydoc *d, tm_err *err, tm_ypos pos, const char *path,
                    ...) __attribute__((format(printf, 5, 6)));
 
 /* Translate libcyaml's captured error log (its "Load: ..." line followed by
- * "  in mapping field: x" / "  in sequence entry: n" backtrace lines,
+ * "  in mapping field ..." / "  in sequence entry ..." backtrace lines,
  * innermost first) into one positioned error. */
 int tm_ydoc_cyaml_error(const tm_ydoc *d, const char *log, tm_err *err);
 
