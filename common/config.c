@@ -1,0 +1,1390 @@
+/*
+ * config.c - coordinator.yaml and agent.yaml: schemas, validation, secrets.
+ *
+ * Loading a file is four steps:
+ *   1. libyaml parses the bytes into a tree (config_yaml.c) and the tree is
+ *      walked against the cyaml schema: structural errors (unknown key, wrong
+ *      kind, missing key, bad number) are reported here with line:column.
+ *   2. libcyaml loads the same bytes into a "raw" struct that mirrors the
+ *      YAML one to one (strings stay strings: "10s", "4MiB").
+ *   3. A validation pass, one function per top-level section, turns the raw
+ *      struct into the public tm_*_conf: defaults, ranges, units, URLs,
+ *      cross-field rules, paths made absolute, secrets resolved. Positions
+ *      come from the key-path map built in step 1.
+ *   4. The raw struct and the tree are freed.
+ *
+ * Adding a section (repositories:, policies:, ...) is: a raw struct and a
+ * cyaml field table, one line in the top-level field table, one validator
+ * function, one line in the *_sections[] table.
+ */
+#include "common/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cyaml/cyaml.h>
+
+#include "common/config_yaml.h"
+#include "common/util.h"
+
+/* Secrets are tokens, not documents. */
+#define SECRET_MAX_BYTES (64 * 1024)
+
+/* ============================================================ raw structs */
+
+/* These mirror the YAML exactly; libcyaml fills them. Optional mappings are
+ * embedded (zeroed when absent); presence of a scalar is asked of the key
+ * map (tm_ydoc_find), not inferred from a zero. */
+
+struct raw_tls {
+    char *cert_file;
+    char *key_file;
+    char *ca_file;
+    char *server_name;
+    bool require_client_cert;
+};
+
+struct raw_log {
+    char *level;
+};
+
+struct raw_http {
+    char *listen;
+};
+
+struct raw_catalog {
+    char *path;
+};
+
+struct raw_enrollment {
+    char *name;
+    char *token;
+    char *token_file;
+    bool auto_approve;
+    char *expires;
+};
+
+struct raw_heartbeat {
+    char *interval;
+    int64_t stale_after_missed;
+    int64_t lost_after_missed;
+};
+
+struct raw_rpc {
+    char *max_message_size;
+    int64_t contexts;
+};
+
+struct raw_coordinator {
+    char *listen;
+    struct raw_http http;
+    struct raw_catalog catalog;
+    char *admin_token;
+    char *admin_token_file;
+    struct raw_enrollment *enrollment;
+    uint32_t enrollment_count;
+    struct raw_heartbeat heartbeat;
+    struct raw_rpc rpc;
+    struct raw_tls tls;
+    struct raw_log log;
+};
+
+struct raw_agent_coordinator {
+    char *url;
+    char *enrollment_token;
+    char *enrollment_token_file;
+    char *timeout;
+    char *backoff_max;
+    struct raw_tls tls;
+};
+
+struct raw_target {
+    char *name;
+    char *kind;
+    char *engine_version;
+};
+
+struct raw_agent {
+    struct raw_agent_coordinator coordinator;
+    char *state_dir;
+    char *hostname;
+    struct raw_target *targets;
+    uint32_t targets_count;
+    struct raw_log log;
+};
+
+/* ================================================================ schemas */
+
+#define OPT CYAML_FLAG_OPTIONAL
+#define REQ CYAML_FLAG_DEFAULT
+#define STR(key, flags, st, m) CYAML_FIELD_STRING_PTR(key, flags, st, m, 0, CYAML_UNLIMITED)
+
+static const cyaml_schema_field_t log_fields[] = {
+    STR("level", OPT, struct raw_log, level),
+    CYAML_FIELD_END,
+};
+
+/* Server side TLS (coordinator). */
+static const cyaml_schema_field_t server_tls_fields[] = {
+    STR("cert_file", OPT, struct raw_tls, cert_file),
+    STR("key_file", OPT, struct raw_tls, key_file),
+    STR("ca_file", OPT, struct raw_tls, ca_file),
+    CYAML_FIELD_BOOL("require_client_cert", OPT, struct raw_tls, require_client_cert),
+    CYAML_FIELD_END,
+};
+
+/* Client side TLS (agent). */
+static const cyaml_schema_field_t client_tls_fields[] = {
+    STR("ca_file", OPT, struct raw_tls, ca_file),
+    STR("cert_file", OPT, struct raw_tls, cert_file),
+    STR("key_file", OPT, struct raw_tls, key_file),
+    STR("server_name", OPT, struct raw_tls, server_name),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t http_fields[] = {
+    STR("listen", OPT, struct raw_http, listen),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t catalog_fields[] = {
+    STR("path", OPT, struct raw_catalog, path),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t enrollment_fields[] = {
+    STR("name", REQ, struct raw_enrollment, name),
+    STR("token", OPT, struct raw_enrollment, token),
+    STR("token_file", OPT, struct raw_enrollment, token_file),
+    CYAML_FIELD_BOOL("auto_approve", OPT, struct raw_enrollment, auto_approve),
+    STR("expires", OPT, struct raw_enrollment, expires),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t enrollment_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_enrollment, enrollment_fields),
+};
+
+static const cyaml_schema_field_t heartbeat_fields[] = {
+    STR("interval", OPT, struct raw_heartbeat, interval),
+    CYAML_FIELD_INT("stale_after_missed", OPT, struct raw_heartbeat, stale_after_missed),
+    CYAML_FIELD_INT("lost_after_missed", OPT, struct raw_heartbeat, lost_after_missed),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t rpc_fields[] = {
+    STR("max_message_size", OPT, struct raw_rpc, max_message_size),
+    CYAML_FIELD_INT("contexts", OPT, struct raw_rpc, contexts),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t coordinator_fields[] = {
+    STR("listen", OPT, struct raw_coordinator, listen),
+    CYAML_FIELD_MAPPING("http", OPT, struct raw_coordinator, http, http_fields),
+    CYAML_FIELD_MAPPING("catalog", OPT, struct raw_coordinator, catalog, catalog_fields),
+    STR("admin_token", OPT, struct raw_coordinator, admin_token),
+    STR("admin_token_file", OPT, struct raw_coordinator, admin_token_file),
+    CYAML_FIELD_SEQUENCE("enrollment", REQ | CYAML_FLAG_POINTER, struct raw_coordinator, enrollment,
+                         &enrollment_entry, 1, CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING("heartbeat", OPT, struct raw_coordinator, heartbeat, heartbeat_fields),
+    CYAML_FIELD_MAPPING("rpc", OPT, struct raw_coordinator, rpc, rpc_fields),
+    CYAML_FIELD_MAPPING("tls", OPT, struct raw_coordinator, tls, server_tls_fields),
+    CYAML_FIELD_MAPPING("log", OPT, struct raw_coordinator, log, log_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t coordinator_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct raw_coordinator, coordinator_fields),
+};
+
+static const cyaml_schema_field_t agent_coordinator_fields[] = {
+    STR("url", REQ, struct raw_agent_coordinator, url),
+    STR("enrollment_token", OPT, struct raw_agent_coordinator, enrollment_token),
+    STR("enrollment_token_file", OPT, struct raw_agent_coordinator, enrollment_token_file),
+    STR("timeout", OPT, struct raw_agent_coordinator, timeout),
+    STR("backoff_max", OPT, struct raw_agent_coordinator, backoff_max),
+    CYAML_FIELD_MAPPING("tls", OPT, struct raw_agent_coordinator, tls, client_tls_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t target_fields[] = {
+    STR("name", REQ, struct raw_target, name),
+    STR("kind", REQ, struct raw_target, kind),
+    STR("engine_version", OPT, struct raw_target, engine_version),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t target_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_target, target_fields),
+};
+
+static const cyaml_schema_field_t agent_fields[] = {
+    CYAML_FIELD_MAPPING("coordinator", REQ, struct raw_agent, coordinator,
+                        agent_coordinator_fields),
+    STR("state_dir", OPT, struct raw_agent, state_dir),
+    STR("hostname", OPT, struct raw_agent, hostname),
+    /* Arbitrary keys: libcyaml cannot name them, so config_yaml's tree is
+     * read directly (agent_labels). */
+    CYAML_FIELD_IGNORE("labels", OPT),
+    CYAML_FIELD_SEQUENCE("targets", OPT | CYAML_FLAG_POINTER, struct raw_agent, targets,
+                         &target_entry, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING("log", OPT, struct raw_agent, log, log_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t agent_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct raw_agent, agent_fields),
+};
+
+/* What a missing required key should hold, for the error message. */
+static const char *missing_hint(const char *path)
+{
+    static const struct {
+        const char *suffix;
+        const char *hint;
+    } hints[] = {
+        {"coordinator", "a mapping with at least url: and enrollment_token:"},
+        {"coordinator.url", "the coordinator's RPC URL, e.g. tcp://coordinator.example:7800"},
+        {"enrollment", "a list of enrollment tokens (name:, token: env:NAME)"},
+        {".name", "a name of [A-Za-z0-9._-], 1 to 64 characters"},
+        {".kind", "one of postgres, redis, sqlite, turso"},
+    };
+    size_t pl = strlen(path);
+    for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+        size_t sl = strlen(hints[i].suffix);
+        if (hints[i].suffix[0] == '.' ? (pl >= sl && strcmp(path + pl - sl, hints[i].suffix) == 0)
+                                      : strcmp(path, hints[i].suffix) == 0) {
+            return hints[i].hint;
+        }
+    }
+    return NULL;
+}
+
+/* ======================================================= libcyaml glue */
+
+/* libcyaml's error log, kept instead of printed: it tells which key failed
+ * in the rare case the schema walk let something through. */
+typedef struct cy_log_buf {
+    char text[2048];
+    size_t len;
+} cy_log_buf;
+
+static void cy_log(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+    cy_log_buf *b = ctx;
+    if (b == NULL || level < CYAML_LOG_ERROR || b->len >= sizeof(b->text) - 1) {
+        return;
+    }
+    int n = vsnprintf(b->text + b->len, sizeof(b->text) - b->len, fmt, args);
+    if (n > 0) {
+        b->len += (size_t)n;
+        if (b->len >= sizeof(b->text)) {
+            b->len = sizeof(b->text) - 1;
+        }
+    }
+}
+
+static cyaml_config_t cy_config(cy_log_buf *log)
+{
+    cyaml_config_t cfg = {
+        .log_fn = cy_log,
+        .log_ctx = log,
+        .mem_fn = cyaml_mem,
+        .log_level = CYAML_LOG_ERROR,
+        /* Aliases are refused earlier too; this is the belt to those braces. */
+        .flags = CYAML_CFG_NO_ALIAS,
+    };
+    return cfg;
+}
+
+/* Steps 1 and 2: tree + structural check, then libcyaml into *raw. */
+static int load_raw(tm_ydoc *doc, const char *name, const char *buf, size_t len,
+                    const cyaml_schema_value_t *schema, void **raw, tm_err *err)
+{
+    *raw = NULL;
+    int rc = tm_ydoc_load(doc, name, buf, len, err);
+    if (rc != 0) {
+        return rc;
+    }
+    doc->hint = missing_hint;
+    rc = tm_ydoc_check(doc, schema, err);
+    if (rc != 0) {
+        return rc;
+    }
+    cy_log_buf log = {.len = 0};
+    log.text[0] = '\0';
+    cyaml_config_t cfg = cy_config(&log);
+    cyaml_err_t ce =
+        cyaml_load_data((const uint8_t *)buf, len, &cfg, schema, (cyaml_data_t **)raw, NULL);
+    if (ce == CYAML_ERR_OOM) {
+        *raw = NULL;
+        return tm_err_set(err, TM_ENOMEM, "%s: out of memory", name);
+    }
+    if (ce != CYAML_OK) {
+        *raw = NULL;
+        return tm_ydoc_cyaml_error(doc, log.text, err);
+    }
+    return 0;
+}
+
+static void free_raw(const cyaml_schema_value_t *schema, void *raw)
+{
+    if (raw != NULL) {
+        cy_log_buf log = {.len = 0};
+        cyaml_config_t cfg = cy_config(&log);
+        cyaml_free(&cfg, schema, raw, 0);
+    }
+}
+
+/* ===================================================== validation helpers */
+
+typedef struct vctx {
+    tm_ydoc *doc;
+    char *dir; /* absolute (when possible) directory of the config file */
+    tm_err *err;
+} vctx;
+
+static bool has(const vctx *v, const char *path)
+{
+    return tm_ydoc_find(v->doc, path) != NULL;
+}
+
+static int oom(vctx *v)
+{
+    return tm_err_set(v->err, TM_ENOMEM, "%s: out of memory", v->doc->file);
+}
+
+static int dup_str(vctx *v, const char *s, char **out)
+{
+    *out = strdup(s);
+    return *out == NULL ? oom(v) : 0;
+}
+
+/* "a/b/c.yaml" -> "<cwd>/a/b"; "c.yaml" -> "<cwd>". Absolute so a daemon
+ * that later changes directory still finds its files. */
+static char *config_dir(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    char rel[PATH_MAX];
+    if (slash == NULL) {
+        snprintf(rel, sizeof(rel), ".");
+    } else if (slash == name) {
+        snprintf(rel, sizeof(rel), "/");
+    } else {
+        snprintf(rel, sizeof(rel), "%.*s", (int)(slash - name), name);
+    }
+    if (rel[0] == '/') {
+        return strdup(rel);
+    }
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        return strdup(rel);
+    }
+    char *out = NULL;
+    if (strcmp(rel, ".") == 0) {
+        return strdup(cwd);
+    }
+    if (asprintf(&out, "%s/%s", cwd, rel) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
+/* Resolve p against the config's directory. */
+static int v_path(vctx *v, const char *path, const char *p, char **out)
+{
+    *out = NULL;
+    if (p[0] == '\0') {
+        return tm_ydoc_err(v->doc, v->err, path, "empty path, expected a file or directory path");
+    }
+    if (p[0] == '/') {
+        return dup_str(v, p, out);
+    }
+    const char *sep = (v->dir[0] != '\0' && v->dir[strlen(v->dir) - 1] == '/') ? "" : "/";
+    if (asprintf(out, "%s%s%s", v->dir, sep, p) < 0) {
+        *out = NULL;
+        return oom(v);
+    }
+    return 0;
+}
+
+/* Integer with default and inclusive range. */
+static int v_int(vctx *v, const char *path, int64_t val, int64_t def, int64_t min, int64_t max,
+                 uint32_t *out)
+{
+    if (!has(v, path)) {
+        val = def;
+    } else if (val < min || val > max) {
+        return tm_ydoc_err(v->doc, v->err, path,
+                           "%" PRId64 " is out of range, expected %" PRId64 " .. %" PRId64, val,
+                           min, max);
+    }
+    *out = (uint32_t)val;
+    return 0;
+}
+
+/* "<digits><unit>" with units from the table; returns false if malformed. */
+typedef struct unit {
+    const char *name;
+    uint64_t mult;
+} unit;
+
+static bool parse_units(const char *s, const unit *units, size_t nunits, uint64_t *out)
+{
+    uint64_t n = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (i >= 12) { /* no config value needs more; keeps the math in range */
+            return false;
+        }
+        n = n * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0) {
+        return false;
+    }
+    for (size_t u = 0; u < nunits; u++) {
+        if (strcmp(s + i, units[u].name) == 0) {
+            *out = n * units[u].mult;
+            return true;
+        }
+    }
+    return false;
+}
+
+static const unit duration_units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+static const unit size_units[] = {
+    {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024}, {"GiB", 1024ull * 1024 * 1024}};
+
+/* Human form of a bound, in the largest unit that divides it. */
+static void fmt_units(uint64_t v, const unit *units, size_t nunits, char *out, size_t cap)
+{
+    size_t best = 0;
+    for (size_t u = 0; u < nunits; u++) {
+        if (units[u].mult <= v && v % units[u].mult == 0 && units[u].mult >= units[best].mult) {
+            best = u;
+        }
+    }
+    snprintf(out, cap, "%" PRIu64 "%s", v / units[best].mult, units[best].name);
+}
+
+static int v_units(vctx *v, const char *path, const char *s, const char *def, uint64_t min,
+                   uint64_t max, const unit *units, size_t nunits, const char *examples,
+                   uint32_t *out)
+{
+    if (s == NULL || !has(v, path)) {
+        s = def;
+    }
+    uint64_t val;
+    if (!parse_units(s, units, nunits, &val)) {
+        return tm_ydoc_err(v->doc, v->err, path, "'%.40s' is not valid, expected %s", s, examples);
+    }
+    if (val < min || val > max) {
+        char lo[32], hi[32];
+        fmt_units(min, units, nunits, lo, sizeof(lo));
+        fmt_units(max, units, nunits, hi, sizeof(hi));
+        return tm_ydoc_err(v->doc, v->err, path, "%s is out of range, expected %s .. %s", s, lo,
+                           hi);
+    }
+    *out = (uint32_t)val;
+    return 0;
+}
+
+static int v_duration(vctx *v, const char *path, const char *s, const char *def, uint64_t min_ms,
+                      uint64_t max_ms, uint32_t *out)
+{
+    return v_units(v, path, s, def, min_ms, max_ms, duration_units, 4,
+                   "a duration such as 500ms, 10s, 5m or 1h", out);
+}
+
+static int v_size(vctx *v, const char *path, const char *s, const char *def, uint64_t min,
+                  uint64_t max, uint32_t *out)
+{
+    return v_units(v, path, s, def, min, max, size_units, 5, "a size such as 4096, 64KiB or 4MiB",
+                   out);
+}
+
+enum { URL_TCP = 1, URL_IPC = 2, URL_TLS = 4, URL_HTTP = 8 };
+
+/* nng URLs we accept. For host:port schemes the port must be numeric; a
+ * listener may use port 0 (kernel picks, handy in tests) and an empty or
+ * "*" host (all interfaces), a dialer may not. */
+static int v_url(vctx *v, const char *path, const char *url, unsigned allowed, bool listen)
+{
+    static const struct {
+        const char *prefix;
+        unsigned kind;
+    } schemes[] = {
+        {"tcp://", URL_TCP}, {"tls+tcp://", URL_TLS}, {"ipc://", URL_IPC}, {"http://", URL_HTTP}};
+    char expected[96] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < 4; i++) {
+        if (allowed & schemes[i].kind) {
+            off += (size_t)snprintf(expected + off, sizeof(expected) - off, "%s%s",
+                                    off ? " or " : "", schemes[i].prefix);
+        }
+    }
+    size_t i = 0;
+    for (; i < 4; i++) {
+        if ((allowed & schemes[i].kind) &&
+            strncmp(url, schemes[i].prefix, strlen(schemes[i].prefix)) == 0) {
+            break;
+        }
+    }
+    if (i == 4) {
+        return tm_ydoc_err(v->doc, v->err, path, "unsupported URL '%.80s', expected %s", url,
+                           expected);
+    }
+    const char *rest = url + strlen(schemes[i].prefix);
+    for (const char *p = rest; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            return tm_ydoc_err(v->doc, v->err, path,
+                               "URL contains whitespace or control characters");
+        }
+    }
+    if (schemes[i].kind == URL_IPC) {
+        if (rest[0] == '\0') {
+            return tm_ydoc_err(v->doc, v->err, path, "expected a socket path after ipc://");
+        }
+        return 0;
+    }
+    const char *colon = strrchr(rest, ':');
+    const char *bracket = strrchr(rest, ']');
+    if (colon == NULL || (bracket != NULL && colon < bracket)) {
+        return tm_ydoc_err(v->doc, v->err, path, "'%.80s' has no port, expected %shost:port", url,
+                           schemes[i].prefix);
+    }
+    size_t hostlen = (size_t)(colon - rest);
+    const char *port = colon + 1;
+    long pn = 0;
+    size_t pl = strlen(port);
+    bool ok = pl >= 1 && pl <= 5;
+    for (size_t k = 0; ok && k < pl; k++) {
+        ok = port[k] >= '0' && port[k] <= '9';
+        pn = pn * 10 + (port[k] - '0');
+    }
+    if (!ok || pn > 65535 || (pn == 0 && !listen)) {
+        return tm_ydoc_err(v->doc, v->err, path, "bad port in '%.80s', expected %s .. 65535", url,
+                           listen ? "0" : "1");
+    }
+    if (!listen && (hostlen == 0 || (hostlen == 1 && rest[0] == '*'))) {
+        return tm_ydoc_err(v->doc, v->err, path, "'%.80s' has no host, expected %shost:port", url,
+                           schemes[i].prefix);
+    }
+    return 0;
+}
+
+static int v_log_level(vctx *v, const char *path, const char *s, tm_log_level *out)
+{
+    *out = TM_LOG_INFO;
+    if (s == NULL || !has(v, path)) {
+        return 0;
+    }
+    if (tm_log_parse_level(s, out) != 0) {
+        return tm_ydoc_err(v->doc, v->err, path,
+                           "'%.40s' is not a level, expected debug, info, "
+                           "warn or error",
+                           s);
+    }
+    return 0;
+}
+
+/* [A-Za-z0-9._-]{1,64}: names end up in paths, metrics labels, catalogs. */
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int v_name(vctx *v, const char *path, const char *s)
+{
+    if (!valid_name(s)) {
+        return tm_ydoc_err(v->doc, v->err, path,
+                           "'%.80s' is not a valid name, expected 1 to 64 of [A-Za-z0-9._-]", s);
+    }
+    return 0;
+}
+
+/* A secret key `key` under `base`: exactly one of `key: env:NAME` and
+ * `key_file: path`. The value is never echoed: a user who typed the token
+ * inline should not then find it in a log. */
+static int v_secret(vctx *v, const char *base, const char *key, const char *ref, const char *file,
+                    char **out)
+{
+    char kp[160], fp[170];
+    snprintf(kp, sizeof(kp), "%s%s%s", base, base[0] ? "." : "", key);
+    snprintf(fp, sizeof(fp), "%s_file", kp);
+    *out = NULL;
+    if (ref != NULL && file != NULL) {
+        return tm_ydoc_err_key(v->doc, v->err, fp,
+                               "both %s and %s_file are set, expected exactly one", key, key);
+    }
+    if (ref == NULL && file == NULL) {
+        return tm_ydoc_err(v->doc, v->err, kp,
+                           "required secret is missing, expected %s: env:NAME or %s_file: /path",
+                           key, key);
+    }
+    int rc;
+    char msg[TM_ERR_MSG_MAX];
+    if (ref != NULL) {
+        if (strncmp(ref, "env:", 4) != 0) {
+            return tm_ydoc_err(v->doc, v->err, kp,
+                               "inline secrets are not allowed, expected %s: env:NAME or "
+                               "%s_file: /path",
+                               key, key);
+        }
+        rc = tm_secret_resolve(ref, NULL, out, v->err);
+        if (rc != 0) {
+            snprintf(msg, sizeof(msg), "%s", v->err->msg);
+            return rc == TM_ENOMEM ? rc : tm_ydoc_err(v->doc, v->err, kp, "%s", msg);
+        }
+        return 0;
+    }
+    char *full = NULL;
+    rc = v_path(v, fp, file, &full);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = tm_secret_resolve(NULL, full, out, v->err);
+    free(full);
+    if (rc != 0) {
+        snprintf(msg, sizeof(msg), "%s", v->err->msg);
+        return rc == TM_ENOMEM ? rc : tm_ydoc_err(v->doc, v->err, fp, "%s", msg);
+    }
+    return 0;
+}
+
+/* Strict RFC 3339 in UTC: "2027-01-01T00:00:00Z". */
+static bool parse_rfc3339_utc(const char *s, int64_t *out)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    if (strlen(s) != sizeof(shape) - 1) {
+        return false;
+    }
+    for (size_t i = 0; shape[i]; i++) {
+        if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i]) {
+            return false;
+        }
+    }
+    struct tm tm = {0};
+    tm.tm_year = atoi(s) - 1900;
+    tm.tm_mon = atoi(s + 5) - 1;
+    tm.tm_mday = atoi(s + 8);
+    tm.tm_hour = atoi(s + 11);
+    tm.tm_min = atoi(s + 14);
+    tm.tm_sec = atoi(s + 17);
+    if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 59 || tm.tm_year < 70) {
+        return false;
+    }
+    struct tm check = tm;
+    time_t t = timegm(&check);
+    /* timegm normalises Feb 30 to Mar 2: a changed day means it was invalid. */
+    if (t == (time_t)-1 || check.tm_mday != tm.tm_mday || check.tm_mon != tm.tm_mon) {
+        return false;
+    }
+    *out = (int64_t)t;
+    return true;
+}
+
+/* cert_file and key_file come as a pair; paths resolved. */
+static int v_tls_files(vctx *v, const char *base, const struct raw_tls *r, tm_tls_conf *t)
+{
+    char p[128];
+    struct {
+        const char *key;
+        const char *val;
+        char **out;
+    } files[] = {
+        {"cert_file", r->cert_file, &t->cert_file},
+        {"key_file", r->key_file, &t->key_file},
+        {"ca_file", r->ca_file, &t->ca_file},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i].val != NULL) {
+            snprintf(p, sizeof(p), "%s.%s", base, files[i].key);
+            int rc = v_path(v, p, files[i].val, files[i].out);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    if ((r->cert_file != NULL) != (r->key_file != NULL)) {
+        const char *set = r->cert_file ? "cert_file" : "key_file";
+        const char *unset = r->cert_file ? "key_file" : "cert_file";
+        snprintf(p, sizeof(p), "%s.%s", base, set);
+        return tm_ydoc_err_key(v->doc, v->err, p, "%s is set without %s, expected both", set,
+                               unset);
+    }
+    return 0;
+}
+
+/* ===================================================== coordinator.yaml */
+
+typedef int (*coord_section)(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c);
+
+static int coord_listen(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    const char *url = r->listen != NULL ? r->listen : "tcp://127.0.0.1:7800";
+    int rc = v_url(v, "listen", url, URL_TCP | URL_TLS | URL_IPC, true);
+    return rc != 0 ? rc : dup_str(v, url, &c->listen);
+}
+
+static int coord_http(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    const char *url = r->http.listen != NULL ? r->http.listen : "http://127.0.0.1:9187";
+    if (url[0] != '\0') {
+        int rc = v_url(v, "http.listen", url, URL_HTTP, true);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return dup_str(v, url, &c->http_listen);
+}
+
+static int coord_catalog(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    return v_path(v, "catalog.path", r->catalog.path ? r->catalog.path : "catalog.db",
+                  &c->catalog_path);
+}
+
+static int coord_admin_token(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    return v_secret(v, "", "admin_token", r->admin_token, r->admin_token_file, &c->admin_token);
+}
+
+static int coord_enrollment(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    c->enrollments = calloc(r->enrollment_count, sizeof(*c->enrollments));
+    if (c->enrollments == NULL) {
+        return oom(v);
+    }
+    for (uint32_t i = 0; i < r->enrollment_count; i++) {
+        const struct raw_enrollment *re = &r->enrollment[i];
+        tm_enrollment_conf *e = &c->enrollments[i];
+        c->n_enrollments = i + 1; /* so free() sees what was filled */
+        char base[48], p[96];
+        snprintf(base, sizeof(base), "enrollment[%" PRIu32 "]", i);
+        snprintf(p, sizeof(p), "%s.name", base);
+        int rc = v_name(v, p, re->name);
+        for (uint32_t j = 0; rc == 0 && j < i; j++) {
+            if (strcmp(r->enrollment[j].name, re->name) == 0) {
+                rc = tm_ydoc_err(v->doc, v->err, p,
+                                 "duplicate enrollment name '%s', names must be unique", re->name);
+            }
+        }
+        if (rc == 0) {
+            rc = dup_str(v, re->name, &e->name);
+        }
+        if (rc == 0) {
+            rc = v_secret(v, base, "token", re->token, re->token_file, &e->token);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        e->auto_approve = re->auto_approve;
+        if (re->expires != NULL) {
+            snprintf(p, sizeof(p), "%s.expires", base);
+            if (!parse_rfc3339_utc(re->expires, &e->expires_at)) {
+                return tm_ydoc_err(v->doc, v->err, p,
+                                   "'%.40s' is not a UTC time, expected RFC 3339 like "
+                                   "2027-01-01T00:00:00Z",
+                                   re->expires);
+            }
+        }
+    }
+    return 0;
+}
+
+static int coord_heartbeat(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    const struct raw_heartbeat *h = &r->heartbeat;
+    int rc = v_duration(v, "heartbeat.interval", h->interval, "10s", 100, 3600000,
+                        &c->heartbeat_interval_ms);
+    if (rc == 0) {
+        rc = v_int(v, "heartbeat.stale_after_missed", h->stale_after_missed, 3, 1, 1000,
+                   &c->stale_after_missed);
+    }
+    if (rc == 0) {
+        rc = v_int(v, "heartbeat.lost_after_missed", h->lost_after_missed, 10, 2, 100000,
+                   &c->lost_after_missed);
+    }
+    if (rc == 0 && c->lost_after_missed <= c->stale_after_missed) {
+        /* Point at whichever of the two the user actually wrote. */
+        const char *at = has(v, "heartbeat.lost_after_missed") ? "heartbeat.lost_after_missed"
+                                                               : "heartbeat.stale_after_missed";
+        rc = tm_ydoc_err(v->doc, v->err, at,
+                         "lost_after_missed (%" PRIu32 ") must be greater than "
+                         "stale_after_missed (%" PRIu32 ")",
+                         c->lost_after_missed, c->stale_after_missed);
+    }
+    return rc;
+}
+
+static int coord_rpc(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    int rc = v_size(v, "rpc.max_message_size", r->rpc.max_message_size, "4MiB", 4096,
+                    256u * 1024 * 1024, &c->rpc_max_message_bytes);
+    if (rc == 0) {
+        rc = v_int(v, "rpc.contexts", r->rpc.contexts, 64, 1, 4096, &c->rpc_contexts);
+    }
+    return rc;
+}
+
+static int coord_tls(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    int rc = v_tls_files(v, "tls", &r->tls, &c->tls);
+    if (rc != 0) {
+        return rc;
+    }
+    c->tls.require_client_cert = r->tls.require_client_cert;
+    c->tls_enabled = c->tls.cert_file != NULL;
+    bool tls_url = strncmp(c->listen, "tls+tcp://", 10) == 0;
+    if (tls_url && !c->tls_enabled) {
+        return tm_ydoc_err(v->doc, v->err, "listen",
+                           "tls+tcp:// needs a certificate, expected tls.cert_file and "
+                           "tls.key_file");
+    }
+    if (!tls_url && c->tls_enabled) {
+        /* listen may be the default: then the line to fix is the cert. */
+        return tm_ydoc_err(v->doc, v->err, has(v, "listen") ? "listen" : "tls.cert_file",
+                           "tls.cert_file is set but listen is not tls+tcp://, expected a "
+                           "tls+tcp:// URL");
+    }
+    if (c->tls.require_client_cert && c->tls.ca_file == NULL) {
+        return tm_ydoc_err(v->doc, v->err, "tls.require_client_cert",
+                           "client certificates need a CA to check them against, expected "
+                           "tls.ca_file");
+    }
+    return 0;
+}
+
+static int coord_log(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    return v_log_level(v, "log.level", r->log.level, &c->log_level);
+}
+
+/* Order matters where a rule reads an earlier result (tls reads listen). */
+static const coord_section coord_sections[] = {
+    coord_listen,    coord_http, coord_catalog, coord_admin_token, coord_enrollment,
+    coord_heartbeat, coord_rpc,  coord_tls,     coord_log,
+};
+
+/* =========================================================== agent.yaml */
+
+typedef int (*agent_section)(vctx *v, const struct raw_agent *r, tm_agent_conf *c);
+
+static int agent_coordinator(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    const struct raw_agent_coordinator *rc_ = &r->coordinator;
+    int rc = v_url(v, "coordinator.url", rc_->url, URL_TCP | URL_TLS | URL_IPC, false);
+    if (rc == 0) {
+        rc = dup_str(v, rc_->url, &c->coordinator_url);
+    }
+    if (rc == 0) {
+        rc = v_secret(v, "coordinator", "enrollment_token", rc_->enrollment_token,
+                      rc_->enrollment_token_file, &c->enrollment_token);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "coordinator.timeout", rc_->timeout, "10s", 100, 600000,
+                        &c->rpc_timeout_ms);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "coordinator.backoff_max", rc_->backoff_max, "30s", 100, 3600000,
+                        &c->backoff_max_ms);
+    }
+    if (rc == 0) {
+        rc = v_tls_files(v, "coordinator.tls", &rc_->tls, &c->tls);
+    }
+    if (rc == 0 && rc_->tls.server_name != NULL) {
+        rc = dup_str(v, rc_->tls.server_name, &c->tls.server_name);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    bool tls_url = strncmp(c->coordinator_url, "tls+tcp://", 10) == 0;
+    c->tls_enabled = tls_url || c->tls.ca_file != NULL;
+    if (!tls_url && (c->tls.ca_file != NULL || c->tls.cert_file != NULL)) {
+        return tm_ydoc_err(v->doc, v->err, "coordinator.url",
+                           "coordinator.tls is configured but the URL is not tls+tcp://, "
+                           "expected a tls+tcp:// URL");
+    }
+    return 0;
+}
+
+static int agent_state_dir(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    return v_path(v, "state_dir", r->state_dir ? r->state_dir : "state", &c->state_dir);
+}
+
+static int agent_hostname(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    if (r->hostname == NULL) {
+        char h[256];
+        if (gethostname(h, sizeof(h)) != 0) {
+            snprintf(h, sizeof(h), "localhost");
+        }
+        h[sizeof(h) - 1] = '\0';
+        return dup_str(v, h, &c->hostname);
+    }
+    size_t n = strlen(r->hostname);
+    bool ok = n >= 1 && n <= 253;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = r->hostname[i] > ' ' && r->hostname[i] != 0x7f;
+    }
+    if (!ok) {
+        return tm_ydoc_err(v->doc, v->err, "hostname",
+                           "not a host name, expected 1 to 253 characters without spaces");
+    }
+    return dup_str(v, r->hostname, &c->hostname);
+}
+
+static bool valid_label_key(const char *s, size_t n)
+{
+    if (n < 1 || n > 63) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-' || ch == '/')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* labels: a free-form mapping, read from the libyaml tree because libcyaml
+ * only knows fixed keys. */
+static int agent_labels(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    (void)r;
+    yaml_node_t *n = tm_ydoc_node(v->doc, "labels");
+    if (n == NULL) {
+        return 0;
+    }
+    if (n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0) {
+        return 0; /* "labels:" with nothing under it */
+    }
+    if (n->type != YAML_MAPPING_NODE) {
+        return tm_ydoc_err(v->doc, v->err, "labels", "expected a mapping of name: value, got a %s",
+                           n->type == YAML_SEQUENCE_NODE ? "list" : "single value");
+    }
+    size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    if (count > 256) {
+        return tm_ydoc_err(v->doc, v->err, "labels", "%zu labels, expected at most 256", count);
+    }
+    if (count == 0) {
+        return 0;
+    }
+    c->labels = calloc(count, sizeof(*c->labels));
+    if (c->labels == NULL) {
+        return oom(v);
+    }
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_pair_t *pr = &n->data.mapping.pairs.start[i];
+        yaml_node_t *k = yaml_document_get_node(&v->doc->doc, pr->key);
+        yaml_node_t *val = yaml_document_get_node(&v->doc->doc, pr->value);
+        if (k == NULL || val == NULL) {
+            return tm_err_set(v->err, TM_EINTERNAL, "%s: broken YAML tree", v->doc->file);
+        }
+        if (k->type != YAML_SCALAR_NODE ||
+            !valid_label_key((const char *)k->data.scalar.value, k->data.scalar.length)) {
+            return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(k->start_mark), "labels",
+                                  "bad label name, expected 1 to 63 of [A-Za-z0-9._/-]");
+        }
+        const char *key = (const char *)k->data.scalar.value;
+        char p[96];
+        snprintf(p, sizeof(p), "labels.%s", key);
+        for (size_t j = 0; j < c->n_labels; j++) {
+            if (strcmp(c->labels[j].key, key) == 0) {
+                return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(k->start_mark), p,
+                                      "duplicate label, each label may appear once");
+            }
+        }
+        if (val->type != YAML_SCALAR_NODE) {
+            return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(val->start_mark), p,
+                                  "expected a string value, got a %s",
+                                  val->type == YAML_SEQUENCE_NODE ? "list" : "mapping");
+        }
+        const char *value = (const char *)val->data.scalar.value;
+        size_t vlen = val->data.scalar.length;
+        bool ok = vlen <= 256;
+        for (size_t j = 0; ok && j < vlen; j++) {
+            ok = (unsigned char)value[j] >= ' ' && value[j] != 0x7f;
+        }
+        if (!ok) {
+            return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(val->start_mark), p,
+                                  "bad label value, expected at most 256 printable characters");
+        }
+        c->labels[i].key = strdup(key);
+        c->labels[i].value = strdup(value);
+        c->n_labels = i + 1;
+        if (c->labels[i].key == NULL || c->labels[i].value == NULL) {
+            return oom(v);
+        }
+    }
+    return 0;
+}
+
+static int agent_targets(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    static const char *const kinds[] = {"postgres", "redis", "sqlite", "turso"};
+    if (r->targets_count == 0) {
+        return 0;
+    }
+    c->targets = calloc(r->targets_count, sizeof(*c->targets));
+    if (c->targets == NULL) {
+        return oom(v);
+    }
+    for (uint32_t i = 0; i < r->targets_count; i++) {
+        const struct raw_target *rt = &r->targets[i];
+        tm_target_conf *t = &c->targets[i];
+        c->n_targets = i + 1;
+        char p[96];
+        snprintf(p, sizeof(p), "targets[%" PRIu32 "].name", i);
+        int rc = v_name(v, p, rt->name);
+        for (uint32_t j = 0; rc == 0 && j < i; j++) {
+            if (strcmp(r->targets[j].name, rt->name) == 0) {
+                rc = tm_ydoc_err(v->doc, v->err, p,
+                                 "duplicate target name '%s', also used by targets[%" PRIu32
+                                 "], names must be unique",
+                                 rt->name, j);
+            }
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        snprintf(p, sizeof(p), "targets[%" PRIu32 "].kind", i);
+        size_t k = 0;
+        for (; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+            if (strcmp(rt->kind, kinds[k]) == 0) {
+                break;
+            }
+        }
+        if (k == sizeof(kinds) / sizeof(kinds[0])) {
+            return tm_ydoc_err(v->doc, v->err, p,
+                               "unknown kind '%.40s', expected postgres, redis, sqlite or turso",
+                               rt->kind);
+        }
+        rc = dup_str(v, rt->name, &t->name);
+        if (rc == 0) {
+            rc = dup_str(v, rt->kind, &t->kind);
+        }
+        if (rc == 0 && rt->engine_version != NULL) {
+            rc = dup_str(v, rt->engine_version, &t->engine_version);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int agent_log(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    return v_log_level(v, "log.level", r->log.level, &c->log_level);
+}
+
+static const agent_section agent_sections[] = {
+    agent_coordinator, agent_state_dir, agent_hostname, agent_labels, agent_targets, agent_log,
+};
+
+/* ============================================================ public API */
+
+static void free_secret(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static void free_tls(tm_tls_conf *t)
+{
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->ca_file);
+    free(t->server_name);
+}
+
+void tm_coordinator_conf_free(tm_coordinator_conf *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    free(c->path);
+    free(c->listen);
+    free(c->http_listen);
+    free(c->catalog_path);
+    free_secret(c->admin_token);
+    for (size_t i = 0; i < c->n_enrollments; i++) {
+        free(c->enrollments[i].name);
+        free_secret(c->enrollments[i].token);
+    }
+    free(c->enrollments);
+    free_tls(&c->tls);
+    free(c);
+}
+
+void tm_agent_conf_free(tm_agent_conf *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    free(c->path);
+    free(c->coordinator_url);
+    free_secret(c->enrollment_token);
+    free_tls(&c->tls);
+    free(c->state_dir);
+    free(c->hostname);
+    for (size_t i = 0; i < c->n_labels; i++) {
+        free(c->labels[i].key);
+        free(c->labels[i].value);
+    }
+    free(c->labels);
+    for (size_t i = 0; i < c->n_targets; i++) {
+        free(c->targets[i].name);
+        free(c->targets[i].kind);
+        free(c->targets[i].engine_version);
+    }
+    free(c->targets);
+    free(c);
+}
+
+/* Shared frame of both parse functions: set up, run the sections, clean up.
+ * `run` applies the file-specific section table to raw -> conf. */
+typedef int (*run_sections)(vctx *v, const void *raw, void *conf);
+
+static int parse_common(const char *name, const char *buf, size_t len,
+                        const cyaml_schema_value_t *schema, run_sections run, void *conf,
+                        char **conf_path, tm_err *err)
+{
+    tm_ydoc doc;
+    void *raw = NULL;
+    tm_err scratch; /* validators read messages back: they need somewhere to write */
+    if (err == NULL) {
+        err = &scratch;
+    }
+    vctx v = {.doc = &doc, .dir = NULL, .err = err};
+    int rc = load_raw(&doc, name, buf, len, schema, &raw, err);
+    if (rc == 0) {
+        *conf_path = strdup(name);
+        v.dir = config_dir(name);
+        rc = (*conf_path == NULL || v.dir == NULL) ? oom(&v) : 0;
+    }
+    if (rc == 0) {
+        rc = run(&v, raw, conf);
+    }
+    free(v.dir);
+    free_raw(schema, raw);
+    tm_ydoc_free(&doc);
+    if (rc != 0 && rc != TM_ENOMEM && rc != TM_EINTERNAL) {
+        rc = TM_ECONFIG;
+        if (err != NULL) {
+            err->code = TM_ECONFIG;
+        }
+    }
+    return rc;
+}
+
+static int run_coordinator(vctx *v, const void *raw, void *conf)
+{
+    for (size_t i = 0; i < sizeof(coord_sections) / sizeof(coord_sections[0]); i++) {
+        int rc = coord_sections[i](v, raw, conf);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int run_agent(vctx *v, const void *raw, void *conf)
+{
+    for (size_t i = 0; i < sizeof(agent_sections) / sizeof(agent_sections[0]); i++) {
+        int rc = agent_sections[i](v, raw, conf);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int tm_coordinator_conf_parse(const char *name, const char *buf, size_t len,
+                              tm_coordinator_conf **out, tm_err *err)
+{
+    *out = NULL;
+    if (name == NULL) {
+        name = "coordinator.yaml";
+    }
+    tm_coordinator_conf *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "%s: out of memory", name);
+    }
+    int rc = parse_common(name, buf, len, &coordinator_schema, run_coordinator, c, &c->path, err);
+    if (rc != 0) {
+        tm_coordinator_conf_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int tm_agent_conf_parse(const char *name, const char *buf, size_t len, tm_agent_conf **out,
+                        tm_err *err)
+{
+    *out = NULL;
+    if (name == NULL) {
+        name = "agent.yaml";
+    }
+    tm_agent_conf *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "%s: out of memory", name);
+    }
+    int rc = parse_common(name, buf, len, &agent_schema, run_agent, c, &c->path, err);
+    if (rc != 0) {
+        tm_agent_conf_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+static int read_config(const char *path, char **buf, size_t *len, tm_err *err)
+{
+    int rc = tm_file_read(path, buf, len, err);
+    if (rc != 0 && rc != TM_ENOMEM) {
+        /* A config that cannot be read is a config error: the mains exit 2. */
+        if (err != NULL) {
+            err->code = TM_ECONFIG;
+        }
+        return TM_ECONFIG;
+    }
+    return rc;
+}
+
+int tm_coordinator_conf_load(const char *path, tm_coordinator_conf **out, tm_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rc = read_config(path, &buf, &len, err);
+    if (rc == 0) {
+        rc = tm_coordinator_conf_parse(path, buf, len, out, err);
+    }
+    free(buf);
+    return rc;
+}
+
+int tm_agent_conf_load(const char *path, tm_agent_conf **out, tm_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rc = read_config(path, &buf, &len, err);
+    if (rc == 0) {
+        rc = tm_agent_conf_parse(path, buf, len, out, err);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ================================================================ secrets */
+
+static void strip_trailing_space(char *s, size_t *len)
+{
+    while (*len > 0 && (s[*len - 1] == ' ' || s[*len - 1] == '\t' || s[*len - 1] == '\r' ||
+                        s[*len - 1] == '\n')) {
+        s[--*len] = '\0';
+    }
+}
+
+int tm_secret_resolve(const char *ref, const char *file, char **out, tm_err *err)
+{
+    *out = NULL;
+    if ((ref == NULL) == (file == NULL)) {
+        return tm_err_set(err, TM_EINVAL, "exactly one of a secret reference or file is needed");
+    }
+    if (ref != NULL) {
+        if (strncmp(ref, "env:", 4) != 0) {
+            return tm_err_set(err, TM_ECONFIG,
+                              "inline secrets are not allowed, expected env:NAME or a _file path");
+        }
+        const char *name = ref + 4;
+        bool ok = name[0] != '\0' && !(name[0] >= '0' && name[0] <= '9') && strlen(name) <= 128;
+        for (const char *p = name; ok && *p; p++) {
+            ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '_';
+        }
+        if (!ok) {
+            return tm_err_set(err, TM_ECONFIG,
+                              "'%.80s' is not a valid environment variable name, expected "
+                              "env:[A-Za-z_][A-Za-z0-9_]*",
+                              name);
+        }
+        const char *val = getenv(name);
+        if (val == NULL) {
+            return tm_err_set(err, TM_ECONFIG, "environment variable %s is not set", name);
+        }
+        char *s = strdup(val);
+        if (s == NULL) {
+            return tm_err_set(err, TM_ENOMEM, "out of memory");
+        }
+        size_t len = strlen(s);
+        strip_trailing_space(s, &len);
+        if (len == 0) {
+            free(s);
+            return tm_err_set(err, TM_ECONFIG, "environment variable %s is empty", name);
+        }
+        *out = s;
+        return 0;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = tm_file_read(file, &buf, &len, err);
+    if (rc != 0) {
+        if (rc == TM_ENOMEM) {
+            return rc;
+        }
+        if (err != NULL) {
+            tm_err_prefix(err, "cannot read secret file");
+            err->code = TM_ECONFIG;
+        }
+        return TM_ECONFIG;
+    }
+    rc = 0;
+    if (len > SECRET_MAX_BYTES) {
+        rc = tm_err_set(err, TM_ECONFIG, "secret file %s is larger than 64 KiB, expected a token",
+                        file);
+    } else if (memchr(buf, '\0', len) != NULL) {
+        rc = tm_err_set(err, TM_ECONFIG, "secret file %s contains a NUL byte, expected text", file);
+    } else {
+        strip_trailing_space(buf, &len);
+        if (len == 0) {
+            rc = tm_err_set(err, TM_ECONFIG, "secret file %s is empty", file);
+        }
+    }
+    if (rc != 0) {
+        explicit_bzero(buf, len);
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
