@@ -122,7 +122,7 @@ static int agents_list(ctl *c, int argc, char **argv)
     };
     Tidemark__ListAgentsRequest req = TIDEMARK__LIST_AGENTS_REQUEST__INIT;
     int ch;
-    optind = 1;
+    optind = 0; /* glibc: 0 re-initialises after the global parse */
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 's':
@@ -186,7 +186,7 @@ static int agents_one(ctl *c, const char *verb, const char *method, int argc, ch
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int ch;
-    optind = 1;
+    optind = 0; /* glibc: 0 re-initialises after the global parse */
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 'j':
