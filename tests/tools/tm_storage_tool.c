@@ -139,7 +139,7 @@ int main(int argc, char **argv)
     tm_storage_opts o = {.verify_tls = 1, .path_style = 1};
     uint64_t off = 0, len = 0;
     size_t max = 1000;
-    const char *pos[64];
+    const char **pos = calloc((size_t)argc, sizeof(*pos));
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -189,7 +189,7 @@ int main(int argc, char **argv)
             o.verify_tls = 0;
         } else if (a[0] == '-' && a[1] == '-') {
             usage();
-        } else if (npos < 64) {
+        } else {
             pos[npos++] = a;
         }
 #undef OPT
@@ -226,6 +226,7 @@ int main(int argc, char **argv)
         usage();
     }
     tm_storage_free(s);
+    free(pos);
     if (rc != TM_OK) {
         fprintf(stderr, "tm_storage_tool: %s [%s]\n", err.msg, tm_strerror(rc));
         return 1;

@@ -155,6 +155,31 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return s3_buf_append(b, ptr, n) == TM_OK ? n : 0;
 }
 
+/* Stall detection: abort an attempt when no byte moved either way for
+ * timeout_ms. (CURLOPT_LOW_SPEED_* averages over a window, so a request whose
+ * body went out fast and whose answer never comes is caught too late.) */
+typedef struct progress {
+    curl_off_t dl, ul;
+    uint64_t last_ns;
+    uint64_t limit_ns;
+} progress;
+
+static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    progress *p = ud;
+    uint64_t now = tm_mono_ns();
+    if (dlnow != p->dl || ulnow != p->ul) {
+        p->dl = dlnow;
+        p->ul = ulnow;
+        p->last_ns = now;
+        return 0;
+    }
+    return now - p->last_ns > p->limit_ns ? 1 : 0;
+}
+
 static void header_value(CURL *h, const char *name, char *out, size_t cap)
 {
     struct curl_header *hd;
@@ -312,9 +337,10 @@ static CURLcode attempt_once(s3 *s, const s3_req *r, const char *url, const char
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)s->timeout_ms);
     /* A stall (no byte for timeout_ms) ends the attempt; a big transfer
      * that keeps moving is never cut by a total deadline. */
-    long stall_s = s->timeout_ms / 1000 > 0 ? s->timeout_ms / 1000 : 1;
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s);
+    progress prog = {.last_ns = tm_mono_ns(), .limit_ns = (uint64_t)s->timeout_ms * 1000000ULL};
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &prog);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp->body);
@@ -344,6 +370,10 @@ static CURLcode attempt_once(s3 *s, const s3_req *r, const char *url, const char
     }
 
     CURLcode cc = curl_easy_perform(h);
+    if (cc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(errbuf, CURL_ERROR_SIZE, "no progress for %d ms", s->timeout_ms);
+        cc = CURLE_OPERATION_TIMEDOUT;
+    }
     if (cc == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
         curl_off_t cl = -1;

@@ -311,9 +311,16 @@ for name, port in zip(("account", "container", "object"), sys.argv[2:5]):
                              method, path, query, body, headers, self.region, timeout)
 
     def create_bucket(self, name):
-        status, _, body = self.request("PUT", "/" + name)
-        if status not in (200, 409):
-            raise RuntimeError("create bucket %s: %s %s" % (name, status, body[:300]))
+        # Right after start the account may still be being auto-created and
+        # Swift answers 503 for a moment: retry briefly.
+        for _ in range(50):
+            status, _, body = self.request("PUT", "/" + name)
+            if status in (200, 409):
+                return
+            if status < 500:
+                break
+            time.sleep(0.2)
+        raise RuntimeError("create bucket %s: %s %s" % (name, status, body[:300]))
 
     def list_keys(self, bucket, prefix=""):
         """All keys in a bucket (independent of the C code under test)."""
