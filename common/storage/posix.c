@@ -378,7 +378,7 @@ static int walk(list_ctx *c, const char *rel)
                           .mtime = (int64_t)st.st_mtime};
     }
     closedir(d);
-    if (rc == TM_OK) {
+    if (rc == TM_OK && n > 1) {
         qsort(ents, n, sizeof(*ents), ent_cmp);
     }
     for (size_t i = 0; rc == TM_OK && i < n && !c->more; i++) {
