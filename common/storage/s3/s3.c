@@ -210,10 +210,9 @@ static int s3_open(void **state, const tm_storage_opts *o, char *describe, size_
         tm_warn("s3", "bucket=%s endpoint=%s msg=\"TLS peer verification is disabled\"", s->bucket,
                 ep);
     }
-    snprintf(describe, cap, "s3:%s%s%s@%s", s->bucket, pl ? "/" : "", s->prefix, ep);
-    if (pl > 0) {
-        describe[strlen(describe)] = '\0';
-    }
+    /* "s3:bucket@endpoint", or "s3:bucket/prefix@endpoint" (no trailing '/'). */
+    snprintf(describe, cap, "s3:%s%s%.*s@%s", s->bucket, pl ? "/" : "", pl ? (int)pl - 1 : 0,
+             s->prefix, ep);
     *state = s;
     return TM_OK;
 }
