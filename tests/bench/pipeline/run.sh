@@ -48,7 +48,7 @@ ZRATIO=$(echo "$(stat -c %s "$TMP/ref.zst") $BYTES" | awk '{ printf "%.3f", $1 /
 rm -f "$TMP/ref.zst"
 : >"$TMP/xxh"
 for i in $(seq "$RUNS"); do
-    t0=$(now); xxhsum -H2 "$TMP/data1" >/dev/null; t1=$(now)
+    t0=$(now); xxhsum -H2 "$TMP/data1" >/dev/null 2>&1; t1=$(now)
     mbps "$(echo "$t1 - $t0" | bc -l)" 1 >>"$TMP/xxh"; echo >>"$TMP/xxh"
 done
 XXH=$(median <"$TMP/xxh")

@@ -110,6 +110,7 @@ static void test_swap_from_other_object(void **state)
     expect_fail(key, "t/a", a, na, TM_ECORRUPT, "frame 1: authentication failed", "swapped");
     /* Same object key, another copy (another nonce prefix): still detected. */
     uint8_t *a2;
+    free(b);
     three_frames("t/a", &a2, &na);
     three_frames("t/a", &b, &nb);
     memcpy(a2 + FRAME_OFF(2), b + FRAME_OFF(2), nb - FRAME_OFF(2));

@@ -139,6 +139,7 @@ static void test_tamper_and_digests(void **state)
     assert_int_equal(read_object(path, "o", &bad, &m, &err), TM_ECORRUPT);
     assert_non_null(strstr(err.msg, "plaintext XXH3-128 digest mismatch"));
     assert_true(m.aborted && !m.committed);
+    free(m.buf);
     bad = dg;
     bad.sha256[5] = bad.sha256[5] == 'a' ? 'b' : 'a';
     m = (mem_sink){0};
