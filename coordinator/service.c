@@ -178,9 +178,10 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
         secret[0] = '\0';
     } else {
         unsigned char rnd[32];
+        char idhex[17];
         tm_random_bytes(rnd, 8);
-        tm_hex(rnd, 8, secret);
-        snprintf(id, sizeof(id), "agt-%s", secret);
+        tm_hex(rnd, 8, idhex);
+        snprintf(id, sizeof(id), "agt-%s", idhex);
         tm_random_bytes(rnd, sizeof(rnd));
         tm_hex(rnd, sizeof(rnd), secret);
         tm_sha256_hex(secret, strlen(secret), hash);

@@ -7,6 +7,7 @@ stopped (SIGTERM, then SIGKILL) when the Cluster context exits.
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -228,7 +229,10 @@ targets:
 
     def __exit__(self, *exc):
         self.close()
+        if exc[0] is None and not os.environ.get("TM_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
         if exc[0] is not None:
+            print(f"----- evidence kept in {self.dir}")
             # Leave the evidence in the test log.
             for p in self.procs:
                 print(f"----- {p.name} log (tail) -----")
