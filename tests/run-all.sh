@@ -41,11 +41,12 @@ if ((quick == 0)); then
         corpus_src="tests/fuzz/corpus/${name#fuzz_}"
         work=$(mktemp -d)
         [[ -d "$corpus_src" ]] && cp -r "$corpus_src/." "$work/"
-        if "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -print_final_stats=0 \
+        if "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -artifact_prefix="$work.crash-" \
             "$work" >"$work.log" 2>&1; then
             echo "fuzz $name: ok ($(grep -Eo '#[0-9]+' "$work.log" | tail -1 | tr -d '#') runs)"
         else
             echo "fuzz $name: FAILED"; tail -40 "$work.log"; status=1
+            mkdir -p build-fuzz/crashes && cp "$work".crash-* build-fuzz/crashes/ 2>/dev/null || true
         fi
         rm -rf "$work" "$work.log"
     done

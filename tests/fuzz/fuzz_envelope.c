@@ -23,6 +23,17 @@ static int auth(tm_rpc_call *call, const char *service, const Tidemark__Credenti
     return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "no");
 }
 
+static int heartbeat(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                     void *arg)
+{
+    (void)arg;
+    const Tidemark__HeartbeatRequest *r = (const Tidemark__HeartbeatRequest *)in;
+    Tidemark__HeartbeatResponse *resp = (Tidemark__HeartbeatResponse *)out;
+    resp->has_heartbeat_interval_ms = 1;
+    resp->heartbeat_interval_ms = (uint32_t)r->seq;
+    return r->seq % 2 ? TM_RPC_OK : tm_rpc_call_error(call, TM_RPC_ABORTED, "even");
+}
+
 static int handler(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out, void *arg)
 {
     (void)arg;
@@ -53,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         tm_rpc_server_register(server, &tidemark__coordinator__descriptor, "RegisterAgent", handler,
                                NULL, TM_RPC_NOAUTH | TM_RPC_MUTATING);
-        tm_rpc_server_register(server, &tidemark__coordinator__descriptor, "Heartbeat", handler,
+        tm_rpc_server_register(server, &tidemark__coordinator__descriptor, "Heartbeat", heartbeat,
                                NULL, TM_RPC_MUTATING);
     }
     void *out = NULL;
