@@ -95,6 +95,11 @@ def fleet_lifecycle():
         check(catalog_agent_count(c) == before, "catalog unchanged by a wrong token")
         check("intruder" not in c.agents_by_host(), "intruder not listed")
         bad.stop()
+        late = c.start_agent("latecomer", token_env="TM_ENROLL_OLD")
+        wait_for(lambda: "expired at 2020-01-01T00:00:00Z" in late.output(), 10,
+                 "an expired enrollment token is refused, with the date")
+        check(catalog_agent_count(c) == before, "catalog unchanged by an expired token")
+        late.stop()
 
         # 10,000 hostile payloads: the coordinator keeps serving everyone.
         r = subprocess.run([binary("tm_rpc_garbage"), c.url, "10000", "42"],

@@ -82,11 +82,13 @@ class Cluster:
         self.admin_token = secrets.token_hex(16)
         self.enroll_token = secrets.token_hex(16)
         self.manual_token = secrets.token_hex(16)
+        self.old_token = secrets.token_hex(16)
         self.tls = tls
         self.procs = []
         self.agents = {}
         self.env = dict(os.environ, TIDEMARK_ADMIN_TOKEN=self.admin_token,
-                        TM_ENROLL=self.enroll_token, TM_ENROLL_MANUAL=self.manual_token)
+                        TM_ENROLL=self.enroll_token, TM_ENROLL_MANUAL=self.manual_token,
+                        TM_ENROLL_OLD=self.old_token)
         self.coord_yaml = os.path.join(self.dir, "coordinator.yaml")
         tls_yaml = ""
         if tls:
@@ -109,6 +111,10 @@ enrollment:
   - name: manual
     token: env:TM_ENROLL_MANUAL
     auto_approve: false
+  - name: old
+    token: env:TM_ENROLL_OLD
+    auto_approve: true
+    expires: 2020-01-01T00:00:00Z
 heartbeat:
   interval: {heartbeat}
   stale_after_missed: {stale}
