@@ -82,6 +82,13 @@ struct raw_rpc {
     int64_t contexts;
 };
 
+struct raw_tasks {
+    char *lease;
+    int64_t max_attempts;
+    char *retry_backoff;
+    char *poll_max;
+};
+
 struct raw_coordinator {
     char *listen;
     struct raw_http http;
@@ -92,6 +99,7 @@ struct raw_coordinator {
     uint32_t enrollment_count;
     struct raw_heartbeat heartbeat;
     struct raw_rpc rpc;
+    struct raw_tasks tasks;
     struct raw_tls tls;
     struct raw_log log;
 };
@@ -185,6 +193,14 @@ static const cyaml_schema_field_t rpc_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t tasks_fields[] = {
+    STR("lease", OPT, struct raw_tasks, lease),
+    CYAML_FIELD_INT("max_attempts", OPT, struct raw_tasks, max_attempts),
+    STR("retry_backoff", OPT, struct raw_tasks, retry_backoff),
+    STR("poll_max", OPT, struct raw_tasks, poll_max),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t coordinator_fields[] = {
     STR("listen", OPT, struct raw_coordinator, listen),
     CYAML_FIELD_MAPPING("http", OPT, struct raw_coordinator, http, http_fields),
@@ -195,6 +211,7 @@ static const cyaml_schema_field_t coordinator_fields[] = {
                          &enrollment_entry, 1, CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING("heartbeat", OPT, struct raw_coordinator, heartbeat, heartbeat_fields),
     CYAML_FIELD_MAPPING("rpc", OPT, struct raw_coordinator, rpc, rpc_fields),
+    CYAML_FIELD_MAPPING("tasks", OPT, struct raw_coordinator, tasks, tasks_fields),
     CYAML_FIELD_MAPPING("tls", OPT, struct raw_coordinator, tls, server_tls_fields),
     CYAML_FIELD_MAPPING("log", OPT, struct raw_coordinator, log, log_fields),
     CYAML_FIELD_END,
@@ -847,6 +864,23 @@ static int coord_rpc(vctx *v, const struct raw_coordinator *r, tm_coordinator_co
     return rc;
 }
 
+static int coord_tasks(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    const struct raw_tasks *t = &r->tasks;
+    int rc = v_duration(v, "tasks.lease", t->lease, "60s", 1000, 86400000, &c->task_lease_ms);
+    if (rc == 0) {
+        rc = v_int(v, "tasks.max_attempts", t->max_attempts, 3, 1, 100, &c->task_max_attempts);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "tasks.retry_backoff", t->retry_backoff, "5s", 100, 86400000,
+                        &c->task_retry_backoff_ms);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "tasks.poll_max", t->poll_max, "25s", 100, 600000, &c->task_poll_max_ms);
+    }
+    return rc;
+}
+
 static int coord_tls(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
 {
     int rc = v_tls_files(v, "tls", &r->tls, &c->tls);
@@ -883,7 +917,7 @@ static int coord_log(vctx *v, const struct raw_coordinator *r, tm_coordinator_co
 /* Order matters where a rule reads an earlier result (tls reads listen). */
 static const coord_section coord_sections[] = {
     coord_listen,    coord_http, coord_catalog, coord_admin_token, coord_enrollment,
-    coord_heartbeat, coord_rpc,  coord_tls,     coord_log,
+    coord_heartbeat, coord_rpc,  coord_tasks,   coord_tls,         coord_log,
 };
 
 /* =========================================================== agent.yaml */

@@ -51,7 +51,12 @@ typedef struct tm_coordinator_conf {
     uint32_t lost_after_missed;     /* default 10; > stale_after_missed */
     uint32_t rpc_max_message_bytes; /* default 4 MiB; 4 KiB .. 256 MiB */
     uint32_t rpc_contexts;          /* default 64; 1 .. 4096 */
-    bool tls_enabled;               /* true when tls.cert_file is set */
+    uint32_t task_lease_ms;         /* tasks.lease: default 60s; 1s .. 24h */
+    uint32_t task_max_attempts;     /* tasks.max_attempts: default 3; 1 .. 100 */
+    uint32_t
+        task_retry_backoff_ms; /* tasks.retry_backoff: first retry delay, doubled; default 5s */
+    uint32_t task_poll_max_ms; /* tasks.poll_max: longest NextTask long-poll; default 25s */
+    bool tls_enabled;          /* true when tls.cert_file is set */
     tm_tls_conf tls;
     tm_log_level log_level; /* default info */
 } tm_coordinator_conf;

@@ -103,6 +103,17 @@ static int handle_list(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 
 /* Resolve an AgentRef (id, or a hostname that names exactly one agent). */
 static int resolve(struct tm_coordinator *c, tm_rpc_call *call, const Tidemark__AgentRef *ref,
+                   tm_agent_rec **out);
+
+int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
+                           tm_agent_rec **out)
+{
+    Tidemark__AgentRef r = TIDEMARK__AGENT_REF__INIT;
+    r.id = (char *)ref;
+    return resolve(c, call, &r, out);
+}
+
+static int resolve(struct tm_coordinator *c, tm_rpc_call *call, const Tidemark__AgentRef *ref,
                    tm_agent_rec **out)
 {
     tm_err err;

@@ -99,6 +99,33 @@ static const migration migrations[] = {
      ");"
      "CREATE INDEX agent_events_agent ON agent_events(agent_id, at, id);"
      "CREATE INDEX agent_events_at ON agent_events(at, id);"},
+    /* Tasks and backups keep their whole record as a packed proto (the
+     * truth) plus the columns queries need; targets are referred to by
+     * name so history outlives agents. */
+    {3, "tasks and backups",
+     "CREATE TABLE tasks ("
+     "  id               TEXT PRIMARY KEY,"
+     "  kind             INTEGER NOT NULL,"
+     "  target           TEXT NOT NULL,"
+     "  state            INTEGER NOT NULL,"
+     "  agent_id         TEXT NOT NULL DEFAULT '',"
+     "  created_at       INTEGER NOT NULL,"
+     "  not_before       INTEGER NOT NULL DEFAULT 0,"
+     "  lease_expires_at INTEGER NOT NULL DEFAULT 0,"
+     "  record           BLOB NOT NULL"
+     ");"
+     "CREATE INDEX tasks_queue ON tasks(state, agent_id, not_before, created_at);"
+     "CREATE INDEX tasks_target ON tasks(target, created_at);"
+     "CREATE TABLE backups ("
+     "  target      TEXT NOT NULL,"
+     "  id          TEXT NOT NULL,"
+     "  type        INTEGER NOT NULL,"
+     "  finished_at INTEGER NOT NULL,"
+     "  keep        INTEGER NOT NULL DEFAULT 0,"
+     "  record      BLOB NOT NULL,"
+     "  PRIMARY KEY (target, id)"
+     ");"
+     "CREATE INDEX backups_finished ON backups(finished_at);"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -277,6 +304,24 @@ static int sql_fail(tm_catalog *c, tm_err *err, int rc, const char *what)
         break;
     }
     return tm_err_set(err, code, "catalog %s: %s: %s%s%s", c->path, what, msg, sys, hint);
+}
+
+/* For catalog_tasks.c (catalog_internal.h): the same lock, connection and
+ * error wording as the rest of the catalog. */
+sqlite3 *tm_catalog_lock(tm_catalog *c)
+{
+    pthread_mutex_lock(&c->mu);
+    return c->db;
+}
+
+void tm_catalog_unlock(tm_catalog *c)
+{
+    pthread_mutex_unlock(&c->mu);
+}
+
+int tm_catalog_sql_fail(tm_catalog *c, tm_err *err, int rc, const char *what)
+{
+    return sql_fail(c, err, rc, what);
 }
 
 static int nomem(tm_catalog *c, tm_err *err)

@@ -94,6 +94,44 @@ int tm_catalog_agent_events(tm_catalog *c, const char *agent_id, size_t limit, t
                             size_t *n, tm_err *err);
 int tm_catalog_stats_get(tm_catalog *c, tm_catalog_stats *out, tm_err *err);
 
+/* ---- tasks and backups (catalog_tasks.c) ----
+ * Records are the proto messages themselves; getters return unpacked copies
+ * to free with tidemark__task__free_unpacked / tidemark__backup_info__free_unpacked
+ * (or the _free helpers for arrays). */
+struct Tidemark__Task;
+struct Tidemark__BackupInfo;
+
+/* Insert or replace a task (by id). */
+int tm_catalog_task_put(tm_catalog *c, const struct Tidemark__Task *t, tm_err *err);
+/* TM_ENOENT if absent. */
+int tm_catalog_task_get(tm_catalog *c, const char *id, struct Tidemark__Task **out, tm_err *err);
+/* Newest first. target NULL = all; open_only = QUEUED or RUNNING only. */
+int tm_catalog_task_list(tm_catalog *c, const char *target, int open_only, size_t limit,
+                         struct Tidemark__Task ***out, size_t *n, tm_err *err);
+/* QUEUED tasks for agent_id with not_before <= now_ms, oldest first. */
+int tm_catalog_task_queued(tm_catalog *c, const char *agent_id, int64_t now_ms,
+                           struct Tidemark__Task ***out, size_t *n, tm_err *err);
+/* RUNNING tasks whose lease expired before now_ms. */
+int tm_catalog_task_expired(tm_catalog *c, int64_t now_ms, struct Tidemark__Task ***out, size_t *n,
+                            tm_err *err);
+/* Count of tasks of one kind in one state for a target (e.g. running backups). */
+int tm_catalog_task_count(tm_catalog *c, const char *target, int kind, int state, int64_t *n,
+                          tm_err *err);
+/* counts[state] for states 0..5. */
+int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err);
+void tm_catalog_tasks_free(struct Tidemark__Task **t, size_t n);
+
+int tm_catalog_backup_put(tm_catalog *c, const struct Tidemark__BackupInfo *b, tm_err *err);
+int tm_catalog_backup_get(tm_catalog *c, const char *target, const char *id,
+                          struct Tidemark__BackupInfo **out, tm_err *err);
+/* Oldest first. target NULL = all. */
+int tm_catalog_backup_list(tm_catalog *c, const char *target, struct Tidemark__BackupInfo ***out,
+                           size_t *n, tm_err *err);
+void tm_catalog_backups_free(struct Tidemark__BackupInfo **b, size_t n);
+/* The agent that serves a target and the target's kind; TM_ENOENT if none. */
+int tm_catalog_target_owner(tm_catalog *c, const char *target, char **agent_id, int *kind,
+                            tm_err *err);
+
 void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);
 void tm_agent_events_free(tm_agent_event *e, size_t n);

@@ -59,6 +59,15 @@ static void collect(tm_metrics_writer *w, void *arg)
                                 "Schema version of the catalog.");
         tm_metrics_write_sample(w, "tidemark_catalog_schema_version", NULL, st.schema_version);
     }
+    int64_t tasks[6];
+    if (tm_catalog_task_counts(c->catalog, tasks, &err) == TM_OK) {
+        static const char *names[] = {"", "queued", "running", "succeeded", "failed", "cancelled"};
+        tm_metrics_write_family(w, "tidemark_tasks", TM_METRIC_GAUGE, "Tasks by state.");
+        for (int s = 1; s < 6; s++) {
+            snprintf(labels, sizeof(labels), "state=\"%s\"", names[s]);
+            tm_metrics_write_sample(w, "tidemark_tasks", labels, (double)tasks[s]);
+        }
+    }
     tm_metrics_write_family(w, "tidemark_build_info", TM_METRIC_GAUGE,
                             "Build information; the value is always 1.");
     tm_metrics_write_sample(w, "tidemark_build_info", "version=\"" TIDEMARK_VERSION "\"", 1);
@@ -84,8 +93,8 @@ static void *loop_main(void *arg)
 {
     struct tm_coordinator *c = arg;
     uint32_t step = c->conf->heartbeat_interval_ms / 4;
-    if (step > 1000) {
-        step = 1000;
+    if (step > 250) {
+        step = 250; /* also bounds how late a long-poll or lease expiry is noticed */
     }
     if (step < 25) {
         step = 25;
@@ -105,6 +114,7 @@ static void *loop_main(void *arg)
         pthread_mutex_unlock(&c->stop_mu);
         int64_t now = tm_now_ms();
         tm_registry_sweep(c->registry, now);
+        tm_dispatcher_tick(c->dispatcher, now);
         if (now - last_flush >= FLUSH_EVERY_MS) {
             tm_err err;
             if (tm_registry_flush(c->registry, &err) != TM_OK) {
@@ -141,6 +151,15 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     if ((rc = tm_registry_new(&c->registry, c->catalog, &ro, tm_now_ms(), err)) != TM_OK) {
         goto fail;
     }
+    tm_dispatcher_opts dopts = {
+        .lease_ms = conf->task_lease_ms,
+        .max_attempts = conf->task_max_attempts,
+        .retry_backoff_ms = conf->task_retry_backoff_ms,
+        .poll_max_ms = conf->task_poll_max_ms,
+    };
+    if ((rc = tm_dispatcher_new(&c->dispatcher, c->catalog, &dopts, err)) != TM_OK) {
+        goto fail;
+    }
     if ((rc = tm_metrics_new(&c->metrics)) != TM_OK ||
         (rc = tm_metrics_add(
              c->metrics, &c->rpc_requests, TM_METRIC_COUNTER, "tidemark_rpc_requests_total",
@@ -166,7 +185,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     if ((rc = tm_rpc_server_new(&c->rpc, &so, err)) != TM_OK) {
         goto fail;
     }
-    if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK) {
+    if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
+        (rc = tm_admin_tasks_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }
@@ -206,6 +226,8 @@ void tm_coordinator_free(tm_coordinator *c)
         pthread_join(c->loop, NULL);
     }
     tm_http_free(c->http);
+    /* Answer parked long-polls while the RPC server can still send them. */
+    tm_dispatcher_free(c->dispatcher);
     tm_rpc_server_free(c->rpc);
     if (c->registry != NULL) {
         tm_err err;

@@ -262,6 +262,37 @@ static int handle_heartbeat(tm_rpc_call *call, const ProtobufCMessage *in, Proto
     return TM_RPC_OK;
 }
 
+static int handle_next_task(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                            void *arg)
+{
+    struct tm_coordinator *c = arg;
+    int state;
+    int64_t seen;
+    if (tm_registry_get(c->registry, tm_rpc_call_principal(call), &state, &seen) == TM_OK &&
+        state == TIDEMARK__AGENT_STATE__PENDING) {
+        return tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
+                                 "agent is pending approval (tidemarkctl agents approve)");
+    }
+    return tm_dispatcher_next(c->dispatcher, call, (const Tidemark__NextTaskRequest *)in,
+                              (Tidemark__NextTaskResponse *)out);
+}
+
+static int handle_progress(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                           void *arg)
+{
+    struct tm_coordinator *c = arg;
+    return tm_dispatcher_progress(c->dispatcher, call, (const Tidemark__ProgressReport *)in,
+                                  (Tidemark__ProgressAck *)out);
+}
+
+static int handle_complete(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                           void *arg)
+{
+    struct tm_coordinator *c = arg;
+    return tm_dispatcher_complete(c->dispatcher, call, (const Tidemark__CompleteTaskRequest *)in,
+                                  (Tidemark__CompleteTaskResponse *)out);
+}
+
 int tm_service_register(struct tm_coordinator *c)
 {
     const ProtobufCServiceDescriptor *svc = &tidemark__coordinator__descriptor;
@@ -269,6 +300,16 @@ int tm_service_register(struct tm_coordinator *c)
                                     TM_RPC_NOAUTH | TM_RPC_MUTATING);
     if (rc == TM_OK) {
         rc = tm_rpc_server_register(c->rpc, svc, "Heartbeat", handle_heartbeat, c, 0);
+    }
+    if (rc == TM_OK) {
+        rc = tm_rpc_server_register(c->rpc, svc, "NextTask", handle_next_task, c, 0);
+    }
+    if (rc == TM_OK) {
+        rc = tm_rpc_server_register(c->rpc, svc, "ReportProgress", handle_progress, c, 0);
+    }
+    if (rc == TM_OK) {
+        rc = tm_rpc_server_register(c->rpc, svc, "CompleteTask", handle_complete, c,
+                                    TM_RPC_MUTATING);
     }
     return rc;
 }

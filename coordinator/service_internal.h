@@ -13,6 +13,7 @@
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "coordinator/catalog.h"
+#include "coordinator/dispatcher.h"
 #include "coordinator/http.h"
 #include "coordinator/registry.h"
 
@@ -22,6 +23,7 @@ struct tm_coordinator {
     const tm_coordinator_conf *conf;
     tm_catalog *catalog;
     tm_registry *registry;
+    tm_dispatcher *dispatcher;
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;
@@ -37,6 +39,10 @@ struct tm_coordinator {
 
 int tm_service_register(struct tm_coordinator *c);
 int tm_admin_register(struct tm_coordinator *c);
+int tm_admin_tasks_register(struct tm_coordinator *c);
+/* Resolve an agent id or unique hostname to its catalog record (admin.c). */
+int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
+                           tm_agent_rec **out);
 /* Authenticator for both services (agent secret / admin token). */
 int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__Credential *cred,
                         void *arg);

@@ -1,0 +1,341 @@
+/*
+ * catalog_tasks.c - tasks and backups in the catalog.
+ *
+ * Each row keeps the packed proto record, the whole truth, next to the
+ * columns that queries filter and sort on. Tasks and backups change at human
+ * rates (a few per target per hour), so statements are prepared per call.
+ */
+#include "coordinator/catalog_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tidemark.pb-c.h"
+
+static int prepare(tm_catalog *c, sqlite3 *db, const char *sql, sqlite3_stmt **s, tm_err *err)
+{
+    int rc = sqlite3_prepare_v2(db, sql, -1, s, NULL);
+    return rc == SQLITE_OK ? TM_OK : tm_catalog_sql_fail(c, err, rc, "prepare");
+}
+
+static int bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+    return sqlite3_bind_text(s, i, v != NULL ? v : "", -1, SQLITE_STATIC);
+}
+
+/* Run s (already bound) to completion, collecting column 0 blobs as
+ * unpacked messages. */
+static int collect(tm_catalog *c, sqlite3_stmt *s, const ProtobufCMessageDescriptor *d, void ***out,
+                   size_t *n, tm_err *err)
+{
+    void **items = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, blob);
+        if (m == NULL) {
+            continue; /* a record we cannot read is skipped, not fatal */
+        }
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            void **ni = realloc(items, cap * sizeof(*ni));
+            if (ni == NULL) {
+                protobuf_c_message_free_unpacked(m, NULL);
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            items = ni;
+        }
+        items[cnt++] = m;
+    }
+    if (rc != SQLITE_DONE) {
+        int code = tm_catalog_sql_fail(c, err, rc, "read records");
+        for (size_t i = 0; i < cnt; i++) {
+            protobuf_c_message_free_unpacked(items[i], NULL);
+        }
+        free(items);
+        return code;
+    }
+    *out = items;
+    *n = cnt;
+    return TM_OK;
+}
+
+static int query_records(tm_catalog *c, const char *sql, const char *a, const char *b, int64_t i1,
+                         int64_t i2, const ProtobufCMessageDescriptor *d, void ***out, size_t *n,
+                         tm_err *err)
+{
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc = prepare(c, db, sql, &s, err);
+    if (rc == TM_OK) {
+        bind_str(s, 1, a);
+        bind_str(s, 2, b);
+        sqlite3_bind_int64(s, 3, i1);
+        sqlite3_bind_int64(s, 4, i2);
+        rc = collect(c, s, d, out, n, err);
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    return rc;
+}
+
+int tm_catalog_task_put(tm_catalog *c, const Tidemark__Task *t, tm_err *err)
+{
+    if (t->id == NULL || t->target == NULL) {
+        return tm_err_set(err, TM_EINVAL, "catalog: task without id or target");
+    }
+    size_t len = tidemark__task__get_packed_size(t);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "catalog: out of memory");
+    }
+    tidemark__task__pack(t, buf);
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc = prepare(c, db,
+                     "INSERT INTO tasks(id, kind, target, state, agent_id, created_at, not_before, "
+                     "lease_expires_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                     "ON CONFLICT(id) DO UPDATE SET state = excluded.state, agent_id = "
+                     "excluded.agent_id, not_before = excluded.not_before, lease_expires_at = "
+                     "excluded.lease_expires_at, record = excluded.record",
+                     &s, err);
+    if (rc == TM_OK) {
+        bind_str(s, 1, t->id);
+        sqlite3_bind_int(s, 2, t->kind);
+        bind_str(s, 3, t->target);
+        sqlite3_bind_int(s, 4, t->state);
+        bind_str(s, 5, t->agent_id);
+        sqlite3_bind_int64(s, 6, t->created_at);
+        sqlite3_bind_int64(s, 7, t->not_before);
+        sqlite3_bind_int64(s, 8, t->lease_expires_at);
+        sqlite3_bind_blob(s, 9, buf, (int)len, SQLITE_STATIC);
+        int src = sqlite3_step(s);
+        if (src != SQLITE_DONE) {
+            rc = tm_catalog_sql_fail(c, err, src, "write task");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    free(buf);
+    return rc;
+}
+
+int tm_catalog_task_get(tm_catalog *c, const char *id, Tidemark__Task **out, tm_err *err)
+{
+    void **items = NULL;
+    size_t n = 0;
+    int rc = query_records(c, "SELECT record FROM tasks WHERE id = ?1 AND ?2 = ?2 AND ?3 = ?4", id,
+                           "", 0, 0, &tidemark__task__descriptor, &items, &n, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    if (n == 0) {
+        free(items);
+        return tm_err_set(err, TM_ENOENT, "no task %s", id);
+    }
+    *out = items[0];
+    for (size_t i = 1; i < n; i++) {
+        protobuf_c_message_free_unpacked(items[i], NULL);
+    }
+    free(items);
+    return TM_OK;
+}
+
+int tm_catalog_task_list(tm_catalog *c, const char *target, int open_only, size_t limit,
+                         Tidemark__Task ***out, size_t *n, tm_err *err)
+{
+    /* ?1 target ('' = all), ?3 open_only, ?4 limit (0 = all). */
+    return query_records(c,
+                         "SELECT record FROM tasks WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
+                         "AND (?3 = 0 OR state IN (1, 2)) ORDER BY created_at DESC, id DESC "
+                         "LIMIT CASE WHEN ?4 = 0 THEN -1 ELSE ?4 END",
+                         target, "", open_only, (int64_t)limit, &tidemark__task__descriptor,
+                         (void ***)out, n, err);
+}
+
+int tm_catalog_task_queued(tm_catalog *c, const char *agent_id, int64_t now_ms,
+                           Tidemark__Task ***out, size_t *n, tm_err *err)
+{
+    return query_records(c,
+                         "SELECT record FROM tasks WHERE state = 1 AND agent_id = ?1 AND ?2 = ?2 "
+                         "AND not_before <= ?3 AND ?4 = ?4 ORDER BY created_at, id",
+                         agent_id, "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n,
+                         err);
+}
+
+int tm_catalog_task_expired(tm_catalog *c, int64_t now_ms, Tidemark__Task ***out, size_t *n,
+                            tm_err *err)
+{
+    return query_records(c,
+                         "SELECT record FROM tasks WHERE state = 2 AND lease_expires_at < ?3 "
+                         "AND ?1 = ?1 AND ?2 = ?2 AND ?4 = ?4",
+                         "", "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n, err);
+}
+
+int tm_catalog_task_count(tm_catalog *c, const char *target, int kind, int state, int64_t *n,
+                          tm_err *err)
+{
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc =
+        prepare(c, db, "SELECT COUNT(*) FROM tasks WHERE target = ?1 AND kind = ?2 AND state = ?3",
+                &s, err);
+    if (rc == TM_OK) {
+        bind_str(s, 1, target);
+        sqlite3_bind_int(s, 2, kind);
+        sqlite3_bind_int(s, 3, state);
+        int src = sqlite3_step(s);
+        if (src == SQLITE_ROW) {
+            *n = sqlite3_column_int64(s, 0);
+        } else {
+            rc = tm_catalog_sql_fail(c, err, src, "count tasks");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    return rc;
+}
+
+int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err)
+{
+    memset(counts, 0, 6 * sizeof(int64_t));
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc = prepare(c, db, "SELECT state, COUNT(*) FROM tasks GROUP BY state", &s, err);
+    if (rc == TM_OK) {
+        int src;
+        while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+            int st = sqlite3_column_int(s, 0);
+            if (st >= 0 && st < 6) {
+                counts[st] = sqlite3_column_int64(s, 1);
+            }
+        }
+        if (src != SQLITE_DONE) {
+            rc = tm_catalog_sql_fail(c, err, src, "count tasks");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    return rc;
+}
+
+void tm_catalog_tasks_free(Tidemark__Task **t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tidemark__task__free_unpacked(t[i], NULL);
+    }
+    free(t);
+}
+
+int tm_catalog_backup_put(tm_catalog *c, const Tidemark__BackupInfo *b, tm_err *err)
+{
+    if (b->id == NULL || b->target == NULL) {
+        return tm_err_set(err, TM_EINVAL, "catalog: backup without id or target");
+    }
+    size_t len = tidemark__backup_info__get_packed_size(b);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "catalog: out of memory");
+    }
+    tidemark__backup_info__pack(b, buf);
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc = prepare(c, db,
+                     "INSERT INTO backups(target, id, type, finished_at, keep, record) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(target, id) DO UPDATE SET "
+                     "type = excluded.type, finished_at = excluded.finished_at, keep = "
+                     "excluded.keep, record = excluded.record",
+                     &s, err);
+    if (rc == TM_OK) {
+        bind_str(s, 1, b->target);
+        bind_str(s, 2, b->id);
+        sqlite3_bind_int(s, 3, b->type);
+        sqlite3_bind_int64(s, 4, b->finished_at);
+        sqlite3_bind_int(s, 5, b->keep ? 1 : 0);
+        sqlite3_bind_blob(s, 6, buf, (int)len, SQLITE_STATIC);
+        int src = sqlite3_step(s);
+        if (src != SQLITE_DONE) {
+            rc = tm_catalog_sql_fail(c, err, src, "write backup");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    free(buf);
+    return rc;
+}
+
+int tm_catalog_backup_get(tm_catalog *c, const char *target, const char *id,
+                          Tidemark__BackupInfo **out, tm_err *err)
+{
+    void **items = NULL;
+    size_t n = 0;
+    int rc = query_records(c,
+                           "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND id = ?2 "
+                           "AND ?3 = ?4 ORDER BY target",
+                           target, id, 0, 0, &tidemark__backup_info__descriptor, &items, &n, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    if (n != 1) {
+        for (size_t i = 0; i < n; i++) {
+            protobuf_c_message_free_unpacked(items[i], NULL);
+        }
+        free(items);
+        return n == 0 ? tm_err_set(err, TM_ENOENT, "no backup %s", id)
+                      : tm_err_set(err, TM_EINVAL,
+                                   "backup id %s exists for %zu targets; give "
+                                   "the target too",
+                                   id, n);
+    }
+    *out = items[0];
+    free(items);
+    return TM_OK;
+}
+
+int tm_catalog_backup_list(tm_catalog *c, const char *target, Tidemark__BackupInfo ***out,
+                           size_t *n, tm_err *err)
+{
+    return query_records(c,
+                         "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
+                         "AND ?3 = ?4 ORDER BY finished_at, id",
+                         target, "", 0, 0, &tidemark__backup_info__descriptor, (void ***)out, n,
+                         err);
+}
+
+void tm_catalog_backups_free(Tidemark__BackupInfo **b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tidemark__backup_info__free_unpacked(b[i], NULL);
+    }
+    free(b);
+}
+
+int tm_catalog_target_owner(tm_catalog *c, const char *target, char **agent_id, int *kind,
+                            tm_err *err)
+{
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc = prepare(c, db, "SELECT agent_id, kind FROM targets WHERE name = ?1", &s, err);
+    if (rc == TM_OK) {
+        bind_str(s, 1, target);
+        int src = sqlite3_step(s);
+        if (src == SQLITE_ROW) {
+            *agent_id = strdup((const char *)sqlite3_column_text(s, 0));
+            *kind = sqlite3_column_int(s, 1);
+            if (*agent_id == NULL) {
+                rc = tm_err_set(err, TM_ENOMEM, "catalog: out of memory");
+            }
+        } else if (src == SQLITE_DONE) {
+            rc = tm_err_set(err, TM_ENOENT, "no target named '%s' (see tidemarkctl agents list)",
+                            target);
+        } else {
+            rc = tm_catalog_sql_fail(c, err, src, "find target");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    return rc;
+}

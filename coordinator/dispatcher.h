@@ -1,0 +1,58 @@
+/*
+ * dispatcher.h - tasks from submission to a terminal state.
+ *
+ * A task is queued in the catalog for the agent that serves its target (or
+ * the agent a restore is sent to), leased to that agent when it asks
+ * (NextTask, long-polled: a task reaches a waiting agent at once), kept alive
+ * by progress reports, and finished by CompleteTask. An expired lease or a
+ * retryable failure queues it again with exponential backoff until
+ * max_attempts; then it fails. The coordinator, not a log line, decides
+ * success: a backup task succeeds only with a result naming its backup.
+ */
+#ifndef TM_DISPATCHER_H
+#define TM_DISPATCHER_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/rpc.h"
+#include "coordinator/catalog.h"
+
+#include "tidemark.pb-c.h"
+
+typedef struct tm_dispatcher tm_dispatcher;
+
+typedef struct tm_dispatcher_opts {
+    uint32_t lease_ms;         /* default 60000 */
+    uint32_t max_attempts;     /* default 3 */
+    uint32_t retry_backoff_ms; /* first retry delay, doubled each attempt; default 5000 */
+    uint32_t poll_max_ms;      /* longest NextTask park; default 25000 */
+} tm_dispatcher_opts;
+
+int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_opts *opts,
+                      tm_err *err);
+/* Completes every parked NextTask with "nothing to do", then frees. */
+void tm_dispatcher_free(tm_dispatcher *d);
+
+/* Queue a task (kind, target, backup_type / restore, requested_by set by the
+ * caller). to_agent: run on this agent instead of the target's own. On
+ * success *out is the stored task (free with tidemark__task__free_unpacked). */
+int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *t, const char *to_agent,
+                         Tidemark__Task **out, tm_err *err);
+/* QUEUED -> CANCELLED at once; RUNNING -> cancel requested (the agent is
+ * told on its next progress report). */
+int tm_dispatcher_cancel(tm_dispatcher *d, const char *id, Tidemark__Task **out, tm_err *err);
+
+/* NextTask handler body: answers now with a lease, or parks the call. */
+int tm_dispatcher_next(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__NextTaskRequest *req,
+                       Tidemark__NextTaskResponse *resp);
+int tm_dispatcher_progress(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__ProgressReport *req,
+                           Tidemark__ProgressAck *resp);
+int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
+                           const Tidemark__CompleteTaskRequest *req,
+                           Tidemark__CompleteTaskResponse *resp);
+
+/* Periodic work: expire leases, answer parked polls whose time is up. */
+void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms);
+
+#endif
