@@ -7,6 +7,7 @@
  */
 #include "agent/daemon.h"
 #include "agent/identity.h"
+#include "agent/tasks.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "common/util.h"
@@ -24,6 +25,7 @@
 struct tm_daemon {
     const tm_agent_conf *conf;
     tm_rpc_client *rpc;
+    tm_runner *runner;
     tm_identity id;
     int have_identity;
     int registered;
@@ -247,6 +249,9 @@ static int do_register(tm_daemon *d)
     tidemark__register_response__free_unpacked(resp, NULL);
     tm_rpc_client_set_agent(d->rpc, d->id.id, d->id.secret);
     d->registered = 1;
+    if (d->runner == NULL && tm_runner_start(&d->runner, conf, d->rpc, &err) != TM_OK) {
+        tm_error("agent", "event=runner_failed msg=\"%s\"", err.msg);
+    }
     return TM_OK;
 }
 
@@ -298,6 +303,11 @@ int tm_daemon_run(tm_daemon *d)
             break;
         }
     }
+    /* Stop the task runner: tell it, then interrupt its long-poll. */
+    tm_runner_stop(d->runner);
+    tm_rpc_client_shutdown(d->rpc);
+    tm_runner_free(d->runner);
+    d->runner = NULL;
     tm_info("agent", "event=stopped agent=%s", d->have_identity ? d->id.id : "-");
     return 0;
 }

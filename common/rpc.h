@@ -89,6 +89,9 @@ typedef int (*tm_rpc_auth_fn)(tm_rpc_call *call, const char *service,
 /* Observer for metrics: called once per answered call. method is NULL when
  * the request could not be decoded. */
 typedef void (*tm_rpc_observe_fn)(const char *method, int code, uint64_t latency_ns, void *arg);
+/* A client connection went away: parked calls that came over it will never
+ * be read. Runs on an nng thread: must not block. */
+typedef void (*tm_rpc_conn_closed_fn)(uint32_t conn_id, void *arg);
 
 enum {
     TM_RPC_NOAUTH = 1u << 0,   /* no credential required (e.g. RegisterAgent: token in body) */
@@ -105,6 +108,8 @@ typedef struct tm_rpc_server_opts {
     void *auth_arg;
     tm_rpc_observe_fn observe;
     void *observe_arg;
+    tm_rpc_conn_closed_fn conn_closed;
+    void *conn_closed_arg;
 } tm_rpc_server_opts;
 
 int tm_rpc_server_new(tm_rpc_server **out, const tm_rpc_server_opts *opts, tm_err *err);
@@ -127,6 +132,10 @@ void tm_rpc_server_free(tm_rpc_server *s);
 typedef void (*tm_rpc_done_fn)(void *done_arg, void *reply, size_t len);
 int tm_rpc_server_handle(tm_rpc_server *s, const void *req, size_t len, const char *peer,
                          void **out, size_t *out_len, tm_rpc_done_fn done, void *done_arg);
+/* The same, for a request that came over connection conn_id. */
+int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, const char *peer,
+                              uint32_t conn_id, void **out, size_t *out_len, tm_rpc_done_fn done,
+                              void *done_arg);
 
 /* ---- inside a handler ---- */
 tm_arena *tm_rpc_call_arena(tm_rpc_call *c);
@@ -138,6 +147,8 @@ const char *tm_rpc_call_principal(const tm_rpc_call *c);
 const char *tm_rpc_call_method(const tm_rpc_call *c);
 const char *tm_rpc_call_peer(const tm_rpc_call *c);
 uint32_t tm_rpc_call_deadline_ms(const tm_rpc_call *c);
+/* The connection the call came over (0 when not from a socket). */
+uint32_t tm_rpc_call_conn(const tm_rpc_call *c);
 ProtobufCMessage *tm_rpc_call_response(tm_rpc_call *c);
 /* Finish a parked call (any thread). The response message must be filled. */
 void tm_rpc_call_complete(tm_rpc_call *c, int code);
@@ -152,6 +163,9 @@ typedef struct tm_rpc_client_opts {
 
 int tm_rpc_client_new(tm_rpc_client **out, const tm_rpc_client_opts *opts, tm_err *err);
 void tm_rpc_client_free(tm_rpc_client *c);
+/* Close the connection: calls in progress (long-polls) in other threads
+ * return at once with an error. The client can only be freed afterwards. */
+void tm_rpc_client_shutdown(tm_rpc_client *c);
 /* Credentials sent with every later call (copied). NULL clears. */
 void tm_rpc_client_set_agent(tm_rpc_client *c, const char *agent_id, const char *secret);
 void tm_rpc_client_set_admin(tm_rpc_client *c, const char *admin_token);

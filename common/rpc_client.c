@@ -22,6 +22,7 @@
 struct tm_rpc_client {
     nng_socket sock;
     nng_dialer dialer;
+    int closed;
     char *url;
     uint32_t resend_ms;
     pthread_mutex_t mu;
@@ -79,12 +80,23 @@ static void wipe_free(char *s)
     }
 }
 
+void tm_rpc_client_shutdown(tm_rpc_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int was = c->closed;
+    c->closed = 1;
+    pthread_mutex_unlock(&c->mu);
+    if (!was) {
+        nng_close(c->sock);
+    }
+}
+
 void tm_rpc_client_free(tm_rpc_client *c)
 {
     if (c == NULL) {
         return;
     }
-    nng_close(c->sock);
+    tm_rpc_client_shutdown(c);
     free(c->url);
     free(c->agent_id);
     wipe_free(c->agent_secret);

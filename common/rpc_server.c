@@ -83,6 +83,7 @@ struct tm_rpc_call {
     char peer[64];
     char request_id[TM_RPC_REQUEST_ID_MAX + 1];
     uint32_t deadline_ms;
+    uint32_t conn;
     ProtobufCMessage *resp;
     char *message;
     uint64_t start_ns;
@@ -205,6 +206,11 @@ uint32_t tm_rpc_call_deadline_ms(const tm_rpc_call *c)
     return c->deadline_ms;
 }
 
+uint32_t tm_rpc_call_conn(const tm_rpc_call *c)
+{
+    return c->conn;
+}
+
 ProtobufCMessage *tm_rpc_call_response(tm_rpc_call *c)
 {
     return c->resp;
@@ -311,6 +317,13 @@ static int str_ok(const char *s, size_t max)
 int tm_rpc_server_handle(tm_rpc_server *s, const void *req, size_t len, const char *peer,
                          void **out, size_t *out_len, tm_rpc_done_fn done, void *done_arg)
 {
+    return tm_rpc_server_handle_conn(s, req, len, peer, 0, out, out_len, done, done_arg);
+}
+
+int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, const char *peer,
+                              uint32_t conn_id, void **out, size_t *out_len, tm_rpc_done_fn done,
+                              void *done_arg)
+{
     *out = NULL;
     *out_len = 0;
     tm_rpc_call *c = calloc(1, sizeof(*c));
@@ -322,6 +335,7 @@ int tm_rpc_server_handle(tm_rpc_server *s, const void *req, size_t len, const ch
     c->start_ns = tm_mono_ns();
     c->done = done;
     c->done_arg = done_arg;
+    c->conn = conn_id;
     snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "");
     ProtobufCAllocator *alloc = tm_arena_allocator(c->arena);
     int code;
@@ -549,8 +563,9 @@ static void worker_cb(void *arg)
         void *out = NULL;
         size_t len = 0;
         w->state = W_PARKED; /* until the reply exists */
-        int r = tm_rpc_server_handle(w->srv, nng_msg_body(msg), nng_msg_len(msg), peer, &out, &len,
-                                     worker_done, w);
+        int pid = nng_pipe_id(nng_msg_get_pipe(msg));
+        int r = tm_rpc_server_handle_conn(w->srv, nng_msg_body(msg), nng_msg_len(msg), peer,
+                                          pid > 0 ? (uint32_t)pid : 0, &out, &len, worker_done, w);
         nng_msg_free(msg);
         if (r == TM_RPC_PENDING) {
             return;
@@ -570,6 +585,15 @@ static void worker_cb(void *arg)
         break;
     default:
         break;
+    }
+}
+
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    tm_rpc_server *s = arg;
+    int id = nng_pipe_id(p);
+    if (ev == NNG_PIPE_EV_REM_POST && id > 0 && s->opts.conn_closed != NULL) {
+        s->opts.conn_closed((uint32_t)id, s->opts.conn_closed_arg);
     }
 }
 
@@ -596,6 +620,7 @@ int tm_rpc_server_start(tm_rpc_server *s, tm_err *err)
         return tm_err_set(err, TM_EINTERNAL, "rpc: open REP socket: %s", nng_strerror(rv));
     }
     s->sock_open = 1;
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_event, s);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->opts.max_message_bytes);
     if ((rv = nng_listener_create(&s->listener, s->sock, s->url)) != 0) {
         return tm_err_set(err, TM_ECONFIG, "rpc listen %s: %s", s->url, nng_strerror(rv));

@@ -77,6 +77,14 @@ static void collect(tm_metrics_writer *w, void *arg)
                             (double)c->started_at);
 }
 
+static void conn_closed(uint32_t conn, void *arg)
+{
+    struct tm_coordinator *c = arg;
+    if (c->dispatcher != NULL) {
+        tm_dispatcher_conn_closed(c->dispatcher, conn);
+    }
+}
+
 static int health(void *arg, char *msg, size_t cap)
 {
     struct tm_coordinator *c = arg;
@@ -181,6 +189,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         .auth_arg = c,
         .observe = observe_rpc,
         .observe_arg = c,
+        .conn_closed = conn_closed,
+        .conn_closed_arg = c,
     };
     if ((rc = tm_rpc_server_new(&c->rpc, &so, err)) != TM_OK) {
         goto fail;

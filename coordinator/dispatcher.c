@@ -19,6 +19,7 @@ typedef struct parked {
     struct parked *next;
     char agent[64];
     tm_rpc_call *call;
+    uint32_t conn;
     int64_t deadline_ms;
 } parked;
 
@@ -27,6 +28,7 @@ struct tm_dispatcher {
     tm_dispatcher_opts o;
     pthread_mutex_t mu;
     parked *parked;
+    parked *dead;         /* polls whose connection closed; answered on the next tick */
     int64_t next_wake_ms; /* earliest not_before of a requeued task; 0 = none */
 };
 
@@ -97,6 +99,15 @@ void tm_dispatcher_free(tm_dispatcher *d)
     pthread_mutex_lock(&d->mu);
     parked *p = d->parked;
     d->parked = NULL;
+    if (d->dead != NULL) {
+        parked *last = d->dead;
+        while (last->next != NULL) {
+            last = last->next;
+        }
+        last->next = p;
+        p = d->dead;
+        d->dead = NULL;
+    }
     pthread_mutex_unlock(&d->mu);
     while (p != NULL) {
         parked *n = p->next;
@@ -141,12 +152,13 @@ static int lease_one(tm_dispatcher *d, const char *agent, int64_t now_ms, Tidema
              * incremental runs waits for it. */
             int64_t running = 0;
             if (tm_catalog_task_count(d->cat, t->target, TIDEMARK__TASK_KIND__BACKUP,
-                                      TIDEMARK__TASK_STATE__RUNNING, &running, &err) != TM_OK ||
+                                      TIDEMARK__TASK_STATE__TASK_RUNNING, &running,
+                                      &err) != TM_OK ||
                 running > 0) {
                 continue;
             }
         }
-        t->state = TIDEMARK__TASK_STATE__RUNNING;
+        t->state = TIDEMARK__TASK_STATE__TASK_RUNNING;
         t->has_state = 1;
         t->attempt++;
         t->has_attempt = 1;
@@ -244,7 +256,7 @@ int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *in, const char 
     t->agent_id = strdup(to_agent != NULL ? to_agent : owner);
     free(owner);
     t->has_state = t->has_created_at = t->has_max_attempts = t->has_target_kind = 1;
-    t->state = TIDEMARK__TASK_STATE__QUEUED;
+    t->state = TIDEMARK__TASK_STATE__TASK_QUEUED;
     t->created_at = tm_now_s();
     t->max_attempts = d->o.max_attempts;
     t->target_kind = (Tidemark__TargetKind)kind;
@@ -275,13 +287,13 @@ int tm_dispatcher_cancel(tm_dispatcher *d, const char *id, Tidemark__Task **out,
     Tidemark__Task *t = NULL;
     int rc = tm_catalog_task_get(d->cat, id, &t, err);
     if (rc == TM_OK) {
-        if (t->state == TIDEMARK__TASK_STATE__QUEUED) {
-            t->state = TIDEMARK__TASK_STATE__CANCELLED;
+        if (t->state == TIDEMARK__TASK_STATE__TASK_QUEUED) {
+            t->state = TIDEMARK__TASK_STATE__TASK_CANCELLED;
             t->finished_at = tm_now_s();
             t->has_finished_at = 1;
             free(t->error);
             t->error = strdup("cancelled before it started");
-        } else if (t->state == TIDEMARK__TASK_STATE__RUNNING) {
+        } else if (t->state == TIDEMARK__TASK_STATE__TASK_RUNNING) {
             t->cancel_requested = 1;
             t->has_cancel_requested = 1;
         }
@@ -341,6 +353,7 @@ int tm_dispatcher_next(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__Next
     old = unpark(d, agent);
     snprintf(p->agent, sizeof(p->agent), "%s", agent);
     p->call = call;
+    p->conn = tm_rpc_call_conn(call);
     p->deadline_ms = now + wait;
     p->next = d->parked;
     d->parked = p;
@@ -384,7 +397,7 @@ int tm_dispatcher_progress(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__
         pthread_mutex_unlock(&d->mu);
         return code;
     }
-    if (t->state != TIDEMARK__TASK_STATE__RUNNING) {
+    if (t->state != TIDEMARK__TASK_STATE__TASK_RUNNING) {
         code = tm_rpc_call_error(call, TM_RPC_FAILED_PRECONDITION,
                                  "task %s is %s, not running: stop working on it", t->id,
                                  state_name(t->state));
@@ -430,13 +443,13 @@ static int fail_or_retry(tm_dispatcher *d, Tidemark__Task *t, const char *why, i
     free(t->error);
     t->error = strdup(why);
     if (t->cancel_requested) {
-        t->state = TIDEMARK__TASK_STATE__CANCELLED;
+        t->state = TIDEMARK__TASK_STATE__TASK_CANCELLED;
     } else if (retryable && t->attempt < t->max_attempts) {
         uint64_t delay = d->o.retry_backoff_ms;
         for (uint32_t i = 1; i < t->attempt && delay < 3600000; i++) {
             delay *= 2;
         }
-        t->state = TIDEMARK__TASK_STATE__QUEUED;
+        t->state = TIDEMARK__TASK_STATE__TASK_QUEUED;
         t->not_before = now_ms + (int64_t)delay;
         t->has_not_before = 1;
         t->lease_expires_at = 0;
@@ -444,9 +457,9 @@ static int fail_or_retry(tm_dispatcher *d, Tidemark__Task *t, const char *why, i
             d->next_wake_ms = t->not_before;
         }
     } else {
-        t->state = TIDEMARK__TASK_STATE__FAILED;
+        t->state = TIDEMARK__TASK_STATE__TASK_FAILED;
     }
-    if (t->state != TIDEMARK__TASK_STATE__QUEUED) {
+    if (t->state != TIDEMARK__TASK_STATE__TASK_QUEUED) {
         t->finished_at = now_ms / 1000;
         t->has_finished_at = 1;
     }
@@ -454,12 +467,12 @@ static int fail_or_retry(tm_dispatcher *d, Tidemark__Task *t, const char *why, i
     if (tm_catalog_task_put(d->cat, t, &err) != TM_OK) {
         tm_error("dispatcher", "event=write_failed task=%s msg=\"%s\"", t->id, err.msg);
     }
-    if (t->state == TIDEMARK__TASK_STATE__FAILED) {
+    if (t->state == TIDEMARK__TASK_STATE__TASK_FAILED) {
         tm_error("dispatcher", "event=failed task=%s kind=%s target=%s attempts=%u error=\"%s\"",
                  t->id, kind_name(t->kind), t->target, t->attempt, why);
     } else {
         tm_warn("dispatcher", "event=%s task=%s kind=%s target=%s attempt=%u error=\"%s\"",
-                t->state == TIDEMARK__TASK_STATE__QUEUED ? "retry" : "cancelled", t->id,
+                t->state == TIDEMARK__TASK_STATE__TASK_QUEUED ? "retry" : "cancelled", t->id,
                 kind_name(t->kind), t->target, t->attempt, why);
     }
     return t->state;
@@ -505,7 +518,7 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
         pthread_mutex_unlock(&d->mu);
         return code;
     }
-    if (t->state != TIDEMARK__TASK_STATE__RUNNING) {
+    if (t->state != TIDEMARK__TASK_STATE__TASK_RUNNING) {
         /* Already decided (a resend, or the lease expired meanwhile). */
         resp->has_state = 1;
         resp->state = t->state;
@@ -532,7 +545,7 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
     }
     tm_err err;
     if (ok) {
-        t->state = TIDEMARK__TASK_STATE__SUCCEEDED;
+        t->state = TIDEMARK__TASK_STATE__TASK_SUCCEEDED;
         t->finished_at = now / 1000;
         t->has_finished_at = 1;
         free(t->error);
@@ -563,6 +576,22 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
     return TM_RPC_OK;
 }
 
+void tm_dispatcher_conn_closed(tm_dispatcher *d, uint32_t conn_id)
+{
+    pthread_mutex_lock(&d->mu);
+    for (parked **pp = &d->parked; *pp != NULL;) {
+        parked *p = *pp;
+        if (p->conn == conn_id) {
+            *pp = p->next;
+            p->next = d->dead;
+            d->dead = p;
+            continue;
+        }
+        pp = &p->next;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
 void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms)
 {
     /* Leases that ran out: the agent died or lost the coordinator. */
@@ -586,7 +615,8 @@ void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms)
     if (wake) {
         d->next_wake_ms = 0;
     }
-    parked *done = NULL;
+    parked *done = d->dead;
+    d->dead = NULL;
     Tidemark__Task *leased[64];
     parked *leased_to[64];
     size_t nl = 0;
@@ -606,6 +636,9 @@ void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms)
             continue;
         }
         pp = &p->next;
+    }
+    if (nl == 64) {
+        d->next_wake_ms = now_ms; /* more agents may be waiting: look again next tick */
     }
     pthread_mutex_unlock(&d->mu);
     for (size_t i = 0; i < nl; i++) {

@@ -52,6 +52,11 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
                            const Tidemark__CompleteTaskRequest *req,
                            Tidemark__CompleteTaskResponse *resp);
 
+/* A connection closed: its parked polls are dropped (answered on the next
+ * tick, into the void), so no task is leased to an agent that is gone.
+ * Safe to call from an nng callback. */
+void tm_dispatcher_conn_closed(tm_dispatcher *d, uint32_t conn_id);
+
 /* Periodic work: expire leases, answer parked polls whose time is up. */
 void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms);
 

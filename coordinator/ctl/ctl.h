@@ -43,5 +43,20 @@ void ctl_ago(int64_t unix_s, char *out, size_t cap);
 
 int ctl_agents(ctl *c, int argc, char **argv);
 int ctl_status(ctl *c, int argc, char **argv);
+int ctl_backup(ctl *c, int argc, char **argv); /* backup run|show, backups list */
+int ctl_restore(ctl *c, int argc, char **argv);
+int ctl_tasks(ctl *c, int argc, char **argv); /* tasks list */
+int ctl_task(ctl *c, int argc, char **argv);  /* task show|cancel|wait */
+
+/* Tasks (tasks.c), shared by backup and restore. */
+struct Tidemark__Task;
+const char *ctl_task_state(int s);
+const char *ctl_task_kind(int k);
+const char *ctl_backup_type(int t);
+void ctl_json_task(FILE *f, const struct Tidemark__Task *t);
+int ctl_get_task(ctl *c, const char *id, struct Tidemark__Task **out);
+/* Follow a task to its end: CTL_OK if it succeeded. Fails, never hangs, when
+ * the agent stops reporting. */
+int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s);
 
 #endif

@@ -26,6 +26,12 @@ static void usage(FILE *f)
                "  agents approve AGENT         approve a pending agent\n"
                "  agents remove AGENT          forget an agent (stop it first to retire a host)\n"
                "  status                       coordinator and fleet summary\n"
+               "  backup run --target T [--type full|incremental] [--wait]\n"
+               "  backup show ID [--target T]  one backup in detail\n"
+               "  backups list [--target T]    backups in the catalog\n"
+               "  restore --target T --pgdata DIR [--time T|--backup ID] [--to AGENT] [--wait]\n"
+               "  tasks list [--target T]      recent tasks\n"
+               "  task show|cancel|wait ID     one task\n"
                "\n"
                "Global options:\n"
                "  -u, --url URL          coordinator (TIDEMARK_URL; default tcp://127.0.0.1:7800)\n"
@@ -133,6 +139,14 @@ int main(int argc, char **argv)
         fn = ctl_agents;
     } else if (strcmp(cmd, "status") == 0) {
         fn = ctl_status;
+    } else if (strcmp(cmd, "backup") == 0 || strcmp(cmd, "backups") == 0) {
+        fn = ctl_backup;
+    } else if (strcmp(cmd, "restore") == 0) {
+        fn = ctl_restore;
+    } else if (strcmp(cmd, "tasks") == 0) {
+        fn = ctl_tasks;
+    } else if (strcmp(cmd, "task") == 0) {
+        fn = ctl_task;
     } else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CTL_OK;

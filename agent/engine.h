@@ -1,0 +1,50 @@
+/*
+ * engine.h - the interface every database engine implements.
+ *
+ * An engine lives in its own folder (agent/engines/<kind>/) and is listed
+ * once in agent/engine.c. The task runner hands it a task and a context for
+ * progress and cancellation; the engine fills a structured result (sizes,
+ * digests, LSNs, times) that the coordinator records. The coordinator, not
+ * the engine's log, decides whether the task succeeded.
+ */
+#ifndef TM_ENGINE_H
+#define TM_ENGINE_H
+
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/err.h"
+
+#include "tidemark.pb-c.h"
+
+typedef struct tm_task_ctx tm_task_ctx;
+
+typedef struct tm_engine {
+    int kind;         /* tidemark.TargetKind */
+    const char *name; /* "postgres" */
+    /* Each returns TM_OK with *result filled (strings malloc'd; freed by the
+     * runner with tidemark__task_result__free_unpacked semantics), or an error
+     * in err. NULL = the engine does not support that task kind. */
+    int (*backup)(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
+                  tm_err *err);
+    int (*restore)(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
+                   tm_err *err);
+} tm_engine;
+
+/* The engine for a target kind, or NULL. */
+const tm_engine *tm_engine_find(int kind);
+
+/* ---- what an engine may use while it runs ---- */
+const tm_agent_conf *tm_task_conf(tm_task_ctx *ctx);
+/* The configured target the task is about (NULL for a restore of a target
+ * this agent does not serve, e.g. on a staging host). */
+const tm_target_conf *tm_task_target(tm_task_ctx *ctx);
+/* Record progress; the runner reports it to the coordinator (and keeps the
+ * lease alive) on its own schedule. Cheap: call it as often as you like. */
+void tm_task_progress(tm_task_ctx *ctx, const char *phase, uint64_t bytes_done,
+                      uint64_t bytes_total, uint32_t files_done, uint32_t files_total);
+/* 1 once the operator cancelled the task or the agent is stopping: stop
+ * soon, leave nothing half-visible, return an error. */
+int tm_task_cancelled(tm_task_ctx *ctx);
+
+#endif

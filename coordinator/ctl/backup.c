@@ -1,0 +1,414 @@
+/*
+ * backup.c - tidemarkctl backup run|show, backups list, restore.
+ */
+#include "coordinator/ctl/ctl.h"
+#include "common/util.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tidemark.pb-c.h"
+
+static void backup_usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: tidemarkctl backup run --target T [--type full|incremental] [--wait]\n"
+            "                              [--wait-timeout S] [--json]\n"
+            "       tidemarkctl backup show ID [--target T] [--json]\n"
+            "       tidemarkctl backups list [--target T] [--json]\n"
+            "       tidemarkctl restore --target T --pgdata DIR [--time 'YYYY-MM-DD HH:MM:SS+00'\n"
+            "                           | --backup ID | --lsn LSN | --immediate] [--to AGENT]\n"
+            "                           [--delta] [--start] [--port N] [--wait] [--json]\n"
+            "\n"
+            "--wait follows the task to its end (exit 0 succeeded, 1 failed) and fails\n"
+            "early if the agent stops reporting.\n");
+}
+
+static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
+{
+    fputs("{\"id\":", f);
+    json_str(f, b->id);
+    fputs(",\"target\":", f);
+    json_str(f, b->target);
+    fprintf(f, ",\"type\":\"%s\",\"parent_id\":", ctl_backup_type(b->type));
+    json_str(f, b->parent_id);
+    fputs(",\"agent_id\":", f);
+    json_str(f, b->agent_id);
+    fputs(",\"task_id\":", f);
+    json_str(f, b->task_id);
+    fputs(",\"started_at\":", f);
+    json_time(f, b->started_at);
+    fputs(",\"finished_at\":", f);
+    json_time(f, b->finished_at);
+    fprintf(f, ",\"bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"files\":%u", b->bytes,
+            b->stored_bytes, b->files);
+    fputs(",\"start_lsn\":", f);
+    json_str(f, b->start_lsn);
+    fputs(",\"stop_lsn\":", f);
+    json_str(f, b->stop_lsn);
+    fprintf(f, ",\"timeline\":%u,\"keep\":%s,\"repositories\":[", b->timeline,
+            b->keep ? "true" : "false");
+    for (size_t i = 0; i < b->n_repositories; i++) {
+        fputs(i ? "," : "", f);
+        json_str(f, b->repositories[i]);
+    }
+    fputs("],\"extra\":{", f);
+    for (size_t i = 0; i < b->n_extra; i++) {
+        fputs(i ? "," : "", f);
+        json_str(f, b->extra[i]->key);
+        fputc(':', f);
+        json_str(f, b->extra[i]->value);
+    }
+    fputs("}}", f);
+}
+
+static void human_bytes(uint64_t n, char *out, size_t cap)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static int backups_list(ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    Tidemark__ListBackupsRequest req = TIDEMARK__LIST_BACKUPS_REQUEST__INIT;
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            req.target = optarg;
+            break;
+        case 'j':
+            c->json = 1;
+            break;
+        case 'h':
+            backup_usage(stdout);
+            return CTL_OK;
+        default:
+            backup_usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    Tidemark__ListBackupsResponse *resp = NULL;
+    int rc = ctl_call(c, "Admin.ListBackups", &req.base,
+                      &tidemark__list_backups_response__descriptor, (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (c->json) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < resp->n_backups; i++) {
+            fputs(i ? "," : "", stdout);
+            json_backup(stdout, resp->backups[i]);
+        }
+        fputs("]\n", stdout);
+    } else {
+        printf("%-20s %-28s %-12s %-21s %10s %10s %s\n", "TARGET", "BACKUP", "TYPE", "FINISHED",
+               "SIZE", "STORED", "REPOSITORIES");
+        for (size_t i = 0; i < resp->n_backups; i++) {
+            const Tidemark__BackupInfo *b = resp->backups[i];
+            char when[32], size[32], stored[32], repos[256] = "";
+            tm_fmt_time(b->finished_at, when, sizeof(when));
+            human_bytes(b->bytes, size, sizeof(size));
+            human_bytes(b->stored_bytes, stored, sizeof(stored));
+            for (size_t j = 0; j < b->n_repositories; j++) {
+                size_t l = strlen(repos);
+                snprintf(repos + l, sizeof(repos) - l, "%s%s", j ? "," : "", b->repositories[j]);
+            }
+            printf("%-20s %-28s %-12s %-21s %10s %10s %s%s\n", b->target, b->id,
+                   ctl_backup_type(b->type), when, size, stored, repos, b->keep ? " (kept)" : "");
+        }
+        if (resp->n_backups == 0) {
+            printf("(no backups)\n");
+        }
+    }
+    tidemark__list_backups_response__free_unpacked(resp, NULL);
+    return CTL_OK;
+}
+
+static int backup_run(ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'},
+        {"type", required_argument, NULL, 'y'},
+        {"wait", no_argument, NULL, 'w'},
+        {"wait-timeout", required_argument, NULL, 'W'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    Tidemark__RunBackupRequest req = TIDEMARK__RUN_BACKUP_REQUEST__INIT;
+    int wait = 0;
+    uint32_t wait_s = 6 * 3600;
+    req.has_type = 1;
+    req.type = TIDEMARK__BACKUP_TYPE__FULL;
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            req.target = optarg;
+            break;
+        case 'y':
+            if (strcmp(optarg, "full") == 0) {
+                req.type = TIDEMARK__BACKUP_TYPE__FULL;
+            } else if (strcmp(optarg, "incremental") == 0 || strcmp(optarg, "incr") == 0) {
+                req.type = TIDEMARK__BACKUP_TYPE__INCREMENTAL;
+            } else {
+                fprintf(stderr, "tidemarkctl: --type must be full or incremental\n");
+                return CTL_USAGE;
+            }
+            break;
+        case 'w':
+            wait = 1;
+            break;
+        case 'W':
+            wait_s = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'j':
+            c->json = 1;
+            break;
+        case 'h':
+            backup_usage(stdout);
+            return CTL_OK;
+        default:
+            backup_usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    if (req.target == NULL) {
+        fprintf(stderr, "tidemarkctl: backup run needs --target\n");
+        return CTL_USAGE;
+    }
+    Tidemark__TaskResponse *resp = NULL;
+    int rc = ctl_call(c, "Admin.RunBackup", &req.base, &tidemark__task_response__descriptor,
+                      (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    char id[128];
+    snprintf(id, sizeof(id), "%s", resp->task && resp->task->id ? resp->task->id : "");
+    if (!wait) {
+        if (c->json) {
+            ctl_json_task(stdout, resp->task);
+            fputc('\n', stdout);
+        } else {
+            printf("queued %s backup of %s as task %s\n", ctl_backup_type(req.type), req.target,
+                   id);
+        }
+    }
+    tidemark__task_response__free_unpacked(resp, NULL);
+    return wait ? ctl_wait_task(c, id, wait_s) : CTL_OK;
+}
+
+static int backup_show(ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    Tidemark__BackupRef ref = TIDEMARK__BACKUP_REF__INIT;
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            ref.target = optarg;
+            break;
+        case 'j':
+            c->json = 1;
+            break;
+        case 'h':
+            backup_usage(stdout);
+            return CTL_OK;
+        default:
+            backup_usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "tidemarkctl: backup show takes one backup id\n");
+        return CTL_USAGE;
+    }
+    ref.id = argv[optind];
+    Tidemark__BackupResponse *resp = NULL;
+    int rc = ctl_call(c, "Admin.ShowBackup", &ref.base, &tidemark__backup_response__descriptor,
+                      (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    const Tidemark__BackupInfo *b = resp->backup;
+    if (b == NULL) {
+        tidemark__backup_response__free_unpacked(resp, NULL);
+        return CTL_FAIL;
+    }
+    if (c->json) {
+        json_backup(stdout, b);
+        fputc('\n', stdout);
+    } else {
+        char s[32], e[32], size[32], stored[32];
+        tm_fmt_time(b->started_at, s, sizeof(s));
+        tm_fmt_time(b->finished_at, e, sizeof(e));
+        human_bytes(b->bytes, size, sizeof(size));
+        human_bytes(b->stored_bytes, stored, sizeof(stored));
+        printf("backup:       %s\ntarget:       %s\ntype:         %s\n", b->id, b->target,
+               ctl_backup_type(b->type));
+        printf("parent:       %s\n", b->parent_id && b->parent_id[0] ? b->parent_id : "-");
+        printf("started:      %s\nfinished:     %s\n", s, e);
+        printf("size:         %s read, %s stored, %u files\n", size, stored, b->files);
+        if (b->start_lsn != NULL && b->start_lsn[0]) {
+            printf("lsn:          %s .. %s (timeline %u)\n", b->start_lsn,
+                   b->stop_lsn ? b->stop_lsn : "?", b->timeline);
+        }
+        printf("repositories:");
+        for (size_t i = 0; i < b->n_repositories; i++) {
+            printf(" %s", b->repositories[i]);
+        }
+        printf("\nagent:        %s\ntask:         %s\n", b->agent_id ? b->agent_id : "-",
+               b->task_id ? b->task_id : "-");
+        for (size_t i = 0; i < b->n_extra; i++) {
+            printf("%-13s %s\n", b->extra[i]->key, b->extra[i]->value);
+        }
+    }
+    tidemark__backup_response__free_unpacked(resp, NULL);
+    return CTL_OK;
+}
+
+int ctl_restore(ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'},
+        {"to", required_argument, NULL, 'a'},
+        {"pgdata", required_argument, NULL, 'd'},
+        {"time", required_argument, NULL, 'T'},
+        {"backup", required_argument, NULL, 'b'},
+        {"lsn", required_argument, NULL, 'l'},
+        {"immediate", no_argument, NULL, 'i'},
+        {"delta", no_argument, NULL, 'D'},
+        {"start", no_argument, NULL, 's'},
+        {"port", required_argument, NULL, 'p'},
+        {"wait", no_argument, NULL, 'w'},
+        {"wait-timeout", required_argument, NULL, 'W'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    Tidemark__RestoreRequest req = TIDEMARK__RESTORE_REQUEST__INIT;
+    Tidemark__RestoreSpec spec = TIDEMARK__RESTORE_SPEC__INIT;
+    req.spec = &spec;
+    int wait = 0;
+    uint32_t wait_s = 6 * 3600;
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            req.target = optarg;
+            break;
+        case 'a':
+            req.to_agent = optarg;
+            break;
+        case 'd':
+            spec.pgdata = optarg;
+            break;
+        case 'T':
+            spec.target_time = optarg;
+            break;
+        case 'b':
+            spec.backup_id = optarg;
+            break;
+        case 'l':
+            spec.lsn = optarg;
+            break;
+        case 'i':
+            spec.has_immediate = spec.immediate = 1;
+            break;
+        case 'D':
+            spec.has_delta = spec.delta = 1;
+            break;
+        case 's':
+            spec.has_start = spec.start = 1;
+            break;
+        case 'p':
+            spec.has_port = 1;
+            spec.port = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'w':
+            wait = 1;
+            break;
+        case 'W':
+            wait_s = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'j':
+            c->json = 1;
+            break;
+        case 'h':
+            backup_usage(stdout);
+            return CTL_OK;
+        default:
+            backup_usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    if (req.target == NULL || spec.pgdata == NULL) {
+        fprintf(stderr, "tidemarkctl: restore needs --target and --pgdata\n");
+        return CTL_USAGE;
+    }
+    Tidemark__TaskResponse *resp = NULL;
+    int rc = ctl_call(c, "Admin.Restore", &req.base, &tidemark__task_response__descriptor,
+                      (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    char id[128];
+    snprintf(id, sizeof(id), "%s", resp->task && resp->task->id ? resp->task->id : "");
+    if (!wait) {
+        if (c->json) {
+            ctl_json_task(stdout, resp->task);
+            fputc('\n', stdout);
+        } else {
+            printf("queued restore of %s as task %s on agent %s\n", req.target, id,
+                   resp->task && resp->task->agent_id ? resp->task->agent_id : "?");
+        }
+    }
+    tidemark__task_response__free_unpacked(resp, NULL);
+    return wait ? ctl_wait_task(c, id, wait_s) : CTL_OK;
+}
+
+int ctl_backup(ctl *c, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        backup_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CTL_USAGE : CTL_OK;
+    }
+    if (strcmp(argv[0], "backups") == 0) {
+        if (strcmp(argv[1], "list") == 0) {
+            return backups_list(c, argc - 1, argv + 1);
+        }
+    } else if (strcmp(argv[1], "run") == 0) {
+        return backup_run(c, argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "show") == 0) {
+        return backup_show(c, argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "list") == 0) {
+        return backups_list(c, argc - 1, argv + 1);
+    }
+    fprintf(stderr, "tidemarkctl: unknown command '%s %s'\n", argv[0], argv[1]);
+    backup_usage(stderr);
+    return CTL_USAGE;
+}

@@ -1,0 +1,339 @@
+/*
+ * tasks.c - tidemarkctl tasks list, task show|cancel, and the --wait loop
+ * that backup run / restore share.
+ */
+#include "coordinator/ctl/ctl.h"
+#include "common/util.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tidemark.pb-c.h"
+
+const char *ctl_task_state(int s)
+{
+    static const char *n[] = {"unknown", "queued", "running", "succeeded", "failed", "cancelled"};
+    return s >= 0 && s <= 5 ? n[s] : "unknown";
+}
+
+const char *ctl_task_kind(int k)
+{
+    static const char *n[] = {"unknown", "backup", "restore", "log", "verify", "copy", "drill"};
+    return k >= 0 && k <= 6 ? n[k] : "unknown";
+}
+
+const char *ctl_backup_type(int t)
+{
+    static const char *n[] = {"unknown", "full", "incremental", "snapshot"};
+    return t >= 0 && t <= 3 ? n[t] : "unknown";
+}
+
+void ctl_json_task(FILE *f, const Tidemark__Task *t)
+{
+    fputs("{\"id\":", f);
+    json_str(f, t->id);
+    fprintf(f, ",\"kind\":\"%s\",\"target\":", ctl_task_kind(t->kind));
+    json_str(f, t->target);
+    fprintf(f, ",\"state\":\"%s\",\"agent_id\":", ctl_task_state(t->state));
+    json_str(f, t->agent_id);
+    fprintf(f, ",\"attempt\":%u,\"max_attempts\":%u", t->attempt, t->max_attempts);
+    if (t->kind == TIDEMARK__TASK_KIND__BACKUP) {
+        fprintf(f, ",\"backup_type\":\"%s\"", ctl_backup_type(t->backup_type));
+    }
+    fputs(",\"created_at\":", f);
+    json_time(f, t->created_at);
+    fputs(",\"started_at\":", f);
+    json_time(f, t->started_at);
+    fputs(",\"finished_at\":", f);
+    json_time(f, t->finished_at);
+    fputs(",\"error\":", f);
+    json_str(f, t->error);
+    if (t->progress != NULL) {
+        fputs(",\"progress\":{\"phase\":", f);
+        json_str(f, t->progress->phase);
+        fprintf(f,
+                ",\"bytes_done\":%" PRIu64 ",\"bytes_total\":%" PRIu64
+                ",\"files_done\":%u,\"files_total\":%u}",
+                t->progress->bytes_done, t->progress->bytes_total, t->progress->files_done,
+                t->progress->files_total);
+    }
+    if (t->result != NULL) {
+        const Tidemark__TaskResult *r = t->result;
+        fputs(",\"result\":{\"backup_id\":", f);
+        json_str(f, r->backup_id);
+        fprintf(f,
+                ",\"bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"files\":%u"
+                ",\"duration_ms\":%" PRIu64 ",\"start_lsn\":",
+                r->bytes, r->stored_bytes, r->files, r->duration_ms);
+        json_str(f, r->start_lsn);
+        fputs(",\"stop_lsn\":", f);
+        json_str(f, r->stop_lsn);
+        fputs(",\"extra\":{", f);
+        for (size_t i = 0; i < r->n_extra; i++) {
+            fputs(i ? "," : "", f);
+            json_str(f, r->extra[i]->key);
+            fputc(':', f);
+            json_str(f, r->extra[i]->value);
+        }
+        fputs("}}", f);
+    }
+    fputs("}", f);
+}
+
+static void text_task(const Tidemark__Task *t)
+{
+    printf("task:      %s\n", t->id);
+    printf("kind:      %s%s%s\n", ctl_task_kind(t->kind),
+           t->kind == TIDEMARK__TASK_KIND__BACKUP ? " " : "",
+           t->kind == TIDEMARK__TASK_KIND__BACKUP ? ctl_backup_type(t->backup_type) : "");
+    printf("target:    %s\n", t->target ? t->target : "-");
+    printf("agent:     %s\n", t->agent_id ? t->agent_id : "-");
+    printf("state:     %s (attempt %u of %u)\n", ctl_task_state(t->state), t->attempt,
+           t->max_attempts);
+    if (t->progress != NULL && t->progress->bytes_total > 0) {
+        printf("progress:  %s %" PRIu64 "/%" PRIu64 " bytes (%.0f%%)\n",
+               t->progress->phase ? t->progress->phase : "", t->progress->bytes_done,
+               t->progress->bytes_total,
+               100.0 * (double)t->progress->bytes_done / (double)t->progress->bytes_total);
+    }
+    if (t->error != NULL && t->error[0]) {
+        printf("error:     %s\n", t->error);
+    }
+    if (t->result != NULL && t->result->backup_id != NULL) {
+        printf("backup:    %s (%" PRIu64 " bytes read, %" PRIu64 " stored, %" PRIu64 " ms)\n",
+               t->result->backup_id, t->result->bytes, t->result->stored_bytes,
+               t->result->duration_ms);
+    }
+}
+
+int ctl_get_task(ctl *c, const char *id, Tidemark__Task **out)
+{
+    Tidemark__TaskRef ref = TIDEMARK__TASK_REF__INIT;
+    ref.id = (char *)id;
+    Tidemark__TaskResponse *resp = NULL;
+    int rc = ctl_call(c, "Admin.GetTask", &ref.base, &tidemark__task_response__descriptor,
+                      (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    *out = resp->task;
+    resp->task = NULL;
+    tidemark__task_response__free_unpacked(resp, NULL);
+    return *out != NULL ? CTL_OK : CTL_FAIL;
+}
+
+int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
+{
+    uint64_t deadline = tm_mono_ns() + (uint64_t)timeout_s * 1000000000ULL;
+    int tty = isatty(2);
+    int64_t stuck_since = 0;
+    for (;;) {
+        Tidemark__Task *t = NULL;
+        int rc = ctl_get_task(c, id, &t);
+        if (rc != CTL_OK) {
+            return rc;
+        }
+        int st = t->state;
+        if (st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED || st == TIDEMARK__TASK_STATE__TASK_FAILED ||
+            st == TIDEMARK__TASK_STATE__TASK_CANCELLED) {
+            if (tty) {
+                fputs("\r\033[K", stderr);
+            }
+            if (c->json) {
+                ctl_json_task(stdout, t);
+                fputc('\n', stdout);
+            } else {
+                text_task(t);
+            }
+            tidemark__task__free_unpacked(t, NULL);
+            return st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ? CTL_OK : CTL_FAIL;
+        }
+        /* Never hang on a dead agent: a running task whose lease is well
+         * past due means nobody is working on it (the coordinator will
+         * requeue it; the operator should know now). */
+        int64_t now_ms = tm_now_ms();
+        if (st == TIDEMARK__TASK_STATE__TASK_RUNNING && t->lease_expires_at > 0 &&
+            now_ms > t->lease_expires_at + 5000) {
+            if (stuck_since == 0) {
+                stuck_since = now_ms;
+            }
+        } else {
+            stuck_since = 0;
+        }
+        if (tty) {
+            if (t->progress != NULL && t->progress->bytes_total > 0) {
+                fprintf(stderr, "\r\033[K%s %s: %s %.1f%% (%" PRIu64 " / %" PRIu64 " MiB)", id,
+                        ctl_task_state(st), t->progress->phase ? t->progress->phase : "",
+                        100.0 * (double)t->progress->bytes_done / (double)t->progress->bytes_total,
+                        t->progress->bytes_done >> 20, t->progress->bytes_total >> 20);
+            } else {
+                fprintf(stderr, "\r\033[K%s %s (attempt %u)", id, ctl_task_state(st), t->attempt);
+            }
+        }
+        tidemark__task__free_unpacked(t, NULL);
+        if (stuck_since != 0 && now_ms - stuck_since > 10000) {
+            fprintf(stderr,
+                    "\ntidemarkctl: task %s: the agent stopped reporting (lease expired); "
+                    "the coordinator will retry it — see tidemarkctl task show %s\n",
+                    id, id);
+            return CTL_FAIL;
+        }
+        if (tm_mono_ns() > deadline) {
+            fprintf(stderr, "\ntidemarkctl: task %s still %s after %u s (--wait-timeout)\n", id,
+                    ctl_task_state(st), timeout_s);
+            return CTL_FAIL;
+        }
+        usleep(250000);
+    }
+}
+
+static void tasks_usage(FILE *f)
+{
+    fprintf(f, "Usage: tidemarkctl tasks list [--target T] [--limit N] [--json]\n"
+               "       tidemarkctl task show ID [--json]\n"
+               "       tidemarkctl task cancel ID [--json]\n"
+               "       tidemarkctl task wait ID [--wait-timeout S] [--json]\n");
+}
+
+int ctl_tasks(ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'},
+        {"limit", required_argument, NULL, 'l'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    Tidemark__ListTasksRequest req = TIDEMARK__LIST_TASKS_REQUEST__INIT;
+    if (argc < 2 || strcmp(argv[1], "list") != 0) {
+        tasks_usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+        return argc >= 2 && strcmp(argv[1], "--help") == 0 ? CTL_OK : CTL_USAGE;
+    }
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            req.target = optarg;
+            break;
+        case 'l':
+            req.has_limit = 1;
+            req.limit = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'j':
+            c->json = 1;
+            break;
+        case 'h':
+            tasks_usage(stdout);
+            return CTL_OK;
+        default:
+            tasks_usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    Tidemark__ListTasksResponse *resp = NULL;
+    int rc = ctl_call(c, "Admin.ListTasks", &req.base, &tidemark__list_tasks_response__descriptor,
+                      (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (c->json) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < resp->n_tasks; i++) {
+            fputs(i ? "," : "", stdout);
+            ctl_json_task(stdout, resp->tasks[i]);
+        }
+        fputs("]\n", stdout);
+    } else {
+        printf("%-34s %-8s %-12s %-20s %-10s %-8s %s\n", "TASK", "KIND", "TYPE", "TARGET", "STATE",
+               "TRY", "ERROR");
+        for (size_t i = 0; i < resp->n_tasks; i++) {
+            const Tidemark__Task *t = resp->tasks[i];
+            char tries[16];
+            snprintf(tries, sizeof(tries), "%u/%u", t->attempt, t->max_attempts);
+            printf("%-34s %-8s %-12s %-20s %-10s %-8s %s\n", t->id, ctl_task_kind(t->kind),
+                   t->kind == TIDEMARK__TASK_KIND__BACKUP ? ctl_backup_type(t->backup_type) : "-",
+                   t->target, ctl_task_state(t->state), tries, t->error ? t->error : "");
+        }
+        if (resp->n_tasks == 0) {
+            printf("(no tasks)\n");
+        }
+    }
+    tidemark__list_tasks_response__free_unpacked(resp, NULL);
+    return CTL_OK;
+}
+
+int ctl_task(ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"wait-timeout", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        tasks_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CTL_USAGE : CTL_OK;
+    }
+    const char *verb = argv[1];
+    uint32_t wait_s = 3600;
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'j':
+            c->json = 1;
+            break;
+        case 'w':
+            wait_s = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'h':
+            tasks_usage(stdout);
+            return CTL_OK;
+        default:
+            tasks_usage(stderr);
+            return CTL_USAGE;
+        }
+    }
+    if (optind + 1 != argc - 1) {
+        fprintf(stderr, "tidemarkctl: task %s takes one task id\n", verb);
+        return CTL_USAGE;
+    }
+    const char *id = argv[1 + optind];
+    if (strcmp(verb, "wait") == 0) {
+        return ctl_wait_task(c, id, wait_s);
+    }
+    Tidemark__Task *t = NULL;
+    int rc;
+    if (strcmp(verb, "show") == 0) {
+        rc = ctl_get_task(c, id, &t);
+    } else if (strcmp(verb, "cancel") == 0) {
+        Tidemark__TaskRef ref = TIDEMARK__TASK_REF__INIT;
+        ref.id = (char *)id;
+        Tidemark__TaskResponse *resp = NULL;
+        rc = ctl_call(c, "Admin.CancelTask", &ref.base, &tidemark__task_response__descriptor,
+                      (ProtobufCMessage **)&resp);
+        if (rc == CTL_OK) {
+            t = resp->task;
+            resp->task = NULL;
+            tidemark__task_response__free_unpacked(resp, NULL);
+        }
+    } else {
+        tasks_usage(stderr);
+        return CTL_USAGE;
+    }
+    if (rc != CTL_OK || t == NULL) {
+        return rc != CTL_OK ? rc : CTL_FAIL;
+    }
+    if (c->json) {
+        ctl_json_task(stdout, t);
+        fputc('\n', stdout);
+    } else {
+        text_task(t);
+    }
+    tidemark__task__free_unpacked(t, NULL);
+    return CTL_OK;
+}
