@@ -451,11 +451,12 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
             break;
         }
         if (backup_id != NULL || attempt >= 3) {
+            tm_err_set(err, TM_EEXIST,
+                       "backup %s/%s already exists (repositories are never overwritten); "
+                       "choose another backup id",
+                       target, w->id);
             tm_backup_writer_free(w);
-            return tm_err_set(err, TM_EEXIST,
-                              "backup %s/%s already exists (repositories are never overwritten); "
-                              "choose another backup id",
-                              target, w->id);
+            return TM_EEXIST;
         }
         usleep(1000000 - (useconds_t)(tm_now_ms() % 1000) * 1000 + 1000);
     }
