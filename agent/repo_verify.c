@@ -161,7 +161,9 @@ int tm_repo_scan(tm_repo_set *rs, size_t i, const char *target, tm_backup_info *
         tm_backup_infos_free(a.v, a.n);
         return tm_err_prefix(err, "repo %s: listing", rs->repos[i].name);
     }
-    qsort(a.v, a.n, sizeof(*a.v), info_cmp);
+    if (a.n > 1) {
+        qsort(a.v, a.n, sizeof(*a.v), info_cmp);
+    }
     *out = a.v;
     *n = a.n;
     return TM_OK;
@@ -185,6 +187,9 @@ static const tm_backup_info *find_info(const tm_backup_info *v, size_t n, const 
                                        const char *id)
 {
     tm_backup_info key = {.target = (char *)target, .backup_id = (char *)id};
+    if (n == 0) {
+        return NULL; /* bsearch(NULL, 0) is undefined */
+    }
     return bsearch(&key, v, n, sizeof(*v), info_cmp);
 }
 

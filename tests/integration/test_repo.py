@@ -79,6 +79,15 @@ def agent(*args, conf=None, check_rc=None, stdin=None, timeout=600):
     return r
 
 
+def js(r):
+    """stdout as JSON, or a failure that shows what the command said."""
+    try:
+        return json.loads(r.out)
+    except ValueError:
+        raise runner.Failure("not JSON (exit %d)\nstdout: %s\nstderr: %s" % (
+            r.returncode, r.out[-2000:], r.err[-4000:]))
+
+
 def sha_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -122,7 +131,7 @@ def put(target, name, path, backup_id=None, conf=None, rc=0):
     if backup_id:
         args[1:1] = ["--backup-id", backup_id]
     r = agent(*args, conf=conf, check_rc=rc)
-    return json.loads(r.out), r
+    return js(r), r
 
 
 def manifests(target, backup_id):
@@ -170,7 +179,7 @@ def fanout_100mib_identical_everywhere():
 @test
 def ls_lists_backup_in_every_repo():
     r = agent("ls", "--json", check_rc=0)
-    data = json.loads(r.out)
+    data = js(r)
     rows = [b for b in data["backups"] if b["backup_id"] == ctx.id]
     check(len(rows) == 1, data)
     check(rows[0]["repos"] == ["local", "eu-west", "us-east"] and rows[0]["complete"], rows)
@@ -183,10 +192,10 @@ def ls_lists_backup_in_every_repo():
 @test
 def verify_ok_with_and_without_key():
     r = agent("verify", "--json", check_rc=0)
-    data = json.loads(r.out)
+    data = js(r)
     check(data["problems"] == 0 and data["checked"] >= 3 and data["with_key"], data)
     r = agent("verify", "--no-key", "--json", check_rc=0)
-    data = json.loads(r.out)
+    data = js(r)
     check(data["problems"] == 0 and not data["with_key"], data)
     # keyless verify needs no key at all: point the config at a missing one
     conf = config("nokey.yaml", os.path.join(ctx.dir, "does-not-exist.key"))
@@ -209,7 +218,7 @@ def flipped_byte_in_one_repo():
     check(any(l.startswith("ok") and "local" in l for l in r.out.splitlines()), r.out)
     check(any(l.startswith("ok") and "us-east" in l for l in r.out.splitlines()), r.out)
     r = agent("verify", "--target", "flip", "--no-key", "--json", check_rc=1)
-    data = json.loads(r.out)
+    data = js(r)
     bad = [i for i in data["items"] if not i["ok"]]
     check(len(bad) == 1 and bad[0]["repo"] == "eu-west" and bad[0]["object"] == key, bad)
     check("SHA-256" in bad[0]["problem"], bad)
@@ -232,13 +241,13 @@ def deleted_object_in_one_region_is_a_gap():
     s3_delete(BUCKETS["us-east"], key)
     for mode in ((), ("--no-key",)):
         r = agent("verify", "--target", "gap", "--json", *mode, check_rc=1)
-        bad = [i for i in json.loads(r.out)["items"] if not i["ok"]]
+        bad = [i for i in js(r)["items"] if not i["ok"]]
         check(len(bad) == 1 and bad[0]["repo"] == "us-east" and "missing" in bad[0]["problem"],
               bad)
     # the whole backup gone from one region (manifest too) -> replication gap
     s3_delete(BUCKETS["us-east"], "gap/backup/%s/manifest" % res["backup_id"])
     r = agent("verify", "--target", "gap", "--no-key", "--json", check_rc=1)
-    bad = [i for i in json.loads(r.out)["items"] if not i["ok"]]
+    bad = [i for i in js(r)["items"] if not i["ok"]]
     check(len(bad) == 1 and bad[0]["repo"] == "us-east" and "gap" in bad[0]["problem"], bad)
 
 
@@ -258,7 +267,7 @@ def one_repo_unwritable_others_complete():
     agent("verify", "--target", "fail", "--backup", res["backup_id"], "--repo", "local",
           check_rc=0)
     r = agent("verify", "--target", "fail", "--json", check_rc=1)
-    bad = [i for i in json.loads(r.out)["items"] if not i["ok"]]
+    bad = [i for i in js(r)["items"] if not i["ok"]]
     check(len(bad) == 1 and bad[0]["repo"] == "us-east", bad)
 
 
@@ -281,13 +290,13 @@ def rotate_key_then_new_key_only():
     new_id = r.out.split()[-1]
     old_id = ctx.key_id
     r = agent("rotate-key", "--new-key-file", new, "--keep-old", "--json", check_rc=0)
-    st = json.loads(r.out)
+    st = js(r)
     check(st["rewrapped"] > 0 and st["deleted"] == 0 and st["failed"] == 0, st)
     # old key still reads everything while records under it remain
     agent("verify", "--target", "pg-main", check_rc=0)
     # idempotent, then remove the old records
     r = agent("rotate-key", "--new-key-file", new, "--json", check_rc=0)
-    st = json.loads(r.out)
+    st = js(r)
     check(st["rewrapped"] == 0 and st["already"] > 0 and st["deleted"] > 0, st)
     keys = ctx.s3.list_keys(BUCKETS["eu-west"], "pg-main/keys/")
     check(keys and all(k.endswith("/" + new_id) for k in keys), keys)
