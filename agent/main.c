@@ -5,6 +5,7 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include "agent/daemon.h"
+#include "agent/repo_cmd.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -25,6 +26,7 @@ static void usage(FILE *f)
                "\n"
                "Commands:\n"
                "  run                 run the agent daemon (default)\n"
+               "  repo COMMAND        repository set: ls, put, get, verify, rotate-key, keygen\n"
                "\n"
                "Options:\n"
                "  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
@@ -79,6 +81,9 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "repo") == 0) {
+        return tm_repo_cmd(config, argc - optind, argv + optind);
     }
     if (optind < argc && strcmp(argv[optind], "run") != 0) {
         fprintf(stderr, "tidemark-agent: unknown command '%s'\n", argv[optind]);

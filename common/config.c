@@ -119,12 +119,49 @@ struct raw_target {
     char *engine_version;
 };
 
+struct raw_repo {
+    char *name;
+    char *region;
+    char *type;
+    char *path;
+    char *endpoint;
+    char *bucket;
+    char *signing_region;
+    char *prefix;
+    char *access_key;
+    char *access_key_file;
+    char *secret_key;
+    char *secret_key_file;
+    char *ca_file;
+    bool verify_tls;
+    bool path_style;
+    char *sse;
+    char *sse_kms_key_id;
+    char *storage_class;
+    char *object_lock_mode;
+    int64_t object_lock_days;
+    char *part_size;
+    int64_t max_retries;
+    char *timeout;
+};
+
+struct raw_encryption {
+    char *master_key;
+    char *master_key_file;
+    char **old_master_key_files;
+    uint32_t old_master_key_files_count;
+    int64_t compress_level;
+};
+
 struct raw_agent {
     struct raw_agent_coordinator coordinator;
     char *state_dir;
     char *hostname;
     struct raw_target *targets;
     uint32_t targets_count;
+    struct raw_repo *repositories;
+    uint32_t repositories_count;
+    struct raw_encryption encryption;
     struct raw_log log;
 };
 
@@ -242,6 +279,50 @@ static const cyaml_schema_value_t target_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_target, target_fields),
 };
 
+static const cyaml_schema_field_t repo_fields[] = {
+    STR("name", REQ, struct raw_repo, name),
+    STR("region", OPT, struct raw_repo, region),
+    STR("type", REQ, struct raw_repo, type),
+    STR("path", OPT, struct raw_repo, path),
+    STR("endpoint", OPT, struct raw_repo, endpoint),
+    STR("bucket", OPT, struct raw_repo, bucket),
+    STR("signing_region", OPT, struct raw_repo, signing_region),
+    STR("prefix", OPT, struct raw_repo, prefix),
+    STR("access_key", OPT, struct raw_repo, access_key),
+    STR("access_key_file", OPT, struct raw_repo, access_key_file),
+    STR("secret_key", OPT, struct raw_repo, secret_key),
+    STR("secret_key_file", OPT, struct raw_repo, secret_key_file),
+    STR("ca_file", OPT, struct raw_repo, ca_file),
+    CYAML_FIELD_BOOL("verify_tls", OPT, struct raw_repo, verify_tls),
+    CYAML_FIELD_BOOL("path_style", OPT, struct raw_repo, path_style),
+    STR("sse", OPT, struct raw_repo, sse),
+    STR("sse_kms_key_id", OPT, struct raw_repo, sse_kms_key_id),
+    STR("storage_class", OPT, struct raw_repo, storage_class),
+    STR("object_lock_mode", OPT, struct raw_repo, object_lock_mode),
+    CYAML_FIELD_INT("object_lock_days", OPT, struct raw_repo, object_lock_days),
+    STR("part_size", OPT, struct raw_repo, part_size),
+    CYAML_FIELD_INT("max_retries", OPT, struct raw_repo, max_retries),
+    STR("timeout", OPT, struct raw_repo, timeout),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t repo_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_repo, repo_fields),
+};
+
+static const cyaml_schema_value_t string_entry = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
+};
+
+static const cyaml_schema_field_t encryption_fields[] = {
+    STR("master_key", OPT, struct raw_encryption, master_key),
+    STR("master_key_file", OPT, struct raw_encryption, master_key_file),
+    CYAML_FIELD_SEQUENCE("old_master_key_files", OPT | CYAML_FLAG_POINTER, struct raw_encryption,
+                         old_master_key_files, &string_entry, 0, 64),
+    CYAML_FIELD_INT("compress_level", OPT, struct raw_encryption, compress_level),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t agent_fields[] = {
     CYAML_FIELD_MAPPING("coordinator", REQ, struct raw_agent, coordinator,
                         agent_coordinator_fields),
@@ -252,6 +333,9 @@ static const cyaml_schema_field_t agent_fields[] = {
     CYAML_FIELD_IGNORE("labels", OPT),
     CYAML_FIELD_SEQUENCE("targets", OPT | CYAML_FLAG_POINTER, struct raw_agent, targets,
                          &target_entry, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("repositories", OPT | CYAML_FLAG_POINTER, struct raw_agent, repositories,
+                         &repo_entry, 0, 64),
+    CYAML_FIELD_MAPPING("encryption", OPT, struct raw_agent, encryption, encryption_fields),
     CYAML_FIELD_MAPPING("log", OPT, struct raw_agent, log, log_fields),
     CYAML_FIELD_END,
 };
@@ -272,6 +356,7 @@ static const char *missing_hint(const char *path)
         {"enrollment", "a list of enrollment tokens (name:, token: env:NAME)"},
         {".name", "a name of [A-Za-z0-9._-], 1 to 64 characters"},
         {".kind", "one of postgres, redis, sqlite, turso"},
+        {".type", "posix (a directory) or s3 (a bucket)"},
     };
     size_t pl = strlen(path);
     for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
@@ -1136,8 +1221,299 @@ static int agent_log(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
     return v_log_level(v, "log.level", r->log.level, &c->log_level);
 }
 
+/* An optional string that must be one of `allowed`. */
+static int v_enum(vctx *v, const char *path, const char *s, const char *const *allowed, size_t n,
+                  const char *expected, char **out)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, allowed[i]) == 0) {
+            return dup_str(v, s, out);
+        }
+    }
+    return tm_ydoc_err(v->doc, v->err, path, "unknown value '%.40s', expected %s", s, expected);
+}
+
+/* Printable, no spaces: bucket names, storage classes, key ids, prefixes. */
+static int v_token(vctx *v, const char *path, const char *s, size_t max, char **out)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    size_t n = strlen(s);
+    bool ok = n >= 1 && n <= max;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = s[i] > ' ' && s[i] != 0x7f;
+    }
+    if (!ok) {
+        return tm_ydoc_err(v->doc, v->err, path,
+                           "'%.60s' is not valid, expected 1 to %zu characters without spaces", s,
+                           max);
+    }
+    return dup_str(v, s, out);
+}
+
+/* A key that only the other repository type understands: refused, so a
+ * posix repository with a bucket: line is not silently a local directory. */
+static int v_foreign(vctx *v, const char *base, const char *key, const char *type,
+                     const char *belongs)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s.%s", base, key);
+    if (has(v, p)) {
+        return tm_ydoc_err_key(v->doc, v->err, p,
+                               "%s is a %s setting, but this repository is type: %s; remove it "
+                               "or change type",
+                               key, belongs, type);
+    }
+    return 0;
+}
+
+static int repo_s3(vctx *v, const char *base, const struct raw_repo *rr, tm_repo_conf *r)
+{
+    static const char *const sse[] = {"AES256", "aws:kms"};
+    static const char *const lock[] = {"GOVERNANCE", "COMPLIANCE"};
+    char p[128];
+    int rc = v_foreign(v, base, "path", "s3", "posix");
+    if (rc == 0 && rr->bucket == NULL) {
+        snprintf(p, sizeof(p), "%s.bucket", base);
+        rc = tm_ydoc_err(v->doc, v->err, p,
+                         "required for type: s3, expected the bucket name (bucket: my-backups)");
+    }
+    snprintf(p, sizeof(p), "%s.bucket", base);
+    if (rc == 0) {
+        rc = v_token(v, p, rr->bucket, 255, &r->bucket);
+    }
+    if (rc == 0 && rr->endpoint != NULL) {
+        snprintf(p, sizeof(p), "%s.endpoint", base);
+        const char *e = rr->endpoint;
+        if (strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0) {
+            rc = tm_ydoc_err(v->doc, v->err, p,
+                             "'%.80s' is not an http:// or https:// URL, expected e.g. "
+                             "https://s3.eu-west-1.amazonaws.com",
+                             e);
+        } else {
+            rc = v_token(v, p, e, 1024, &r->endpoint);
+        }
+    }
+    snprintf(p, sizeof(p), "%s.signing_region", base);
+    if (rc == 0) {
+        const char *sr = rr->signing_region;
+        rc = v_token(v, p, sr != NULL ? sr : (rr->region != NULL ? rr->region : "us-east-1"), 64,
+                     &r->signing_region);
+    }
+    snprintf(p, sizeof(p), "%s.prefix", base);
+    if (rc == 0) {
+        rc = v_token(v, p, rr->prefix, 512, &r->prefix);
+    }
+    if (rc == 0) {
+        rc = v_secret(v, base, "access_key", rr->access_key, rr->access_key_file, &r->access_key);
+    }
+    if (rc == 0) {
+        rc = v_secret(v, base, "secret_key", rr->secret_key, rr->secret_key_file, &r->secret_key);
+    }
+    snprintf(p, sizeof(p), "%s.ca_file", base);
+    if (rc == 0 && rr->ca_file != NULL) {
+        rc = v_path(v, p, rr->ca_file, &r->ca_file);
+    }
+    snprintf(p, sizeof(p), "%s.verify_tls", base);
+    r->verify_tls = has(v, p) ? rr->verify_tls : true;
+    snprintf(p, sizeof(p), "%s.path_style", base);
+    r->path_style = has(v, p) ? rr->path_style : true;
+    snprintf(p, sizeof(p), "%s.sse", base);
+    if (rc == 0) {
+        rc = v_enum(v, p, rr->sse, sse, 2, "AES256 or aws:kms", &r->sse);
+    }
+    snprintf(p, sizeof(p), "%s.sse_kms_key_id", base);
+    if (rc == 0 && rr->sse_kms_key_id != NULL && (r->sse == NULL || strcmp(r->sse, "aws:kms"))) {
+        rc = tm_ydoc_err(v->doc, v->err, p, "only meaningful with sse: aws:kms");
+    }
+    if (rc == 0) {
+        rc = v_token(v, p, rr->sse_kms_key_id, 2048, &r->sse_kms_key_id);
+    }
+    snprintf(p, sizeof(p), "%s.storage_class", base);
+    if (rc == 0) {
+        rc = v_token(v, p, rr->storage_class, 64, &r->storage_class);
+    }
+    snprintf(p, sizeof(p), "%s.object_lock_mode", base);
+    if (rc == 0) {
+        rc = v_enum(v, p, rr->object_lock_mode, lock, 2, "GOVERNANCE or COMPLIANCE",
+                    &r->object_lock_mode);
+    }
+    snprintf(p, sizeof(p), "%s.object_lock_days", base);
+    if (rc == 0) {
+        rc = v_int(v, p, rr->object_lock_days, 0, 1, 36500, &r->object_lock_days);
+    }
+    if (rc == 0 && (r->object_lock_mode != NULL) != (r->object_lock_days != 0)) {
+        char mp[128];
+        snprintf(mp, sizeof(mp), "%s.object_lock_mode", base);
+        rc = r->object_lock_mode != NULL
+                 ? tm_ydoc_err(v->doc, v->err, mp,
+                               "object_lock_mode needs a retention, expected object_lock_days: "
+                               "1 .. 36500")
+                 : tm_ydoc_err(v->doc, v->err, p,
+                               "object_lock_days needs object_lock_mode: GOVERNANCE or "
+                               "COMPLIANCE");
+    }
+    snprintf(p, sizeof(p), "%s.part_size", base);
+    if (rc == 0) {
+        rc = v_size(v, p, rr->part_size, "16MiB", 5u * 1024 * 1024, 1024u * 1024 * 1024,
+                    &r->part_size);
+    }
+    snprintf(p, sizeof(p), "%s.max_retries", base);
+    if (rc == 0) {
+        rc = v_int(v, p, rr->max_retries, 5, 0, 20, &r->max_retries);
+    }
+    snprintf(p, sizeof(p), "%s.timeout", base);
+    if (rc == 0) {
+        rc = v_duration(v, p, rr->timeout, "60s", 1000, 3600000, &r->timeout_ms);
+    }
+    return rc;
+}
+
+static int repo_posix(vctx *v, const char *base, const struct raw_repo *rr, tm_repo_conf *r)
+{
+    static const char *const s3_only[] = {
+        "endpoint",         "bucket",     "signing_region",  "prefix",        "access_key",
+        "access_key_file",  "secret_key", "secret_key_file", "ca_file",       "verify_tls",
+        "path_style",       "sse",        "sse_kms_key_id",  "storage_class", "object_lock_mode",
+        "object_lock_days", "part_size",  "max_retries",     "timeout",
+    };
+    for (size_t i = 0; i < sizeof(s3_only) / sizeof(s3_only[0]); i++) {
+        int rc = v_foreign(v, base, s3_only[i], "posix", "s3");
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    char p[128];
+    snprintf(p, sizeof(p), "%s.path", base);
+    if (rr->path == NULL) {
+        return tm_ydoc_err(v->doc, v->err, p,
+                           "required for type: posix, expected the repository directory "
+                           "(path: /var/backups/tidemark)");
+    }
+    r->verify_tls = true;
+    r->path_style = true;
+    return v_path(v, p, rr->path, &r->path);
+}
+
+static int agent_repositories(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    if (r->repositories_count == 0) {
+        return 0;
+    }
+    c->repos = calloc(r->repositories_count, sizeof(*c->repos));
+    if (c->repos == NULL) {
+        return oom(v);
+    }
+    for (uint32_t i = 0; i < r->repositories_count; i++) {
+        const struct raw_repo *rr = &r->repositories[i];
+        tm_repo_conf *rp = &c->repos[i];
+        c->n_repos = i + 1;
+        char base[48], p[96];
+        snprintf(base, sizeof(base), "repositories[%" PRIu32 "]", i);
+        snprintf(p, sizeof(p), "%s.name", base);
+        int rc = v_name(v, p, rr->name);
+        for (uint32_t j = 0; rc == 0 && j < i; j++) {
+            if (strcmp(r->repositories[j].name, rr->name) == 0) {
+                rc = tm_ydoc_err(v->doc, v->err, p,
+                                 "duplicate repository name '%s', also used by "
+                                 "repositories[%" PRIu32 "], names must be unique",
+                                 rr->name, j);
+            }
+        }
+        if (rc == 0) {
+            rc = dup_str(v, rr->name, &rp->name);
+        }
+        snprintf(p, sizeof(p), "%s.region", base);
+        if (rc == 0 && rr->region != NULL) {
+            rc = v_name(v, p, rr->region);
+        }
+        if (rc == 0) {
+            rc = dup_str(v, rr->region != NULL ? rr->region : rr->name, &rp->region);
+        }
+        snprintf(p, sizeof(p), "%s.type", base);
+        if (rc == 0) {
+            static const char *const types[] = {"posix", "s3"};
+            rc = v_enum(v, p, rr->type, types, 2, "posix or s3", &rp->type);
+        }
+        if (rc == 0) {
+            rc = strcmp(rp->type, "s3") == 0 ? repo_s3(v, base, rr, rp)
+                                             : repo_posix(v, base, rr, rp);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* A master key reference: "env:NAME" kept as is, a path made absolute. */
+static int v_key_ref(vctx *v, const char *path, const char *ref, bool env_ok, char **out)
+{
+    if (strncmp(ref, "env:", 4) == 0) {
+        if (!env_ok) {
+            return tm_ydoc_err(v->doc, v->err, path, "expected a file path, not env:");
+        }
+        return dup_str(v, ref, out);
+    }
+    return v_path(v, path, ref, out);
+}
+
+static int agent_encryption(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    const struct raw_encryption *re = &r->encryption;
+    tm_encryption_conf *e = &c->encryption;
+    int rc =
+        v_int(v, "encryption.compress_level", re->compress_level, 3, 1, 19, &e->compress_level);
+    if (rc != 0 || !has(v, "encryption")) {
+        return rc;
+    }
+    if (re->master_key != NULL && re->master_key_file != NULL) {
+        return tm_ydoc_err_key(v->doc, v->err, "encryption.master_key_file",
+                               "both master_key and master_key_file are set, expected exactly "
+                               "one");
+    }
+    if (re->master_key == NULL && re->master_key_file == NULL) {
+        return tm_ydoc_err(v->doc, v->err, "encryption",
+                           "no master key, expected master_key_file: /path (create one with "
+                           "tidemark-agent repo keygen FILE) or master_key: env:NAME");
+    }
+    if (re->master_key != NULL) {
+        if (strncmp(re->master_key, "env:", 4) != 0 || re->master_key[4] == '\0') {
+            return tm_ydoc_err(v->doc, v->err, "encryption.master_key",
+                               "inline keys are not allowed, expected master_key: env:NAME or "
+                               "master_key_file: /path");
+        }
+        rc = dup_str(v, re->master_key, &e->master_key_ref);
+    } else {
+        rc = v_key_ref(v, "encryption.master_key_file", re->master_key_file, false,
+                       &e->master_key_ref);
+    }
+    if (rc != 0 || re->old_master_key_files_count == 0) {
+        return rc;
+    }
+    e->old_master_key_refs = calloc(re->old_master_key_files_count, sizeof(char *));
+    if (e->old_master_key_refs == NULL) {
+        return oom(v);
+    }
+    for (uint32_t i = 0; i < re->old_master_key_files_count; i++) {
+        char p[64];
+        snprintf(p, sizeof(p), "encryption.old_master_key_files[%" PRIu32 "]", i);
+        rc = v_key_ref(v, p, re->old_master_key_files[i], true, &e->old_master_key_refs[i]);
+        if (rc != 0) {
+            return rc;
+        }
+        e->n_old_master_keys = i + 1;
+    }
+    return 0;
+}
+
 static const agent_section agent_sections[] = {
-    agent_coordinator, agent_state_dir, agent_hostname, agent_labels, agent_targets, agent_log,
+    agent_coordinator, agent_state_dir,    agent_hostname,   agent_labels,
+    agent_targets,     agent_repositories, agent_encryption, agent_log,
 };
 
 /* ============================================================ public API */
@@ -1199,6 +1575,30 @@ void tm_agent_conf_free(tm_agent_conf *c)
         free(c->targets[i].engine_version);
     }
     free(c->targets);
+    for (size_t i = 0; i < c->n_repos; i++) {
+        tm_repo_conf *r = &c->repos[i];
+        free(r->name);
+        free(r->region);
+        free(r->type);
+        free(r->path);
+        free(r->endpoint);
+        free(r->bucket);
+        free(r->signing_region);
+        free(r->prefix);
+        free_secret(r->access_key);
+        free_secret(r->secret_key);
+        free(r->ca_file);
+        free(r->sse);
+        free(r->sse_kms_key_id);
+        free(r->storage_class);
+        free(r->object_lock_mode);
+    }
+    free(c->repos);
+    free(c->encryption.master_key_ref);
+    for (size_t i = 0; i < c->encryption.n_old_master_keys; i++) {
+        free(c->encryption.old_master_key_refs[i]);
+    }
+    free(c->encryption.old_master_key_refs);
     free(c);
 }
 

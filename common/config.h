@@ -72,6 +72,43 @@ typedef struct tm_target_conf {
     char *engine_version; /* optional */
 } tm_target_conf;
 
+/* One repository of the set (`repositories:` in agent.yaml). Secrets are
+ * resolved; paths are absolute. */
+typedef struct tm_repo_conf {
+    char *name;           /* unique; [A-Za-z0-9._-]{1,64} */
+    char *region;         /* label ("eu-west"); default: the name */
+    char *type;           /* "posix" | "s3" */
+    char *path;           /* posix: root directory */
+    char *endpoint;       /* s3: NULL = AWS for signing_region */
+    char *bucket;         /* s3 */
+    char *signing_region; /* s3: default region, then "us-east-1" */
+    char *prefix;         /* s3: key prefix, may be NULL */
+    char *access_key;     /* s3: resolved secret */
+    char *secret_key;     /* s3: resolved secret */
+    char *ca_file;
+    bool verify_tls; /* default true */
+    bool path_style; /* default true */
+    char *sse;       /* "AES256" | "aws:kms" | NULL */
+    char *sse_kms_key_id;
+    char *storage_class;
+    char *object_lock_mode;    /* "GOVERNANCE" | "COMPLIANCE" | NULL */
+    uint32_t object_lock_days; /* with object_lock_mode; 1 .. 36500 */
+    uint32_t part_size;        /* default 16 MiB; 5 MiB .. 1 GiB */
+    uint32_t max_retries;      /* default 5; 0 .. 20 */
+    uint32_t timeout_ms;       /* per request; default 60s; 1s .. 1h */
+} tm_repo_conf;
+
+/* `encryption:` - where the master key lives. Key material is not loaded
+ * here (commands that do not need it, like `repo ls`, must work without):
+ * references are "env:NAME" or an absolute file path, as
+ * tm_keys_load_master_ref() takes them. */
+typedef struct tm_encryption_conf {
+    char *master_key_ref;       /* NULL when the section is absent */
+    char **old_master_key_refs; /* still readable during a rotation */
+    size_t n_old_master_keys;
+    uint32_t compress_level; /* zstd 1 .. 19, default 3 */
+} tm_encryption_conf;
+
 typedef struct tm_agent_conf {
     char *path;
     char *coordinator_url;  /* required */
@@ -86,6 +123,9 @@ typedef struct tm_agent_conf {
     size_t n_targets;
     uint32_t rpc_timeout_ms; /* default 10000; 100 .. 600000 */
     uint32_t backoff_max_ms; /* default 30000; 100 .. 3600000; reconnect backoff ceiling */
+    tm_repo_conf *repos;     /* `repositories:`, in file order */
+    size_t n_repos;
+    tm_encryption_conf encryption;
     tm_log_level log_level;
 } tm_agent_conf;
 

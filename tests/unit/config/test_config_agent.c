@@ -262,6 +262,9 @@ static void test_example_agent(void **state)
     assert_string_equal(c->state_dir + strlen(c->state_dir) - strlen(want), want);
     assert_true(c->n_labels >= 1);
     assert_true(c->n_targets >= 1);
+    assert_true(c->n_repos >= 1);
+    assert_string_equal(c->repos[0].name, "local");
+    assert_non_null(c->encryption.master_key_ref);
     tm_agent_conf_free(c);
 }
 

@@ -1,0 +1,276 @@
+/*
+ * test_repository.c - the repository set on two posix repositories: write a
+ * backup to both, read it back, scan, verify (with and without the key, and
+ * after damage), a failed repository gets no manifest, rotation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/repository.h"
+#include "common/util.h"
+
+static char dir[256];
+
+static tm_agent_conf *conf_for(const char *key)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "coordinator:\n  url: tcp://127.0.0.1:7800\n  enrollment_token: env:TM_T\n"
+             "repositories:\n"
+             "  - name: a\n    type: posix\n    path: %s/a\n"
+             "  - name: b\n    type: posix\n    path: %s/b\n"
+             "encryption:\n  master_key_file: %s\n",
+             dir, dir, key);
+    tm_agent_conf *c = NULL;
+    tm_err err = {0};
+    if (tm_agent_conf_parse("/t/agent.yaml", yaml, strlen(yaml), &c, &err) != 0) {
+        fail_msg("%s", err.msg);
+    }
+    return c;
+}
+
+static tm_repo_set *open_set(const char *key)
+{
+    tm_agent_conf *c = conf_for(key);
+    tm_repo_set *rs = NULL;
+    tm_err err = {0};
+    if (tm_repo_set_open(&rs, c, TM_REPO_KEYS, &err) != 0) {
+        fail_msg("%s", err.msg);
+    }
+    tm_agent_conf_free(c);
+    return rs;
+}
+
+static char key1[300], key2[300];
+
+static int setup(void **state)
+{
+    (void)state;
+    setenv("TM_T", "x", 1);
+    snprintf(dir, sizeof(dir), "/tmp/tm-repo-unit-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        return -1;
+    }
+    snprintf(key1, sizeof(key1), "%s/k1", dir);
+    snprintf(key2, sizeof(key2), "%s/k2", dir);
+    tm_master_key k;
+    tm_err err = {0};
+    if (tm_keys_generate_master(key1, &k, &err) != 0 ||
+        tm_keys_generate_master(key2, &k, &err) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A memory sink for get. */
+typedef struct mem {
+    uint8_t *buf;
+    size_t len;
+    int committed;
+} mem;
+
+static int mem_write(void *arg, const void *buf, size_t len, tm_err *err)
+{
+    (void)err;
+    mem *m = arg;
+    m->buf = realloc(m->buf, m->len + len);
+    memcpy(m->buf + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static int mem_commit(void *arg, tm_err *err)
+{
+    (void)err;
+    ((mem *)arg)->committed = 1;
+    return 0;
+}
+
+static void mem_abort(void *arg)
+{
+    (void)arg;
+}
+
+static void write_backup(tm_repo_set *rs, const char *target, const char *id, const uint8_t *data,
+                         size_t len)
+{
+    tm_backup_writer *w = NULL;
+    tm_backup_object *o = NULL;
+    tm_err err = {0};
+    assert_int_equal(tm_backup_begin(rs, target, id, "full", "test", &w, &err), 0);
+    assert_int_equal(tm_backup_object_open(w, "dir/obj", &o, &err), 0);
+    assert_int_equal(tm_backup_object_write(o, data, len, &err), 0);
+    assert_int_equal(tm_backup_object_close(o, NULL, &err), 0);
+    assert_int_equal(tm_backup_finish(w, &err), 0);
+    tm_backup_writer_free(w);
+}
+
+typedef struct counts {
+    int ok, bad;
+    char last[1024];
+} counts;
+
+static void count(void *arg, const tm_verify_item *it)
+{
+    counts *c = arg;
+    if (it->ok) {
+        c->ok++;
+    } else {
+        c->bad++;
+        snprintf(c->last, sizeof(c->last), "%s %s %s", it->repo, it->object ? it->object : "-",
+                 it->msg);
+    }
+}
+
+static void test_roundtrip_verify_rotate(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key1);
+    size_t len = 3 * 1024 * 1024 + 5;
+    uint8_t *data = malloc(len);
+    /* Incompressible, so byte 2 MiB of the stored copy lies in frame 2. */
+    tm_random_bytes(data, len);
+    write_backup(rs, "t1", "B1", data, len);
+    tm_err err = {0};
+    tm_backup_writer *w = NULL;
+    /* The same id again: refused, nothing overwritten. */
+    assert_int_equal(tm_backup_begin(rs, "t1", "B1", "full", "", &w, &err), TM_EEXIST);
+    /* Invalid names. */
+    assert_int_equal(tm_backup_begin(rs, "../x", NULL, "full", "", &w, &err), TM_EINVAL);
+    assert_int_equal(tm_backup_begin(rs, "t1", "B2", "full", "", &w, &err), 0);
+    tm_backup_object *o = NULL;
+    assert_int_equal(tm_backup_object_open(w, "a/../b", &o, &err), TM_EINVAL);
+    tm_backup_writer_free(w); /* never finished: B2 does not exist */
+
+    for (int r = 0; r < 2; r++) {
+        tm_backup_reader *rd = NULL;
+        assert_int_equal(tm_backup_open(rs, "t1", "B1", r ? "b" : "a", &rd, &err), 0);
+        mem m = {0};
+        tm_sink s = {mem_write, mem_commit, mem_abort, &m, "mem"};
+        assert_int_equal(tm_backup_get(rd, "dir/obj", &s, &err), 0);
+        assert_true(m.committed);
+        assert_int_equal(m.len, len);
+        assert_memory_equal(m.buf, data, len);
+        free(m.buf);
+        tm_backup_reader_free(rd);
+    }
+    tm_backup_reader *rd = NULL;
+    assert_int_equal(tm_backup_open(rs, "t1", "B2", NULL, &rd, &err), TM_ENOENT);
+
+    tm_backup_info *infos = NULL;
+    size_t n = 0;
+    assert_int_equal(tm_repo_scan(rs, 0, NULL, &infos, &n, &err), 0);
+    assert_int_equal(n, 2); /* B1 complete, B2 only a key record */
+    assert_string_equal(infos[0].backup_id, "B1");
+    assert_true(infos[0].has_manifest && infos[0].has_digests);
+    assert_int_equal(infos[0].n_objects, 1);
+    assert_false(infos[1].has_manifest);
+    tm_backup_infos_free(infos, n);
+
+    tm_verify_opts vo = {.use_key = 1};
+    tm_verify_summary sum;
+    counts c = {0};
+    assert_int_equal(tm_repo_verify(rs, &vo, count, &c, &sum, &err), 0);
+    assert_int_equal(c.ok, 2);
+    vo.use_key = 0;
+    assert_int_equal(tm_repo_verify(rs, &vo, count, &c, &sum, &err), 0);
+
+    /* Flip one byte in repository b's copy. */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/b/t1/backup/B1/data/dir/obj", dir);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 2 * 1024 * 1024, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, 2 * 1024 * 1024, SEEK_SET);
+    fputc(ch ^ 0x10, f);
+    fclose(f);
+    vo.use_key = 1;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(tm_repo_verify(rs, &vo, count, &c, &sum, &err), TM_ECORRUPT);
+    assert_int_equal(c.bad, 1);
+    assert_non_null(strstr(c.last, "b t1/backup/B1/data/dir/obj"));
+    assert_non_null(strstr(c.last, "frame"));
+    vo.use_key = 0;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(tm_repo_verify(rs, &vo, count, &c, &sum, &err), TM_ECORRUPT);
+    assert_int_equal(c.bad, 1);
+    assert_non_null(strstr(c.last, "SHA-256"));
+
+    /* Rotation: rewrap to key2; key2 alone then reads repository a. */
+    tm_master_key k2;
+    assert_int_equal(tm_keys_load_master_file(key2, &k2, &err), 0);
+    tm_rotate_stats st;
+    assert_int_equal(tm_repo_rotate(rs, &k2, 0, count, &c, &st, &err), 0);
+    assert_int_equal(st.rewrapped, 4); /* B1, B2 in two repositories */
+    assert_int_equal(st.deleted, 4);
+    assert_int_equal(tm_repo_rotate(rs, &k2, 0, count, &c, &st, &err), 0);
+    assert_int_equal(st.already, 4);
+    assert_int_equal(st.rewrapped, 0);
+    tm_repo_set_free(rs);
+    rs = open_set(key2);
+    assert_int_equal(tm_backup_open(rs, "t1", "B1", "a", &rd, &err), 0);
+    tm_backup_reader_free(rd);
+    tm_repo_set_free(rs);
+    rs = open_set(key1);
+    assert_int_equal(tm_backup_open(rs, "t1", "B1", "a", &rd, &err), TM_EAUTH);
+    assert_non_null(strstr(err.msg, k2.id_hex));
+    tm_repo_set_free(rs);
+    free(data);
+}
+
+static void test_failed_repo_gets_no_manifest(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key2);
+    /* Repository b refuses writes: its target directory is a file. */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/b/t2", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    tm_backup_writer *w = NULL;
+    tm_backup_object *o = NULL;
+    tm_err err = {0};
+    assert_int_equal(tm_backup_begin(rs, "t2", "X", "full", "", &w, &err), 0);
+    assert_int_equal(tm_backup_object_open(w, "o", &o, &err), 0);
+    assert_int_equal(tm_backup_object_write(o, "hello", 5, &err), 0);
+    assert_int_equal(tm_backup_object_close(o, NULL, &err), 0);
+    assert_int_equal(tm_backup_finish(w, &err), TM_EIO);
+    assert_non_null(strstr(err.msg, "1 of 2"));
+    size_t n = 0;
+    const tm_repo_result *res = tm_backup_results(w, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(res[0].code, 0);
+    assert_int_not_equal(res[1].code, 0);
+    tm_backup_writer_free(w);
+    snprintf(path, sizeof(path), "%s/a/t2/backup/X/manifest", dir);
+    assert_int_equal(access(path, F_OK), 0);
+    tm_repo_set_free(rs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_verify_rotate),
+        cmocka_unit_test(test_failed_repo_gets_no_manifest),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
