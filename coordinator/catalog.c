@@ -126,6 +126,26 @@ static const migration migrations[] = {
      "  PRIMARY KEY (target, id)"
      ");"
      "CREATE INDEX backups_finished ON backups(finished_at);"},
+    /* Archived log runs per target and repository, as the agents last
+     * reported them (replaced wholesale on each report). */
+    {4, "log ranges",
+     "CREATE TABLE log_ranges ("
+     "  target      TEXT NOT NULL,"
+     "  repository  TEXT NOT NULL,"
+     "  timeline    INTEGER NOT NULL,"
+     "  first       TEXT NOT NULL,"
+     "  last        TEXT NOT NULL,"
+     "  last_time   INTEGER NOT NULL,"
+     "  record      BLOB NOT NULL,"
+     "  PRIMARY KEY (target, repository, timeline, first)"
+     ");"
+     "CREATE TABLE log_status ("
+     "  target      TEXT NOT NULL,"
+     "  repository  TEXT NOT NULL,"
+     "  queue_depth INTEGER NOT NULL DEFAULT 0,"
+     "  reported_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (target, repository)"
+     ");"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

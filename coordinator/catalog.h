@@ -132,6 +132,19 @@ void tm_catalog_backups_free(struct Tidemark__BackupInfo **b, size_t n);
 int tm_catalog_target_owner(tm_catalog *c, const char *target, char **agent_id, int *kind,
                             tm_err *err);
 
+/* ---- log ranges (catalog_tasks.c) ---- */
+struct Tidemark__LogRange;
+/* Replace every range of (target, repository) with these, in one transaction. */
+int tm_catalog_log_replace(tm_catalog *c, const char *target, const char *repository,
+                           struct Tidemark__LogRange *const *ranges, size_t n, uint32_t queue_depth,
+                           int64_t now, tm_err *err);
+/* All ranges of a target (every repository), ordered by repository, timeline, first. */
+int tm_catalog_log_list(tm_catalog *c, const char *target, struct Tidemark__LogRange ***out,
+                        size_t *n, tm_err *err);
+/* Sum of reported queue depths of a target. */
+int tm_catalog_log_queue(tm_catalog *c, const char *target, uint32_t *depth, tm_err *err);
+void tm_catalog_log_free(struct Tidemark__LogRange **r, size_t n);
+
 void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);
 void tm_agent_events_free(tm_agent_event *e, size_t n);

@@ -339,3 +339,116 @@ int tm_catalog_target_owner(tm_catalog *c, const char *target, char **agent_id, 
     tm_catalog_unlock(c);
     return rc;
 }
+
+int tm_catalog_log_replace(tm_catalog *c, const char *target, const char *repository,
+                           Tidemark__LogRange *const *ranges, size_t n, uint32_t queue_depth,
+                           int64_t now, tm_err *err)
+{
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *del = NULL, *ins = NULL, *st = NULL;
+    int rc = TM_OK, src;
+    if ((src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK) {
+        rc = tm_catalog_sql_fail(c, err, src, "begin");
+        tm_catalog_unlock(c);
+        return rc;
+    }
+    rc = prepare(c, db, "DELETE FROM log_ranges WHERE target = ?1 AND repository = ?2", &del, err);
+    if (rc == TM_OK) {
+        bind_str(del, 1, target);
+        bind_str(del, 2, repository);
+        if ((src = sqlite3_step(del)) != SQLITE_DONE) {
+            rc = tm_catalog_sql_fail(c, err, src, "replace log ranges");
+        }
+    }
+    if (rc == TM_OK) {
+        rc = prepare(c, db,
+                     "INSERT OR REPLACE INTO log_ranges(target, repository, timeline, first, last, "
+                     "last_time, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     &ins, err);
+    }
+    for (size_t i = 0; i < n && rc == TM_OK; i++) {
+        const Tidemark__LogRange *r = ranges[i];
+        size_t len = tidemark__log_range__get_packed_size(r);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (buf == NULL) {
+            rc = tm_err_set(err, TM_ENOMEM, "catalog: out of memory");
+            break;
+        }
+        tidemark__log_range__pack(r, buf);
+        sqlite3_reset(ins);
+        bind_str(ins, 1, target);
+        bind_str(ins, 2, repository);
+        sqlite3_bind_int(ins, 3, (int)r->timeline);
+        bind_str(ins, 4, r->first);
+        bind_str(ins, 5, r->last);
+        sqlite3_bind_int64(ins, 6, r->last_time);
+        sqlite3_bind_blob(ins, 7, buf, (int)len, SQLITE_TRANSIENT);
+        free(buf);
+        if ((src = sqlite3_step(ins)) != SQLITE_DONE) {
+            rc = tm_catalog_sql_fail(c, err, src, "insert log range");
+        }
+    }
+    if (rc == TM_OK) {
+        rc = prepare(c, db,
+                     "INSERT OR REPLACE INTO log_status(target, repository, queue_depth, "
+                     "reported_at) VALUES (?1, ?2, ?3, ?4)",
+                     &st, err);
+        if (rc == TM_OK) {
+            bind_str(st, 1, target);
+            bind_str(st, 2, repository);
+            sqlite3_bind_int(st, 3, (int)queue_depth);
+            sqlite3_bind_int64(st, 4, now);
+            if ((src = sqlite3_step(st)) != SQLITE_DONE) {
+                rc = tm_catalog_sql_fail(c, err, src, "write log status");
+            }
+        }
+    }
+    if (rc == TM_OK && (src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+        rc = tm_catalog_sql_fail(c, err, src, "commit");
+    }
+    if (rc != TM_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3_finalize(del);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(st);
+    tm_catalog_unlock(c);
+    return rc;
+}
+
+int tm_catalog_log_list(tm_catalog *c, const char *target, Tidemark__LogRange ***out, size_t *n,
+                        tm_err *err)
+{
+    return query_records(c,
+                         "SELECT record FROM log_ranges WHERE target = ?1 AND ?2 = ?2 AND ?3 = ?4 "
+                         "ORDER BY repository, timeline, first",
+                         target, "", 0, 0, &tidemark__log_range__descriptor, (void ***)out, n, err);
+}
+
+int tm_catalog_log_queue(tm_catalog *c, const char *target, uint32_t *depth, tm_err *err)
+{
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    int rc = prepare(
+        c, db, "SELECT COALESCE(MAX(queue_depth), 0) FROM log_status WHERE target = ?1", &s, err);
+    if (rc == TM_OK) {
+        bind_str(s, 1, target);
+        int src = sqlite3_step(s);
+        if (src == SQLITE_ROW) {
+            *depth = (uint32_t)sqlite3_column_int(s, 0);
+        } else {
+            rc = tm_catalog_sql_fail(c, err, src, "read log status");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    return rc;
+}
+
+void tm_catalog_log_free(Tidemark__LogRange **r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tidemark__log_range__free_unpacked(r[i], NULL);
+    }
+    free(r);
+}

@@ -236,9 +236,13 @@ void tm_coordinator_free(tm_coordinator *c)
         pthread_join(c->loop, NULL);
     }
     tm_http_free(c->http);
-    /* Answer parked long-polls while the RPC server can still send them. */
-    tm_dispatcher_free(c->dispatcher);
+    /* Answer parked long-polls while the RPC server can still send them;
+     * the dispatcher itself must outlive the server, whose closing
+     * connections are still reported to it. */
+    tm_dispatcher_shutdown(c->dispatcher);
     tm_rpc_server_free(c->rpc);
+    tm_dispatcher_free(c->dispatcher);
+    c->dispatcher = NULL;
     if (c->registry != NULL) {
         tm_err err;
         if (tm_registry_flush(c->registry, &err) != TM_OK) {

@@ -29,6 +29,7 @@ struct tm_dispatcher {
     pthread_mutex_t mu;
     parked *parked;
     parked *dead;         /* polls whose connection closed; answered on the next tick */
+    int closed;           /* shutting down: park nothing */
     int64_t next_wake_ms; /* earliest not_before of a requeued task; 0 = none */
 };
 
@@ -91,12 +92,13 @@ static void answer(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__Task *ta
     tm_rpc_call_complete(call, TM_RPC_OK);
 }
 
-void tm_dispatcher_free(tm_dispatcher *d)
+void tm_dispatcher_shutdown(tm_dispatcher *d)
 {
     if (d == NULL) {
         return;
     }
     pthread_mutex_lock(&d->mu);
+    d->closed = 1;
     parked *p = d->parked;
     d->parked = NULL;
     if (d->dead != NULL) {
@@ -115,6 +117,14 @@ void tm_dispatcher_free(tm_dispatcher *d)
         free(p);
         p = n;
     }
+}
+
+void tm_dispatcher_free(tm_dispatcher *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    tm_dispatcher_shutdown(d); /* idempotent; answers nothing twice */
     pthread_mutex_destroy(&d->mu);
     free(d);
 }
@@ -321,6 +331,10 @@ int tm_dispatcher_next(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__Next
     Tidemark__Task *t = NULL;
     parked *old = NULL;
     pthread_mutex_lock(&d->mu);
+    if (d->closed) {
+        pthread_mutex_unlock(&d->mu);
+        return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "coordinator is stopping");
+    }
     int rc = lease_one(d, agent, now, &t);
     if (rc == TM_OK || rc == TM_EIO || wait == 0) {
         pthread_mutex_unlock(&d->mu);
@@ -579,6 +593,10 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
 void tm_dispatcher_conn_closed(tm_dispatcher *d, uint32_t conn_id)
 {
     pthread_mutex_lock(&d->mu);
+    if (d->closed) {
+        pthread_mutex_unlock(&d->mu);
+        return; /* shutdown already answered every parked poll */
+    }
     for (parked **pp = &d->parked; *pp != NULL;) {
         parked *p = *pp;
         if (p->conn == conn_id) {

@@ -31,7 +31,11 @@ typedef struct tm_dispatcher_opts {
 
 int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_opts *opts,
                       tm_err *err);
-/* Completes every parked NextTask with "nothing to do", then frees. */
+/* Answer every parked NextTask with "nothing to do" and park no more (a poll
+ * is then answered UNAVAILABLE at once). Call while the RPC server can still
+ * send; free the dispatcher only after the RPC server is gone, since nng
+ * reports closing connections until then. */
+void tm_dispatcher_shutdown(tm_dispatcher *d);
 void tm_dispatcher_free(tm_dispatcher *d);
 
 /* Queue a task (kind, target, backup_type / restore, requested_by set by the

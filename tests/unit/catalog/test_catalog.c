@@ -24,6 +24,7 @@
 
 #include "common/util.h"
 #include "coordinator/catalog.h"
+#include "tidemark.pb-c.h"
 
 enum { PENDING = 1, ONLINE = 2, STALE = 3, LOST = 4 };
 enum { POSTGRES = 1, REDIS = 2, SQLITE = 3, TURSO = 4 };
@@ -190,11 +191,43 @@ static const char *const fixture_sql[] = {
           "('pg-main', 'ag-1', 1, '16.2'), ('cache', 'ag-1', 2, '7.2');",
     [2] = "INSERT INTO agent_events(agent_id, at, from_state, to_state, reason) VALUES "
           "('ag-1', 150, 1, 2, 'approved'), ('ag-gone', 120, 2, 4, 'lost');",
+    /* Records are packed protos: Task{id "t-1", kind 1, target "pg-main",
+     * state 3} and BackupInfo{id "b-1", target "pg-main", type 1}. */
+    [3] = "INSERT INTO tasks(id, kind, target, state, agent_id, created_at, record) VALUES "
+          "('t-1', 1, 'pg-main', 3, 'ag-1', 100, X'0a03742d3110011a0770672d6d61696e2003');"
+          "INSERT INTO backups(target, id, type, finished_at, record) VALUES "
+          "('pg-main', 'b-1', 1, 200, X'0a03622d31120770672d6d61696e1801');",
+    /* LogRange{target "pg-main", repository "local", timeline 1, first "A",
+     * last "B", last_time 500}. */
+    [4] = "INSERT INTO log_ranges(target, repository, timeline, first, last, last_time, record) "
+          "VALUES ('pg-main', 'local', 1, 'A', 'B', 500, "
+          "X'0a0770672d6d61696e12056c6f63616c1801220141' || X'2a014238f403');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
 {
     tm_err err = {0};
+    if (v >= 3) {
+        Tidemark__Task *t = NULL;
+        assert_int_equal(tm_catalog_task_get(c, "t-1", &t, &err), 0);
+        assert_int_equal(t->kind, 1);
+        assert_int_equal(t->state, 3);
+        assert_string_equal(t->target, "pg-main");
+        tidemark__task__free_unpacked(t, NULL);
+        Tidemark__BackupInfo *b = NULL;
+        assert_int_equal(tm_catalog_backup_get(c, "pg-main", "b-1", &b, &err), 0);
+        assert_int_equal(b->type, 1);
+        tidemark__backup_info__free_unpacked(b, NULL);
+    }
+    if (v >= 4) {
+        Tidemark__LogRange **r = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_log_list(c, "pg-main", &r, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(r[0]->last_time, 500);
+        assert_string_equal(r[0]->repository, "local");
+        tm_catalog_log_free(r, n);
+    }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);
     assert_int_equal(st.schema_version, tm_catalog_latest_version());
@@ -239,6 +272,11 @@ static void test_migrate_from_each_version(void **state)
 {
     fixture *fx = *state;
     int latest = tm_catalog_latest_version();
+    /* A new migration needs its fixture here, or it is never tested. */
+    assert_true(latest < (int)(sizeof(fixture_sql) / sizeof(fixture_sql[0])));
+    for (int f = 1; f <= latest; f++) {
+        assert_non_null(fixture_sql[f]);
+    }
     for (int v = 0; v < latest; v++) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof(path), "%s/v%d.db", fx->dir, v);
