@@ -196,7 +196,7 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         goto fail;
     }
     if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
-        (rc = tm_admin_tasks_register(c)) != TM_OK) {
+        (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_logs_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }

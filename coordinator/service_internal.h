@@ -40,6 +40,7 @@ struct tm_coordinator {
 int tm_service_register(struct tm_coordinator *c);
 int tm_admin_register(struct tm_coordinator *c);
 int tm_admin_tasks_register(struct tm_coordinator *c);
+int tm_logs_register(struct tm_coordinator *c); /* ReportLog, PitrWindow */
 /* Resolve an agent id or unique hostname to its catalog record (admin.c). */
 int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
                            tm_agent_rec **out);

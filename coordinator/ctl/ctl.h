@@ -47,6 +47,7 @@ int ctl_backup(ctl *c, int argc, char **argv); /* backup run|show, backups list 
 int ctl_restore(ctl *c, int argc, char **argv);
 int ctl_tasks(ctl *c, int argc, char **argv); /* tasks list */
 int ctl_task(ctl *c, int argc, char **argv);  /* task show|cancel|wait */
+int ctl_pitr(ctl *c, int argc, char **argv);  /* pitr window */
 
 /* Tasks (tasks.c), shared by backup and restore. */
 struct Tidemark__Task;

@@ -32,6 +32,7 @@ static void usage(FILE *f)
                "  restore --target T --pgdata DIR [--time T|--backup ID] [--to AGENT] [--wait]\n"
                "  tasks list [--target T]      recent tasks\n"
                "  task show|cancel|wait ID     one task\n"
+               "  pitr window --target T       recoverable window, gaps and RPO now\n"
                "\n"
                "Global options:\n"
                "  -u, --url URL          coordinator (TIDEMARK_URL; default tcp://127.0.0.1:7800)\n"
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
         fn = ctl_tasks;
     } else if (strcmp(cmd, "task") == 0) {
         fn = ctl_task;
+    } else if (strcmp(cmd, "pitr") == 0) {
+        fn = ctl_pitr;
     } else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CTL_OK;

@@ -1,0 +1,161 @@
+/*
+ * logs.c - continuous log shipping as the coordinator sees it: agents report
+ * the archived runs of log files per repository (ReportLog); operators ask
+ * what can be restored (PitrWindow): from the oldest backup's consistent
+ * point to the newest archived point reachable without a gap, with the gaps
+ * shown, not hidden, and the RPO a disaster right now would cost.
+ */
+#include "coordinator/service_internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int name_ok(const char *s, size_t max)
+{
+    return s != NULL && s[0] != '\0' && strlen(s) <= max && strchr(s, '/') == NULL;
+}
+
+static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                             void *arg)
+{
+    struct tm_coordinator *c = arg;
+    const Tidemark__ReportLogRequest *req = (const Tidemark__ReportLogRequest *)in;
+    (void)out;
+    if (!name_ok(req->target, 64) || !name_ok(req->repository, 64) || req->n_ranges > 100000) {
+        return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
+                                 "target and repository names required; at most 100000 ranges");
+    }
+    char *owner = NULL;
+    int kind = 0;
+    tm_err err;
+    if (tm_catalog_target_owner(c->catalog, req->target, &owner, &kind, &err) != TM_OK) {
+        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err.msg);
+    }
+    int mine = strcmp(owner, tm_rpc_call_principal(call)) == 0;
+    free(owner);
+    if (!mine) {
+        return tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
+                                 "target %s is served by another agent", req->target);
+    }
+    for (size_t i = 0; i < req->n_ranges; i++) {
+        const Tidemark__LogRange *r = req->ranges[i];
+        if (!name_ok(r->first, 128) || !name_ok(r->last, 128) || strcmp(r->first, r->last) > 0) {
+            return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "range %zu is malformed", i);
+        }
+    }
+    if (tm_catalog_log_replace(c->catalog, req->target, req->repository, req->ranges, req->n_ranges,
+                               req->has_queue_depth ? req->queue_depth : 0, tm_now_s(),
+                               &err) != TM_OK) {
+        return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
+    }
+    return TM_RPC_OK;
+}
+
+/* PostgreSQL: the WAL segment file holding lsn on timeline tl (16 MiB
+ * segments, the default). Other engines name their log files differently
+ * and report ranges whose names already sort in log order. */
+static void pg_segment(const char *lsn, uint32_t tl, char *out, size_t cap)
+{
+    unsigned hi = 0, lo = 0;
+    out[0] = '\0';
+    if (lsn != NULL && sscanf(lsn, "%X/%X", &hi, &lo) == 2) {
+        snprintf(out, cap, "%08X%08X%08X", tl ? tl : 1, hi, lo >> 24);
+    }
+}
+
+static int handle_pitr_window(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                              void *arg)
+{
+    struct tm_coordinator *c = arg;
+    const Tidemark__PitrWindowRequest *req = (const Tidemark__PitrWindowRequest *)in;
+    Tidemark__PitrWindowResponse *resp = (Tidemark__PitrWindowResponse *)out;
+    tm_arena *a = tm_rpc_call_arena(call);
+    if (req->target == NULL || req->target[0] == '\0') {
+        return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "target required");
+    }
+    Tidemark__BackupInfo **bs = NULL;
+    Tidemark__LogRange **rs = NULL;
+    size_t nb = 0, nr = 0;
+    tm_err err;
+    if (tm_catalog_backup_list(c->catalog, req->target, &bs, &nb, &err) != TM_OK ||
+        tm_catalog_log_list(c->catalog, req->target, &rs, &nr, &err) != TM_OK) {
+        tm_catalog_backups_free(bs, nb);
+        return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
+    }
+    resp->target = tm_arena_strdup(a, req->target);
+    resp->has_start = resp->has_end = resp->has_rpo_seconds = resp->has_queue_depth = 1;
+    uint32_t depth = 0;
+    tm_catalog_log_queue(c->catalog, req->target, &depth, &err);
+    resp->queue_depth = depth;
+    resp->ranges = tm_arena_alloc(a, sizeof(*resp->ranges) * (nr + 1));
+    resp->gaps = tm_arena_alloc(a, sizeof(char *) * (nr + 2));
+    if (resp->ranges == NULL || resp->gaps == NULL) {
+        tm_catalog_backups_free(bs, nb);
+        tm_catalog_log_free(rs, nr);
+        return tm_rpc_call_error(call, TM_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < nr; i++) {
+        Tidemark__LogRange *r = tm_arena_alloc(a, sizeof(*r));
+        tidemark__log_range__init(r);
+        *r = *rs[i];
+        r->target = tm_arena_strdup(a, rs[i]->target);
+        r->repository = tm_arena_strdup(a, rs[i]->repository);
+        r->first = tm_arena_strdup(a, rs[i]->first);
+        r->last = tm_arena_strdup(a, rs[i]->last);
+        resp->ranges[resp->n_ranges++] = r;
+        /* Two runs on one timeline in one repository: a hole between them. */
+        if (i > 0 && strcmp(rs[i - 1]->repository, rs[i]->repository) == 0 &&
+            rs[i - 1]->timeline == rs[i]->timeline) {
+            resp->gaps[resp->n_gaps++] =
+                tm_arena_printf(a, "%s: timeline %u: nothing between %s and %s", rs[i]->repository,
+                                rs[i]->timeline, rs[i - 1]->last, rs[i]->first);
+        }
+    }
+    if (nb > 0) {
+        const Tidemark__BackupInfo *oldest = bs[0], *newest = bs[nb - 1];
+        resp->oldest_backup = tm_arena_strdup(a, oldest->id);
+        resp->newest_backup = tm_arena_strdup(a, newest->id);
+        resp->start = oldest->finished_at;
+        resp->end = newest->finished_at;
+        /* The newest backup is reachable; the log extends it as far as a run
+         * that contains the backup's last WAL segment goes. */
+        char seg[32];
+        pg_segment(newest->stop_lsn, newest->timeline, seg, sizeof(seg));
+        int covered = 0;
+        for (size_t i = 0; i < nr; i++) {
+            if (seg[0] != '\0' && strcmp(rs[i]->first, seg) <= 0 && strcmp(seg, rs[i]->last) <= 0) {
+                covered = 1;
+                if (rs[i]->last_time > resp->end) {
+                    resp->end = rs[i]->last_time;
+                }
+            }
+        }
+        if (!covered && nr > 0 && seg[0] != '\0') {
+            resp->gaps[resp->n_gaps++] = tm_arena_printf(
+                a, "no archived log contains %s, where backup %s ends: the window stops there", seg,
+                newest->id);
+        }
+    } else if (nr > 0) {
+        resp->gaps[resp->n_gaps++] =
+            tm_arena_strdup(a, "log is archived but there is no backup to start from");
+    }
+    resp->rpo_seconds = resp->end > 0 ? tm_now_s() - resp->end : 0;
+    tm_catalog_backups_free(bs, nb);
+    tm_catalog_log_free(rs, nr);
+    return TM_RPC_OK;
+}
+
+int tm_logs_register(struct tm_coordinator *c)
+{
+    int rc = tm_rpc_server_register(c->rpc, &tidemark__coordinator__descriptor, "ReportLog",
+                                    handle_report_log, c, 0);
+    if (rc == TM_OK) {
+        rc = tm_rpc_server_register(c->rpc, &tidemark__admin__descriptor, "PitrWindow",
+                                    handle_pitr_window, c, 0);
+    }
+    return rc;
+}
