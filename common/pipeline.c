@@ -3,9 +3,12 @@
  * objects. The byte format is frame.c's; this file adds compression, the two
  * digests, threads and sinks.
  *
- * Writer threads: the caller's thread hashes, compresses straight into a frame
- * buffer ("chunk"), seals it and hashes the stored bytes; then the chunk is
- * handed, by reference, to every live sink's bounded queue. One thread per sink
+ * Writer threads: the caller's thread hashes the plaintext and compresses
+ * straight into a frame buffer ("chunk"); a seal thread encrypts it in place,
+ * hashes the stored bytes and hands the chunk, by reference, to every live
+ * sink's bounded queue. Compression dominates, so running GCM and SHA-256 on
+ * a second core keeps the whole pipeline at about the speed of zstd alone;
+ * one seal thread keeps frames in order. One thread per sink
  * drains its queue into the sink. Chunks are reference counted and recycled
  * through a free list, so steady state allocates nothing and the number of
  * chunks alive is bounded by queue_frames + 2 whatever the object size.
@@ -32,6 +35,7 @@
 #include "common/util.h"
 
 #define DEFAULT_QUEUE_FRAMES 4
+#define SEAL_QUEUE 2
 #define READ_CHUNK (256 * 1024)
 
 typedef struct chunk {
@@ -74,6 +78,19 @@ struct tm_pipeline_writer {
     chunk *free_list;
     size_t nsinks;
     sink_slot *slots;
+
+    /* Seal stage (under mu): compressed chunks waiting for GCM + SHA-256. */
+    pthread_t seal_thread;
+    int seal_started;
+    pthread_cond_t cv_seal;      /* work queued, or closed */
+    pthread_cond_t cv_seal_room; /* room in the queue, or the stage failed */
+    chunk *sq[SEAL_QUEUE];
+    size_t sq_fill[SEAL_QUEUE];
+    int sq_last[SEAL_QUEUE];
+    size_t sq_head, sq_count;
+    int seal_closed;
+    int seal_rc; /* first failure of the stage; later chunks are dropped */
+    tm_err seal_err;
 };
 
 /* ---- chunks ----------------------------------------------------------- */
@@ -212,25 +229,107 @@ size_t tm_pipeline_writer_mem_estimate(const tm_pipeline_opts *opts, size_t nsin
     /* Distinct chunks alive: the one being filled, the one each sink is
      * writing and up to q queued; sinks share chunks, so the slowest sink's
      * window bounds them all. */
-    return (q + 2) * (fs + TM_FRAME_OVERHEAD + sizeof(chunk)) + ZSTD_estimateCStreamSize(level) +
-           nsinks * (sizeof(sink_slot) + q * sizeof(chunk *));
+    return (q + 3 + SEAL_QUEUE) * (fs + TM_FRAME_OVERHEAD + sizeof(chunk)) +
+           ZSTD_estimateCStreamSize(level) + nsinks * (sizeof(sink_slot) + q * sizeof(chunk *));
 }
 
-static int seal_and_dispatch(tm_pipeline_writer *w, int last, tm_err *err)
+/* Seal thread: encrypt, hash the stored bytes, fan out. */
+static int seal_one(tm_pipeline_writer *w, chunk *c, size_t fill, int last, tm_err *err)
 {
-    chunk *c = w->cur;
-    int rc = tm_frame_seal(w->sealer, c->data, w->fill, last, err);
+    int rc = tm_frame_seal(w->sealer, c->data, fill, last, err);
     if (rc != TM_OK) {
+        pthread_mutex_lock(&w->mu);
+        c->refs = 1;
+        chunk_release_locked(w, c);
+        pthread_mutex_unlock(&w->mu);
         return tm_err_prefix(err, "object %s", w->object_key);
     }
-    c->len = w->fill + TM_FRAME_OVERHEAD;
+    c->len = fill + TM_FRAME_OVERHEAD;
     tm_sha256_update(w->sha, c->data, c->len);
     w->stored_size += c->len;
-    w->cur = NULL;
-    w->fill = 0;
     if (dispatch(w, c) == 0) {
         return all_failed_err(w, err);
     }
+    return TM_OK;
+}
+
+static void *seal_main(void *arg)
+{
+    tm_pipeline_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->sq_count == 0 && !w->seal_closed) {
+            pthread_cond_wait(&w->cv_seal, &w->mu);
+        }
+        if (w->sq_count == 0) {
+            break; /* closed and drained */
+        }
+        chunk *c = w->sq[w->sq_head];
+        size_t fill = w->sq_fill[w->sq_head];
+        int last = w->sq_last[w->sq_head];
+        w->sq_head = (w->sq_head + 1) % SEAL_QUEUE;
+        w->sq_count--;
+        pthread_cond_broadcast(&w->cv_seal_room);
+        if (w->seal_rc != TM_OK) {
+            c->refs = 1;
+            chunk_release_locked(w, c); /* the object is lost anyway */
+            continue;
+        }
+        pthread_mutex_unlock(&w->mu);
+        tm_err e = {0};
+        int rc = seal_one(w, c, fill, last, &e);
+        pthread_mutex_lock(&w->mu);
+        if (rc != TM_OK && w->seal_rc == TM_OK) {
+            w->seal_rc = rc;
+            w->seal_err = e;
+            pthread_cond_broadcast(&w->cv_seal_room);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Stop the seal stage after it drained (or, aborting, dropped) its queue. */
+static void seal_stop(tm_pipeline_writer *w, int aborting)
+{
+    if (!w->seal_started) {
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (aborting && w->seal_rc == TM_OK) {
+        w->seal_rc = tm_err_set(&w->seal_err, TM_EINTERNAL, "object %s: aborted", w->object_key);
+    }
+    w->seal_closed = 1;
+    pthread_cond_broadcast(&w->cv_seal);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->seal_thread, NULL);
+    w->seal_started = 0;
+}
+
+/* Caller's thread: queue the filled chunk for sealing, take a fresh one. */
+static int seal_and_dispatch(tm_pipeline_writer *w, int last, tm_err *err)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->sq_count == SEAL_QUEUE && w->seal_rc == TM_OK) {
+        pthread_cond_wait(&w->cv_seal_room, &w->mu);
+    }
+    if (w->seal_rc != TM_OK) {
+        int rc = w->seal_rc;
+        if (err != NULL) {
+            *err = w->seal_err;
+        }
+        pthread_mutex_unlock(&w->mu);
+        return rc;
+    }
+    size_t i = (w->sq_head + w->sq_count) % SEAL_QUEUE;
+    w->sq[i] = w->cur;
+    w->sq_fill[i] = w->fill;
+    w->sq_last[i] = last;
+    w->sq_count++;
+    pthread_cond_signal(&w->cv_seal);
+    pthread_mutex_unlock(&w->mu);
+    w->cur = NULL;
+    w->fill = 0;
     if (!last) {
         w->cur = chunk_get(w);
         if (w->cur == NULL) {
@@ -277,6 +376,8 @@ int tm_pipeline_writer_new(tm_pipeline_writer **out, const uint8_t key[TM_KEY_LE
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_prod, NULL);
     pthread_cond_init(&w->cv_sink, NULL);
+    pthread_cond_init(&w->cv_seal, NULL);
+    pthread_cond_init(&w->cv_seal_room, NULL);
     w->qcap = opts != NULL && opts->queue_frames > 0 ? opts->queue_frames : DEFAULT_QUEUE_FRAMES;
     w->nsinks = nsinks;
     w->slots = calloc(nsinks, sizeof(*w->slots));
@@ -339,6 +440,11 @@ int tm_pipeline_writer_new(tm_pipeline_writer **out, const uint8_t key[TM_KEY_LE
     chunk *h = w->cur;
     w->cur = NULL;
     dispatch(w, h);
+    if (pthread_create(&w->seal_thread, NULL, seal_main, w) != 0) {
+        rc = tm_err_set(err, TM_EINTERNAL, "pipeline: cannot start the seal thread");
+        goto fail;
+    }
+    w->seal_started = 1;
     w->cur = chunk_get(w);
     if (w->cur == NULL) {
         rc = tm_err_set(err, TM_ENOMEM, "pipeline: out of memory");
@@ -413,6 +519,14 @@ int tm_pipeline_writer_finish(tm_pipeline_writer *w, tm_object_digest *digest, t
             break;
         }
     }
+    /* Digests and sizes are final once the seal stage has drained. */
+    seal_stop(w, rc != TM_OK);
+    if (rc == TM_OK && w->seal_rc != TM_OK) {
+        rc = w->seal_rc;
+        if (err != NULL) {
+            *err = w->seal_err;
+        }
+    }
     writer_stop(w, rc != TM_OK);
     if (digest != NULL) {
         memset(digest, 0, sizeof(*digest));
@@ -460,6 +574,7 @@ void tm_pipeline_writer_free(tm_pipeline_writer *w)
     if (w == NULL) {
         return;
     }
+    seal_stop(w, 1); /* no-op after finish */
     int any_started = 0;
     for (size_t i = 0; i < w->nsinks; i++) {
         any_started |= w->slots[i].started;
@@ -495,6 +610,8 @@ void tm_pipeline_writer_free(tm_pipeline_writer *w)
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv_prod);
     pthread_cond_destroy(&w->cv_sink);
+    pthread_cond_destroy(&w->cv_seal);
+    pthread_cond_destroy(&w->cv_seal_room);
     free(w->object_key);
     free(w);
 }
