@@ -9,6 +9,7 @@
 #include "agent/identity.h"
 #include "agent/tasks.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/rpc.h"
 #include "common/util.h"
 
@@ -96,13 +97,7 @@ void tm_daemon_stop(tm_daemon *d)
 static int sleep_ms(tm_daemon *d, uint64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    tm_deadline_after_ms(&ts, ms);
     pthread_mutex_lock(&d->mu);
     while (!d->stopping) {
         if (pthread_cond_timedwait(&d->cv, &d->mu, &ts) != 0) {
@@ -159,17 +154,6 @@ static void note_success(tm_daemon *d)
     d->failures = 0;
 }
 
-static int target_kind(const char *kind)
-{
-    static const char *kinds[] = {"postgres", "redis", "sqlite", "turso"};
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(kind, kinds[i]) == 0) {
-            return i + 1;
-        }
-    }
-    return 0;
-}
-
 static int do_register(tm_daemon *d)
 {
     const tm_agent_conf *conf = d->conf;
@@ -191,7 +175,7 @@ static int do_register(tm_daemon *d)
         tidemark__target__init(&targets[i]);
         targets[i].name = conf->targets[i].name;
         targets[i].has_kind = 1;
-        targets[i].kind = (Tidemark__TargetKind)target_kind(conf->targets[i].kind);
+        targets[i].kind = (Tidemark__TargetKind)tm_target_kind_parse(conf->targets[i].kind);
         targets[i].engine_version = conf->targets[i].engine_version;
         tp[i] = &targets[i];
         req.n_targets++;

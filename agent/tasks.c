@@ -11,6 +11,7 @@
 #include "agent/tasks.h"
 #include "agent/engine.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/util.h"
 
 #include "tidemark.pb-c.h"
@@ -79,13 +80,7 @@ int tm_task_cancelled(tm_task_ctx *ctx)
 static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    tm_deadline_after_ms(&ts, ms);
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
@@ -150,12 +145,6 @@ static void *keepalive_main(void *arg)
     return NULL;
 }
 
-static const char *task_kind_name(int k)
-{
-    static const char *n[] = {"unspecified", "backup", "restore", "log", "verify", "copy", "drill"};
-    return k >= 0 && k <= 6 ? n[k] : "unknown";
-}
-
 static int retryable_code(int code)
 {
     return code == TM_EIO || code == TM_EUNAVAIL || code == TM_ETIMEDOUT || code == TM_ENOSPC ||
@@ -184,11 +173,9 @@ static void complete(tm_runner *r, const Tidemark__Task *task, int ok, const cha
                                     &tidemark__complete_task_response__descriptor,
                                     (ProtobufCMessage **)&resp, r->conf->rpc_timeout_ms, rid, &err);
         if (rc == TM_OK) {
-            static const char *states[] = {"?",         "queued", "running",
-                                           "succeeded", "failed", "cancelled"};
-            int st = resp->has_state && resp->state <= 5 ? (int)resp->state : 0;
+            int st = resp->has_state ? (int)resp->state : 0;
             tm_info("runner", "event=completed task=%s ok=%d coordinator_state=%s", task->id, ok,
-                    states[st]);
+                    tm_task_state_name(st));
             tidemark__complete_task_response__free_unpacked(resp, NULL);
             return;
         }
@@ -220,7 +207,7 @@ static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms
         }
     }
     tm_info("runner", "event=started task=%s kind=%s target=%s attempt=%u", task->id,
-            task_kind_name(task->kind), task->target, task->attempt);
+            tm_task_kind_name(task->kind), task->target, task->attempt);
     uint64_t t0 = tm_mono_ns();
     pthread_t ka;
     int ka_ok = pthread_create(&ka, NULL, keepalive_main, &ctx) == 0;
@@ -240,7 +227,7 @@ static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms
     } else if (fn == NULL) {
         tidemark__task_result__init(result);
         rc = tm_err_set(&err, TM_EINVAL, "this agent (%s) cannot run %s tasks for target kind %d",
-                        TIDEMARK_VERSION, task_kind_name(task->kind), task->target_kind);
+                        TIDEMARK_VERSION, tm_task_kind_name(task->kind), task->target_kind);
     } else {
         tidemark__task_result__init(result);
         rc = fn(&ctx, task, result, &err);

@@ -15,6 +15,9 @@ int64_t tm_now_ms(void);
 int64_t tm_now_s(void);
 /* Monotonic clock, nanoseconds. */
 uint64_t tm_mono_ns(void);
+/* The CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
+struct timespec;
+void tm_deadline_after_ms(struct timespec *ts, uint64_t ms);
 
 /* Cryptographically secure random bytes (OpenSSL RAND_bytes). */
 int tm_random_bytes(void *buf, size_t len);

@@ -111,10 +111,7 @@ static void *loop_main(void *arg)
     pthread_mutex_lock(&c->stop_mu);
     while (!c->stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)(step % 1000) * 1000000L;
-        ts.tv_sec += step / 1000 + ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        tm_deadline_after_ms(&ts, step);
         pthread_cond_timedwait(&c->stop_cv, &c->stop_mu, &ts);
         if (c->stopping) {
             break;

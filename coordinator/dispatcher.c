@@ -7,6 +7,7 @@
  */
 #include "coordinator/dispatcher.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/util.h"
 
 #include <pthread.h>
@@ -32,19 +33,6 @@ struct tm_dispatcher {
     int closed;           /* shutting down: park nothing */
     int64_t next_wake_ms; /* earliest not_before of a requeued task; 0 = none */
 };
-
-static const char *kind_name(int k)
-{
-    static const char *n[] = {"unspecified", "backup", "restore", "log", "verify", "copy", "drill"};
-    return k >= 0 && k <= 6 ? n[k] : "unknown";
-}
-
-static const char *state_name(int s)
-{
-    static const char *n[] = {"unspecified", "queued", "running",
-                              "succeeded",   "failed", "cancelled"};
-    return s >= 0 && s <= 5 ? n[s] : "unknown";
-}
 
 int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_opts *opts,
                       tm_err *err)
@@ -184,7 +172,7 @@ static int lease_one(tm_dispatcher *d, const char *agent, int64_t now_ms, Tidema
             break;
         }
         tm_info("dispatcher", "event=leased task=%s kind=%s target=%s agent=%s attempt=%u", t->id,
-                kind_name(t->kind), t->target, agent, t->attempt);
+                tm_task_kind_name(t->kind), t->target, agent, t->attempt);
         *out = t;
         q[i] = NULL;
         rc = TM_OK;
@@ -279,7 +267,8 @@ int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *in, const char 
         return rc;
     }
     tm_info("dispatcher", "event=queued task=%s kind=%s target=%s agent=%s by=%s", t->id,
-            kind_name(t->kind), t->target, t->agent_id, t->requested_by ? t->requested_by : "-");
+            tm_task_kind_name(t->kind), t->target, t->agent_id,
+            t->requested_by ? t->requested_by : "-");
     poke(d, t->agent_id, tm_now_ms());
     /* Return the current state (poke may have leased it). */
     Tidemark__Task *now = NULL;
@@ -308,7 +297,7 @@ int tm_dispatcher_cancel(tm_dispatcher *d, const char *id, Tidemark__Task **out,
             t->has_cancel_requested = 1;
         }
         rc = tm_catalog_task_put(d->cat, t, err);
-        tm_info("dispatcher", "event=cancel task=%s state=%s", t->id, state_name(t->state));
+        tm_info("dispatcher", "event=cancel task=%s state=%s", t->id, tm_task_state_name(t->state));
     }
     pthread_mutex_unlock(&d->mu);
     if (rc != TM_OK && t != NULL) {
@@ -414,7 +403,7 @@ int tm_dispatcher_progress(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__
     if (t->state != TIDEMARK__TASK_STATE__TASK_RUNNING) {
         code = tm_rpc_call_error(call, TM_RPC_FAILED_PRECONDITION,
                                  "task %s is %s, not running: stop working on it", t->id,
-                                 state_name(t->state));
+                                 tm_task_state_name(t->state));
         tidemark__task__free_unpacked(t, NULL);
         pthread_mutex_unlock(&d->mu);
         return code;
@@ -483,11 +472,11 @@ static int fail_or_retry(tm_dispatcher *d, Tidemark__Task *t, const char *why, i
     }
     if (t->state == TIDEMARK__TASK_STATE__TASK_FAILED) {
         tm_error("dispatcher", "event=failed task=%s kind=%s target=%s attempts=%u error=\"%s\"",
-                 t->id, kind_name(t->kind), t->target, t->attempt, why);
+                 t->id, tm_task_kind_name(t->kind), t->target, t->attempt, why);
     } else {
         tm_warn("dispatcher", "event=%s task=%s kind=%s target=%s attempt=%u error=\"%s\"",
                 t->state == TIDEMARK__TASK_STATE__TASK_QUEUED ? "retry" : "cancelled", t->id,
-                kind_name(t->kind), t->target, t->attempt, why);
+                tm_task_kind_name(t->kind), t->target, t->attempt, why);
     }
     return t->state;
 }
@@ -575,7 +564,7 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
             return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
         }
         tm_info("dispatcher", "event=succeeded task=%s kind=%s target=%s backup=%s", t->id,
-                kind_name(t->kind), t->target,
+                tm_task_kind_name(t->kind), t->target,
                 t->result && t->result->backup_id ? t->result->backup_id : "-");
     } else {
         const char *why = req->error && req->error[0] ? req->error

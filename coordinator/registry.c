@@ -7,6 +7,7 @@
  */
 #include "coordinator/registry.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/util.h"
 
 #include "tidemark.pb-c.h"
@@ -82,22 +83,6 @@ static int grow(tm_registry *r)
 int tm_registry_reported_state(int approved, int live)
 {
     return approved ? live : TIDEMARK__AGENT_STATE__PENDING;
-}
-
-const char *tm_agent_state_name(int state)
-{
-    switch (state) {
-    case TIDEMARK__AGENT_STATE__PENDING:
-        return "pending";
-    case TIDEMARK__AGENT_STATE__ONLINE:
-        return "online";
-    case TIDEMARK__AGENT_STATE__STALE:
-        return "stale";
-    case TIDEMARK__AGENT_STATE__LOST:
-        return "lost";
-    default:
-        return "unknown";
-    }
 }
 
 static int put_locked(tm_registry *r, const char *id, const char *secret_hash, int approved,

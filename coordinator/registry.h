@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/names.h"
 #include "coordinator/catalog.h"
 
 typedef struct tm_registry tm_registry;
@@ -52,6 +53,5 @@ void tm_registry_counts(tm_registry *r, uint32_t counts[5]);
 size_t tm_registry_size(tm_registry *r);
 /* Reported state: PENDING if not approved, else the liveness state. */
 int tm_registry_reported_state(int approved, int live);
-const char *tm_agent_state_name(int state);
 
 #endif

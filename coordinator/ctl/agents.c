@@ -30,7 +30,7 @@ static void json_agent(FILE *f, const Tidemark__AgentInfo *a)
     fputs(",\"version\":", f);
     json_str(f, a->version);
     fputs(",\"state\":", f);
-    json_str(f, ctl_state_name(a->state));
+    json_str(f, tm_agent_state_name(a->state));
     fputs(",\"enrollment\":", f);
     json_str(f, a->enrollment);
     fputs(",\"address\":", f);
@@ -52,7 +52,7 @@ static void json_agent(FILE *f, const Tidemark__AgentInfo *a)
         fputs("{\"name\":", f);
         json_str(f, a->targets[i]->name);
         fputs(",\"kind\":", f);
-        json_str(f, ctl_kind_name(a->targets[i]->kind));
+        json_str(f, tm_target_kind_name(a->targets[i]->kind));
         fputs(",\"engine_version\":", f);
         json_str(f, a->targets[i]->engine_version);
         fputc('}', f);
@@ -66,7 +66,7 @@ static void targets_text(const Tidemark__AgentInfo *a, char *out, size_t cap)
     out[0] = '\0';
     for (size_t i = 0; i < a->n_targets && n + 1 < cap; i++) {
         int w = snprintf(out + n, cap - n, "%s%s(%s)", i ? "," : "", a->targets[i]->name,
-                         ctl_kind_name(a->targets[i]->kind));
+                         tm_target_kind_name(a->targets[i]->kind));
         if (w < 0) {
             break;
         }
@@ -84,7 +84,7 @@ static void show_text(const Tidemark__AgentInfo *a)
     ctl_ago(a->registered_at, reg, sizeof(reg));
     printf("id:           %s\n", a->id);
     printf("hostname:     %s\n", a->hostname ? a->hostname : "-");
-    printf("state:        %s\n", ctl_state_name(a->state));
+    printf("state:        %s\n", tm_agent_state_name(a->state));
     printf("version:      %s\n", a->version ? a->version : "-");
     printf("enrollment:   %s\n", a->enrollment ? a->enrollment : "-");
     printf("address:      %s\n", a->address && a->address[0] ? a->address : "-");
@@ -97,19 +97,9 @@ static void show_text(const Tidemark__AgentInfo *a)
     printf("%s\n", a->n_labels ? "" : " -");
     printf("targets:\n");
     for (size_t i = 0; i < a->n_targets; i++) {
-        printf("  %-24s %-9s %s\n", a->targets[i]->name, ctl_kind_name(a->targets[i]->kind),
+        printf("  %-24s %-9s %s\n", a->targets[i]->name, tm_target_kind_name(a->targets[i]->kind),
                a->targets[i]->engine_version ? a->targets[i]->engine_version : "");
     }
-}
-
-static int parse_state(const char *s)
-{
-    for (int i = 1; i <= 4; i++) {
-        if (strcmp(s, ctl_state_name(i)) == 0) {
-            return i;
-        }
-    }
-    return 0;
 }
 
 static int agents_list(ctl *c, int argc, char **argv)
@@ -127,7 +117,7 @@ static int agents_list(ctl *c, int argc, char **argv)
         switch (ch) {
         case 's':
             req.has_state = 1;
-            req.state = (Tidemark__AgentState)parse_state(optarg);
+            req.state = (Tidemark__AgentState)tm_agent_state_parse(optarg);
             if (req.state == 0) {
                 fprintf(stderr, "tidemarkctl: --state must be pending, online, stale or lost\n");
                 return CTL_USAGE;
@@ -170,7 +160,7 @@ static int agents_list(ctl *c, int argc, char **argv)
             ctl_ago(a->last_seen_at, seen, sizeof(seen));
             targets_text(a, targets, sizeof(targets));
             printf("%-20s %-24s %-8s %-10s %-9s %s\n", a->id, a->hostname ? a->hostname : "-",
-                   ctl_state_name(a->state), seen, a->version ? a->version : "-", targets);
+                   tm_agent_state_name(a->state), seen, a->version ? a->version : "-", targets);
         }
         if (resp->n_agents == 0) {
             printf("(no agents)\n");
@@ -224,7 +214,7 @@ static int agents_one(ctl *c, const char *verb, const char *method, int argc, ch
         show_text(resp->agent);
     } else if (strcmp(verb, "approve") == 0) {
         printf("approved %s (%s), state %s\n", resp->agent->id, resp->agent->hostname,
-               ctl_state_name(resp->agent->state));
+               tm_agent_state_name(resp->agent->state));
     } else {
         printf("removed %s (%s)\n", resp->agent->id, resp->agent->hostname);
     }

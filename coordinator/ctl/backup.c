@@ -32,7 +32,7 @@ static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
     json_str(f, b->id);
     fputs(",\"target\":", f);
     json_str(f, b->target);
-    fprintf(f, ",\"type\":\"%s\",\"parent_id\":", ctl_backup_type(b->type));
+    fprintf(f, ",\"type\":\"%s\",\"parent_id\":", tm_backup_type_name(b->type));
     json_str(f, b->parent_id);
     fputs(",\"agent_id\":", f);
     json_str(f, b->agent_id);
@@ -130,7 +130,8 @@ static int backups_list(ctl *c, int argc, char **argv)
                 snprintf(repos + l, sizeof(repos) - l, "%s%s", j ? "," : "", b->repositories[j]);
             }
             printf("%-20s %-28s %-12s %-21s %10s %10s %s%s\n", b->target, b->id,
-                   ctl_backup_type(b->type), when, size, stored, repos, b->keep ? " (kept)" : "");
+                   tm_backup_type_name(b->type), when, size, stored, repos,
+                   b->keep ? " (kept)" : "");
         }
         if (resp->n_backups == 0) {
             printf("(no backups)\n");
@@ -207,7 +208,7 @@ static int backup_run(ctl *c, int argc, char **argv)
             ctl_json_task(stdout, resp->task);
             fputc('\n', stdout);
         } else {
-            printf("queued %s backup of %s as task %s\n", ctl_backup_type(req.type), req.target,
+            printf("queued %s backup of %s as task %s\n", tm_backup_type_name(req.type), req.target,
                    id);
         }
     }
@@ -268,7 +269,7 @@ static int backup_show(ctl *c, int argc, char **argv)
         human_bytes(b->bytes, size, sizeof(size));
         human_bytes(b->stored_bytes, stored, sizeof(stored));
         printf("backup:       %s\ntarget:       %s\ntype:         %s\n", b->id, b->target,
-               ctl_backup_type(b->type));
+               tm_backup_type_name(b->type));
         printf("parent:       %s\n", b->parent_id && b->parent_id[0] ? b->parent_id : "-");
         printf("started:      %s\nfinished:     %s\n", s, e);
         printf("size:         %s read, %s stored, %u files\n", size, stored, b->files);

@@ -95,38 +95,6 @@ void json_time(FILE *f, int64_t unix_s)
     json_str(f, buf);
 }
 
-const char *ctl_state_name(int state)
-{
-    switch (state) {
-    case TIDEMARK__AGENT_STATE__PENDING:
-        return "pending";
-    case TIDEMARK__AGENT_STATE__ONLINE:
-        return "online";
-    case TIDEMARK__AGENT_STATE__STALE:
-        return "stale";
-    case TIDEMARK__AGENT_STATE__LOST:
-        return "lost";
-    default:
-        return "unknown";
-    }
-}
-
-const char *ctl_kind_name(int kind)
-{
-    switch (kind) {
-    case TIDEMARK__TARGET_KIND__POSTGRES:
-        return "postgres";
-    case TIDEMARK__TARGET_KIND__REDIS:
-        return "redis";
-    case TIDEMARK__TARGET_KIND__SQLITE:
-        return "sqlite";
-    case TIDEMARK__TARGET_KIND__TURSO:
-        return "turso";
-    default:
-        return "unknown";
-    }
-}
-
 void ctl_ago(int64_t unix_s, char *out, size_t cap)
 {
     if (unix_s <= 0) {

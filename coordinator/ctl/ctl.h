@@ -11,6 +11,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
 
+#include "common/names.h"
 #include "common/rpc.h"
 
 #define CTL_OK 0
@@ -36,8 +37,6 @@ int ctl_call(ctl *c, const char *method, const ProtobufCMessage *req,
 void json_str(FILE *f, const char *s);
 void json_time(FILE *f, int64_t unix_s);
 
-const char *ctl_state_name(int state);
-const char *ctl_kind_name(int kind);
 /* "5s ago", "3m ago", "2h ago", "never" */
 void ctl_ago(int64_t unix_s, char *out, size_t cap);
 
@@ -51,9 +50,6 @@ int ctl_pitr(ctl *c, int argc, char **argv);  /* pitr window */
 
 /* Tasks (tasks.c), shared by backup and restore. */
 struct Tidemark__Task;
-const char *ctl_task_state(int s);
-const char *ctl_task_kind(int k);
-const char *ctl_backup_type(int t);
 void ctl_json_task(FILE *f, const struct Tidemark__Task *t);
 int ctl_get_task(ctl *c, const char *id, struct Tidemark__Task **out);
 /* Follow a task to its end: CTL_OK if it succeeded. Fails, never hangs, when

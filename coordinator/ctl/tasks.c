@@ -13,35 +13,17 @@
 
 #include "tidemark.pb-c.h"
 
-const char *ctl_task_state(int s)
-{
-    static const char *n[] = {"unknown", "queued", "running", "succeeded", "failed", "cancelled"};
-    return s >= 0 && s <= 5 ? n[s] : "unknown";
-}
-
-const char *ctl_task_kind(int k)
-{
-    static const char *n[] = {"unknown", "backup", "restore", "log", "verify", "copy", "drill"};
-    return k >= 0 && k <= 6 ? n[k] : "unknown";
-}
-
-const char *ctl_backup_type(int t)
-{
-    static const char *n[] = {"unknown", "full", "incremental", "snapshot"};
-    return t >= 0 && t <= 3 ? n[t] : "unknown";
-}
-
 void ctl_json_task(FILE *f, const Tidemark__Task *t)
 {
     fputs("{\"id\":", f);
     json_str(f, t->id);
-    fprintf(f, ",\"kind\":\"%s\",\"target\":", ctl_task_kind(t->kind));
+    fprintf(f, ",\"kind\":\"%s\",\"target\":", tm_task_kind_name(t->kind));
     json_str(f, t->target);
-    fprintf(f, ",\"state\":\"%s\",\"agent_id\":", ctl_task_state(t->state));
+    fprintf(f, ",\"state\":\"%s\",\"agent_id\":", tm_task_state_name(t->state));
     json_str(f, t->agent_id);
     fprintf(f, ",\"attempt\":%u,\"max_attempts\":%u", t->attempt, t->max_attempts);
     if (t->kind == TIDEMARK__TASK_KIND__BACKUP) {
-        fprintf(f, ",\"backup_type\":\"%s\"", ctl_backup_type(t->backup_type));
+        fprintf(f, ",\"backup_type\":\"%s\"", tm_backup_type_name(t->backup_type));
     }
     fputs(",\"created_at\":", f);
     json_time(f, t->created_at);
@@ -86,12 +68,12 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
 static void text_task(const Tidemark__Task *t)
 {
     printf("task:      %s\n", t->id);
-    printf("kind:      %s%s%s\n", ctl_task_kind(t->kind),
+    printf("kind:      %s%s%s\n", tm_task_kind_name(t->kind),
            t->kind == TIDEMARK__TASK_KIND__BACKUP ? " " : "",
-           t->kind == TIDEMARK__TASK_KIND__BACKUP ? ctl_backup_type(t->backup_type) : "");
+           t->kind == TIDEMARK__TASK_KIND__BACKUP ? tm_backup_type_name(t->backup_type) : "");
     printf("target:    %s\n", t->target ? t->target : "-");
     printf("agent:     %s\n", t->agent_id ? t->agent_id : "-");
-    printf("state:     %s (attempt %u of %u)\n", ctl_task_state(t->state), t->attempt,
+    printf("state:     %s (attempt %u of %u)\n", tm_task_state_name(t->state), t->attempt,
            t->max_attempts);
     if (t->progress != NULL && t->progress->bytes_total > 0) {
         printf("progress:  %s %" PRIu64 "/%" PRIu64 " bytes (%.0f%%)\n",
@@ -166,11 +148,12 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
         if (tty) {
             if (t->progress != NULL && t->progress->bytes_total > 0) {
                 fprintf(stderr, "\r\033[K%s %s: %s %.1f%% (%" PRIu64 " / %" PRIu64 " MiB)", id,
-                        ctl_task_state(st), t->progress->phase ? t->progress->phase : "",
+                        tm_task_state_name(st), t->progress->phase ? t->progress->phase : "",
                         100.0 * (double)t->progress->bytes_done / (double)t->progress->bytes_total,
                         t->progress->bytes_done >> 20, t->progress->bytes_total >> 20);
             } else {
-                fprintf(stderr, "\r\033[K%s %s (attempt %u)", id, ctl_task_state(st), t->attempt);
+                fprintf(stderr, "\r\033[K%s %s (attempt %u)", id, tm_task_state_name(st),
+                        t->attempt);
             }
         }
         tidemark__task__free_unpacked(t, NULL);
@@ -183,7 +166,7 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
         }
         if (tm_mono_ns() > deadline) {
             fprintf(stderr, "\ntidemarkctl: task %s still %s after %u s (--wait-timeout)\n", id,
-                    ctl_task_state(st), timeout_s);
+                    tm_task_state_name(st), timeout_s);
             return CTL_FAIL;
         }
         usleep(250000);
@@ -254,9 +237,10 @@ int ctl_tasks(ctl *c, int argc, char **argv)
             const Tidemark__Task *t = resp->tasks[i];
             char tries[16];
             snprintf(tries, sizeof(tries), "%u/%u", t->attempt, t->max_attempts);
-            printf("%-34s %-8s %-12s %-20s %-10s %-8s %s\n", t->id, ctl_task_kind(t->kind),
-                   t->kind == TIDEMARK__TASK_KIND__BACKUP ? ctl_backup_type(t->backup_type) : "-",
-                   t->target, ctl_task_state(t->state), tries, t->error ? t->error : "");
+            printf("%-34s %-8s %-12s %-20s %-10s %-8s %s\n", t->id, tm_task_kind_name(t->kind),
+                   t->kind == TIDEMARK__TASK_KIND__BACKUP ? tm_backup_type_name(t->backup_type)
+                                                          : "-",
+                   t->target, tm_task_state_name(t->state), tries, t->error ? t->error : "");
         }
         if (resp->n_tasks == 0) {
             printf("(no tasks)\n");
