@@ -145,6 +145,19 @@ int tm_catalog_log_list(tm_catalog *c, const char *target, struct Tidemark__LogR
 int tm_catalog_log_queue(tm_catalog *c, const char *target, uint32_t *depth, tm_err *err);
 void tm_catalog_log_free(struct Tidemark__LogRange **r, size_t n);
 
+/* Freshness per target, for metrics and alerts: the newest successful backup
+ * of each type (type = tidemark.BackupType) and, as type -1, the newest
+ * archived log point. Free the array with free(). */
+typedef struct tm_freshness {
+    char target[72];
+    int type;
+    int64_t last;   /* unix seconds */
+    uint64_t bytes; /* of that newest backup */
+    uint64_t stored_bytes;
+    int64_t duration_s;
+} tm_freshness;
+int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *err);
+
 void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);
 void tm_agent_events_free(tm_agent_event *e, size_t n);

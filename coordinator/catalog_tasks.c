@@ -7,6 +7,7 @@
  */
 #include "coordinator/catalog_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -451,4 +452,66 @@ void tm_catalog_log_free(Tidemark__LogRange **r, size_t n)
         tidemark__log_range__free_unpacked(r[i], NULL);
     }
     free(r);
+}
+
+int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *err)
+{
+    /* One row per (target, kind): newest successful backup of each type,
+     * and (type -1) the newest archived log point. */
+    static const char *sql =
+        "SELECT target, type, MAX(finished_at), "
+        "  (SELECT b2.record FROM backups b2 WHERE b2.target = b.target AND b2.type = b.type "
+        "   ORDER BY b2.finished_at DESC LIMIT 1) "
+        "FROM backups b GROUP BY target, type "
+        "UNION ALL SELECT target, -1, MAX(last_time), NULL FROM log_ranges GROUP BY target "
+        "ORDER BY 1, 2";
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    tm_freshness *items = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = prepare(c, db, sql, &s, err);
+    if (rc == TM_OK) {
+        int src;
+        while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                tm_freshness *ni = realloc(items, cap * sizeof(*ni));
+                if (ni == NULL) {
+                    rc = tm_err_set(err, TM_ENOMEM, "catalog: out of memory");
+                    break;
+                }
+                items = ni;
+            }
+            tm_freshness *f = &items[cnt];
+            memset(f, 0, sizeof(*f));
+            snprintf(f->target, sizeof(f->target), "%s", (const char *)sqlite3_column_text(s, 0));
+            f->type = sqlite3_column_int(s, 1);
+            f->last = sqlite3_column_int64(s, 2);
+            if (sqlite3_column_type(s, 3) == SQLITE_BLOB) {
+                Tidemark__BackupInfo *b = tidemark__backup_info__unpack(
+                    NULL, (size_t)sqlite3_column_bytes(s, 3), sqlite3_column_blob(s, 3));
+                if (b != NULL) {
+                    f->bytes = b->bytes;
+                    f->stored_bytes = b->stored_bytes;
+                    f->duration_s = b->finished_at > b->started_at && b->started_at > 0
+                                        ? b->finished_at - b->started_at
+                                        : 0;
+                    tidemark__backup_info__free_unpacked(b, NULL);
+                }
+            }
+            cnt++;
+        }
+        if (rc == TM_OK && src != SQLITE_DONE) {
+            rc = tm_catalog_sql_fail(c, err, src, "read freshness");
+        }
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    if (rc != TM_OK) {
+        free(items);
+        return rc;
+    }
+    *out = items;
+    *n = cnt;
+    return TM_OK;
 }

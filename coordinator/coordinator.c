@@ -6,6 +6,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/service_internal.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -33,6 +34,56 @@ static void observe_rpc(const char *method, int code, uint64_t latency_ns, void 
     if (dur != NULL) {
         tm_metric_observe(dur, (double)latency_ns / 1e9);
     }
+}
+
+/* Per target, read from the catalog at scrape time, so a target's series
+ * disappear with it (no stale labelled children). */
+static void collect_freshness(tm_metrics_writer *w, struct tm_coordinator *c)
+{
+    tm_freshness *f = NULL;
+    size_t n = 0;
+    tm_err err;
+    if (tm_catalog_freshness(c->catalog, &f, &n, &err) != TM_OK) {
+        return;
+    }
+    char labels[256], esc[160];
+    int64_t now = tm_now_s();
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"tidemark_backup_last_success_timestamp_seconds",
+         "Unix time the newest successful backup of this type finished."},
+        {"tidemark_backup_last_size_bytes", "Bytes read by the newest successful backup."},
+        {"tidemark_backup_last_stored_bytes", "Bytes stored per repository by the newest backup."},
+        {"tidemark_backup_last_duration_seconds", "Duration of the newest successful backup."},
+    };
+    for (size_t k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+        tm_metrics_write_family(w, fam[k].name, TM_METRIC_GAUGE, fam[k].help);
+        for (size_t i = 0; i < n; i++) {
+            if (f[i].type < 0) {
+                continue;
+            }
+            snprintf(labels, sizeof(labels), "target=\"%s\",type=\"%s\"",
+                     tm_metrics_escape(f[i].target, esc, sizeof(esc)),
+                     tm_backup_type_name(f[i].type));
+            double v = k == 0   ? (double)f[i].last
+                       : k == 1 ? (double)f[i].bytes
+                       : k == 2 ? (double)f[i].stored_bytes
+                                : (double)f[i].duration_s;
+            tm_metrics_write_sample(w, fam[k].name, labels, v);
+        }
+    }
+    tm_metrics_write_family(w, "tidemark_archive_lag_seconds", TM_METRIC_GAUGE,
+                            "Seconds since the newest archived log point (RPO if lost now).");
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].type == -1) {
+            snprintf(labels, sizeof(labels), "target=\"%s\"",
+                     tm_metrics_escape(f[i].target, esc, sizeof(esc)));
+            tm_metrics_write_sample(w, "tidemark_archive_lag_seconds", labels,
+                                    (double)(now - f[i].last));
+        }
+    }
+    free(f);
 }
 
 static void collect(tm_metrics_writer *w, void *arg)
@@ -68,6 +119,7 @@ static void collect(tm_metrics_writer *w, void *arg)
             tm_metrics_write_sample(w, "tidemark_tasks", labels, (double)tasks[s]);
         }
     }
+    collect_freshness(w, c);
     tm_metrics_write_family(w, "tidemark_build_info", TM_METRIC_GAUGE,
                             "Build information; the value is always 1.");
     tm_metrics_write_sample(w, "tidemark_build_info", "version=\"" TIDEMARK_VERSION "\"", 1);
