@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -75,10 +77,25 @@ void tm_hex(const void *buf, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+/* OpenSSL 3's one-shot SHA256() looks the digest up on every call (locks,
+ * reference counts): on the heartbeat path that was Tidemark's largest own
+ * cost. Fetch it once. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void tm_sha256_hex(const void *buf, size_t len, char out[65])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(buf, len, md);
+    unsigned int mdlen = 0;
+    pthread_once(&sha256_once, sha256_fetch);
+    if (sha256_md == NULL || EVP_Digest(buf, len, md, &mdlen, sha256_md, NULL) != 1) {
+        SHA256(buf, len, md);
+    }
     tm_hex(md, sizeof(md), out);
 }
 
