@@ -570,6 +570,10 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
     if (rc == TM_OK) {
         rc = tm_pg_server_info(pc, &srv, err);
     }
+    if (rc == TM_OK && b.validate && !srv.data_checksums) {
+        /* Nothing to validate: the cluster was initialised without them. */
+        b.validate = 0;
+    }
     if (rc == TM_OK) {
         char a[PATH_MAX], c[PATH_MAX];
         if (realpath(pgc->pgdata, a) == NULL || realpath(srv.data_directory, c) == NULL ||

@@ -31,7 +31,7 @@ uint16_t tm_pg_checksum_page(const uint8_t *page, uint32_t blkno)
      * server wrote them) with pd_checksum (bytes 8..9) zeroed. */
     uint32_t w[TM_PG_BLCKSZ / 4];
     memcpy(w, page, TM_PG_BLCKSZ);
-    ((uint16_t *)w)[4] = 0;
+    memset((uint8_t *)w + 8, 0, 2); /* bytes, not a uint16_t store: no aliasing games */
     uint32_t sums[N_SUMS];
     memcpy(sums, base_offsets, sizeof(sums));
     for (uint32_t i = 0; i < TM_PG_BLCKSZ / (4 * N_SUMS); i++) {

@@ -121,6 +121,7 @@ typedef struct tm_pg_server {
     uint32_t wal_segment_size;
     char data_directory[4096];
     char system_identifier[32];
+    int data_checksums; /* initdb --data-checksums: pages carry checksums */
 } tm_pg_server;
 int tm_pg_server_info(tm_pg_conn *c, tm_pg_server *out, tm_err *err);
 /* A temporary physical slot that reserves WAL from now until the session

@@ -124,7 +124,7 @@ int tm_pg_server_info(tm_pg_conn *c, tm_pg_server *out, tm_err *err)
                       "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
                       "current_setting('data_directory'), "
                       "(SELECT system_identifier::text FROM pg_control_system()), "
-                      "pg_is_in_recovery()",
+                      "pg_is_in_recovery(), current_setting('data_checksums')",
                       0, NULL, err);
     if (r == NULL) {
         return TM_EIO;
@@ -134,6 +134,7 @@ int tm_pg_server_info(tm_pg_conn *c, tm_pg_server *out, tm_err *err)
     snprintf(out->data_directory, sizeof(out->data_directory), "%s", PQgetvalue(r, 0, 2));
     snprintf(out->system_identifier, sizeof(out->system_identifier), "%s", PQgetvalue(r, 0, 3));
     int standby = PQgetvalue(r, 0, 4)[0] == 't';
+    out->data_checksums = strcmp(PQgetvalue(r, 0, 5), "on") == 0;
     PQclear(r);
     if (out->version_num < 100000) {
         return tm_err_set(err, TM_EINVAL, "PostgreSQL %d is not supported (10 or later needed)",

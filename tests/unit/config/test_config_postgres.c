@@ -75,19 +75,18 @@ static void test_all_keys(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    agent_fails(PG("      pgdata: data\n"), F ":8:15: targets[0].postgres.pgdata: ",
-                "not an absolute path");
-    agent_fails(PG("      port: 70000\n"), F ":8:13: targets[0].postgres.port: ",
-                "expected 1 .. 65535");
-    agent_fails(PG("      parallel: 0\n"), F ":8:17: targets[0].postgres.parallel: ",
-                "expected 1 .. 64");
+    agent_fails(PG("      pgdata: data\n"),
+                F ":8:15: targets[0].postgres.pgdata: ", "not an absolute path");
+    agent_fails(PG("      port: 70000\n"),
+                F ":8:13: targets[0].postgres.port: ", "expected 1 .. 65535");
+    agent_fails(PG("      parallel: 0\n"),
+                F ":8:17: targets[0].postgres.parallel: ", "expected 1 .. 64");
     agent_fails(PG("      colour: red\n"), F ":8:7: targets[0].postgres.colour", "unknown");
-    agent_fails(PG("      password: hunter2\n"), F ":8:17: targets[0].postgres.password: ",
-                "inline secrets are not allowed");
+    agent_fails(PG("      password: hunter2\n"),
+                F ":8:17: targets[0].postgres.password: ", "inline secrets are not allowed");
     agent_fails(PG("      password: env:TM_TEST_PGPASS\n      password_file: /p\n"),
                 F ":9:7: targets[0].postgres.password_file: ", "exactly one");
-    agent_fails(PG("      user: 'a b'\n"), F ":8:13: targets[0].postgres.user: ",
-                "without spaces");
+    agent_fails(PG("      user: 'a b'\n"), F ":8:13: targets[0].postgres.user: ", "without spaces");
     agent_fails(MIN_AGENT "targets:\n  - name: r\n    kind: redis\n    postgres:\n"
                           "      pgdata: /x\n",
                 F ":7:5: targets[0].postgres", "kind: postgres");
