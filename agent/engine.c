@@ -5,8 +5,10 @@
 
 #include <stddef.h>
 
+extern const tm_engine tm_engine_postgres; /* agent/engines/postgres/engine.c */
+
 static const tm_engine *const engines[] = {
-    NULL, /* engines are added here as agent/engines/<kind>/ lands */
+    &tm_engine_postgres,
 };
 
 const tm_engine *tm_engine_find(int kind)

@@ -6,6 +6,7 @@
  */
 #include "agent/daemon.h"
 #include "agent/repo_cmd.h"
+#include "agent/restore_cmd.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -27,6 +28,7 @@ static void usage(FILE *f)
                "Commands:\n"
                "  run                 run the agent daemon (default)\n"
                "  repo COMMAND        repository set: ls, put, get, verify, rotate-key, keygen\n"
+               "  restore ...         restore a backup from the repositories (restore --help)\n"
                "\n"
                "Options:\n"
                "  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
@@ -84,6 +86,9 @@ int main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "repo") == 0) {
         return tm_repo_cmd(config, argc - optind, argv + optind);
+    }
+    if (optind < argc && strcmp(argv[optind], "restore") == 0) {
+        return tm_restore_cmd(config, argc - optind, argv + optind);
     }
     if (optind < argc && strcmp(argv[optind], "run") != 0) {
         fprintf(stderr, "tidemark-agent: unknown command '%s'\n", argv[optind]);

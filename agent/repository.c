@@ -5,6 +5,7 @@
  */
 #include "agent/repository.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,7 +345,13 @@ struct tm_backup_writer {
     tm_manifest *m;
     tm_repo_result *res; /* one per repository; code != 0 = dropped */
     size_t live;
-    int object_open;
+    /* Objects may be written from several threads at once (an engine copies
+     * files in parallel): mu guards res, live, objects_open and the manifest.
+     * Each object's pipeline is its own, so only opening and committing
+     * take the lock, never the data path. */
+    pthread_mutex_t mu;
+    size_t objects_open;
+    int mu_init;
     int finished;
 };
 
@@ -430,6 +437,8 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
     }
     w->rs = rs;
     w->live = rs->n;
+    pthread_mutex_init(&w->mu, NULL);
+    w->mu_init = 1;
     for (size_t i = 0; i < rs->n; i++) {
         w->res[i].repo = rs->repos[i].name;
     }
@@ -512,19 +521,19 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
                           tm_err *err)
 {
     *out = NULL;
-    if (w->finished || w->object_open) {
-        return tm_err_set(err, TM_EINVAL,
-                          "backup %s: an object is already open or the backup "
-                          "is finished",
-                          w->id);
-    }
     if (!valid_object_name(name)) {
         return tm_err_set(err, TM_EINVAL,
                           "object name '%.80s' is not valid, expected a relative path of "
                           "printable characters without empty, '.' or '..' components",
                           name);
     }
+    pthread_mutex_lock(&w->mu);
+    if (w->finished) {
+        pthread_mutex_unlock(&w->mu);
+        return tm_err_set(err, TM_EINVAL, "backup %s: the backup is finished", w->id);
+    }
     if (w->live == 0) {
+        pthread_mutex_unlock(&w->mu);
         return tm_err_set(err, TM_EIO, "backup %s: every repository has failed", w->id);
     }
     tm_backup_object *o = calloc(1, sizeof(*o));
@@ -536,6 +545,7 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
         }
         free(o);
         free(sinks);
+        pthread_mutex_unlock(&w->mu);
         return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
     o->w = w;
@@ -553,6 +563,10 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
         o->map[o->nsinks++] = i;
     }
     int rc = TM_OK;
+    if (o->nsinks > 0) {
+        w->objects_open++;
+    }
+    pthread_mutex_unlock(&w->mu);
     if (o->nsinks == 0) {
         rc = tm_err_set(err, TM_EIO, "backup %s: object %s: no repository could start it", w->id,
                         o->key);
@@ -562,12 +576,16 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
     }
     free(sinks);
     if (rc != TM_OK) {
+        if (o->nsinks > 0) {
+            pthread_mutex_lock(&w->mu);
+            w->objects_open--;
+            pthread_mutex_unlock(&w->mu);
+        }
         free(o->map);
         free(o->key);
         free(o);
         return rc;
     }
-    w->object_open = 1;
     *out = o;
     return TM_OK;
 }
@@ -579,8 +597,10 @@ int tm_backup_object_write(tm_backup_object *o, const void *buf, size_t len, tm_
 
 static void object_free(tm_backup_object *o)
 {
-    o->w->object_open = 0;
     tm_pipeline_writer_free(o->pw);
+    pthread_mutex_lock(&o->w->mu);
+    o->w->objects_open--;
+    pthread_mutex_unlock(&o->w->mu);
     free(o->map);
     free(o->key);
     free(o);
@@ -596,6 +616,7 @@ int tm_backup_object_close(tm_backup_object *o, tm_object_digest *digest, tm_err
     for (size_t k = 0; k < o->nsinks; k++) {
         nfail += tm_pipeline_writer_result(o->pw, k)->code != TM_OK;
     }
+    pthread_mutex_lock(&w->mu);
     for (size_t k = 0; k < o->nsinks; k++) {
         const tm_sink_result *r = tm_pipeline_writer_result(o->pw, k);
         if (r->code != TM_OK) {
@@ -608,6 +629,7 @@ int tm_backup_object_close(tm_backup_object *o, tm_object_digest *digest, tm_err
         }
     }
     if (ok == 0) {
+        pthread_mutex_unlock(&w->mu);
         rc = tm_err_set(err, rc != TM_OK ? rc : TM_EIO,
                         "backup %s: object %s failed in every "
                         "repository: %s",
@@ -616,6 +638,7 @@ int tm_backup_object_close(tm_backup_object *o, tm_object_digest *digest, tm_err
         return rc;
     }
     rc = tm_manifest_add_object(w->m, o->key, &d, err);
+    pthread_mutex_unlock(&w->mu);
     if (rc == TM_OK && digest != NULL) {
         *digest = d;
     }
@@ -659,10 +682,13 @@ static int digests_build(tm_backup_writer *w, const char *man_key, const char *m
 
 int tm_backup_finish(tm_backup_writer *w, tm_err *err)
 {
-    if (w->finished || w->object_open) {
+    pthread_mutex_lock(&w->mu);
+    int busy = w->finished || w->objects_open > 0;
+    w->finished = 1;
+    pthread_mutex_unlock(&w->mu);
+    if (busy) {
         return tm_err_set(err, TM_EINVAL, "backup %s: finish twice or with an object open", w->id);
     }
-    w->finished = 1;
     char *man_key = tm_repo_path_backup(w->target, w->id, "manifest");
     char *dig_key = tm_repo_path_backup(w->target, w->id, "digests");
     uint8_t *sealed = NULL;
@@ -731,6 +757,9 @@ void tm_backup_writer_free(tm_backup_writer *w)
     }
     tm_secure_zero(w->dk, sizeof(w->dk));
     tm_manifest_free(w->m);
+    if (w->mu_init) {
+        pthread_mutex_destroy(&w->mu);
+    }
     free(w->res);
     free(w->target);
     free(w);

@@ -29,7 +29,9 @@
  * against the manifest, which is.
  *
  * The set does not hold the coordinator's state: everything needed to restore
- * is in each repository. Not thread-safe: one caller at a time per set.
+ * is in each repository. One caller at a time per set, with two exceptions:
+ * the objects of one backup writer may be written from several threads, and
+ * tm_backup_get may run concurrently on one reader.
  */
 #ifndef TM_AGENT_REPOSITORY_H
 #define TM_AGENT_REPOSITORY_H
@@ -91,7 +93,9 @@ tm_manifest *tm_backup_writer_manifest(tm_backup_writer *w);
 
 /* One object, streamed through the pipeline to every repository still
  * healthy, one upload each in parallel. name: relative path of [ -~] without
- * empty, "." or ".." components. One object open at a time. */
+ * empty, "." or ".." components. Several objects may be open at once, each
+ * written by one thread (engines copy files in parallel); open, close and
+ * abort are safe to call from different threads. */
 int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_object **out,
                           tm_err *err);
 /* Fails only when every repository has failed. */

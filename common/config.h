@@ -66,10 +66,25 @@ typedef struct tm_label_conf {
     char *value;
 } tm_label_conf;
 
+/* targets[].postgres: how the agent reaches a PostgreSQL cluster. */
+typedef struct tm_pg_target_conf {
+    char *pgdata;             /* absolute data directory; NULL = not set */
+    char *host;               /* NULL = libpq default (unix socket) */
+    uint32_t port;            /* default 5432 */
+    char *user;               /* default "postgres" */
+    char *database;           /* default "postgres" */
+    char *password;           /* resolved secret (password: env:X | password_file); may be NULL */
+    char *bindir;             /* NULL = `pg_config --bindir` at run time */
+    bool checksum_validation; /* default true: verify page checksums while reading */
+    uint32_t parallel;        /* copy workers; default 2; 1 .. 64 */
+} tm_pg_target_conf;
+
 typedef struct tm_target_conf {
     char *name;           /* unique in the fleet; [A-Za-z0-9._-]{1,64} */
     char *kind;           /* "postgres" | "redis" | "sqlite" | "turso" */
     char *engine_version; /* optional */
+    bool has_postgres;    /* a postgres: block was given */
+    tm_pg_target_conf postgres;
 } tm_target_conf;
 
 /* One repository of the set (`repositories:` in agent.yaml). Secrets are

@@ -1,8 +1,9 @@
 """Tasks through a real coordinator and real agents: long-polled delivery
 (dispatch latency), the coordinator deciding the outcome, cancel, listing.
 
-The agents here have no engine for the task they get, so every task fails
-with a clear reason; backups themselves are exercised by the engine tests."""
+The agents here serve a postgres target without postgres: settings (and have
+no repositories), so every task fails with a clear reason; backups themselves
+are exercised by the engine tests (test_pg_backup.py)."""
 import time
 
 from tmtest.cluster import Cluster
@@ -41,15 +42,15 @@ def dispatch_and_outcome():
               f"median {latencies[2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
         check(latencies[-1] < 1.0, f"a task reaches an online agent in < 1 s: {latencies}")
 
-        # The coordinator decides: no engine -> failed, not retried, reason kept.
+        # The coordinator decides: not configured -> failed, not retried, reason kept.
         t = c.ctl_json("task", "show", tid)
         check(t["state"] == "failed" and t["attempt"] == 1, f"failed once, not retried: {t}")
-        check("cannot run backup tasks" in (t["error"] or ""), f"reason recorded: {t['error']}")
+        check("postgres.pgdata" in (t["error"] or ""), f"reason recorded: {t['error']}")
         check(c.ctl_json("backups", "list") == [], "a failed backup is not in the catalog")
 
         # --wait returns 1 with the error.
         r = c.ctl("backup", "run", "--target", "pg-main", "--wait", check=False)
-        check(r.returncode == 1 and "cannot run backup tasks" in r.stdout,
+        check(r.returncode == 1 and "postgres.pgdata" in r.stdout,
               f"--wait exits 1 and says why: {r.returncode} {r.stdout} {r.stderr}")
 
         # Unknown target.
@@ -76,7 +77,7 @@ def dispatch_and_outcome():
         staging_id = c.agents_by_host()["staging"]["id"]
         check(r["agent_id"] == staging_id, "restore task goes to the --to agent")
         wait_for(lambda: c.ctl_json("task", "show", r["id"])["state"] == "failed", 10,
-                 "restore decided (no engine on this build)")
+                 "restore decided (no repositories on staging)")
         r = c.ctl("restore", "--target", "pg-main", "--pgdata", "relative", check=False)
         check(r.returncode == 1 and "absolute" in r.stderr, "relative destination refused")
 

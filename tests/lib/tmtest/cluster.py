@@ -161,7 +161,14 @@ log:
         adir = os.path.join(self.dir, "agents", name)
         os.makedirs(adir, exist_ok=True)
         targets = targets if targets is not None else [(f"{name}-pg", "postgres")]
-        tyaml = "".join(f"  - name: {t}\n    kind: {k}\n" for t, k in targets) or "  []\n"
+        # A target is (name, kind) or (name, kind, yaml): yaml is added under
+        # the target as is (e.g. "postgres:\n  pgdata: /x\n"), indented here.
+        tyaml = ""
+        for t in targets:
+            tyaml += f"  - name: {t[0]}\n    kind: {t[1]}\n"
+            if len(t) > 2 and t[2]:
+                tyaml += "".join(f"    {line}\n" for line in t[2].splitlines())
+        tyaml = tyaml or "  []\n"
         tls_yaml = ""
         if self.tls:
             tls_yaml = (f"  tls:\n    ca_file: {self.tls['ca']}\n"

@@ -3,6 +3,7 @@
  * backup to both, read it back, scan, verify (with and without the key, and
  * after damage), a failed repository gets no manifest, rotation.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -266,11 +267,93 @@ static void test_failed_repo_gets_no_manifest(void **state)
     tm_repo_set_free(rs);
 }
 
+/* Objects of one backup written from several threads at once (the
+ * PostgreSQL engine's parallel copy): every object lands in the manifest
+ * once, reads back intact, and finish refuses while one is still open. */
+typedef struct par {
+    tm_backup_writer *w;
+    int first;
+    int failures;
+} par;
+
+static void *par_main(void *arg)
+{
+    par *p = arg;
+    for (int i = p->first; i < p->first + 25; i++) {
+        char name[32], data[64];
+        snprintf(name, sizeof(name), "f/%03d", i);
+        int len = snprintf(data, sizeof(data), "content of object %d", i);
+        tm_backup_object *o = NULL;
+        tm_err err = {0};
+        if (tm_backup_object_open(p->w, name, &o, &err) != 0 ||
+            tm_backup_object_write(o, data, (size_t)len, &err) != 0 ||
+            tm_backup_object_close(o, NULL, &err) != 0) {
+            p->failures++;
+        }
+    }
+    return NULL;
+}
+
+static void test_parallel_objects(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key2);
+    tm_backup_writer *w = NULL;
+    tm_err err = {0};
+    assert_int_equal(tm_backup_begin(rs, "t3", "P", "full", "test", &w, &err), 0);
+    tm_backup_object *held = NULL;
+    assert_int_equal(tm_backup_object_open(w, "held", &held, &err), 0);
+    pthread_t th[4];
+    par ps[4];
+    for (int k = 0; k < 4; k++) {
+        ps[k] = (par){.w = w, .first = k * 25};
+        assert_int_equal(pthread_create(&th[k], NULL, par_main, &ps[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        assert_int_equal(ps[k].failures, 0);
+    }
+    /* One object still open: finishing now would seal a manifest without it. */
+    assert_int_equal(tm_backup_finish(w, &err), TM_EINVAL);
+    tm_backup_object_abort(held);
+    tm_backup_writer_free(w);
+
+    /* Again, finished this time, and read back. */
+    assert_int_equal(tm_backup_begin(rs, "t3", "Q", "full", "test", &w, &err), 0);
+    for (int k = 0; k < 4; k++) {
+        ps[k] = (par){.w = w, .first = k * 25};
+        assert_int_equal(pthread_create(&th[k], NULL, par_main, &ps[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        assert_int_equal(ps[k].failures, 0);
+    }
+    assert_int_equal(tm_manifest_nobjects(tm_backup_writer_manifest(w)), 100);
+    assert_int_equal(tm_backup_finish(w, &err), 0);
+    tm_backup_writer_free(w);
+    tm_backup_reader *r = NULL;
+    assert_int_equal(tm_backup_open(rs, "t3", "Q", NULL, &r, &err), 0);
+    for (int i = 0; i < 100; i += 33) {
+        char name[32], want[64];
+        snprintf(name, sizeof(name), "f/%03d", i);
+        int len = snprintf(want, sizeof(want), "content of object %d", i);
+        mem m = {0};
+        tm_sink sink = {.write = mem_write, .commit = mem_commit, .abort = mem_abort, .arg = &m};
+        assert_int_equal(tm_backup_get(r, name, &sink, &err), 0);
+        assert_int_equal(m.len, (size_t)len);
+        assert_memory_equal(m.buf, want, (size_t)len);
+        free(m.buf);
+    }
+    tm_backup_reader_free(r);
+    tm_repo_set_free(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_verify_rotate),
         cmocka_unit_test(test_failed_repo_gets_no_manifest),
+        cmocka_unit_test(test_parallel_objects),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,131 @@
+/*
+ * restore_cmd.c - `tidemark-agent restore`: a restore run by hand on the
+ * database host, from the repositories alone (the coordinator may be down).
+ * The work is the PostgreSQL engine's (agent/engines/postgres/restore.c);
+ * this file is the command line and the report.
+ */
+#include "agent/restore_cmd.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/engines/postgres/pg.h"
+#include "common/config.h"
+#include "common/log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: tidemark-agent [--config FILE] restore --target NAME --pgdata DIR\n"
+            "           [--time 'YYYY-MM-DD HH:MM:SS+00' | --backup ID | --lsn LSN | --immediate]\n"
+            "           [--delta] [--start [--port N]] [--owner USER]\n"
+            "\n"
+            "Restore a PostgreSQL backup of NAME from the configured repositories into DIR.\n"
+            "Without a target the newest backup is restored and recovery replays all the\n"
+            "archived WAL. --time/--lsn pick the newest backup that ends before the target\n"
+            "and stop recovery there; --backup restores that backup (with --immediate: to\n"
+            "its consistent point). --delta reuses the files of an existing DIR that match\n"
+            "the backup and removes the others. --start starts PostgreSQL, waits for the\n"
+            "end of recovery and runs a verification query. As root, DIR is given to\n"
+            "--owner (default postgres).\n"
+            "\n"
+            "Exit codes: 0 restored, 1 failed, 2 usage or configuration error.\n");
+}
+
+int tm_restore_cmd(const char *config, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'}, {"pgdata", required_argument, NULL, 'd'},
+        {"time", required_argument, NULL, 'T'},   {"backup", required_argument, NULL, 'b'},
+        {"lsn", required_argument, NULL, 'l'},    {"immediate", no_argument, NULL, 'i'},
+        {"delta", no_argument, NULL, 'D'},        {"start", no_argument, NULL, 's'},
+        {"port", required_argument, NULL, 'p'},   {"owner", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    tm_pg_restore_opts o = {0};
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            o.target = optarg;
+            break;
+        case 'd':
+            o.pgdata = optarg;
+            break;
+        case 'T':
+            o.time = optarg;
+            break;
+        case 'b':
+            o.backup_id = optarg;
+            break;
+        case 'l':
+            o.lsn = optarg;
+            break;
+        case 'i':
+            o.immediate = 1;
+            break;
+        case 'D':
+            o.delta = 1;
+            break;
+        case 's':
+            o.start = 1;
+            break;
+        case 'p': {
+            char *end = NULL;
+            unsigned long p = strtoul(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || p < 1 || p > 65535) {
+                fprintf(stderr, "tidemark-agent restore: --port %s is not a port (1 .. 65535)\n",
+                        optarg);
+                return 2;
+            }
+            o.port = (uint32_t)p;
+            break;
+        }
+        case 'o':
+            o.owner = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc || o.target == NULL || o.pgdata == NULL) {
+        fprintf(stderr, "tidemark-agent restore: --target and --pgdata are required\n");
+        usage(stderr);
+        return 2;
+    }
+    tm_err err = {0};
+    tm_agent_conf *conf = NULL;
+    if (tm_agent_conf_load(config, &conf, &err) != TM_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
+    tm_log_set_level(conf->log_level);
+    tm_pg_restore_report rep;
+    int rc = tm_pg_restore(conf, &o, &rep, &err);
+    if (rc != TM_OK) {
+        fprintf(stderr, "tidemark-agent restore: %s\n", err.msg);
+        tm_agent_conf_free(conf);
+        return rc == TM_ECONFIG || rc == TM_EINVAL ? 2 : 1;
+    }
+    printf("restored %s of %s into %s\n", rep.backup_id, o.target, o.pgdata);
+    printf("  chain:            %s\n", rep.chain);
+    printf("  files:            %llu written (%llu bytes), %llu reused, %llu removed\n",
+           (unsigned long long)rep.files, (unsigned long long)rep.bytes,
+           (unsigned long long)rep.reused_files, (unsigned long long)rep.removed);
+    printf("  recovery target:  %s\n", rep.recovery_target);
+    printf("  restore files:    %.2f s\n", rep.files_s);
+    if (o.start) {
+        printf("  recovery:         %.2f s\n", rep.recovery_s);
+        printf("  verify:           %s\n", rep.verify);
+    }
+    printf("  total:            %.2f s\n", rep.total_s);
+    tm_agent_conf_free(conf);
+    return 0;
+}
