@@ -126,11 +126,34 @@ log:
 
     # -- coordinator --
     def start_coordinator(self):
-        self.coordinator = Proc("coordinator", [binary("tidemark-coordinator"), "-c", self.coord_yaml],
-                                self.env, os.path.join(self.dir, "coordinator.log")).start()
-        self.procs.append(self.coordinator)
-        self.wait_http()
+        # free_port() releases the port before the coordinator binds it, so a
+        # busy machine can hand it to someone else first. Before any agent
+        # knows the URL, a clash is retried on fresh ports.
+        for attempt in range(3):
+            self.coordinator = Proc("coordinator", [binary("tidemark-coordinator"), "-c", self.coord_yaml],
+                                    self.env, os.path.join(self.dir, "coordinator.log")).start()
+            self.procs.append(self.coordinator)
+            try:
+                self.wait_http()
+                return self.coordinator
+            except AssertionError:
+                clash = "Address in use" in self.coordinator.output()
+                if not clash or self.agents or attempt == 2:
+                    raise
+                self.coordinator.kill9()
+                self._move_ports()
         return self.coordinator
+
+    def _move_ports(self):
+        old_port, old_http = self.port, self.http_port
+        self.port, self.http_port = free_port(), free_port()
+        self.url = self.url.replace(f":{old_port}", f":{self.port}")
+        with open(self.coord_yaml) as f:
+            text = f.read()
+        text = text.replace(f"127.0.0.1:{old_port}", f"127.0.0.1:{self.port}")
+        text = text.replace(f"127.0.0.1:{old_http}", f"127.0.0.1:{self.http_port}")
+        with open(self.coord_yaml, "w") as f:
+            f.write(text)
 
     def wait_http(self, timeout=15):
         deadline = time.monotonic() + timeout
