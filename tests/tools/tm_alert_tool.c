@@ -91,9 +91,11 @@ static void jstr(const char *s)
 static int split_tabs(char *line, char **f, int max)
 {
     int n = 0;
-    char *save = NULL;
-    for (char *t = strtok_r(line, "\t", &save); t && n < max; t = strtok_r(NULL, "\t", &save)) {
-        f[n++] = t;
+    if (line[0] == '\0') {
+        return 0;
+    }
+    for (char *t; n < max && (t = strsep(&line, "\t")) != NULL;) {
+        f[n++] = t; /* empty fields kept: an empty summary is a summary */
     }
     return n;
 }
