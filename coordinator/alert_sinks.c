@@ -216,7 +216,10 @@ static int attempt(sink *k, CURL *h, const item *it, long *status, char *err, si
     *status = 0;
     if (cc != CURLE_OK) {
         char clean[CURL_ERROR_SIZE];
-        sanitize(curlerr[0] ? curlerr : curl_easy_strerror(cc), clean, sizeof clean);
+        sanitize(cc == CURLE_ABORTED_BY_CALLBACK ? "aborted: the sink is stopping"
+                 : curlerr[0]                    ? curlerr
+                                                 : curl_easy_strerror(cc),
+                 clean, sizeof clean);
         snprintf(err, errcap, "POST %s: %s", k->safe_url, clean);
         return ATT_RETRY;
     }

@@ -264,9 +264,10 @@ int tm_alerts_new(const tm_alerts_config *cfg, tm_alerts **out, tm_err *err)
     for (size_t i = 0; i < a->n_static; i++) {
         const char *k = a->static_labels[i].key;
         if (strcmp(k, "alertname") == 0 || strcmp(k, "target") == 0 || strcmp(k, "severity") == 0) {
+            tm_err_set(err, TM_ECONFIG,
+                       "alerts: static label \"%s\" is reserved (set by every alert)", k);
             tm_alerts_free(a);
-            return tm_err_set(err, TM_ECONFIG,
-                              "alerts: static label \"%s\" is reserved (set by every alert)", k);
+            return TM_ECONFIG;
         }
     }
     if (cfg->n_rules > 0) {
