@@ -151,7 +151,7 @@ int tm_catalog_task_list(tm_catalog *c, const char *target, int open_only, size_
     /* ?1 target ('' = all), ?3 open_only, ?4 limit (0 = all). */
     return query_records(c,
                          "SELECT record FROM tasks WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
-                         "AND (?3 = 0 OR state IN (1, 2)) ORDER BY created_at DESC, id DESC "
+                         "AND (?3 = 0 OR state IN (1, 2)) ORDER BY created_at DESC, rowid DESC "
                          "LIMIT CASE WHEN ?4 = 0 THEN -1 ELSE ?4 END",
                          target, "", open_only, (int64_t)limit, &tidemark__task__descriptor,
                          (void ***)out, n, err);
@@ -162,7 +162,7 @@ int tm_catalog_task_queued(tm_catalog *c, const char *agent_id, int64_t now_ms,
 {
     return query_records(c,
                          "SELECT record FROM tasks WHERE state = 1 AND agent_id = ?1 AND ?2 = ?2 "
-                         "AND not_before <= ?3 AND ?4 = ?4 ORDER BY created_at, id",
+                         "AND not_before <= ?3 AND ?4 = ?4 ORDER BY created_at, rowid",
                          agent_id, "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n,
                          err);
 }

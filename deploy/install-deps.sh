@@ -11,7 +11,8 @@ build=(cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev libnng-de
 run=(sqlite3 ca-certificates curl)
 test=(python3 postgresql redis-server clang libfuzzer-14-dev libclang-rt-14-dev clang-format
       zstd xxhash openssl bc procps iproute2 psmisc
-      swift swift-proxy swift-account swift-container swift-object python3-swift memcached)
+      swift swift-proxy swift-account swift-container swift-object python3-swift memcached
+      prometheus prometheus-alertmanager)
 
 pkgs=("${build[@]}" "${run[@]}")
 if [[ "${1:-}" == "--test" ]]; then
