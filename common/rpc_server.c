@@ -19,6 +19,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct tm_rpc_server {
 
     nng_socket sock;
     int sock_open;
+    atomic_int closing; /* workers stop re-arming */
     nng_listener listener;
     int started;
     worker *workers;
@@ -522,6 +524,10 @@ static void format_peer(nng_msg *msg, char *out, size_t cap)
 
 static void worker_send(worker *w, void *buf, size_t len)
 {
+    if (atomic_load(&w->srv->closing)) {
+        free(buf);
+        return; /* the server is going away: nothing more is started */
+    }
     nng_msg *m = NULL;
     if (buf == NULL || nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
         /* Could not build a reply: drop it; the client's resend will retry. */
@@ -551,7 +557,7 @@ static void worker_cb(void *arg)
     switch (w->state) {
     case W_RECV: {
         if (rv != 0) {
-            if (rv == NNG_ECLOSED) {
+            if (rv == NNG_ECLOSED || atomic_load(&w->srv->closing)) {
                 return;
             }
             nng_ctx_recv(w->ctx, w->aio);
@@ -576,9 +582,9 @@ static void worker_cb(void *arg)
     case W_SEND:
         if (rv != 0) {
             nng_msg_free(nng_aio_get_msg(w->aio));
-            if (rv == NNG_ECLOSED) {
-                return;
-            }
+        }
+        if (rv == NNG_ECLOSED || atomic_load(&w->srv->closing)) {
+            return;
         }
         w->state = W_RECV;
         nng_ctx_recv(w->ctx, w->aio);
@@ -668,13 +674,21 @@ void tm_rpc_server_free(tm_rpc_server *s)
     if (s == NULL) {
         return;
     }
+    /* Stop every worker first (cancel its operation, wait for its callback,
+     * which no longer re-arms), close the contexts, then the socket: closing
+     * the socket under live contexts could wait for them forever. */
+    atomic_store(&s->closing, 1);
+    for (int i = 0; i < s->n_workers; i++) {
+        nng_aio_stop(s->workers[i].aio);
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        nng_ctx_close(s->workers[i].ctx);
+    }
     if (s->sock_open) {
         nng_close(s->sock);
     }
     for (int i = 0; i < s->n_workers; i++) {
-        nng_aio_stop(s->workers[i].aio);
         nng_aio_free(s->workers[i].aio);
-        nng_ctx_close(s->workers[i].ctx);
     }
     free(s->workers);
     if (s->fifo != NULL) {

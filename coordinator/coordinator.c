@@ -289,15 +289,16 @@ void tm_coordinator_free(tm_coordinator *c)
      * the dispatcher itself must outlive the server, whose closing
      * connections are still reported to it. */
     tm_dispatcher_shutdown(c->dispatcher);
-    tm_rpc_server_free(c->rpc);
-    tm_dispatcher_free(c->dispatcher);
-    c->dispatcher = NULL;
+    /* Last-seen times are durable before any network teardown. */
     if (c->registry != NULL) {
         tm_err err;
         if (tm_registry_flush(c->registry, &err) != TM_OK) {
             tm_error("coordinator", "event=flush_failed msg=\"%s\"", err.msg);
         }
     }
+    tm_rpc_server_free(c->rpc);
+    tm_dispatcher_free(c->dispatcher);
+    c->dispatcher = NULL;
     tm_registry_free(c->registry);
     tm_metrics_free(c->metrics);
     tm_catalog_free(c->catalog);

@@ -12,8 +12,23 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/tidemark/coordinator.yaml"
+
+#define SHUTDOWN_GRACE_S 10
+
+static void *shutdown_watchdog(void *arg)
+{
+    (void)arg;
+    sleep(SHUTDOWN_GRACE_S);
+    tm_error("coordinator",
+             "event=shutdown_stuck grace_s=%d msg=\"exiting without a clean "
+             "teardown; the catalog is consistent\"",
+             SHUTDOWN_GRACE_S);
+    _exit(1);
+    return NULL;
+}
 
 static void usage(FILE *f)
 {
@@ -97,6 +112,13 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     tm_info("coordinator", "event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* Every state change is already committed to the catalog (WAL,
+     * synchronous=FULL): a shutdown that gets stuck in a library call must
+     * not keep the process, and with it a restart, waiting. */
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, shutdown_watchdog, NULL) == 0) {
+        pthread_detach(wd);
+    }
     tm_coordinator_free(c);
     tm_coordinator_conf_free(conf);
     tm_info("coordinator", "event=stopped");

@@ -60,9 +60,17 @@ class Proc:
             try:
                 return self.p.wait(timeout)
             except subprocess.TimeoutExpired:
+                stacks = ""
+                if shutil.which("gdb"):
+                    g = subprocess.run(["gdb", "-p", str(self.p.pid), "-batch", "-ex",
+                                        "thread apply all bt 15"], capture_output=True, text=True,
+                                       timeout=60)
+                    stacks = "\n".join(l for l in g.stdout.splitlines()
+                                       if l.startswith(("Thread", "#")))
                 self.p.kill()
                 self.p.wait()
-                raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM")
+                raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM; "
+                                     f"threads:\n{stacks}")
         return self.p.returncode if self.p else None
 
     def output(self):
