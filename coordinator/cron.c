@@ -551,12 +551,17 @@ int64_t tm_cron_next(const tm_cron *c, int64_t after)
     tm_utc u;
     tm_utc_from_unix(after, &u);
     int limit_year = u.year + TM_CRON_SEARCH_YEARS;
+    int64_t cached_days = INT64_MIN;
+    int y = 0, m = 0, d = 0, wday = 0;
     while (t <= TM_CRON_T_MAX) {
         int64_t days = floordiv(t, 86400);
         int64_t secs = t - days * 86400;
         int h = (int)(secs / 3600), mi = (int)(secs % 3600 / 60);
-        int y, m, d;
-        civil_from_days(days, &y, &m, &d);
+        if (days != cached_days) { /* most steps stay within one day */
+            civil_from_days(days, &y, &m, &d);
+            wday = weekday_from_days(days);
+            cached_days = days;
+        }
         if (y > limit_year) {
             break;
         }
@@ -565,7 +570,7 @@ int64_t tm_cron_next(const tm_cron *c, int64_t after)
             t = tm_days_from_civil(ny, nm, 1) * 86400;
             continue;
         }
-        if (!day_matches(c, d, weekday_from_days(days))) {
+        if (!day_matches(c, d, wday)) {
             t = (days + 1) * 86400;
             continue;
         }
