@@ -339,7 +339,7 @@ static void test_eight_years_other_policy(void **state)
 {
     (void)state;
     tm_retention_policy pol = {.keep_last = 2,
-                               .keep_hourly = 0,
+                               .keep_hourly = 4,
                                .keep_daily = 3,
                                .keep_weekly = 2,
                                .keep_monthly = 6,
@@ -355,7 +355,8 @@ static void test_eight_years_other_policy(void **state)
         yearly += B[i].alive && !B[i].ok;
     }
     assert_int_equal(yearly, 0); /* keep_failed 0 */
-    printf("8 years (last 2, 3/2/6/unlimited yearly, min 5, no PITR): plans %.3f s\n", secs);
+    printf("8 years (last 2, hourly 4, 3/2/6/unlimited yearly, min 5, no PITR): plans %.3f s\n",
+           secs);
 }
 
 /* ---- edge cases ------------------------------------------------------------ */
