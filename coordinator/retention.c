@@ -25,7 +25,7 @@ void tm_retention_policy_default(tm_retention_policy *p)
                                .pitr_window_s = 7 * 86400};
 }
 
-const char *tm_backup_type_name(tm_backup_type t)
+static const char *type_name(tm_backup_type t)
 {
     switch (t) {
     case TM_BACKUP_FULL:
@@ -385,7 +385,7 @@ int tm_retention_plan_new(const tm_backup_rec *recs, size_t n, const tm_retentio
             return tm_err_set(err, TM_EINVAL, "retention: backup record %zu has no id or target",
                               i);
         }
-        if ((unsigned)recs[i].type > TM_BACKUP_SNAPSHOT) {
+        if (recs[i].type < TM_BACKUP_FULL || recs[i].type > TM_BACKUP_SNAPSHOT) {
             return tm_err_set(err, TM_EINVAL, "retention: backup %s has an unknown type %d",
                               recs[i].id, (int)recs[i].type);
         }
@@ -587,13 +587,13 @@ int tm_retention_plan_format(const tm_retention_plan *plan, int json, FILE *f)
                 fprintf(f,
                         ",\"type\":\"%s\",\"finished_at\":\"%s\",\"ok\":%s,\"action\":\"%s\","
                         "\"reason\":",
-                        tm_backup_type_name(it->type), ts, it->ok ? "true" : "false",
+                        type_name(it->type), ts, it->ok ? "true" : "false",
                         it->keep ? "keep" : "drop");
                 json_str(f, it->reason);
                 fputc('}', f);
             } else {
                 fprintf(f, "  %-4s  %-28s %-11s %s %-6s %s\n", it->keep ? "keep" : "DROP", it->id,
-                        tm_backup_type_name(it->type), ts, it->ok ? "ok" : "FAILED", it->reason);
+                        type_name(it->type), ts, it->ok ? "ok" : "FAILED", it->reason);
             }
             first = 0;
         }

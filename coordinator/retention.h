@@ -62,10 +62,12 @@
 
 #include "common/err.h"
 
+/* Values equal tidemark.BackupType (proto), so common/names.h's
+ * tm_backup_type_name() names them too. */
 typedef enum tm_backup_type {
-    TM_BACKUP_FULL = 0,
-    TM_BACKUP_INCREMENTAL,
-    TM_BACKUP_SNAPSHOT,
+    TM_BACKUP_FULL = 1,
+    TM_BACKUP_INCREMENTAL = 2,
+    TM_BACKUP_SNAPSHOT = 3,
 } tm_backup_type;
 
 typedef struct tm_backup_rec {
@@ -119,8 +121,6 @@ typedef struct tm_retention_plan {
     size_t n_targets;
     tm_retention_target *targets; /* sorted by name */
 } tm_retention_plan;
-
-const char *tm_backup_type_name(tm_backup_type t);
 
 /* Compute the plan. TM_EINVAL on a record without id/target or a duplicate
  * id within a target; TM_ENOMEM. The plan copies what it needs from recs. */

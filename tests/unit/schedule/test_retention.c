@@ -688,6 +688,9 @@ static void test_errors(void **state)
     assert_null(p);
     tm_backup_rec noid[] = {{NULL, "db", TM_BACKUP_FULL, NULL, 0, 1, 1, 0}};
     assert_int_equal(tm_retention_plan_new(noid, 1, NULL, 10, &p, &err), TM_EINVAL);
+    tm_backup_rec badtype[] = {{"x", "db", (tm_backup_type)0, NULL, 0, 1, 1, 0}};
+    assert_int_equal(tm_retention_plan_new(badtype, 1, NULL, 10, &p, &err), TM_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown type 0"));
     tm_retention_policy neg = {.pitr_window_s = -1};
     assert_int_equal(tm_retention_plan_new(dup, 1, &neg, 10, &p, &err), TM_EINVAL);
     /* empty input: an empty plan */
