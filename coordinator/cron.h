@@ -3,7 +3,7 @@
  *
  * Syntax: "minute hour day-of-month month day-of-week", fields separated by
  * blanks. Each field is a comma list of items; an item is "*", "N", "A-B",
- * or any of those followed by "/STEP" ("* /15" without the blank, "10-50/10",
+ * or any of those followed by "/STEP" (star-slash-15 = every 15, "10-50/10",
  * "5/10" = 5-max/10). Month names JAN..DEC and weekday names SUN..SAT are
  * accepted case-insensitively, also inside ranges ("MON-FRI"). Weekday 0 and
  * 7 are both Sunday.
@@ -11,7 +11,7 @@
  * Day matching follows Vixie cron: when both day-of-month and day-of-week
  * are restricted (neither field starts with "*"), a day matches if EITHER
  * matches ("0 0 1 * MON" = the 1st and every Monday). When one of them starts
- * with "*" (including "* /2" steps), both must match.
+ * with "*" (star-slash steps too), both must match.
  *
  * Presets: @yearly @annually (0 0 1 1 *), @monthly (0 0 1 * *), @weekly
  * (0 0 * * 0), @daily @midnight (0 0 * * *), @hourly (0 * * * *), and

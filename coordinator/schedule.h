@@ -45,7 +45,8 @@
  *
  * State: the caller persists tm_sched_state.last_fire per (target, kind)
  * (the catalog). A job whose last_fire is 0 (never ran) starts from now: its
- * first run is its next fire time, not a catch-up.
+ * first run is its next fire time, not a catch-up. After a job's cron or
+ * jitter changes (config reload), set its next_due to 0 so it is recomputed.
  */
 #ifndef TM_SCHEDULE_H
 #define TM_SCHEDULE_H
