@@ -451,17 +451,8 @@ static int64_t sim_now(void *arg)
     return ((sim_clock *)arg)->now;
 }
 
-/* ~0.5 s measured unsanitized, ~2.3 s under ASan+UBSan */
-#if defined(__SANITIZE_ADDRESS__)
-#define SIM_YEAR_BUDGET_S 15.0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SIM_YEAR_BUDGET_S 15.0
-#endif
-#endif
-#ifndef SIM_YEAR_BUDGET_S
-#define SIM_YEAR_BUDGET_S 1.0
-#endif
+/* ~0.5 s unsanitized, ~2.3 s under ASan+UBSan: printed, not asserted
+ * (speed is measured in benchmarks, never in tests). */
 
 #define NT 50
 #define NAG 5
@@ -595,7 +586,6 @@ static void test_simulated_year(void **state)
     }
     assert_true(max_agent <= 3);
     assert_true(incs > NT * 365 * 18);
-    assert_true(secs < SIM_YEAR_BUDGET_S);
     tm_cron_free(cf);
     tm_cron_free(ci);
 }
