@@ -5,6 +5,7 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include "agent/daemon.h"
+#include "agent/engines/postgres/wal_cmd.h"
 #include "agent/repo_cmd.h"
 #include "agent/restore_cmd.h"
 #include "common/config.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
                "  run                 run the agent daemon (default)\n"
                "  repo COMMAND        repository set: ls, put, get, verify, rotate-key, keygen\n"
                "  restore ...         restore a backup from the repositories (restore --help)\n"
+               "  wal-push, wal-get, wal-show, wal-archiver\n"
+               "                      PostgreSQL WAL archiving (`wal-push --help`)\n"
                "\n"
                "Options:\n"
                "  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
@@ -89,6 +92,10 @@ int main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "restore") == 0) {
         return tm_restore_cmd(config, argc - optind, argv + optind);
+    }
+    /* WAL archiving: archive_command / restore_command / status / async. */
+    if (optind < argc && strncmp(argv[optind], "wal-", 4) == 0) {
+        return tm_wal_cmd(config, argc - optind, argv + optind);
     }
     if (optind < argc && strcmp(argv[optind], "run") != 0) {
         fprintf(stderr, "tidemark-agent: unknown command '%s'\n", argv[optind]);
