@@ -7,6 +7,7 @@
  */
 #include "agent/daemon.h"
 #include "agent/identity.h"
+#include "agent/log_report.h"
 #include "agent/tasks.h"
 #include "common/log.h"
 #include "common/names.h"
@@ -27,6 +28,7 @@ struct tm_daemon {
     const tm_agent_conf *conf;
     tm_rpc_client *rpc;
     tm_runner *runner;
+    tm_log_reporter *reporter;
     tm_identity id;
     int have_identity;
     int registered;
@@ -236,6 +238,13 @@ static int do_register(tm_daemon *d)
     if (d->runner == NULL && tm_runner_start(&d->runner, conf, d->rpc, &err) != TM_OK) {
         tm_error("agent", "event=runner_failed msg=\"%s\"", err.msg);
     }
+    /* Archived-log runs go to the coordinator every few heartbeats. */
+    uint32_t every = d->interval_ms * 5;
+    every = every < 1000 ? 1000 : every > 30000 ? 30000 : every;
+    if (d->reporter == NULL &&
+        tm_log_reporter_start(&d->reporter, conf, d->rpc, every, &err) != TM_OK) {
+        tm_error("agent", "event=log_reporter_failed msg=\"%s\"", err.msg);
+    }
     return TM_OK;
 }
 
@@ -289,7 +298,10 @@ int tm_daemon_run(tm_daemon *d)
     }
     /* Stop the task runner: tell it, then interrupt its long-poll. */
     tm_runner_stop(d->runner);
+    tm_log_reporter_stop(d->reporter);
     tm_rpc_client_shutdown(d->rpc);
+    tm_log_reporter_free(d->reporter);
+    d->reporter = NULL;
     tm_runner_free(d->runner);
     d->runner = NULL;
     tm_info("agent", "event=stopped agent=%s", d->have_identity ? d->id.id : "-");

@@ -543,6 +543,8 @@ static int write_small(rctx *r, const char *name, const char *content, tm_err *e
     return rc;
 }
 
+static int restores_in_place(const tm_agent_conf *conf, const tm_pg_restore_opts *o);
+
 static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup_id,
                           tm_pg_restore_report *rep, tm_err *err)
 {
@@ -614,6 +616,14 @@ static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup
     if (o->start && o->port != 0) {
         fprintf(f, "port = %u\n", o->port);
     }
+    /* A copy (staging, drill, forensics) must not archive its new timeline
+     * into the target's repository: a later restore of the target would
+     * follow that timeline (recovery_target_timeline = latest) and land on
+     * the copy's history. Only a restore into the target's own data
+     * directory keeps archiving; promote a copy by turning it back on. */
+    if (!restores_in_place(conf, o)) {
+        fputs("archive_mode = off  # a restored copy; set on if it becomes the primary\n", f);
+    }
     free(cmd);
     if (fclose(f) != 0) {
         return tm_err_set(err, TM_EIO, "write %s: %s", path, strerror(errno));
@@ -622,6 +632,26 @@ static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup
         return tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", path, strerror(errno));
     }
     return TM_OK;
+}
+
+/* Is the destination the target's own configured data directory? */
+static int restores_in_place(const tm_agent_conf *conf, const tm_pg_restore_opts *o)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    for (size_t i = 0; i < conf->n_targets; i++) {
+        const tm_target_conf *t = &conf->targets[i];
+        if (strcmp(t->name, o->target) != 0 || !t->has_postgres || t->postgres.pgdata == NULL) {
+            continue;
+        }
+        if (realpath(t->postgres.pgdata, a) == NULL) {
+            snprintf(a, sizeof(a), "%s", t->postgres.pgdata);
+        }
+        if (realpath(o->pgdata, b) == NULL) {
+            snprintf(b, sizeof(b), "%s", o->pgdata);
+        }
+        return strcmp(a, b) == 0;
+    }
+    return 0;
 }
 
 /* ---- starting the server ---------------------------------------------- */

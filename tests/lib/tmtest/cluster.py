@@ -34,7 +34,8 @@ def free_port():
 
 
 class Proc:
-    def __init__(self, name, argv, env, log_path):
+    def __init__(self, name, argv, env, log_path, popen_kw=None):
+        self.popen_kw = popen_kw or {}
         self.name = name
         self.argv = argv
         self.env = env
@@ -43,7 +44,9 @@ class Proc:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.p = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        kw = dict(self.popen_kw)
+        kw.setdefault("env", self.env)
+        self.p = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, **kw)
         return self
 
     def alive(self):
@@ -224,10 +227,21 @@ targets:
 {extra}""")
         return path
 
-    def start_agent(self, name, **kw):
+    def start_agent(self, name, as_pg_user=False, **kw):
+        """as_pg_user: run the agent as the user PostgreSQL runs as (what
+        the systemd unit does), so archive_command / restore_command, which
+        PostgreSQL runs as itself, can use the agent's config, key and state."""
         path = self.agent_yaml(name, **kw)
+        popen_kw = None
+        if as_pg_user:
+            from tmtest import pg as pgmod
+            adir = os.path.join(self.dir, "agents", name)
+            os.chmod(self.dir, 0o755)
+            os.chmod(os.path.join(self.dir, "agents"), 0o755)
+            pgmod.chown_tree(adir)
+            popen_kw = pgmod.as_user_kwargs(self.env)
         p = Proc(f"agent {name}", [binary("tidemark-agent"), "-c", path], self.env,
-                 os.path.join(self.dir, "agents", name, "agent.log")).start()
+                 os.path.join(self.dir, "agents", name, "agent.log"), popen_kw).start()
         self.procs.append(p)
         self.agents[name] = p
         return p
