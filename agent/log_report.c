@@ -11,6 +11,7 @@
 
 #include "tidemark.pb-c.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -82,10 +83,38 @@ static size_t build_ranges(const char *target, const char *repo, seg *segs, size
     return nr;
 }
 
+/* WAL files PostgreSQL has finished and not yet had archived: the queue
+ * that grows when archiving falls behind (what an RPO alert watches). */
+static uint32_t archive_queue(const tm_agent_conf *conf, const char *target)
+{
+    for (size_t t = 0; t < conf->n_targets; t++) {
+        const tm_target_conf *tc = &conf->targets[t];
+        if (strcmp(tc->name, target) != 0 || !tc->has_postgres || tc->postgres.pgdata == NULL) {
+            continue;
+        }
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", tc->postgres.pgdata);
+        DIR *d = opendir(dir);
+        if (d == NULL) {
+            return 0;
+        }
+        uint32_t n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            size_t l = strlen(e->d_name);
+            if (l > 6 && strcmp(e->d_name + l - 6, ".ready") == 0) {
+                n++;
+            }
+        }
+        closedir(d);
+        return n;
+    }
+    return 0;
+}
+
 static int report_repo(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_repo_set *rs, size_t i,
                        const char *target, tm_err *err)
 {
-    (void)conf;
     tm_log_item *items = NULL;
     size_t n = 0;
     int rc = tm_log_scan(rs, i, target, &items, &n, err);
@@ -122,6 +151,8 @@ static int report_repo(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_repo_se
     req.repository = (char *)tm_repo_set_name(rs, i);
     req.n_ranges = nr;
     req.ranges = ptrs;
+    req.has_queue_depth = 1;
+    req.queue_depth = archive_queue(conf, target);
     rc = tm_rpc_client_call(rpc, "Coordinator.ReportLog", &req.base,
                             &tidemark__report_log_response__descriptor, NULL, 10000, NULL, err);
 out:

@@ -138,6 +138,8 @@ def run_scenario(c):
                    (c.ctl_json("pitr", "window", "--target", "pg")), 30,
                    "PITR window reaches the last marker")
     check(win["gaps"] == [], f"no gaps: {win['gaps']}")
+    wait_for(lambda: c.ctl_json("pitr", "window", "--target", "pg")["queue_depth"] == 0, 30,
+             "nothing waiting to be archived")
     check({r_["repository"] for r_ in win["ranges"]} == {"region-a", "region-b"},
           f"both regions report WAL: {win['ranges']}")
     print(f"  PITR window {win['start']} .. {win['end']}, RPO now {win['rpo_seconds']} s")
@@ -178,6 +180,22 @@ def run_scenario(c):
     check(got == "1,2,3,4,5,6", f"latest restore has every marker: {got!r}")
     check(p2.psql(CHECKSUM_SQL) == marks[6]["sum"], "latest checksum equals marker 6's")
     p2.stop("fast")
+
+    # Archiving falls behind (one region unwritable): the queue shows in the
+    # window, which is what an RPO alert watches; nothing is lost after.
+    os.chmod(ctx.repo_a, 0)
+    try:
+        for _ in range(3):
+            ctx.pg.psql("INSERT INTO markers(id) SELECT max(id) + 1 FROM markers")
+            ctx.pg.psql("SELECT pg_switch_wal()")
+        w = wait_for(lambda: (lambda x: x if x["queue_depth"] >= 2 else None)(
+                         c.ctl_json("pitr", "window", "--target", "pg")), 30,
+                     "the archive queue is reported while a region is unwritable")
+        print(f"  queue while region-a is unwritable: {w['queue_depth']} segment(s)")
+    finally:
+        os.chmod(ctx.repo_a, 0o755)
+    wait_for(lambda: c.ctl_json("pitr", "window", "--target", "pg")["queue_depth"] == 0, 60,
+             "the queue drains once the region is writable again")
 
     # Outside the window: refused, and the window is printed.
     r = subprocess.run([agent, "--config", conf, "restore", "--target", "pg", "--pgdata",
