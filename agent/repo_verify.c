@@ -606,6 +606,149 @@ int tm_repo_verify(tm_repo_set *rs, const tm_verify_opts *o, tm_verify_fn fn, vo
 
 /* ---- rotation --------------------------------------------------------- */
 
+/* Log data key records (repo_log.h): <target>/keys/log/<data-key-id>/<master-key-id>.
+ * One group per "<target>/keys/log/<data-key-id>" directory. */
+typedef struct log_key {
+    char *dir;  /* "<target>/keys/log/<dk>" */
+    char **mks; /* master key ids that wrap it */
+    size_t n;
+} log_key;
+
+static void log_keys_free(log_key *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < k[i].n; j++) {
+            free(k[i].mks[j]);
+        }
+        free(k[i].mks);
+        free(k[i].dir);
+    }
+    free(k);
+}
+
+static int log_keys_scan(tm_storage *st, log_key **out, size_t *n, tm_err *err)
+{
+    log_key *keys = NULL;
+    size_t nk = 0;
+    char *token = NULL;
+    int rc = TM_OK;
+    do {
+        tm_storage_info *items = NULL;
+        size_t ni = 0;
+        char *next = NULL;
+        rc = tm_storage_list(st, "", token, 1000, &items, &ni, &next, err);
+        free(token);
+        token = next;
+        for (size_t i = 0; rc == TM_OK && i < ni; i++) {
+            const char *k = items[i].key;
+            const char *p = strstr(k, "/keys/log/");
+            const char *slash = p ? strrchr(k, '/') : NULL;
+            if (p == NULL || slash <= p + 10 || strchr(p + 10, '/') != slash) {
+                continue;
+            }
+            size_t dl = (size_t)(slash - k);
+            if (nk == 0 || strlen(keys[nk - 1].dir) != dl ||
+                strncmp(keys[nk - 1].dir, k, dl) != 0) {
+                log_key *nkp = realloc(keys, (nk + 1) * sizeof(*nkp));
+                if (nkp == NULL || (nkp[nk].dir = strndup(k, dl)) == NULL) {
+                    keys = nkp ? nkp : keys;
+                    rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+                    break;
+                }
+                keys = nkp;
+                keys[nk].mks = NULL;
+                keys[nk].n = 0;
+                nk++;
+            }
+            log_key *g = &keys[nk - 1];
+            char **m = realloc(g->mks, (g->n + 1) * sizeof(*m));
+            if (m == NULL || (m[g->n] = strdup(slash + 1)) == NULL) {
+                g->mks = m ? m : g->mks;
+                rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+                break;
+            }
+            g->mks = m;
+            g->n++;
+        }
+        tm_storage_infos_free(items, ni);
+    } while (rc == TM_OK && token != NULL);
+    free(token);
+    if (rc != TM_OK) {
+        log_keys_free(keys, nk);
+        return rc;
+    }
+    *out = keys;
+    *n = nk;
+    return TM_OK;
+}
+
+/* Phase 1 for the WAL log keys of repository r: a record under new_mk in
+ * every group. */
+static void rotate_log_keys(tm_repo_set *rs, size_t r, const tm_master_key *new_mk, vstate *v,
+                            tm_rotate_stats *st, log_key *keys, size_t nk)
+{
+    for (size_t i = 0; i < nk; i++) {
+        int have_new = 0, done = 0;
+        for (size_t j = 0; j < keys[i].n; j++) {
+            have_new |= strcmp(keys[i].mks[j], new_mk->id_hex) == 0;
+        }
+        if (have_new) {
+            st->already++;
+            continue;
+        }
+        tm_err last = {0};
+        for (size_t j = 0; j < keys[i].n && !done; j++) {
+            char path[1024], npath[1024];
+            snprintf(path, sizeof(path), "%s/%s", keys[i].dir, keys[i].mks[j]);
+            snprintf(npath, sizeof(npath), "%s/%s", keys[i].dir, new_mk->id_hex);
+            void *buf = NULL;
+            size_t len = 0;
+            uint8_t out[TM_DATA_KEY_RECORD_LEN];
+            if (tm_storage_get(rs->repos[r].st, path, &buf, &len, &last) == TM_OK) {
+                if (len != TM_DATA_KEY_RECORD_LEN) {
+                    tm_err_set(&last, TM_ECORRUPT, "%s: %zu bytes, not a data key record", path,
+                               len);
+                } else if (tm_data_key_rewrap(rs->kr, new_mk, buf, out, &last) == TM_OK &&
+                           tm_storage_put(rs->repos[r].st, npath, out, sizeof(out), &last) ==
+                               TM_OK) {
+                    done = 1;
+                }
+            }
+            tm_secure_zero(out, sizeof(out));
+            free(buf);
+        }
+        if (done) {
+            st->rewrapped++;
+        } else {
+            st->failed++;
+            problem(v, r, NULL, NULL, keys[i].dir, "cannot rewrap the log key: %s", last.msg);
+        }
+    }
+}
+
+/* Phase 2 for the WAL log keys: drop the records under other master keys. */
+static void rotate_log_keys_delete(tm_repo_set *rs, size_t r, const tm_master_key *new_mk,
+                                   vstate *v, tm_rotate_stats *st, log_key *keys, size_t nk)
+{
+    for (size_t i = 0; i < nk; i++) {
+        for (size_t j = 0; j < keys[i].n; j++) {
+            if (strcmp(keys[i].mks[j], new_mk->id_hex) == 0) {
+                continue;
+            }
+            char path[1024];
+            snprintf(path, sizeof(path), "%s/%s", keys[i].dir, keys[i].mks[j]);
+            const char *ks[1] = {path};
+            tm_err e = {0};
+            if (tm_storage_delete(rs->repos[r].st, ks, 1, &e) == TM_OK) {
+                st->deleted++;
+            } else {
+                st->failed++;
+                problem(v, r, NULL, NULL, path, "cannot delete old record: %s", e.msg);
+            }
+        }
+    }
+}
+
 int tm_repo_rotate(tm_repo_set *rs, const tm_master_key *new_mk, int keep_old, tm_verify_fn fn,
                    void *arg, tm_rotate_stats *st, tm_err *err)
 {
@@ -623,7 +766,26 @@ int tm_repo_rotate(tm_repo_set *rs, const tm_master_key *new_mk, int keep_old, t
         free(ns);
         return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
-    /* Phase 1: a record under the new key for every backup everywhere. */
+    /* Phase 1: a record under the new key for every backup everywhere, and
+     * for every target's WAL log key. */
+    log_key **lkeys = calloc(rs->n, sizeof(*lkeys));
+    size_t *nlk = calloc(rs->n, sizeof(*nlk));
+    if (lkeys == NULL || nlk == NULL) {
+        free(lkeys);
+        free(nlk);
+        free(infos);
+        free(ns);
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    for (size_t r = 0; r < rs->n; r++) {
+        tm_err le = {0};
+        if (log_keys_scan(rs->repos[r].st, &lkeys[r], &nlk[r], &le) != TM_OK) {
+            problem(&v, r, NULL, NULL, NULL, "%s", le.msg);
+            st->failed++;
+        } else {
+            rotate_log_keys(rs, r, new_mk, &v, st, lkeys[r], nlk[r]);
+        }
+    }
     for (size_t r = 0; r < rs->n; r++) {
         tm_err e = {0};
         if (tm_repo_scan(rs, r, NULL, &infos[r], &ns[r], &e) != TM_OK) {
@@ -700,9 +862,15 @@ int tm_repo_rotate(tm_repo_set *rs, const tm_master_key *new_mk, int keep_old, t
             }
         }
     }
+    for (size_t r = 0; st->failed == 0 && !keep_old && r < rs->n; r++) {
+        rotate_log_keys_delete(rs, r, new_mk, &v, st, lkeys[r], nlk[r]);
+    }
     for (size_t r = 0; r < rs->n; r++) {
         tm_backup_infos_free(infos[r], ns[r]);
+        log_keys_free(lkeys[r], nlk[r]);
     }
+    free(lkeys);
+    free(nlk);
     free(infos);
     free(ns);
     if (st->failed > 0) {

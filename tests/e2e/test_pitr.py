@@ -205,5 +205,30 @@ def run_scenario(c):
           f"a time before every backup is refused with the window: {r.stdout}{r.stderr}")
 
 
+    # Master key rotation rewraps the WAL log key too: afterwards the new key
+    # alone reads archived WAL and the old key alone no longer does.
+    newkey = os.path.join(ctx.restores, "new.key")
+    r = subprocess.run([agent, "repo", "keygen", newkey], capture_output=True, text=True, **kw)
+    check(r.returncode == 0, f"keygen: {r.stderr}")
+    r = subprocess.run([agent, "--config", conf, "repo", "rotate-key", "--new-key-file", newkey],
+                       capture_output=True, text=True, timeout=300, **kw)
+    check(r.returncode == 0, f"rotate-key: {r.stdout}{r.stderr}")
+    with open(conf) as f:
+        text = f.read()
+    conf_new = os.path.join(ctx.restores, "agent-newkey.yaml")
+    with open(conf_new, "w") as f:
+        f.write(text.replace(f"master_key_file: {ctx.key}", f"master_key_file: {newkey}")
+                .replace("state_dir: state", f"state_dir: {os.path.dirname(conf)}/state"))
+    pgmod.chown_tree(ctx.restores)
+    out = os.path.join(ctx.restores, "seg-new")
+    r = subprocess.run([agent, "--config", conf_new, "wal-get", "--target", "pg", "--prefetch", "0",
+                        seg, out], capture_output=True, text=True, timeout=120, **kw)
+    check(r.returncode == 0 and os.path.getsize(out) == 16 << 20,
+          f"wal-get with only the new key after rotation: {r.returncode} {r.stderr}")
+    r = subprocess.run([agent, "--config", conf, "wal-get", "--target", "pg", "--prefetch", "0", seg,
+                        os.path.join(ctx.restores, "seg-old")], capture_output=True, text=True,
+                       timeout=120, **kw)
+    check(r.returncode != 0, "the old key alone no longer reads WAL after rotation")
+
 if __name__ == "__main__":
     run()
