@@ -16,6 +16,9 @@
 #include <time.h>
 
 #define FLUSH_EVERY_MS 5000
+/* Cron fire times are whole minutes (or @every seconds): a pass a second is
+ * as precise as they get, and cheap (a catalog read). */
+#define SCHEDULE_EVERY_MS 1000
 
 static const double rpc_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                      0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
@@ -160,6 +163,7 @@ static void *loop_main(void *arg)
         step = 25;
     }
     int64_t last_flush = tm_now_ms();
+    int64_t last_sched = 0;
     pthread_mutex_lock(&c->stop_mu);
     while (!c->stopping) {
         struct timespec ts;
@@ -172,6 +176,13 @@ static void *loop_main(void *arg)
         int64_t now = tm_now_ms();
         tm_registry_sweep(c->registry, now);
         tm_dispatcher_tick(c->dispatcher, now);
+        if (now - last_sched >= SCHEDULE_EVERY_MS) {
+            tm_err err;
+            if (tm_scheduler_tick(c->scheduler, &err) < 0) {
+                tm_error("coordinator", "event=schedule_failed msg=\"%s\"", err.msg);
+            }
+            last_sched = now;
+        }
         if (now - last_flush >= FLUSH_EVERY_MS) {
             tm_err err;
             if (tm_registry_flush(c->registry, &err) != TM_OK) {
@@ -217,6 +228,10 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     if ((rc = tm_dispatcher_new(&c->dispatcher, c->catalog, &dopts, err)) != TM_OK) {
         goto fail;
     }
+    if ((rc = tm_scheduler_new(&c->scheduler, conf, c->catalog, c->dispatcher, NULL, NULL, err)) !=
+        TM_OK) {
+        goto fail;
+    }
     if ((rc = tm_metrics_new(&c->metrics)) != TM_OK ||
         (rc = tm_metrics_add(
              c->metrics, &c->rpc_requests, TM_METRIC_COUNTER, "tidemark_rpc_requests_total",
@@ -225,7 +240,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
                              "tidemark_rpc_duration_seconds",
                              "Time from receiving a call to its reply being ready.", "method",
                              rpc_buckets, sizeof(rpc_buckets) / sizeof(rpc_buckets[0]))) != TM_OK ||
-        (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK) {
+        (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
         goto fail;
     }
@@ -297,6 +313,9 @@ void tm_coordinator_free(tm_coordinator *c)
         }
     }
     tm_rpc_server_free(c->rpc);
+    tm_metrics_free(c->metrics); /* its collectors read the scheduler */
+    c->metrics = NULL;
+    tm_scheduler_free(c->scheduler);
     tm_dispatcher_free(c->dispatcher);
     c->dispatcher = NULL;
     tm_registry_free(c->registry);

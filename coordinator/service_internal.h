@@ -16,6 +16,7 @@
 #include "coordinator/dispatcher.h"
 #include "coordinator/http.h"
 #include "coordinator/registry.h"
+#include "coordinator/scheduler.h"
 
 #include "tidemark.pb-c.h"
 
@@ -24,6 +25,7 @@ struct tm_coordinator {
     tm_catalog *catalog;
     tm_registry *registry;
     tm_dispatcher *dispatcher;
+    tm_scheduler *scheduler;
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;
