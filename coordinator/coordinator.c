@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"
+#include "coordinator/alert_rules.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -183,6 +184,10 @@ static void *loop_main(void *arg)
             }
             last_sched = now;
         }
+        tm_err aerr;
+        if (tm_alert_rules_tick(c->alert_rules, now, &aerr) < 0) {
+            tm_error("coordinator", "event=alert_eval_failed msg=\"%s\"", aerr.msg);
+        }
         if (now - last_flush >= FLUSH_EVERY_MS) {
             tm_err err;
             if (tm_registry_flush(c->registry, &err) != TM_OK) {
@@ -232,6 +237,9 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         TM_OK) {
         goto fail;
     }
+    if ((rc = tm_alert_rules_new(&c->alert_rules, conf, c->catalog, c->registry, err)) != TM_OK) {
+        goto fail;
+    }
     if ((rc = tm_metrics_new(&c->metrics)) != TM_OK ||
         (rc = tm_metrics_add(
              c->metrics, &c->rpc_requests, TM_METRIC_COUNTER, "tidemark_rpc_requests_total",
@@ -261,7 +269,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         goto fail;
     }
     if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
-        (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_logs_register(c)) != TM_OK) {
+        (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_admin_alerts_register(c)) != TM_OK ||
+        (rc = tm_logs_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }
@@ -316,6 +325,9 @@ void tm_coordinator_free(tm_coordinator *c)
     tm_metrics_free(c->metrics); /* its collectors read the scheduler */
     c->metrics = NULL;
     tm_scheduler_free(c->scheduler);
+    /* Give queued notifications a moment to leave; a dead sink cannot hold
+     * the shutdown longer than this. */
+    tm_alert_rules_free(c->alert_rules, 2000);
     tm_dispatcher_free(c->dispatcher);
     c->dispatcher = NULL;
     tm_registry_free(c->registry);
