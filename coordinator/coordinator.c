@@ -249,7 +249,9 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
                              "Time from receiving a call to its reply being ready.", "method",
                              rpc_buckets, sizeof(rpc_buckets) / sizeof(rpc_buckets[0]))) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK ||
-        (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK) {
+        (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_alert_rules_collect, c->alert_rules)) !=
+            TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
         goto fail;
     }

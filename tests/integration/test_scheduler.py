@@ -102,6 +102,26 @@ def target_without_policy_is_reported():
 
 
 @test
+def retention_plan_dry_run():
+    c = ctx.c
+    doc = c.ctl_json("retention", "plan", "--target", "pg")
+    check(doc["dry_run"] is True and "not implemented" in doc["note"], f"says dry run: {doc}")
+    plans = doc["plans"]
+    check(len(plans) == 1 and plans[0]["policy"] == "every-minute", f"one plan, its policy: {doc}")
+    tgt = plans[0]["plan"]["targets"]
+    check(len(tgt) == 1 and tgt[0]["target"] == "pg", f"target pg: {tgt}")
+    backups = tgt[0]["backups"]
+    check(backups and backups[0]["action"] == "keep" and "newest" in backups[0]["reason"],
+          f"the newest backup is kept, and says why: {backups}")
+    text = c.ctl("retention", "plan").stdout
+    check("DRY RUN" in text and "pg" in text, f"text output: {text}")
+    r = c.ctl("retention", "plan", "--target", "nope", check=False)
+    check(r.returncode == 1 and "nope" in r.stderr, f"unknown target fails: {r.returncode} {r.stderr}")
+    r = c.ctl("retention", "plan", "--bogus", check=False)
+    check(r.returncode == 2, "usage error exits 2")
+
+
+@test
 def teardown():
     ctx.pg.stop("immediate")
     ctx.c.__exit__(None, None, None)
