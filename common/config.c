@@ -32,6 +32,7 @@
 #include <cyaml/cyaml.h>
 
 #include "common/config_yaml.h"
+#include "common/names.h"
 #include "common/util.h"
 
 /* Secrets are tokens, not documents. */
@@ -89,6 +90,57 @@ struct raw_tasks {
     char *poll_max;
 };
 
+struct raw_policy_match {
+    char *kind;
+};
+
+struct raw_policy_schedule {
+    char *full;
+    char *incremental;
+    char *jitter;
+};
+
+struct raw_policy_retention {
+    int64_t keep_daily;
+    int64_t keep_weekly;
+    int64_t keep_monthly;
+    int64_t keep_yearly;
+    int64_t min_count;
+    int64_t keep_failed;
+    char *pitr_window;
+};
+
+struct raw_policy {
+    char *name;
+    struct raw_policy_match match;
+    struct raw_policy_schedule schedule;
+    struct raw_policy_retention retention;
+    char *rpo_goal;
+    char *backup_max_age;
+};
+
+struct raw_scheduler {
+    int64_t max_tasks_per_agent;
+    int64_t max_tasks_per_repository;
+    bool paused;
+};
+
+struct raw_sink {
+    char *name;
+    char *kind;
+    char *url;
+    char *url_file;
+    char *min_severity;
+    bool send_resolved;
+};
+
+struct raw_alerts {
+    char *evaluate_every;
+    char *repeat_interval;
+    struct raw_sink *sinks;
+    uint32_t sinks_count;
+};
+
 struct raw_coordinator {
     char *listen;
     struct raw_http http;
@@ -102,6 +154,10 @@ struct raw_coordinator {
     struct raw_tasks tasks;
     struct raw_tls tls;
     struct raw_log log;
+    struct raw_policy *policies;
+    uint32_t policies_count;
+    struct raw_scheduler scheduler;
+    struct raw_alerts alerts;
 };
 
 struct raw_agent_coordinator {
@@ -253,6 +309,75 @@ static const cyaml_schema_field_t tasks_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t policy_match_fields[] = {
+    STR("kind", OPT, struct raw_policy_match, kind),
+    /* Arbitrary keys: read from the tree (policy_labels), like agent labels. */
+    CYAML_FIELD_IGNORE("labels", OPT),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t policy_schedule_fields[] = {
+    STR("full", OPT, struct raw_policy_schedule, full),
+    STR("incremental", OPT, struct raw_policy_schedule, incremental),
+    STR("jitter", OPT, struct raw_policy_schedule, jitter),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t policy_retention_fields[] = {
+    CYAML_FIELD_INT("keep_daily", OPT, struct raw_policy_retention, keep_daily),
+    CYAML_FIELD_INT("keep_weekly", OPT, struct raw_policy_retention, keep_weekly),
+    CYAML_FIELD_INT("keep_monthly", OPT, struct raw_policy_retention, keep_monthly),
+    CYAML_FIELD_INT("keep_yearly", OPT, struct raw_policy_retention, keep_yearly),
+    CYAML_FIELD_INT("min_count", OPT, struct raw_policy_retention, min_count),
+    CYAML_FIELD_INT("keep_failed", OPT, struct raw_policy_retention, keep_failed),
+    STR("pitr_window", OPT, struct raw_policy_retention, pitr_window),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t policy_fields[] = {
+    STR("name", REQ, struct raw_policy, name),
+    CYAML_FIELD_MAPPING("match", OPT, struct raw_policy, match, policy_match_fields),
+    CYAML_FIELD_MAPPING("schedule", OPT, struct raw_policy, schedule, policy_schedule_fields),
+    CYAML_FIELD_MAPPING("retention", OPT, struct raw_policy, retention, policy_retention_fields),
+    STR("rpo_goal", OPT, struct raw_policy, rpo_goal),
+    STR("backup_max_age", OPT, struct raw_policy, backup_max_age),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t policy_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_policy, policy_fields),
+};
+
+static const cyaml_schema_field_t scheduler_fields[] = {
+    CYAML_FIELD_INT("max_tasks_per_agent", OPT, struct raw_scheduler, max_tasks_per_agent),
+    CYAML_FIELD_INT("max_tasks_per_repository", OPT, struct raw_scheduler,
+                    max_tasks_per_repository),
+    CYAML_FIELD_BOOL("paused", OPT, struct raw_scheduler, paused),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t sink_fields[] = {
+    STR("name", REQ, struct raw_sink, name),
+    STR("kind", REQ, struct raw_sink, kind),
+    STR("url", OPT, struct raw_sink, url),
+    STR("url_file", OPT, struct raw_sink, url_file),
+    STR("min_severity", OPT, struct raw_sink, min_severity),
+    CYAML_FIELD_BOOL("send_resolved", OPT, struct raw_sink, send_resolved),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t sink_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_sink, sink_fields),
+};
+
+static const cyaml_schema_field_t alerts_fields[] = {
+    STR("evaluate_every", OPT, struct raw_alerts, evaluate_every),
+    STR("repeat_interval", OPT, struct raw_alerts, repeat_interval),
+    CYAML_FIELD_SEQUENCE("sinks", OPT | CYAML_FLAG_POINTER, struct raw_alerts, sinks, &sink_entry,
+                         0, 64),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t coordinator_fields[] = {
     STR("listen", OPT, struct raw_coordinator, listen),
     CYAML_FIELD_MAPPING("http", OPT, struct raw_coordinator, http, http_fields),
@@ -266,6 +391,10 @@ static const cyaml_schema_field_t coordinator_fields[] = {
     CYAML_FIELD_MAPPING("tasks", OPT, struct raw_coordinator, tasks, tasks_fields),
     CYAML_FIELD_MAPPING("tls", OPT, struct raw_coordinator, tls, server_tls_fields),
     CYAML_FIELD_MAPPING("log", OPT, struct raw_coordinator, log, log_fields),
+    CYAML_FIELD_SEQUENCE("policies", OPT | CYAML_FLAG_POINTER, struct raw_coordinator, policies,
+                         &policy_entry, 0, 1024),
+    CYAML_FIELD_MAPPING("scheduler", OPT, struct raw_coordinator, scheduler, scheduler_fields),
+    CYAML_FIELD_MAPPING("alerts", OPT, struct raw_coordinator, alerts, alerts_fields),
     CYAML_FIELD_END,
 };
 
@@ -1029,10 +1158,279 @@ static int coord_log(vctx *v, const struct raw_coordinator *r, tm_coordinator_co
     return v_log_level(v, "log.level", r->log.level, &c->log_level);
 }
 
+/* Long durations in whole seconds, up to days (pitr_window: 7d). */
+static const unit seconds_units[] = {{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+
+static int v_seconds(vctx *v, const char *path, const char *s, const char *def, int64_t min_s,
+                     int64_t max_s, int64_t *out)
+{
+    if (s == NULL || !has(v, path)) {
+        s = def;
+    }
+    uint64_t val;
+    if (!parse_units(s, seconds_units, 4, &val)) {
+        return tm_ydoc_err(v->doc, v->err, path,
+                           "'%.40s' is not valid, expected a duration such as 30s, 15m, 26h or 7d",
+                           s);
+    }
+    if ((int64_t)val < min_s || (int64_t)val > max_s) {
+        char lo[32], hi[32];
+        fmt_units((uint64_t)min_s, seconds_units, 4, lo, sizeof(lo));
+        fmt_units((uint64_t)max_s, seconds_units, 4, hi, sizeof(hi));
+        return tm_ydoc_err(v->doc, v->err, path, "%s is out of range, expected %s .. %s", s, lo,
+                           hi);
+    }
+    *out = (int64_t)val;
+    return 0;
+}
+
+static int v_int32(vctx *v, const char *path, int64_t val, int64_t def, int64_t min, int64_t max,
+                   int32_t *out)
+{
+    uint32_t u = 0;
+    int rc = v_int(v, path, val, def, min, max, &u);
+    *out = (int32_t)u;
+    return rc;
+}
+
+static tm_cron_check_fn cron_check;
+
+void tm_config_set_cron_check(tm_cron_check_fn fn)
+{
+    cron_check = fn;
+}
+
+/* "file:line:col: path" of a value, for errors the coordinator finds later. */
+static int where_of(vctx *v, const char *path, char **out)
+{
+    const tm_yentry *e = tm_ydoc_find(v->doc, path);
+    int line = e != NULL ? e->val.line : 1, col = e != NULL ? e->val.col : 1;
+    if (asprintf(out, "%s:%d:%d: %s", v->doc->file, line, col, path) < 0) {
+        *out = NULL;
+        return oom(v);
+    }
+    return 0;
+}
+
+static int v_cron(vctx *v, const char *path, const char *expr, char **out, char **where)
+{
+    if (cron_check != NULL) {
+        tm_err cerr = {0};
+        if (cron_check(expr, &cerr) != 0) {
+            return tm_ydoc_err(v->doc, v->err, path, "%s", cerr.msg);
+        }
+    }
+    int rc = dup_str(v, expr, out);
+    return rc != 0 ? rc : where_of(v, path, where);
+}
+
+static int v_label_map(vctx *v, const char *path, tm_label_conf **labels, size_t *n_labels);
+
+static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_policy_conf *p)
+{
+    char b[48], k[128];
+    snprintf(b, sizeof(b), "policies[%" PRIu32 "]", i);
+#define KP(sub) (snprintf(k, sizeof(k), "%s.%s", b, sub), k)
+    int rc = v_name(v, KP("name"), rp->name);
+    if (rc == 0) {
+        rc = dup_str(v, rp->name, &p->name);
+    }
+    if (rc == 0 && rp->match.kind != NULL) {
+        if (tm_target_kind_parse(rp->match.kind) == 0) {
+            return tm_ydoc_err(v->doc, v->err, KP("match.kind"),
+                               "'%.40s' is not a target kind, expected postgres, redis, sqlite or "
+                               "turso",
+                               rp->match.kind);
+        }
+        rc = dup_str(v, rp->match.kind, &p->match_kind);
+    }
+    if (rc == 0) {
+        rc = v_label_map(v, KP("match.labels"), &p->labels, &p->n_labels);
+    }
+    if (rc == 0) {
+        const char *full = has(v, KP("schedule.full")) && rp->schedule.full != NULL
+                               ? rp->schedule.full
+                               : "0 3 * * *";
+        rc = v_cron(v, KP("schedule.full"), full, &p->full, &p->full_where);
+    }
+    if (rc == 0) {
+        const char *inc = has(v, KP("schedule.incremental")) ? rp->schedule.incremental : "@hourly";
+        if (inc != NULL && inc[0] != '\0') {
+            rc = v_cron(v, KP("schedule.incremental"), inc, &p->incremental, &p->incremental_where);
+        }
+    }
+    if (rc == 0) {
+        rc =
+            v_seconds(v, KP("schedule.jitter"), rp->schedule.jitter, "10m", 0, 86400, &p->jitter_s);
+    }
+    /* 0 turns a class off; -1 keeps every bucket (retention.h). */
+    const struct raw_policy_retention *rr = &rp->retention;
+    tm_policy_retention_conf *pr = &p->retention;
+    if (rc == 0) {
+        rc = v_int32(v, KP("retention.keep_daily"), rr->keep_daily, 7, -1, 100000, &pr->keep_daily);
+    }
+    if (rc == 0) {
+        rc = v_int32(v, KP("retention.keep_weekly"), rr->keep_weekly, 4, -1, 100000,
+                     &pr->keep_weekly);
+    }
+    if (rc == 0) {
+        rc = v_int32(v, KP("retention.keep_monthly"), rr->keep_monthly, 12, -1, 100000,
+                     &pr->keep_monthly);
+    }
+    if (rc == 0) {
+        rc =
+            v_int32(v, KP("retention.keep_yearly"), rr->keep_yearly, 7, -1, 1000, &pr->keep_yearly);
+    }
+    if (rc == 0) {
+        rc = v_int32(v, KP("retention.min_count"), rr->min_count, 1, 1, 100000, &pr->min_count);
+    }
+    if (rc == 0) {
+        rc = v_int32(v, KP("retention.keep_failed"), rr->keep_failed, 3, 0, 100000,
+                     &pr->keep_failed);
+    }
+    if (rc == 0) {
+        rc = v_seconds(v, KP("retention.pitr_window"), rr->pitr_window, "7d", 0, 3660 * 86400,
+                       &pr->pitr_window_s);
+    }
+    if (rc == 0) {
+        rc = v_seconds(v, KP("rpo_goal"), rp->rpo_goal, "15m", 1, 30 * 86400, &p->rpo_goal_s);
+    }
+    if (rc == 0) {
+        rc = v_seconds(v, KP("backup_max_age"), rp->backup_max_age, "26h", 60, 3660 * 86400,
+                       &p->backup_max_age_s);
+    }
+#undef KP
+    return rc;
+}
+
+static int coord_policies(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    if (r->policies_count == 0) {
+        return 0;
+    }
+    c->policies = calloc(r->policies_count, sizeof(*c->policies));
+    if (c->policies == NULL) {
+        return oom(v);
+    }
+    for (uint32_t i = 0; i < r->policies_count; i++) {
+        c->n_policies = i + 1; /* so free() sees what was filled */
+        int rc = coord_policy(v, i, &r->policies[i], &c->policies[i]);
+        for (uint32_t j = 0; rc == 0 && j < i; j++) {
+            if (strcmp(r->policies[j].name, r->policies[i].name) == 0) {
+                char p[64];
+                snprintf(p, sizeof(p), "policies[%" PRIu32 "].name", i);
+                rc = tm_ydoc_err(v->doc, v->err, p,
+                                 "duplicate policy name '%s', names must be unique",
+                                 r->policies[i].name);
+            }
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int coord_scheduler(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    const struct raw_scheduler *s = &r->scheduler;
+    int rc = v_int(v, "scheduler.max_tasks_per_agent", s->max_tasks_per_agent, 2, 0, 10000,
+                   &c->sched_max_per_agent);
+    if (rc == 0) {
+        rc = v_int(v, "scheduler.max_tasks_per_repository", s->max_tasks_per_repository, 4, 0,
+                   10000, &c->sched_max_per_repo);
+    }
+    c->sched_paused = s->paused;
+    return rc;
+}
+
+static int coord_alerts(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
+{
+    const struct raw_alerts *a = &r->alerts;
+    int rc = v_duration(v, "alerts.evaluate_every", a->evaluate_every, "30s", 1000, 300000,
+                        &c->alerts_evaluate_ms);
+    if (rc == 0) {
+        rc = v_duration(v, "alerts.repeat_interval", a->repeat_interval, "4h", 60000, 7 * 86400000u,
+                        &c->alerts_repeat_ms);
+    }
+    if (rc != 0 || a->sinks_count == 0) {
+        return rc;
+    }
+    c->sinks = calloc(a->sinks_count, sizeof(*c->sinks));
+    if (c->sinks == NULL) {
+        return oom(v);
+    }
+    for (uint32_t i = 0; i < a->sinks_count; i++) {
+        const struct raw_sink *rs = &a->sinks[i];
+        tm_alert_sink_conf *s = &c->sinks[i];
+        c->n_sinks = i + 1;
+        char b[48], k[96];
+        snprintf(b, sizeof(b), "alerts.sinks[%" PRIu32 "]", i);
+        snprintf(k, sizeof(k), "%s.name", b);
+        rc = v_name(v, k, rs->name);
+        for (uint32_t j = 0; rc == 0 && j < i; j++) {
+            if (strcmp(a->sinks[j].name, rs->name) == 0) {
+                rc = tm_ydoc_err(v->doc, v->err, k,
+                                 "duplicate sink name '%s', names must be unique", rs->name);
+            }
+        }
+        if (rc == 0) {
+            rc = dup_str(v, rs->name, &s->name);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        snprintf(k, sizeof(k), "%s.kind", b);
+        if (strcmp(rs->kind, "webhook") != 0 && strcmp(rs->kind, "alertmanager") != 0 &&
+            strcmp(rs->kind, "slack") != 0) {
+            return tm_ydoc_err(
+                v->doc, v->err, k,
+                "'%.40s' is not a sink kind, expected webhook, alertmanager or slack", rs->kind);
+        }
+        if ((rc = dup_str(v, rs->kind, &s->kind)) != 0) {
+            return rc;
+        }
+        /* A plain URL may be inline (a local Alertmanager); one carrying a
+         * token (Slack) belongs in url: env:NAME or url_file. */
+        snprintf(k, sizeof(k), "%s.url", b);
+        if (rs->url != NULL && strncmp(rs->url, "env:", 4) != 0) {
+            if (rs->url_file != NULL) {
+                return tm_ydoc_err_key(v->doc, v->err, k,
+                                       "both url and url_file are set, expected exactly one");
+            }
+            rc = dup_str(v, rs->url, &s->url);
+        } else {
+            rc = v_secret(v, b, "url", rs->url, rs->url_file, &s->url);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        if (strncmp(s->url, "http://", 7) != 0 && strncmp(s->url, "https://", 8) != 0) {
+            /* Never echo the value: it may hold a token. */
+            return tm_ydoc_err(v->doc, v->err, k, "not an http:// or https:// URL");
+        }
+        snprintf(k, sizeof(k), "%s.min_severity", b);
+        const char *sev = rs->min_severity != NULL ? rs->min_severity : "info";
+        if (strcmp(sev, "info") != 0 && strcmp(sev, "warning") != 0 &&
+            strcmp(sev, "critical") != 0) {
+            return tm_ydoc_err(v->doc, v->err, k,
+                               "'%.40s' is not a severity, expected info, warning or critical",
+                               sev);
+        }
+        if ((rc = dup_str(v, sev, &s->min_severity)) != 0) {
+            return rc;
+        }
+        snprintf(k, sizeof(k), "%s.send_resolved", b);
+        s->send_resolved = has(v, k) ? rs->send_resolved : true;
+    }
+    return 0;
+}
+
 /* Order matters where a rule reads an earlier result (tls reads listen). */
 static const coord_section coord_sections[] = {
-    coord_listen,    coord_http, coord_catalog, coord_admin_token, coord_enrollment,
-    coord_heartbeat, coord_rpc,  coord_tasks,   coord_tls,         coord_log,
+    coord_listen,    coord_http,      coord_catalog, coord_admin_token, coord_enrollment,
+    coord_heartbeat, coord_rpc,       coord_tasks,   coord_tls,         coord_log,
+    coord_policies,  coord_scheduler, coord_alerts,
 };
 
 /* =========================================================== agent.yaml */
@@ -1121,10 +1519,9 @@ static bool valid_label_key(const char *s, size_t n)
 
 /* labels: a free-form mapping, read from the libyaml tree because libcyaml
  * only knows fixed keys. */
-static int agent_labels(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+static int v_label_map(vctx *v, const char *path, tm_label_conf **labels, size_t *n_labels)
 {
-    (void)r;
-    yaml_node_t *n = tm_ydoc_node(v->doc, "labels");
+    yaml_node_t *n = tm_ydoc_node(v->doc, path);
     if (n == NULL) {
         return 0;
     }
@@ -1132,18 +1529,18 @@ static int agent_labels(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
         return 0; /* "labels:" with nothing under it */
     }
     if (n->type != YAML_MAPPING_NODE) {
-        return tm_ydoc_err(v->doc, v->err, "labels", "expected a mapping of name: value, got a %s",
+        return tm_ydoc_err(v->doc, v->err, path, "expected a mapping of name: value, got a %s",
                            n->type == YAML_SEQUENCE_NODE ? "list" : "single value");
     }
     size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
     if (count > 256) {
-        return tm_ydoc_err(v->doc, v->err, "labels", "%zu labels, expected at most 256", count);
+        return tm_ydoc_err(v->doc, v->err, path, "%zu labels, expected at most 256", count);
     }
     if (count == 0) {
         return 0;
     }
-    c->labels = calloc(count, sizeof(*c->labels));
-    if (c->labels == NULL) {
+    (*labels) = calloc(count, sizeof(*(*labels)));
+    if ((*labels) == NULL) {
         return oom(v);
     }
     for (size_t i = 0; i < count; i++) {
@@ -1155,14 +1552,14 @@ static int agent_labels(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
         }
         if (k->type != YAML_SCALAR_NODE ||
             !valid_label_key((const char *)k->data.scalar.value, k->data.scalar.length)) {
-            return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(k->start_mark), "labels",
+            return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(k->start_mark), path,
                                   "bad label name, expected 1 to 63 of [A-Za-z0-9._/-]");
         }
         const char *key = (const char *)k->data.scalar.value;
-        char p[96];
-        snprintf(p, sizeof(p), "labels.%s", key);
-        for (size_t j = 0; j < c->n_labels; j++) {
-            if (strcmp(c->labels[j].key, key) == 0) {
+        char p[192];
+        snprintf(p, sizeof(p), "%s.%s", path, key);
+        for (size_t j = 0; j < *n_labels; j++) {
+            if (strcmp((*labels)[j].key, key) == 0) {
                 return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(k->start_mark), p,
                                       "duplicate label, each label may appear once");
             }
@@ -1182,14 +1579,20 @@ static int agent_labels(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
             return tm_ydoc_err_at(v->doc, v->err, tm_ypos_of(val->start_mark), p,
                                   "bad label value, expected at most 256 printable characters");
         }
-        c->labels[i].key = strdup(key);
-        c->labels[i].value = strdup(value);
-        c->n_labels = i + 1;
-        if (c->labels[i].key == NULL || c->labels[i].value == NULL) {
+        (*labels)[i].key = strdup(key);
+        (*labels)[i].value = strdup(value);
+        *n_labels = i + 1;
+        if ((*labels)[i].key == NULL || (*labels)[i].value == NULL) {
             return oom(v);
         }
     }
     return 0;
+}
+
+static int agent_labels(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    (void)r;
+    return v_label_map(v, "labels", &c->labels, &c->n_labels);
 }
 
 static int v_token(vctx *v, const char *path, const char *s, size_t max, char **out);
@@ -1652,6 +2055,28 @@ void tm_coordinator_conf_free(tm_coordinator_conf *c)
     }
     free(c->enrollments);
     free_tls(&c->tls);
+    for (size_t i = 0; i < c->n_policies; i++) {
+        tm_policy_conf *p = &c->policies[i];
+        free(p->name);
+        free(p->match_kind);
+        for (size_t j = 0; j < p->n_labels; j++) {
+            free(p->labels[j].key);
+            free(p->labels[j].value);
+        }
+        free(p->labels);
+        free(p->full);
+        free(p->incremental);
+        free(p->full_where);
+        free(p->incremental_where);
+    }
+    free(c->policies);
+    for (size_t i = 0; i < c->n_sinks; i++) {
+        free(c->sinks[i].name);
+        free(c->sinks[i].kind);
+        free_secret(c->sinks[i].url);
+        free(c->sinks[i].min_severity);
+    }
+    free(c->sinks);
     free(c);
 }
 

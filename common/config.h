@@ -38,6 +38,45 @@ typedef struct tm_enrollment_conf {
     int64_t expires_at; /* unix seconds; 0 = never */
 } tm_enrollment_conf;
 
+/* policies[].retention: GFS counts (retention.h semantics). */
+typedef struct tm_policy_retention_conf {
+    int32_t keep_daily;    /* default 7 */
+    int32_t keep_weekly;   /* default 4 */
+    int32_t keep_monthly;  /* default 12 */
+    int32_t keep_yearly;   /* default 7 */
+    int32_t min_count;     /* default 1 */
+    int32_t keep_failed;   /* default 3 */
+    int64_t pitr_window_s; /* default 7d */
+} tm_policy_retention_conf;
+
+/* One `policies:` entry. The first policy (file order) that matches a
+ * target applies to it. */
+typedef struct tm_policy_conf {
+    char *name;                   /* unique; [A-Za-z0-9._-]{1,64} */
+    char *match_kind;             /* "postgres" | ...; NULL = any kind */
+    struct tm_label_conf *labels; /* match.labels: all must equal the agent's labels */
+    size_t n_labels;
+    char *full;        /* schedule.full cron; default "0 3 * * *" */
+    char *incremental; /* schedule.incremental cron; default "@hourly"; NULL = none ("") */
+    /* "file:line:col: policies[i].schedule.full" for errors found later (the
+     * cron parser lives in the coordinator, see tm_config_set_cron_check). */
+    char *full_where;
+    char *incremental_where;
+    int64_t jitter_s; /* schedule.jitter; default 10m */
+    tm_policy_retention_conf retention;
+    int64_t rpo_goal_s;       /* default 15m */
+    int64_t backup_max_age_s; /* default 26h */
+} tm_policy_conf;
+
+/* alerts.sinks[] */
+typedef struct tm_alert_sink_conf {
+    char *name;         /* unique */
+    char *kind;         /* "webhook" | "alertmanager" | "slack" */
+    char *url;          /* resolved (url: env:X / url_file): a secret, never logged */
+    char *min_severity; /* "info" | "warning" | "critical"; default "info" */
+    bool send_resolved; /* default true */
+} tm_alert_sink_conf;
+
 typedef struct tm_coordinator_conf {
     char *path;         /* the file this was loaded from */
     char *listen;       /* RPC URL; default "tcp://127.0.0.1:7800" */
@@ -58,13 +97,23 @@ typedef struct tm_coordinator_conf {
     uint32_t task_poll_max_ms; /* tasks.poll_max: longest NextTask long-poll; default 25s */
     bool tls_enabled;          /* true when tls.cert_file is set */
     tm_tls_conf tls;
-    tm_log_level log_level; /* default info */
+    tm_log_level log_level;   /* default info */
+    tm_policy_conf *policies; /* `policies:`, in file order (first match wins) */
+    size_t n_policies;
+    uint32_t sched_max_per_agent; /* scheduler.max_tasks_per_agent; default 2; 0 = unlimited */
+    uint32_t sched_max_per_repo;  /* scheduler.max_tasks_per_repository; default 4; 0 = unlimited */
+    bool sched_paused;            /* scheduler.paused: no scheduled task starts */
+    uint32_t alerts_evaluate_ms;  /* alerts.evaluate_every: default 30s; 1s .. 5m */
+    uint32_t alerts_repeat_ms;    /* alerts.repeat_interval: default 4h */
+    tm_alert_sink_conf *sinks;    /* alerts.sinks */
+    size_t n_sinks;
 } tm_coordinator_conf;
 
-typedef struct tm_label_conf {
+typedef struct tm_label_conf tm_label_conf;
+struct tm_label_conf {
     char *key;
     char *value;
-} tm_label_conf;
+};
 
 /* targets[].postgres: how the agent reaches a PostgreSQL cluster. */
 typedef struct tm_pg_target_conf {
@@ -143,6 +192,13 @@ typedef struct tm_agent_conf {
     tm_encryption_conf encryption;
     tm_log_level log_level;
 } tm_agent_conf;
+
+/* Cron expressions are parsed by coordinator/cron.c, which common cannot
+ * link; the coordinator registers its parser here so that a bad schedule is
+ * reported as a config error with its line. Without a checker, schedules
+ * are accepted as text and checked when the scheduler starts. */
+typedef int (*tm_cron_check_fn)(const char *expr, tm_err *err);
+void tm_config_set_cron_check(tm_cron_check_fn fn);
 
 int tm_coordinator_conf_load(const char *path, tm_coordinator_conf **out, tm_err *err);
 /* Same from memory; `name` is used in messages and as the base for relative paths. */

@@ -146,6 +146,29 @@ static const migration migrations[] = {
      "  reported_at INTEGER NOT NULL,"
      "  PRIMARY KEY (target, repository)"
      ");"},
+    /* The scheduler's persisted state: the newest fire time handled per
+     * (target, job kind), so a restart neither repeats nor forgets a run. */
+    {5, "scheduler state",
+     "CREATE TABLE sched_state ("
+     "  target    TEXT NOT NULL,"
+     "  kind      TEXT NOT NULL,"
+     "  last_fire INTEGER NOT NULL,"
+     "  PRIMARY KEY (target, kind)"
+     ") WITHOUT ROWID;"},
+    /* Every alert notification per sink, delivered or not: the audit trail
+     * of who was told what, and when. */
+    {6, "alert notifications",
+     "CREATE TABLE alert_notifications ("
+     "  id      INTEGER PRIMARY KEY,"
+     "  at      INTEGER NOT NULL," /* unix ms */
+     "  rule    TEXT NOT NULL,"
+     "  target  TEXT NOT NULL,"
+     "  status  TEXT NOT NULL," /* firing | repeat | resolved */
+     "  sink    TEXT NOT NULL,"
+     "  ok      INTEGER NOT NULL,"
+     "  error   TEXT"
+     ");"
+     "CREATE INDEX alert_notifications_at ON alert_notifications(at);"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

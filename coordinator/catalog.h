@@ -158,6 +158,25 @@ typedef struct tm_freshness {
 } tm_freshness;
 int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *err);
 
+/* ---- scheduler state (catalog_sched.c) ---- */
+typedef struct tm_sched_row {
+    char target[72];
+    char kind[24]; /* tm_job_kind_name */
+    int64_t last_fire;
+} tm_sched_row;
+/* Every row; free the array with free(). */
+int tm_catalog_sched_list(tm_catalog *c, tm_sched_row **out, size_t *n, tm_err *err);
+/* Insert or update the newest fire time handled for (target, kind). */
+int tm_catalog_sched_put(tm_catalog *c, const char *target, const char *kind, int64_t last_fire,
+                         tm_err *err);
+
+/* ---- alert notifications (catalog_sched.c) ----
+ * One row per notification per sink; error NULL when delivered. */
+int tm_catalog_alert_notification_add(tm_catalog *c, int64_t at_ms, const char *rule,
+                                      const char *target, const char *status, const char *sink,
+                                      int ok, const char *error, tm_err *err);
+int tm_catalog_alert_notification_count(tm_catalog *c, int64_t *n, tm_err *err);
+
 void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);
 void tm_agent_events_free(tm_agent_event *e, size_t n);

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"
+#include "coordinator/alert_rules.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,9 @@
 #include <time.h>
 
 #define FLUSH_EVERY_MS 5000
+/* Cron fire times are whole minutes (or @every seconds): a pass a second is
+ * as precise as they get, and cheap (a catalog read). */
+#define SCHEDULE_EVERY_MS 1000
 
 static const double rpc_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                      0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
@@ -160,6 +164,7 @@ static void *loop_main(void *arg)
         step = 25;
     }
     int64_t last_flush = tm_now_ms();
+    int64_t last_sched = 0;
     pthread_mutex_lock(&c->stop_mu);
     while (!c->stopping) {
         struct timespec ts;
@@ -172,6 +177,17 @@ static void *loop_main(void *arg)
         int64_t now = tm_now_ms();
         tm_registry_sweep(c->registry, now);
         tm_dispatcher_tick(c->dispatcher, now);
+        if (now - last_sched >= SCHEDULE_EVERY_MS) {
+            tm_err err;
+            if (tm_scheduler_tick(c->scheduler, &err) < 0) {
+                tm_error("coordinator", "event=schedule_failed msg=\"%s\"", err.msg);
+            }
+            last_sched = now;
+        }
+        tm_err aerr;
+        if (tm_alert_rules_tick(c->alert_rules, now, &aerr) < 0) {
+            tm_error("coordinator", "event=alert_eval_failed msg=\"%s\"", aerr.msg);
+        }
         if (now - last_flush >= FLUSH_EVERY_MS) {
             tm_err err;
             if (tm_registry_flush(c->registry, &err) != TM_OK) {
@@ -217,6 +233,13 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     if ((rc = tm_dispatcher_new(&c->dispatcher, c->catalog, &dopts, err)) != TM_OK) {
         goto fail;
     }
+    if ((rc = tm_scheduler_new(&c->scheduler, conf, c->catalog, c->dispatcher, NULL, NULL, err)) !=
+        TM_OK) {
+        goto fail;
+    }
+    if ((rc = tm_alert_rules_new(&c->alert_rules, conf, c->catalog, c->registry, err)) != TM_OK) {
+        goto fail;
+    }
     if ((rc = tm_metrics_new(&c->metrics)) != TM_OK ||
         (rc = tm_metrics_add(
              c->metrics, &c->rpc_requests, TM_METRIC_COUNTER, "tidemark_rpc_requests_total",
@@ -225,7 +248,10 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
                              "tidemark_rpc_duration_seconds",
                              "Time from receiving a call to its reply being ready.", "method",
                              rpc_buckets, sizeof(rpc_buckets) / sizeof(rpc_buckets[0]))) != TM_OK ||
-        (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK) {
+        (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_alert_rules_collect, c->alert_rules)) !=
+            TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
         goto fail;
     }
@@ -245,7 +271,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         goto fail;
     }
     if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
-        (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_logs_register(c)) != TM_OK) {
+        (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_admin_alerts_register(c)) != TM_OK ||
+        (rc = tm_logs_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }
@@ -297,6 +324,12 @@ void tm_coordinator_free(tm_coordinator *c)
         }
     }
     tm_rpc_server_free(c->rpc);
+    tm_metrics_free(c->metrics); /* its collectors read the scheduler */
+    c->metrics = NULL;
+    tm_scheduler_free(c->scheduler);
+    /* Give queued notifications a moment to leave; a dead sink cannot hold
+     * the shutdown longer than this. */
+    tm_alert_rules_free(c->alert_rules, 2000);
     tm_dispatcher_free(c->dispatcher);
     c->dispatcher = NULL;
     tm_registry_free(c->registry);

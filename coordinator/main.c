@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/cron.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -28,6 +29,16 @@ static void *shutdown_watchdog(void *arg)
              SHUTDOWN_GRACE_S);
     _exit(1);
     return NULL;
+}
+
+/* The config loader (common/) cannot link the cron parser; lend it ours so a
+ * bad schedule is a config error with its line, caught by --check-config. */
+static int check_cron(const char *expr, tm_err *err)
+{
+    tm_cron *c = NULL;
+    int rc = tm_cron_parse(expr, &c, err);
+    tm_cron_free(c);
+    return rc;
 }
 
 static void usage(FILE *f)
@@ -84,6 +95,7 @@ int main(int argc, char **argv)
 
     tm_err err = {0};
     tm_coordinator_conf *conf = NULL;
+    tm_config_set_cron_check(check_cron);
     if (tm_coordinator_conf_load(config, &conf, &err) != TM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;

@@ -16,6 +16,7 @@
 #include "coordinator/dispatcher.h"
 #include "coordinator/http.h"
 #include "coordinator/registry.h"
+#include "coordinator/scheduler.h"
 
 #include "tidemark.pb-c.h"
 
@@ -24,6 +25,8 @@ struct tm_coordinator {
     tm_catalog *catalog;
     tm_registry *registry;
     tm_dispatcher *dispatcher;
+    tm_scheduler *scheduler;
+    struct tm_alert_rules *alert_rules;
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;
@@ -40,7 +43,8 @@ struct tm_coordinator {
 int tm_service_register(struct tm_coordinator *c);
 int tm_admin_register(struct tm_coordinator *c);
 int tm_admin_tasks_register(struct tm_coordinator *c);
-int tm_logs_register(struct tm_coordinator *c); /* ReportLog, PitrWindow */
+int tm_admin_alerts_register(struct tm_coordinator *c); /* ListAlerts, RetentionPlan */
+int tm_logs_register(struct tm_coordinator *c);         /* ReportLog, PitrWindow */
 /* Resolve an agent id or unique hostname to its catalog record (admin.c). */
 int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
                            tm_agent_rec **out);

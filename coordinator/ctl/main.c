@@ -33,6 +33,8 @@ static void usage(FILE *f)
                "  tasks list [--target T]      recent tasks\n"
                "  task show|cancel|wait ID     one task\n"
                "  pitr window --target T       recoverable window, gaps and RPO now\n"
+               "  alerts list                  active alerts (pending and firing)\n"
+               "  retention plan [--target T]  what retention would keep/drop and why (dry run)\n"
                "\n"
                "Global options:\n"
                "  -u, --url URL          coordinator (TIDEMARK_URL; default tcp://127.0.0.1:7800)\n"
@@ -150,6 +152,10 @@ int main(int argc, char **argv)
         fn = ctl_task;
     } else if (strcmp(cmd, "pitr") == 0) {
         fn = ctl_pitr;
+    } else if (strcmp(cmd, "alerts") == 0) {
+        fn = ctl_alerts;
+    } else if (strcmp(cmd, "retention") == 0) {
+        fn = ctl_retention;
     } else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CTL_OK;

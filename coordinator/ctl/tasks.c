@@ -33,6 +33,8 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
     json_time(f, t->finished_at);
     fputs(",\"error\":", f);
     json_str(f, t->error);
+    fputs(",\"requested_by\":", f);
+    json_str(f, t->requested_by);
     if (t->progress != NULL) {
         fputs(",\"progress\":{\"phase\":", f);
         json_str(f, t->progress->phase);

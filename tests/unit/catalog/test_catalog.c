@@ -202,6 +202,9 @@ static const char *const fixture_sql[] = {
     [4] = "INSERT INTO log_ranges(target, repository, timeline, first, last, last_time, record) "
           "VALUES ('pg-main', 'local', 1, 'A', 'B', 500, "
           "X'0a0770672d6d61696e12056c6f63616c1801220141' || X'2a014238f403');",
+    [5] = "INSERT INTO sched_state(target, kind, last_fire) VALUES ('pg-main', 'full', 1000);",
+    [6] = "INSERT INTO alert_notifications(at, rule, target, status, sink, ok, error) VALUES "
+          "(5000, 'backup_failed', 'pg-main', 'firing', 'am', 1, NULL);",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -227,6 +230,20 @@ static void check_fixture(tm_catalog *c, int v)
         assert_int_equal(r[0]->last_time, 500);
         assert_string_equal(r[0]->repository, "local");
         tm_catalog_log_free(r, n);
+    }
+    if (v >= 5) {
+        tm_sched_row *rows = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_sched_list(c, &rows, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(rows[0].kind, "full");
+        assert_int_equal(rows[0].last_fire, 1000);
+        free(rows);
+    }
+    if (v >= 6) {
+        int64_t n = 0;
+        assert_int_equal(tm_catalog_alert_notification_count(c, &n, &err), 0);
+        assert_int_equal(n, 1);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);

@@ -1,0 +1,302 @@
+/*
+ * alert_rules.c - the coordinator's alert rules (see alert_rules.h).
+ */
+#include "coordinator/alert_rules.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/names.h"
+#include "common/util.h"
+#include "coordinator/alert_sinks.h"
+#include "coordinator/policy.h"
+
+#include "tidemark.pb-c.h"
+
+static const char *const rule_names[] = {"backup_failed", "backup_stale", "rpo_breached",
+                                         "agent_stale", "agent_lost"};
+#define N_RULES (sizeof(rule_names) / sizeof(rule_names[0]))
+
+struct tm_alert_rules {
+    const tm_coordinator_conf *conf;
+    tm_catalog *cat;
+    tm_registry *reg;
+    tm_alerts *alerts;
+    tm_alert_sinks *sinks;
+    int64_t last_eval_ms;
+};
+
+/* On a sink's sender thread: one catalog row per delivery. REFRESH
+ * keep-alives are not notifications a human sees, so they are not logged. */
+static void on_delivery(const tm_alert_delivery *d, void *arg)
+{
+    tm_alert_rules *r = arg;
+    if (d->kind == TM_ALERT_NOTIFY_REFRESH) {
+        return;
+    }
+    tm_err err;
+    if (tm_catalog_alert_notification_add(r->cat, tm_now_ms(), d->rule, d->target,
+                                          tm_alert_notify_kind_name(d->kind), d->sink, d->ok,
+                                          d->ok ? NULL : d->error, &err) != TM_OK) {
+        tm_error("alerts", "event=record_failed sink=%s rule=%s msg=\"%s\"", d->sink, d->rule,
+                 err.msg);
+    }
+}
+
+int tm_alert_rules_new(tm_alert_rules **out, const tm_coordinator_conf *conf, tm_catalog *cat,
+                       tm_registry *reg, tm_err *err)
+{
+    *out = NULL;
+    tm_alert_rules *r = calloc(1, sizeof(*r));
+    tm_alert_sink_config *sc = calloc(conf->n_sinks ? conf->n_sinks : 1, sizeof(*sc));
+    if (r == NULL || sc == NULL) {
+        free(r);
+        free(sc);
+        return tm_err_set(err, TM_ENOMEM, "alerts: out of memory");
+    }
+    r->conf = conf;
+    r->cat = cat;
+    r->reg = reg;
+    int rc = TM_OK;
+    for (size_t i = 0; i < conf->n_sinks; i++) {
+        const tm_alert_sink_conf *s = &conf->sinks[i];
+        tm_alert_sink_config_init(&sc[i]);
+        sc[i].name = s->name;
+        sc[i].url = s->url;
+        sc[i].send_resolved = s->send_resolved;
+        tm_alert_sink_kind kind = TM_ALERT_SINK_WEBHOOK;
+        tm_alert_severity sev = TM_ALERT_INFO;
+        if (tm_alert_sink_kind_parse(s->kind, &kind) != TM_OK ||
+            tm_alert_severity_parse(s->min_severity, &sev) != TM_OK) {
+            rc = tm_err_set(err, TM_ECONFIG, "alerts.sinks[%zu]: bad kind or severity", i);
+            goto out;
+        }
+        sc[i].kind = kind;
+        sc[i].min_severity = sev;
+    }
+    if ((rc = tm_alert_sinks_new(sc, conf->n_sinks, on_delivery, r, &r->sinks, err)) != TM_OK) {
+        goto out;
+    }
+    tm_alerts_rule_config rules[N_RULES];
+    for (size_t i = 0; i < N_RULES; i++) {
+        rules[i] = (tm_alerts_rule_config){
+            .name = rule_names[i], .for_ms = -1, .repeat_ms = 0, .keep_firing_ms = -1};
+    }
+    tm_alerts_config ac = {
+        .default_repeat_ms = conf->alerts_repeat_ms,
+        .rules = rules,
+        .n_rules = N_RULES,
+        .notify = tm_alert_sinks_notify,
+        .notify_arg = r->sinks,
+    };
+    rc = tm_alerts_new(&ac, &r->alerts, err);
+out:
+    free(sc);
+    if (rc != TM_OK) {
+        tm_alert_rules_free(r, 0);
+        return rc;
+    }
+    *out = r;
+    return TM_OK;
+}
+
+void tm_alert_rules_free(tm_alert_rules *r, int64_t flush_ms)
+{
+    if (r == NULL) {
+        return;
+    }
+    if (r->sinks != NULL && flush_ms > 0 && tm_alert_sinks_flush(r->sinks, flush_ms) != TM_OK) {
+        tm_warn("alerts",
+                "event=flush_timeout timeout_ms=%" PRId64
+                " msg=\"undelivered notifications dropped at shutdown\"",
+                flush_ms);
+    }
+    tm_alerts_free(r->alerts);
+    tm_alert_sinks_free(r->sinks);
+    free(r);
+}
+
+tm_alerts *tm_alert_rules_alerts(tm_alert_rules *r)
+{
+    return r->alerts;
+}
+
+static void observe(tm_alert_rules *r, const char *rule, const char *target, tm_alert_severity sev,
+                    int firing, const char *summary, const tm_alert_kv *details, size_t n_details,
+                    int64_t now_ms)
+{
+    tm_err err;
+    if (tm_alerts_observe(r->alerts, rule, target, sev, firing, summary, details, n_details, now_ms,
+                          NULL, &err) != TM_OK) {
+        tm_error("alerts", "event=observe_failed rule=%s target=%s msg=\"%s\"", rule, target,
+                 err.msg);
+    }
+}
+
+/* backup_failed: of the target's finished backup tasks, the one that ended
+ * last failed. */
+static int rule_backup_failed(tm_alert_rules *r, const char *target, int64_t now_ms, tm_err *err)
+{
+    Tidemark__Task **t = NULL;
+    size_t n = 0;
+    int rc = tm_catalog_task_list(r->cat, target, 0, 200, &t, &n, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    const Tidemark__Task *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i]->kind != TIDEMARK__TASK_KIND__BACKUP ||
+            (t[i]->state != TIDEMARK__TASK_STATE__TASK_SUCCEEDED &&
+             t[i]->state != TIDEMARK__TASK_STATE__TASK_FAILED)) {
+            continue;
+        }
+        if (last == NULL || t[i]->finished_at > last->finished_at) {
+            last = t[i];
+        }
+    }
+    int firing = last != NULL && last->state == TIDEMARK__TASK_STATE__TASK_FAILED;
+    char summary[512] = "";
+    tm_alert_kv d[2];
+    size_t nd = 0;
+    if (firing) {
+        snprintf(summary, sizeof(summary), "backup of %s failed: %.400s", target,
+                 last->error != NULL && last->error[0] ? last->error : "no error reported");
+        d[nd++] = (tm_alert_kv){"task", last->id};
+        d[nd++] = (tm_alert_kv){"error", last->error != NULL ? last->error : ""};
+    }
+    observe(r, "backup_failed", target, TM_ALERT_CRITICAL, firing, summary, d, nd, now_ms);
+    tm_catalog_tasks_free(t, n);
+    return TM_OK;
+}
+
+static void rule_freshness(tm_alert_rules *r, const char *target, const tm_policy_conf *p,
+                           const tm_freshness *f, size_t nf, int64_t registered_at, int64_t now_ms)
+{
+    int64_t now = now_ms / 1000;
+    int64_t newest = 0, log_last = 0;
+    int has_log = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (strcmp(f[i].target, target) != 0) {
+            continue;
+        }
+        if (f[i].type == -1) {
+            has_log = 1;
+            log_last = f[i].last;
+        } else if (f[i].last > newest) {
+            newest = f[i].last;
+        }
+    }
+    char summary[256] = "", age_s[32] = "", limit_s[32] = "";
+    tm_alert_kv d[2] = {{"age_seconds", age_s}, {"limit_seconds", limit_s}};
+    /* A target never backed up counts from its registration: a new target
+     * gets a full backup_max_age to take its first backup. */
+    int64_t since = newest > 0 ? newest : registered_at;
+    int64_t age = now - since;
+    int stale = since > 0 && age > p->backup_max_age_s;
+    snprintf(age_s, sizeof(age_s), "%" PRId64, age);
+    snprintf(limit_s, sizeof(limit_s), "%" PRId64, p->backup_max_age_s);
+    if (stale) {
+        snprintf(summary, sizeof(summary),
+                 newest > 0 ? "newest backup of %s is %" PRId64 " s old (limit %" PRId64 " s)"
+                            : "%s has had no backup for %" PRId64 " s (limit %" PRId64 " s)",
+                 target, age, p->backup_max_age_s);
+    }
+    observe(r, "backup_stale", target, TM_ALERT_CRITICAL, stale, summary, d, 2, now_ms);
+    if (!has_log) {
+        return; /* not shipping logs: no RPO to breach */
+    }
+    int64_t lag = now - log_last;
+    int breached = lag > p->rpo_goal_s;
+    snprintf(age_s, sizeof(age_s), "%" PRId64, lag);
+    snprintf(limit_s, sizeof(limit_s), "%" PRId64, p->rpo_goal_s);
+    d[0].key = "lag_seconds";
+    summary[0] = '\0';
+    if (breached) {
+        snprintf(summary, sizeof(summary),
+                 "log archive lag of %s is %" PRId64 " s (RPO goal %" PRId64 " s)", target, lag,
+                 p->rpo_goal_s);
+    }
+    observe(r, "rpo_breached", target, TM_ALERT_CRITICAL, breached, summary, d, 2, now_ms);
+}
+
+static void rule_agent(tm_alert_rules *r, const tm_agent_rec *a, int64_t now_ms)
+{
+    int state = 0;
+    int64_t last_seen = 0;
+    if (tm_registry_get(r->reg, a->id, &state, &last_seen) != TM_OK) {
+        state = a->state;
+        last_seen = a->last_seen_at * 1000;
+    }
+    char summary[256] = "", ago[32];
+    snprintf(ago, sizeof(ago), "%" PRId64, (now_ms - last_seen) / 1000);
+    tm_alert_kv d[2] = {{"hostname", a->hostname}, {"last_seen_seconds_ago", ago}};
+    int stale = state == TIDEMARK__AGENT_STATE__STALE;
+    int lost = state == TIDEMARK__AGENT_STATE__LOST;
+    if (stale || lost) {
+        snprintf(summary, sizeof(summary), "agent %s (%s) is %s: last heartbeat %s s ago",
+                 a->hostname, a->id, lost ? "lost" : "stale", ago);
+    }
+    observe(r, "agent_stale", a->id, TM_ALERT_WARNING, stale, stale ? summary : "", d, 2, now_ms);
+    observe(r, "agent_lost", a->id, TM_ALERT_CRITICAL, lost, lost ? summary : "", d, 2, now_ms);
+}
+
+int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
+{
+    if (r->last_eval_ms != 0 && now_ms - r->last_eval_ms < (int64_t)r->conf->alerts_evaluate_ms) {
+        return 0;
+    }
+    r->last_eval_ms = now_ms;
+    tm_agent_rec **agents = NULL;
+    size_t n_agents = 0;
+    tm_freshness *f = NULL;
+    size_t nf = 0;
+    int rc = tm_catalog_agent_list(r->cat, &agents, &n_agents, err);
+    if (rc == TM_OK) {
+        rc = tm_catalog_freshness(r->cat, &f, &nf, err);
+    }
+    for (size_t a = 0; rc == TM_OK && a < n_agents; a++) {
+        const tm_agent_rec *ag = agents[a];
+        if (!ag->approved) {
+            continue; /* pending agents have no liveness to lose yet */
+        }
+        rule_agent(r, ag, now_ms);
+        for (size_t t = 0; rc == TM_OK && t < ag->n_targets; t++) {
+            const char *target = ag->targets[t].name;
+            rc = rule_backup_failed(r, target, now_ms, err);
+            const tm_policy_conf *p =
+                tm_policy_match(r->conf, ag->targets[t].kind, ag->labels, ag->n_labels);
+            if (rc == TM_OK && p != NULL) {
+                rule_freshness(r, target, p, f, nf, ag->registered_at, now_ms);
+            }
+        }
+    }
+    free(f);
+    tm_agent_recs_free(agents, n_agents);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    /* Alerts of targets and agents that are gone stop being observed; the
+     * sweep resolves them after stale_after instead of firing forever. */
+    tm_alerts_sweep(r->alerts, now_ms);
+    return 1;
+}
+
+static void firing_sample(const char *rule, size_t n, void *arg)
+{
+    tm_metrics_writer *w = arg;
+    char labels[128], esc[96];
+    snprintf(labels, sizeof(labels), "rule=\"%s\"", tm_metrics_escape(rule, esc, sizeof(esc)));
+    tm_metrics_write_sample(w, "tidemark_alerts_firing", labels, (double)n);
+}
+
+void tm_alert_rules_collect(tm_metrics_writer *w, void *arg)
+{
+    tm_alert_rules *r = arg;
+    tm_metrics_write_family(w, "tidemark_alerts_firing", TM_METRIC_GAUGE,
+                            "Alerts firing now, by rule.");
+    tm_alerts_firing_by_rule(r->alerts, firing_sample, w);
+    tm_alert_sinks_collect(w, r->sinks);
+}

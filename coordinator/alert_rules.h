@@ -1,0 +1,56 @@
+/*
+ * alert_rules.h - the coordinator's alert rules, evaluated on a timer.
+ *
+ * Every alerts.evaluate_every (coordinator.yaml; default 30 s) the rules
+ * below are evaluated over the catalog and the registry and each condition
+ * is reported to the alert state machine (alerts.h), which dedupes, repeats
+ * and resolves; the sinks (alert_sinks.h, one sender thread each) deliver,
+ * and every delivery is recorded in the catalog (alert_notifications).
+ *
+ *   backup_failed  (critical) the newest finished backup task of a target
+ *                  failed: no backup of it succeeded since.
+ *   backup_stale   (critical) the newest successful backup of a target is
+ *                  older than its policy's backup_max_age (a target that has
+ *                  none counts from its agent's registration).
+ *   rpo_breached   (critical) log archive lag (newest archived log point,
+ *                  tm_catalog_freshness type -1) over the policy's rpo_goal;
+ *                  only for targets that report logs.
+ *   agent_stale    (warning)  registry state STALE; target = agent id.
+ *   agent_lost     (critical) registry state LOST; target = agent id.
+ *
+ * Rules that need a policy (backup_stale, rpo_breached) skip targets no
+ * policy matches; the scheduler reports those.
+ */
+#ifndef TM_ALERT_RULES_H
+#define TM_ALERT_RULES_H
+
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "common/metrics.h"
+#include "coordinator/alerts.h"
+#include "coordinator/catalog.h"
+#include "coordinator/registry.h"
+
+typedef struct tm_alert_rules tm_alert_rules;
+
+/* Starts the sinks of conf->sinks. conf, cat and reg must outlive it. */
+int tm_alert_rules_new(tm_alert_rules **out, const tm_coordinator_conf *conf, tm_catalog *cat,
+                       tm_registry *reg, tm_err *err);
+/* Flushes the sinks for up to flush_ms, then stops them. */
+void tm_alert_rules_free(tm_alert_rules *r, int64_t flush_ms);
+
+/* Evaluate when evaluate_every has passed since the last evaluation (call
+ * as often as you like). Returns 1 when it evaluated, 0 when not due, or a
+ * negative TM_E* when the catalog could not be read (nothing is observed
+ * then: a failed read must not resolve alerts). */
+int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err);
+
+/* The state machine, for ListAlerts. */
+tm_alerts *tm_alert_rules_alerts(tm_alert_rules *r);
+
+/* tidemark_alerts_firing{rule} and the sinks' families. */
+void tm_alert_rules_collect(tm_metrics_writer *w, void *arg);
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * scheduler.c - the scheduler loop's body (see scheduler.h).
+ */
+#include "coordinator/scheduler.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/names.h"
+#include "coordinator/policy.h"
+
+#include "tidemark.pb-c.h"
+
+/* In-memory state of one (target, kind) job. The next_due cache must live
+ * across ticks: a job that never ran starts "from now", and recomputing
+ * that every tick would push its first run forever. */
+typedef struct job_slot {
+    char target[72];
+    tm_job_kind kind;
+    const tm_policy_conf *policy; /* the policy it was computed under */
+    tm_sched_state st;
+    int seen; /* in this tick's job list */
+} job_slot;
+
+typedef struct policy_crons {
+    tm_cron *full;
+    tm_cron *incremental; /* NULL = none */
+} policy_crons;
+
+/* Targets already reported as having no policy, so the log says it once. */
+typedef struct name_set {
+    char (*names)[72];
+    size_t n, cap;
+} name_set;
+
+struct tm_scheduler {
+    const tm_coordinator_conf *conf;
+    tm_catalog *cat;
+    tm_dispatcher *disp;
+    tm_clock_fn clock;
+    void *clock_arg;
+    policy_crons *crons; /* one per conf->policies[i] */
+    job_slot *slots;
+    size_t n_slots, cap_slots;
+    tm_sched_row *persisted; /* catalog state at start, consulted for new slots */
+    size_t n_persisted;
+    name_set unmatched;
+    pthread_mutex_t mu; /* guards the metric values below (scrapes run on other threads) */
+    size_t without_policy;
+    uint64_t started_total;
+};
+
+int tm_scheduler_new(tm_scheduler **out, const tm_coordinator_conf *conf, tm_catalog *cat,
+                     tm_dispatcher *d, tm_clock_fn clock, void *clock_arg, tm_err *err)
+{
+    *out = NULL;
+    tm_scheduler *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
+    }
+    s->conf = conf;
+    s->cat = cat;
+    s->disp = d;
+    s->clock = clock != NULL ? clock : tm_clock_system;
+    s->clock_arg = clock_arg;
+    pthread_mutex_init(&s->mu, NULL);
+    int rc = TM_OK;
+    s->crons = calloc(conf->n_policies ? conf->n_policies : 1, sizeof(*s->crons));
+    if (s->crons == NULL) {
+        rc = tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < conf->n_policies; i++) {
+        const tm_policy_conf *p = &conf->policies[i];
+        tm_err cerr = {0};
+        if (tm_cron_parse(p->full, &s->crons[i].full, &cerr) != TM_OK) {
+            rc = tm_err_set(err, TM_ECONFIG, "%s: %s", p->full_where, cerr.msg);
+            goto fail;
+        }
+        if (p->incremental != NULL &&
+            tm_cron_parse(p->incremental, &s->crons[i].incremental, &cerr) != TM_OK) {
+            rc = tm_err_set(err, TM_ECONFIG, "%s: %s", p->incremental_where, cerr.msg);
+            goto fail;
+        }
+    }
+    if ((rc = tm_catalog_sched_list(cat, &s->persisted, &s->n_persisted, err)) != TM_OK) {
+        goto fail;
+    }
+    *out = s;
+    return TM_OK;
+fail:
+    tm_scheduler_free(s);
+    return rc;
+}
+
+void tm_scheduler_free(tm_scheduler *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    for (size_t i = 0; s->crons != NULL && i < s->conf->n_policies; i++) {
+        tm_cron_free(s->crons[i].full);
+        tm_cron_free(s->crons[i].incremental);
+    }
+    free(s->crons);
+    free(s->slots);
+    free(s->persisted);
+    free(s->unmatched.names);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static job_slot *slot_get(tm_scheduler *s, const char *target, tm_job_kind kind,
+                          const tm_policy_conf *policy)
+{
+    for (size_t i = 0; i < s->n_slots; i++) {
+        job_slot *j = &s->slots[i];
+        if (j->kind == kind && strcmp(j->target, target) == 0) {
+            if (j->policy != policy) {
+                j->policy = policy; /* schedule may differ: recompute, keep last_fire */
+                j->st.next_due = 0;
+            }
+            return j;
+        }
+    }
+    if (s->n_slots == s->cap_slots) {
+        size_t cap = s->cap_slots ? s->cap_slots * 2 : 16;
+        job_slot *ns = realloc(s->slots, cap * sizeof(*ns));
+        if (ns == NULL) {
+            return NULL;
+        }
+        s->slots = ns;
+        s->cap_slots = cap;
+    }
+    job_slot *j = &s->slots[s->n_slots++];
+    memset(j, 0, sizeof(*j));
+    snprintf(j->target, sizeof(j->target), "%s", target);
+    j->kind = kind;
+    j->policy = policy;
+    const char *kn = tm_job_kind_name(kind);
+    for (size_t i = 0; i < s->n_persisted; i++) {
+        if (strcmp(s->persisted[i].target, target) == 0 && strcmp(s->persisted[i].kind, kn) == 0) {
+            j->st.last_fire = s->persisted[i].last_fire;
+        }
+    }
+    return j;
+}
+
+static void note_unmatched(tm_scheduler *s, const char *target)
+{
+    name_set *u = &s->unmatched;
+    for (size_t i = 0; i < u->n; i++) {
+        if (strcmp(u->names[i], target) == 0) {
+            return;
+        }
+    }
+    tm_warn("scheduler",
+            "event=target_without_policy target=%s msg=\"no policy matches this target: it gets "
+            "no scheduled backups; add a policy whose match covers its kind and labels\"",
+            target);
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 8;
+        char(*nn)[72] = realloc(u->names, cap * sizeof(*nn));
+        if (nn == NULL) {
+            return; /* only costs a repeated log line */
+        }
+        u->names = nn;
+        u->cap = cap;
+    }
+    snprintf(u->names[u->n++], sizeof(u->names[0]), "%s", target);
+}
+
+static int job_kind_of_backup(int type)
+{
+    switch (type) {
+    case TIDEMARK__BACKUP_TYPE__INCREMENTAL:
+        return TM_JOB_INCREMENTAL;
+    case TIDEMARK__BACKUP_TYPE__SNAPSHOT:
+        return TM_JOB_SNAPSHOT;
+    default:
+        return TM_JOB_FULL;
+    }
+}
+
+static int submit(tm_scheduler *s, const job_slot *j, const tm_sched_decision *d)
+{
+    Tidemark__Task t = TIDEMARK__TASK__INIT;
+    t.has_kind = t.has_backup_type = 1;
+    t.kind = TIDEMARK__TASK_KIND__BACKUP;
+    t.backup_type = j->kind == TM_JOB_INCREMENTAL ? TIDEMARK__BACKUP_TYPE__INCREMENTAL
+                                                  : TIDEMARK__BACKUP_TYPE__FULL;
+    t.target = (char *)j->target;
+    t.requested_by = "schedule";
+    Tidemark__Task *stored = NULL;
+    tm_err err;
+    if (tm_dispatcher_submit(s->disp, &t, NULL, &stored, &err) != TM_OK) {
+        tm_error("scheduler", "event=submit_failed target=%s kind=%s msg=\"%s\"", j->target,
+                 tm_job_kind_name(j->kind), err.msg);
+        return 0;
+    }
+    tm_info("scheduler",
+            "event=task_started target=%s kind=%s task=%s policy=%s fire_time=%lld missed=%lld "
+            "reason=\"%s\"",
+            j->target, tm_job_kind_name(j->kind), stored->id, j->policy->name,
+            (long long)d->fire_time, (long long)d->missed, d->reason);
+    tidemark__task__free_unpacked(stored, NULL);
+    return 1;
+}
+
+int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
+{
+    int64_t now = s->clock(s->clock_arg);
+    tm_agent_rec **agents = NULL;
+    size_t n_agents = 0;
+    Tidemark__Task **open = NULL;
+    size_t n_open = 0;
+    int rc = tm_catalog_agent_list(s->cat, &agents, &n_agents, err);
+    if (rc == TM_OK) {
+        rc = tm_catalog_task_list(s->cat, NULL, 1, 0, &open, &n_open, err);
+    }
+    if (rc != TM_OK) {
+        tm_agent_recs_free(agents, n_agents);
+        return rc;
+    }
+    for (size_t i = 0; i < s->n_slots; i++) {
+        s->slots[i].seen = 0;
+    }
+    size_t without = 0, n_jobs = 0, cap_jobs = 0;
+    tm_sched_job *jobs = NULL;
+    job_slot **slot_of = NULL; /* jobs[i] belongs to slot_of[i] */
+    for (size_t a = 0; a < n_agents; a++) {
+        const tm_agent_rec *ag = agents[a];
+        if (!ag->approved) {
+            continue; /* a pending agent gets no work */
+        }
+        for (size_t t = 0; t < ag->n_targets; t++) {
+            const char *target = ag->targets[t].name;
+            const tm_policy_conf *p =
+                tm_policy_match(s->conf, ag->targets[t].kind, ag->labels, ag->n_labels);
+            if (p == NULL) {
+                without++;
+                note_unmatched(s, target);
+                continue;
+            }
+            size_t pi = (size_t)(p - s->conf->policies);
+            for (int k = 0; k < 2; k++) {
+                const tm_cron *cron = k == 0 ? s->crons[pi].full : s->crons[pi].incremental;
+                if (cron == NULL) {
+                    continue;
+                }
+                job_slot *js = slot_get(s, target, k == 0 ? TM_JOB_FULL : TM_JOB_INCREMENTAL, p);
+                if (js == NULL) {
+                    continue;
+                }
+                if (n_jobs == cap_jobs) {
+                    cap_jobs = cap_jobs ? cap_jobs * 2 : 16;
+                    tm_sched_job *nj = realloc(jobs, cap_jobs * sizeof(*nj));
+                    job_slot **ns = realloc(slot_of, cap_jobs * sizeof(*ns));
+                    if (nj != NULL) {
+                        jobs = nj;
+                    }
+                    if (ns != NULL) {
+                        slot_of = ns;
+                    }
+                    if (nj == NULL || ns == NULL) {
+                        rc = tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
+                        goto out;
+                    }
+                }
+                js->seen = 1;
+                jobs[n_jobs] = (tm_sched_job){
+                    .target = js->target,
+                    .kind = js->kind,
+                    .cron = cron,
+                    .jitter_max_s = p->jitter_s,
+                    .agent = ag->id,
+                    .paused = s->conf->sched_paused,
+                };
+                slot_of[n_jobs++] = js;
+            }
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->without_policy = without;
+    pthread_mutex_unlock(&s->mu);
+    int started = 0;
+    if (n_jobs > 0) {
+        tm_sched_state *states = calloc(n_jobs, sizeof(*states));
+        tm_sched_decision *dec = calloc(n_jobs, sizeof(*dec));
+        tm_sched_active *act = calloc(n_open ? n_open : 1, sizeof(*act));
+        if (states == NULL || dec == NULL || act == NULL) {
+            free(states);
+            free(dec);
+            free(act);
+            rc = tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
+            goto out;
+        }
+        size_t n_act = 0;
+        for (size_t i = 0; i < n_open; i++) {
+            if (open[i]->kind != TIDEMARK__TASK_KIND__BACKUP) {
+                continue; /* restores and log shipping do not block backups here */
+            }
+            act[n_act++] = (tm_sched_active){
+                .target = open[i]->target,
+                .kind = (tm_job_kind)job_kind_of_backup(open[i]->backup_type),
+                .agent = open[i]->agent_id,
+                .running = open[i]->state == TIDEMARK__TASK_STATE__TASK_RUNNING,
+            };
+        }
+        for (size_t i = 0; i < n_jobs; i++) {
+            states[i] = slot_of[i]->st;
+        }
+        tm_sched_limits lim = {
+            .per_agent = (int)s->conf->sched_max_per_agent,
+            .per_repo = (int)s->conf->sched_max_per_repo,
+        };
+        size_t n_dec = 0;
+        rc = tm_sched_decide(jobs, states, n_jobs, act, n_act, &lim, now, dec, n_jobs, &n_dec, err);
+        if (rc == TM_OK) {
+            for (size_t i = 0; i < n_dec; i++) {
+                const job_slot *js = slot_of[dec[i].job];
+                if (dec[i].action == TM_SCHED_START) {
+                    started += submit(s, js, &dec[i]);
+                } else if (dec[i].action == TM_SCHED_SKIP) {
+                    tm_info("scheduler", "event=skipped target=%s kind=%s reason=\"%s\"",
+                            js->target, tm_job_kind_name(js->kind), dec[i].reason);
+                }
+            }
+            /* Persist every changed fire time (including a new job's
+             * starting point), after the tasks exist: a crash in between
+             * re-runs a job once rather than losing it. */
+            for (size_t i = 0; i < n_jobs; i++) {
+                job_slot *js = slot_of[i];
+                if (states[i].last_fire != js->st.last_fire) {
+                    tm_err perr;
+                    if (tm_catalog_sched_put(s->cat, js->target, tm_job_kind_name(js->kind),
+                                             states[i].last_fire, &perr) != TM_OK) {
+                        tm_error("scheduler", "event=state_save_failed target=%s msg=\"%s\"",
+                                 js->target, perr.msg);
+                    }
+                }
+                js->st = states[i];
+            }
+        }
+        free(states);
+        free(dec);
+        free(act);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->started_total += (uint64_t)started;
+    pthread_mutex_unlock(&s->mu);
+out:
+    free(jobs);
+    free(slot_of);
+    tm_agent_recs_free(agents, n_agents);
+    tm_catalog_tasks_free(open, n_open);
+    return rc == TM_OK ? started : rc;
+}
+
+void tm_scheduler_collect(tm_metrics_writer *w, void *arg)
+{
+    tm_scheduler *s = arg;
+    pthread_mutex_lock(&s->mu);
+    size_t without = s->without_policy;
+    uint64_t started = s->started_total;
+    pthread_mutex_unlock(&s->mu);
+    tm_metrics_write_family(w, "tidemark_targets_without_policy", TM_METRIC_GAUGE,
+                            "Targets that no policy matches (no scheduled backups).");
+    tm_metrics_write_sample(w, "tidemark_targets_without_policy", NULL, (double)without);
+    tm_metrics_write_family(w, "tidemark_scheduled_tasks_total", TM_METRIC_COUNTER,
+                            "Tasks the scheduler started.");
+    tm_metrics_write_sample(w, "tidemark_scheduled_tasks_total", NULL, (double)started);
+}

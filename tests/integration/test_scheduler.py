@@ -1,0 +1,132 @@
+"""The scheduler takes backups on its own: a real PostgreSQL, a coordinator
+whose policy fires a full every minute (jitter 0, no incrementals) and one
+agent with the postgres target and a posix repository. No `backup run` is
+issued: within ~70 s a full backup must appear in `backups list`, made by a
+task with requested_by "schedule". A second target that no policy matches
+is reported (tidemark_targets_without_policy, a log line), not ignored.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from tmtest.cluster import Cluster, binary
+from tmtest.pg import Postgres
+from tmtest.runner import check, run, test, wait_for
+
+POLICY_YAML = """tasks:
+  lease: 10s
+  max_attempts: 2
+  retry_backoff: 500ms
+  poll_max: 5s
+policies:
+  - name: every-minute
+    match:
+      kind: postgres
+      labels:
+        role: db
+    schedule:
+      full: "* * * * *"
+      incremental: ""
+      jitter: 0s
+scheduler:
+  max_tasks_per_agent: 2
+"""
+
+
+class Ctx:
+    pass
+
+
+ctx = Ctx()
+
+
+@test
+def setup():
+    ctx.tmp = tempfile.mkdtemp(prefix="tm-sched-")
+    os.chmod(ctx.tmp, 0o755)
+    ctx.repo = os.path.join(ctx.tmp, "repo")
+    ctx.key = os.path.join(ctx.tmp, "master.key")
+    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=POLICY_YAML)
+    ctx.c.__enter__()
+    subprocess.run([binary("tidemark-agent"), "repo", "keygen", ctx.key], check=True,
+                   capture_output=True)
+    ctx.pg = Postgres(ctx.tmp, "src").initdb().start()
+    ctx.pg.psql("CREATE TABLE t (id int PRIMARY KEY)")
+    pgyaml = (f"postgres:\n  pgdata: {ctx.pg.datadir}\n  host: 127.0.0.1\n  port: {ctx.pg.port}\n"
+              f"  user: postgres\n")
+    repo = (f"repositories:\n  - name: local\n    type: posix\n    path: {ctx.repo}\n"
+            f"encryption:\n  master_key_file: {ctx.key}\n")
+    c = ctx.c
+    c.start_coordinator()
+    # "cache" is a redis target: the postgres-only policy does not match it.
+    c.start_agent("db-1", targets=[("pg", "postgres", pgyaml), ("cache", "redis")], extra=repo)
+    ctx.t0 = time.monotonic()
+    wait_for(lambda: c.agents_by_host().get("db-1", {}).get("state") == "online", 15,
+             "agent online")
+
+
+@test
+def scheduled_full_backup_without_backup_run():
+    c = ctx.c
+
+    def scheduled_backup():
+        for b in c.ctl_json("backups", "list", "--target", "pg"):
+            if b.get("type") == "full":
+                return b
+        return None
+
+    b = wait_for(scheduled_backup, 75, "a scheduled full backup in `backups list`", interval=0.5)
+    dt = time.monotonic() - ctx.t0
+    print(f"  scheduled full backup {b['id']} listed {dt:.1f} s after the agent started")
+    tasks = [t for t in c.ctl_json("tasks", "list", "--target", "pg") if t["kind"] == "backup"]
+    check(tasks, "a backup task exists")
+    check(all(t["requested_by"] == "schedule" for t in tasks),
+          f"every backup task was requested by the schedule: {tasks}")
+    check(any(t["state"] == "succeeded" and t.get("result", {}).get("backup_id") == b["id"]
+              for t in tasks), f"the listed backup came from a scheduled task: {tasks}")
+
+
+@test
+def target_without_policy_is_reported():
+    c = ctx.c
+    m = wait_for(lambda: "tidemark_targets_without_policy 1" in c.metrics() and c.metrics(), 10,
+                 "tidemark_targets_without_policy 1")
+    check("tidemark_scheduled_tasks_total" in m, "scheduled tasks counter exported")
+    log = c.coordinator.output()
+    check("event=target_without_policy target=cache" in log, "the unmatched target is logged")
+    check(log.count("event=target_without_policy target=cache") == 1, "logged once, not per tick")
+    check(not [t for t in c.ctl_json("tasks", "list", "--target", "cache")],
+          "no task for the unmatched target")
+
+
+@test
+def retention_plan_dry_run():
+    c = ctx.c
+    doc = c.ctl_json("retention", "plan", "--target", "pg")
+    check(doc["dry_run"] is True and "not implemented" in doc["note"], f"says dry run: {doc}")
+    plans = doc["plans"]
+    check(len(plans) == 1 and plans[0]["policy"] == "every-minute", f"one plan, its policy: {doc}")
+    tgt = plans[0]["plan"]["targets"]
+    check(len(tgt) == 1 and tgt[0]["target"] == "pg", f"target pg: {tgt}")
+    backups = tgt[0]["backups"]
+    check(backups and backups[0]["action"] == "keep" and "newest" in backups[0]["reason"],
+          f"the newest backup is kept, and says why: {backups}")
+    text = c.ctl("retention", "plan").stdout
+    check("DRY RUN" in text and "pg" in text, f"text output: {text}")
+    r = c.ctl("retention", "plan", "--target", "nope", check=False)
+    check(r.returncode == 1 and "nope" in r.stderr, f"unknown target fails: {r.returncode} {r.stderr}")
+    r = c.ctl("retention", "plan", "--bogus", check=False)
+    check(r.returncode == 2, "usage error exits 2")
+
+
+@test
+def teardown():
+    ctx.pg.stop("immediate")
+    ctx.c.__exit__(None, None, None)
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,161 @@
+/*
+ * test_config_policies.c - coordinator.yaml `policies:`, `scheduler:` and
+ * `alerts:`: defaults, ranges, cron errors with their line, sink secrets,
+ * and first-match policy selection.
+ */
+#include "config_test.h"
+
+#include "coordinator/cron.h"
+#include "coordinator/policy.h"
+
+#define F COORD_NAME
+
+static int check_cron(const char *expr, tm_err *err)
+{
+    tm_cron *c = NULL;
+    int rc = tm_cron_parse(expr, &c, err);
+    tm_cron_free(c);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    test_env_setup();
+    setenv("TM_TEST_SLACK", "https://hooks.example/T000/SECRETTOKEN\n", 1);
+    tm_config_set_cron_check(check_cron);
+    return 0;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    tm_coordinator_conf *c = coord_ok(MIN_COORD "policies:\n  - name: all\n");
+    assert_int_equal(c->n_policies, 1);
+    const tm_policy_conf *p = &c->policies[0];
+    assert_string_equal(p->full, "0 3 * * *");
+    assert_string_equal(p->incremental, "@hourly");
+    assert_int_equal(p->jitter_s, 600);
+    assert_int_equal(p->retention.keep_daily, 7);
+    assert_int_equal(p->retention.keep_weekly, 4);
+    assert_int_equal(p->retention.keep_monthly, 12);
+    assert_int_equal(p->retention.keep_yearly, 7);
+    assert_int_equal(p->retention.min_count, 1);
+    assert_int_equal(p->retention.keep_failed, 3);
+    assert_int_equal(p->retention.pitr_window_s, 7 * 86400);
+    assert_int_equal(p->rpo_goal_s, 900);
+    assert_int_equal(p->backup_max_age_s, 26 * 3600);
+    assert_null(p->match_kind);
+    assert_int_equal(c->sched_max_per_agent, 2);
+    assert_int_equal(c->sched_max_per_repo, 4);
+    assert_false(c->sched_paused);
+    assert_int_equal(c->alerts_evaluate_ms, 30000);
+    assert_int_equal(c->alerts_repeat_ms, 4 * 3600000);
+    assert_int_equal(c->n_sinks, 0);
+    tm_coordinator_conf_free(c);
+}
+
+static void test_full_and_match(void **state)
+{
+    (void)state;
+    tm_coordinator_conf *c = coord_ok(MIN_COORD "policies:\n"
+                                                "  - name: prod-pg\n"
+                                                "    match:\n"
+                                                "      kind: postgres\n"
+                                                "      labels:\n"
+                                                "        env: prod\n"
+                                                "    schedule:\n"
+                                                "      full: \"*/5 * * * *\"\n"
+                                                "      incremental: \"\"\n"
+                                                "      jitter: 0s\n"
+                                                "    retention:\n"
+                                                "      keep_daily: 3\n"
+                                                "      pitr_window: 2d\n"
+                                                "    rpo_goal: 5m\n"
+                                                "    backup_max_age: 2h\n"
+                                                "  - name: rest\n"
+                                                "scheduler:\n"
+                                                "  max_tasks_per_agent: 1\n"
+                                                "  paused: true\n"
+                                                "alerts:\n"
+                                                "  evaluate_every: 1s\n"
+                                                "  sinks:\n"
+                                                "    - name: am\n"
+                                                "      kind: alertmanager\n"
+                                                "      url: http://127.0.0.1:9093\n"
+                                                "      send_resolved: false\n"
+                                                "    - name: slack\n"
+                                                "      kind: slack\n"
+                                                "      url: env:TM_TEST_SLACK\n"
+                                                "      min_severity: critical\n");
+    assert_int_equal(c->n_policies, 2);
+    assert_null(c->policies[0].incremental);
+    assert_int_equal(c->policies[0].retention.pitr_window_s, 2 * 86400);
+    assert_int_equal(c->policies[0].rpo_goal_s, 300);
+    assert_true(c->sched_paused);
+    assert_int_equal(c->sched_max_per_agent, 1);
+    assert_int_equal(c->alerts_evaluate_ms, 1000);
+    assert_int_equal(c->n_sinks, 2);
+    assert_false(c->sinks[0].send_resolved);
+    assert_true(c->sinks[1].send_resolved);
+    assert_string_equal(c->sinks[1].url, "https://hooks.example/T000/SECRETTOKEN");
+
+    tm_label prod[] = {{"env", "prod"}, {"role", "db"}};
+    tm_label dev[] = {{"env", "dev"}};
+    assert_ptr_equal(tm_policy_match(c, 1, prod, 2), &c->policies[0]); /* postgres */
+    assert_ptr_equal(tm_policy_match(c, 1, dev, 1), &c->policies[1]);  /* labels differ */
+    assert_ptr_equal(tm_policy_match(c, 2, prod, 2), &c->policies[1]); /* redis */
+    tm_retention_policy rp;
+    tm_policy_retention(&c->policies[0], &rp);
+    assert_int_equal(rp.keep_daily, 3);
+    assert_int_equal(rp.pitr_window_s, 2 * 86400);
+    tm_coordinator_conf_free(c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    schedule:\n      full: \"0 25 * * *\"\n",
+                F ":8:13: policies[0].schedule.full: ", "hour");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    schedule:\n      jitter: 5x\n",
+                F ":8:15: policies[0].schedule.jitter: ", "not valid");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n  - name: a\n",
+                F ":7:11: policies[1].name: ", "duplicate");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    match:\n      kind: mysql\n",
+                F ":8:13: policies[0].match.kind: ", "not a target kind");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    retention:\n      keep_daily: -2\n",
+                F ":8:19: policies[0].retention.keep_daily: ", "out of range");
+    coord_fails(MIN_COORD "alerts:\n  evaluate_every: 10m\n",
+                F ":6:19: alerts.evaluate_every: ", "1s .. 5m");
+    coord_fails(MIN_COORD "alerts:\n  sinks:\n    - name: x\n      kind: pager\n",
+                F ":8:13: alerts.sinks[0].kind: ", "webhook, alertmanager or slack");
+    coord_fails(MIN_COORD "alerts:\n  sinks:\n    - name: x\n      kind: slack\n",
+                F ":7:7: alerts.sinks[0].url: ", "required secret");
+    coord_fails(MIN_COORD "scheduler:\n  max_tasks_per_agent: -1\n",
+                F ":6:24: scheduler.max_tasks_per_agent: ", "out of range");
+}
+
+/* A URL is a secret: an error about it never shows it. */
+static void test_url_not_echoed(void **state)
+{
+    (void)state;
+    setenv("TM_TEST_BADURL", "ftp://hooks.example/SECRETTOKEN", 1);
+    const char *yaml = MIN_COORD "alerts:\n  sinks:\n    - name: x\n      kind: webhook\n"
+                                 "      url: env:TM_TEST_BADURL\n";
+    tm_coordinator_conf *c = NULL;
+    tm_err err;
+    tm_err_clear(&err);
+    int rc = tm_coordinator_conf_parse(COORD_NAME, yaml, strlen(yaml), &c, &err);
+    check_msg(rc, &err, F ":9:12: alerts.sinks[0].url: ", "http", "SECRETTOKEN");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full_and_match),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_url_not_echoed),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

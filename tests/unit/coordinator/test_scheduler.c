@@ -1,0 +1,192 @@
+/*
+ * test_scheduler.c - the scheduler wiring over a real catalog and
+ * dispatcher with an injected clock: a policy's full fires once at its time
+ * as a "schedule" task, a queued full is not doubled, the fire time survives
+ * a restart, a misfire after downtime runs once, a target no policy matches
+ * gets nothing, and a pending agent gets nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "coordinator/catalog.h"
+#include "coordinator/dispatcher.h"
+#include "coordinator/scheduler.h"
+#include "tidemark.pb-c.h"
+
+#define DAY0 1795478400LL /* 2026-11-24T00:00:00Z */
+
+typedef struct fixture {
+    char dir[256];
+    char path[300];
+    tm_catalog *cat;
+    tm_dispatcher *disp;
+    tm_coordinator_conf conf;
+    tm_policy_conf policy;
+    tm_label_conf label;
+    int64_t now;
+} fixture;
+
+static int64_t fake_clock(void *arg)
+{
+    return ((fixture *)arg)->now;
+}
+
+static void add_agent(fixture *f, const char *id, int approved, const char *target, int kind)
+{
+    tm_label labels[] = {{"env", "prod"}};
+    tm_target_rec t = {.name = (char *)target, .kind = kind, .engine_version = ""};
+    tm_agent_rec rec = {0};
+    rec.id = (char *)id;
+    rec.hostname = (char *)id;
+    rec.version = "test";
+    rec.secret_hash = "00";
+    rec.enrollment = "t";
+    rec.approved = approved;
+    rec.state = TIDEMARK__AGENT_STATE__ONLINE;
+    rec.registered_at = DAY0;
+    rec.last_seen_at = DAY0;
+    rec.labels = labels;
+    rec.n_labels = 1;
+    rec.targets = &t;
+    rec.n_targets = 1;
+    tm_err err;
+    assert_int_equal(tm_catalog_agent_put(f->cat, &rec, &err), TM_OK);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/tm-test-scheduler-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
+    tm_err err;
+    assert_int_equal(tm_catalog_open(&f->cat, f->path, &err), TM_OK);
+    tm_dispatcher_opts o = {0};
+    assert_int_equal(tm_dispatcher_new(&f->disp, f->cat, &o, &err), TM_OK);
+    f->label = (tm_label_conf){"env", "prod"};
+    f->policy = (tm_policy_conf){
+        .name = "nightly",
+        .match_kind = "postgres",
+        .labels = &f->label,
+        .n_labels = 1,
+        .full = "0 3 * * *",
+        .incremental = NULL,
+        .full_where = "test.yaml:1:1: policies[0].schedule.full",
+        .jitter_s = 0,
+    };
+    f->conf.policies = &f->policy;
+    f->conf.n_policies = 1;
+    add_agent(f, "ag-1", 1, "pg", 1);
+    add_agent(f, "ag-2", 1, "cache", 2);      /* redis: the postgres policy does not match */
+    add_agent(f, "ag-3", 0, "pg-pending", 1); /* not approved */
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    tm_dispatcher_free(f->disp);
+    tm_catalog_free(f->cat);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Open backup tasks of a target; cancels them when cancel is set, so the
+ * target is free for the next run. */
+static size_t open_tasks(fixture *f, const char *target, int cancel)
+{
+    Tidemark__Task **t = NULL;
+    size_t n = 0;
+    tm_err err;
+    assert_int_equal(tm_catalog_task_list(f->cat, target, 1, 0, &t, &n, &err), TM_OK);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(t[i]->requested_by, "schedule");
+        assert_int_equal(t[i]->backup_type, TIDEMARK__BACKUP_TYPE__FULL);
+        if (cancel) {
+            Tidemark__Task *out = NULL;
+            assert_int_equal(tm_dispatcher_cancel(f->disp, t[i]->id, &out, &err), TM_OK);
+            tidemark__task__free_unpacked(out, NULL);
+        }
+    }
+    tm_catalog_tasks_free(t, n);
+    return n;
+}
+
+static int tick(tm_scheduler *s)
+{
+    tm_err err;
+    int n = tm_scheduler_tick(s, &err);
+    assert_true(n >= 0);
+    return n;
+}
+
+static void test_fires_once_and_survives_restart(void **state)
+{
+    fixture *f = *state;
+    tm_err err;
+    tm_scheduler *s = NULL;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err), TM_OK);
+    f->now = DAY0 + 2 * 3600; /* 02:00: first sight, nothing due yet */
+    assert_int_equal(tick(s), 0);
+    f->now = DAY0 + 3 * 3600 - 1;
+    assert_int_equal(tick(s), 0);
+    f->now = DAY0 + 3 * 3600 + 1; /* 03:00:01 */
+    assert_int_equal(tick(s), 1);
+    assert_int_equal(tick(s), 0); /* consumed */
+    assert_int_equal(open_tasks(f, "pg", 0), 1);
+    assert_int_equal(open_tasks(f, "cache", 0), 0);
+    assert_int_equal(open_tasks(f, "pg-pending", 0), 0);
+
+    /* Next night while the first full is still queued: deferred, not doubled. */
+    f->now += 86400;
+    assert_int_equal(tick(s), 0);
+    assert_int_equal(open_tasks(f, "pg", 1), 1); /* ...and freed now */
+    assert_int_equal(tick(s), 1);                /* the deferred run starts once */
+    assert_int_equal(open_tasks(f, "pg", 1), 1);
+    tm_scheduler_free(s);
+
+    /* Restart after three nights down: the persisted fire time makes the
+     * missed runs one run, not three, and not zero. */
+    s = NULL;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err), TM_OK);
+    f->now += 3 * 86400 + 3600;
+    assert_int_equal(tick(s), 1);
+    assert_int_equal(tick(s), 0);
+    assert_int_equal(open_tasks(f, "pg", 1), 1);
+    tm_scheduler_free(s);
+}
+
+static void test_bad_cron_names_its_line(void **state)
+{
+    fixture *f = *state;
+    f->policy.full = "0 25 * * *";
+    tm_scheduler *s = NULL;
+    tm_err err;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err),
+                     TM_ECONFIG);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "test.yaml:1:1: policies[0].schedule.full: "));
+    assert_non_null(strstr(err.msg, "hour"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fires_once_and_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_cron_names_its_line, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
