@@ -212,6 +212,7 @@ static int submit(tm_scheduler *s, const job_slot *j, const tm_sched_decision *d
 
 int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
 {
+    int started = 0; /* before any goto out */
     int64_t now = s->clock(s->clock_arg);
     tm_agent_rec **agents = NULL;
     size_t n_agents = 0;
@@ -286,7 +287,6 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
     pthread_mutex_lock(&s->mu);
     s->without_policy = without;
     pthread_mutex_unlock(&s->mu);
-    int started = 0;
     if (n_jobs > 0) {
         tm_sched_state *states = calloc(n_jobs, sizeof(*states));
         tm_sched_decision *dec = calloc(n_jobs, sizeof(*dec));
