@@ -1,24 +1,42 @@
 #!/usr/bin/env bash
 # Quick start (the README's first command): on a fresh Debian 12 machine,
-# install the packages, build, and run a local coordinator + agent from the
-# example configs with embedded defaults (SQLite catalog), then show the fleet.
+# install the packages, build, and run the whole loop locally with the
+# embedded defaults (SQLite catalog, local directory repositories):
 #
-#   deploy/quickstart.sh          run, show, stop
-#   deploy/quickstart.sh --keep   leave both running (stop: deploy/quickstart.sh --stop)
+#   coordinator + one agent serving a local PostgreSQL 15, two repositories
+#   as two "regions", WAL archived continuously, a full backup, a
+#   point-in-time restore to a second instance, status with the PITR window
+#   and RPO, and an alert firing on a simulated failure.
 #
-# Everything it writes lives in ./demo (or $TIDEMARK_DEMO_DIR).
+#   deploy/quickstart.sh          run the loop, show it, stop everything
+#   deploy/quickstart.sh --keep   leave it running (stop: deploy/quickstart.sh --stop)
+#
+# Everything lives in ./demo (or $TIDEMARK_DEMO_DIR). PostgreSQL refuses to
+# run as root: as root, PostgreSQL and the agent run as the `postgres` user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 demo=${TIDEMARK_DEMO_DIR:-$root/demo}
+bin=$root/build
 
 stop_all() {
+    [[ -f "$demo/restored/postmaster.pid" ]] && as_pg pg_ctl -D "$demo/restored" -m fast stop >/dev/null 2>&1 || true
+    [[ -f "$demo/pg/postmaster.pid" ]] && as_pg pg_ctl -D "$demo/pg" -m fast stop >/dev/null 2>&1 || true
     for p in agent coordinator; do
         if [[ -f "$demo/$p.pid" ]]; then
             kill "$(cat "$demo/$p.pid")" 2>/dev/null || true
             rm -f "$demo/$p.pid"
         fi
     done
+}
+as_pg() {
+    local pgbin
+    pgbin=$(pg_config --bindir)
+    if [[ $(id -u) -eq 0 ]]; then
+        runuser -u postgres -- env PATH="$pgbin:$PATH" TIDEMARK_ENROLL_TOKEN="${TIDEMARK_ENROLL_TOKEN:-}" "$@"
+    else
+        env PATH="$pgbin:$PATH" "$@"
+    fi
 }
 if [[ "${1:-}" == "--stop" ]]; then
     stop_all
@@ -27,54 +45,150 @@ if [[ "${1:-}" == "--stop" ]]; then
 fi
 keep=0
 [[ "${1:-}" == "--keep" ]] && keep=1
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+step "install packages and build"
 deploy/install-deps.sh
+if ! command -v pg_config >/dev/null || [[ ! -x "$(pg_config --bindir)/initdb" ]]; then
+    sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
+fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)"
-
-mkdir -p "$demo"
-chmod 700 "$demo"
-cp deploy/examples/coordinator.yaml deploy/examples/agent.yaml "$demo/"
-# Secrets are generated here, kept in files only the user can read, and
-# handed over through the environment: never in a config file.
-for t in admin enroll; do
-    [[ -s "$demo/$t.token" ]] || (umask 077 && openssl rand -hex 32 >"$demo/$t.token")
-done
-export TIDEMARK_ADMIN_TOKEN=$(cat "$demo/admin.token")
-export TIDEMARK_ENROLL_TOKEN=$(cat "$demo/enroll.token")
+cmake --build build -j"$(nproc)" >/dev/null
+echo "built: $bin/coordinator/tidemark-coordinator, $bin/agent/tidemark-agent, $bin/coordinator/ctl/tidemarkctl"
 
 stop_all
-bin=$root/build
+rm -rf "$demo"
+mkdir -p "$demo"/{region-a,region-b,restored,state}
+chmod 755 "$demo"
+# Secrets are generated here, kept in files only their owner can read, and
+# handed over through the environment: never in a config file.
+(umask 077 && openssl rand -hex 32 >"$demo/admin.token" && openssl rand -hex 32 >"$demo/enroll.token")
+export TIDEMARK_ADMIN_TOKEN=$(cat "$demo/admin.token")
+export TIDEMARK_ENROLL_TOKEN=$(cat "$demo/enroll.token")
+"$bin/agent/tidemark-agent" repo keygen "$demo/master.key" >/dev/null
+pgport=$((54000 + RANDOM % 1000))
+
+# The coordinator: the example config, with a fast alert evaluation for the demo.
+sed -e 's/^  evaluate_every: 30s .*/  evaluate_every: 2s/' deploy/examples/coordinator.yaml >"$demo/coordinator.yaml"
+cat >"$demo/agent.yaml" <<YAML
+# deploy/examples/agent.yaml, filled in for this machine.
+coordinator:
+  url: tcp://127.0.0.1:7800
+  enrollment_token: env:TIDEMARK_ENROLL_TOKEN
+state_dir: state
+hostname: demo-db
+labels:
+  env: prod
+targets:
+  - name: pg-main
+    kind: postgres
+    postgres:
+      pgdata: $demo/pg
+      host: 127.0.0.1
+      port: $pgport
+      user: postgres
+repositories:
+  - name: region-a
+    type: posix
+    path: region-a
+  - name: region-b
+    type: posix
+    path: region-b
+encryption:
+  master_key_file: master.key
+YAML
+if [[ $(id -u) -eq 0 ]]; then
+    chown -R postgres:postgres "$demo"
+    chown root:root "$demo/admin.token"
+fi
+
+step "PostgreSQL 15 on port $pgport, archiving WAL with tidemark-agent wal-push"
+as_pg initdb -D "$demo/pg" -A trust -U postgres --data-checksums >/dev/null
+cat >>"$demo/pg/postgresql.auto.conf" <<CONF
+port = $pgport
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$demo'
+archive_mode = on
+archive_command = '$bin/agent/tidemark-agent --config $demo/agent.yaml wal-push --target pg-main %p'
+CONF
+as_pg pg_ctl -D "$demo/pg" -l "$demo/pg.log" -w start >/dev/null
+psql_() { psql -X -h 127.0.0.1 -p "$1" -U postgres -Atq -c "$2"; }
+pgbench -h 127.0.0.1 -p "$pgport" -U postgres -i -s 1 -q postgres 2>/dev/null
+psql_ "$pgport" "CREATE TABLE orders (id int PRIMARY KEY, at timestamptz DEFAULT now())"
+
+step "coordinator and agent"
 "$bin/coordinator/tidemark-coordinator" --config "$demo/coordinator.yaml" --check-config
-"$bin/agent/tidemark-agent" --config "$demo/agent.yaml" --check-config
 "$bin/coordinator/tidemark-coordinator" --config "$demo/coordinator.yaml" >>"$demo/coordinator.log" 2>&1 &
 echo $! >"$demo/coordinator.pid"
 for _ in $(seq 1 100); do
     curl -fsS http://127.0.0.1:9187/healthz >/dev/null 2>&1 && break
     sleep 0.1
 done
-"$bin/agent/tidemark-agent" --config "$demo/agent.yaml" >>"$demo/agent.log" 2>&1 &
+if [[ $(id -u) -eq 0 ]]; then
+    runuser -u postgres -- env TIDEMARK_ENROLL_TOKEN="$TIDEMARK_ENROLL_TOKEN" \
+        "$bin/agent/tidemark-agent" --config "$demo/agent.yaml" >>"$demo/agent.log" 2>&1 &
+else
+    "$bin/agent/tidemark-agent" --config "$demo/agent.yaml" >>"$demo/agent.log" 2>&1 &
+fi
 echo $! >"$demo/agent.pid"
 trap '[[ $keep == 1 ]] || stop_all' EXIT
-
 ctl() { "$bin/coordinator/ctl/tidemarkctl" --config "$demo/coordinator.yaml" "$@"; }
 for _ in $(seq 1 100); do
     ctl agents list --state online 2>/dev/null | grep -q online && break
     sleep 0.1
 done
-
-echo
 echo "\$ tidemarkctl agents list"
 ctl agents list
-echo
+
+step "a full backup, encrypted, to both regions at once"
+echo "\$ tidemarkctl backup run --target pg-main --type full --wait"
+ctl backup run --target pg-main --type full --wait
+
+step "writes after the backup; remember a point in time between them"
+psql_ "$pgport" "INSERT INTO orders(id) VALUES (1)"
+sleep 1.5
+target_time=$(date -u '+%Y-%m-%d %H:%M:%S+00')
+sleep 1.5
+psql_ "$pgport" "INSERT INTO orders(id) VALUES (2)"
+psql_ "$pgport" "SELECT pg_switch_wal()" >/dev/null
+echo "order 1 written before $target_time, order 2 after it"
+for _ in $(seq 1 100); do
+    end=$(ctl pitr window --target pg-main --json | sed -n 's/.*"end":"\([^"]*\)".*/\1/p')
+    [[ -n "$end" && "$end" > "$(date -u -d "$target_time" '+%Y-%m-%dT%H:%M:%SZ')" ]] && break
+    sleep 0.3
+done
+echo "\$ tidemarkctl pitr window --target pg-main"
+ctl pitr window --target pg-main
+
+step "restore to $target_time into a second instance (what a drill does)"
+rport=$((pgport + 1))
+echo "\$ tidemarkctl restore --target pg-main --time '$target_time' --to demo-db --pgdata $demo/restored --start --port $rport --wait"
+ctl restore --target pg-main --time "$target_time" --to demo-db --pgdata "$demo/restored" \
+    --start --port "$rport" --wait
+echo "orders in the restored instance: $(psql_ "$rport" "SELECT string_agg(id::text, ',') FROM orders") (order 2 came after the target time)"
+as_pg pg_ctl -D "$demo/restored" -m fast stop >/dev/null
+
+step "status"
 echo "\$ tidemarkctl status"
 ctl status
+echo "\$ tidemarkctl backups list"
+ctl backups list
+
+step "a simulated failure: PostgreSQL stops, the next backup fails, an alert fires"
+as_pg pg_ctl -D "$demo/pg" -m immediate stop >/dev/null
+ctl backup run --target pg-main --type full --wait >/dev/null 2>&1 || true
+for _ in $(seq 1 50); do
+    ctl alerts list 2>/dev/null | grep -q backup_failed && break
+    sleep 0.3
+done
+echo "\$ tidemarkctl alerts list"
+ctl alerts list
+
 echo
-echo "\$ curl -s http://127.0.0.1:9187/metrics | grep ^tidemark_agents"
-curl -s http://127.0.0.1:9187/metrics | grep '^tidemark_agents'
-echo
+echo "Metrics: curl -s http://127.0.0.1:9187/metrics | grep ^tidemark_"
 echo "Logs: $demo/coordinator.log, $demo/agent.log"
 if [[ $keep == 1 ]]; then
-    echo "Running. Try: build/coordinator/ctl/tidemarkctl --config $demo/coordinator.yaml agents show $(hostname)"
-    echo "Stop with: deploy/quickstart.sh --stop"
+    echo "Running (PostgreSQL stopped by the simulated failure: start it with"
+    echo "  pg_ctl -D $demo/pg start). Stop everything with: deploy/quickstart.sh --stop"
 fi
