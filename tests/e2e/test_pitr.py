@@ -54,6 +54,29 @@ def handle(datadir, port):
     return p
 
 
+RUNBOOK = os.path.join(os.environ.get("TM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                       "docs", "RESTORE.md")
+
+
+def runbook(name, **values):
+    """The command of the runbook block marked <!-- e2e:name -->, with its
+    ${...} values filled in, as an argv: the test runs what the on-call
+    engineer reads."""
+    import re
+    import shlex
+    with open(RUNBOOK) as f:
+        text = f.read()
+    m = re.search(r"<!-- e2e:" + re.escape(name) + r" -->\s*```sh\n(.*?)\n```", text, re.S)
+    check(m is not None, f"docs/RESTORE.md has the e2e:{name} block")
+    cmd = m.group(1).strip()
+    for k, v in values.items():
+        cmd = cmd.replace("${" + k + "}", v)
+    check("${" not in cmd, f"every value of e2e:{name} filled in: {cmd}")
+    argv = shlex.split(cmd)
+    exe = {"tidemarkctl": binary("tidemarkctl"), "tidemark-agent": binary("tidemark-agent")}
+    return [exe.get(argv[0], argv[0])] + argv[1:]
+
+
 def utc(ts):
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")
 
@@ -140,6 +163,15 @@ def run_scenario(c):
     check(win["gaps"] == [], f"no gaps: {win['gaps']}")
     wait_for(lambda: c.ctl_json("pitr", "window", "--target", "pg")["queue_depth"] == 0, 30,
              "nothing waiting to be archived")
+    rb = subprocess.run(runbook("window", TARGET="pg")[:1] + ["--url", c.url] +
+                        runbook("window", TARGET="pg")[1:], capture_output=True, text=True,
+                        env=c.env, timeout=60)
+    check(rb.returncode == 0 and "RPO now" in rb.stdout and "region-a" in rb.stdout,
+          f"runbook step 1 (pitr window): {rb.stdout}{rb.stderr}")
+    rb = subprocess.run(runbook("backups", TARGET="pg")[:1] + ["--url", c.url] +
+                        runbook("backups", TARGET="pg")[1:], capture_output=True, text=True,
+                        env=c.env, timeout=60)
+    check(rb.returncode == 0 and "incremental" in rb.stdout, f"runbook: backups list: {rb.stdout}")
     check({r_["repository"] for r_ in win["ranges"]} == {"region-a", "region-b"},
           f"both regions report WAL: {win['ranges']}")
     print(f"  PITR window {win['start']} .. {win['end']}, RPO now {win['rpo_seconds']} s")
@@ -150,9 +182,10 @@ def run_scenario(c):
     dest = os.path.join(ctx.restores, "restore-t")
     port = free_port()
     t0 = time.monotonic()
-    r = c.ctl("restore", "--target", "pg", "--to", "staging", "--pgdata", dest, "--time",
-              utc(target_s), "--start", "--port", str(port), "--wait", "--json", timeout=600,
-              check=False)
+    argv = runbook("restore", TARGET="pg", TIME=utc(target_s), STAGING="staging", DIR=dest,
+                   PORT=str(port))
+    r = subprocess.run(argv[:1] + ["--url", c.url] + argv[1:], capture_output=True, text=True,
+                       env=c.env, timeout=600)
     rto = time.monotonic() - t0
     check(r.returncode == 0, f"restore --time: {r.stdout}{r.stderr}\n"
                              + c.agents["staging"].output()[-3000:])
@@ -170,9 +203,8 @@ def run_scenario(c):
     dest2 = os.path.join(ctx.restores, "restore-latest")
     port2 = free_port()
     kw = pgmod.as_user_kwargs(c.env)
-    r = subprocess.run([agent, "--config", conf, "restore", "--target", "pg", "--pgdata", dest2,
-                        "--start", "--port", str(port2)], capture_output=True, text=True,
-                       timeout=600, **kw)
+    r = subprocess.run(runbook("restore-local", CONFIG=conf, TARGET="pg", DIR=dest2,
+                               PORT=str(port2)), capture_output=True, text=True, timeout=600, **kw)
     check(r.returncode == 0, f"restore latest: {r.stdout}{r.stderr}")
     p2 = handle(dest2, port2)
     ctx.restored.append(p2)
