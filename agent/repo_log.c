@@ -965,7 +965,9 @@ int tm_log_scan(tm_repo_set *rs, size_t i, const char *target, tm_log_item **out
     }
     /* "x.partial" sorts between "x" and "x.meta" on some stores: sort and
      * merge again so every name is one item. */
-    qsort(v, nv, sizeof(*v), item_cmp);
+    if (nv > 1) {
+        qsort(v, nv, sizeof(*v), item_cmp); /* qsort(NULL, 0) is undefined */
+    }
     size_t w = 0;
     for (size_t k = 0; k < nv; k++) {
         if (w > 0 && strcmp(v[w - 1].rel, v[k].rel) == 0) {

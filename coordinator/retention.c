@@ -409,7 +409,9 @@ int tm_retention_plan_new(const tm_backup_rec *recs, size_t n, const tm_retentio
     for (size_t i = 0; i < n; i++) {
         order[i] = &recs[i];
     }
-    qsort(order, n, sizeof(*order), ptr_cmp);
+    if (n > 1) {
+        qsort(order, n, sizeof(*order), ptr_cmp); /* never qsort(NULL, 0): undefined */
+    }
     size_t g0 = 0;
     while (g0 < n) {
         size_t g1 = g0;

@@ -315,7 +315,9 @@ int tm_sched_decide(const tm_sched_job *jobs, tm_sched_state *states, size_t n_j
         return tm_err_set(err, TM_EINVAL, "schedule: %zu jobs due but room for %zu decisions", nc,
                           cap);
     }
-    qsort(cs, nc, sizeof(*cs), cand_cmp);
+    if (nc > 1) {
+        qsort(cs, nc, sizeof(*cs), cand_cmp); /* never qsort(NULL, 0): undefined */
+    }
     for (size_t k = 0; k < nc; k++) {
         size_t i = cs[k].idx;
         const tm_sched_job *j = &jobs[i];

@@ -209,7 +209,10 @@ static int scan(archiver *a, size_t *nready, int64_t *oldest_ms, char *oldest, s
     }
     closedir(d);
     free(dir);
-    qsort(found, nfound, sizeof(*found), tm_wal_cmp_archive);
+    if (nfound > 1) {
+        qsort(found, nfound, sizeof(*found),
+              tm_wal_cmp_archive); /* never qsort(NULL, 0): undefined */
+    }
     pthread_mutex_lock(&a->mu);
     int added = 0;
     for (size_t i = 0; i < nfound && a->njobs < MAX_QUEUE; i++) {
