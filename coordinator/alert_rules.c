@@ -16,8 +16,13 @@
 
 #include "tidemark.pb-c.h"
 
-static const char *const rule_names[] = {"backup_failed", "backup_stale", "rpo_breached",
-                                         "agent_stale", "agent_lost"};
+static const char *const rule_names[] = {"backup_failed",         "backup_stale", "rpo_breached",
+                                         "archive_queue_growing", "agent_stale",  "agent_lost"};
+
+/* WAL files finished by the database and not yet archived (reported by the
+ * agent): this many (64 MiB of 16 MiB segments) means archiving is falling
+ * behind, well before the RPO goal is breached. */
+#define ARCHIVE_QUEUE_ALERT 4
 #define N_RULES (sizeof(rule_names) / sizeof(rule_names[0]))
 
 struct tm_alert_rules {
@@ -220,6 +225,23 @@ static void rule_freshness(tm_alert_rules *r, const char *target, const tm_polic
                  p->rpo_goal_s);
     }
     observe(r, "rpo_breached", target, TM_ALERT_CRITICAL, breached, summary, d, 2, now_ms);
+
+    uint32_t depth = 0;
+    tm_err err;
+    if (tm_catalog_log_queue(r->cat, target, &depth, &err) != TM_OK) {
+        return; /* no verdict on a failed read */
+    }
+    int growing = depth >= ARCHIVE_QUEUE_ALERT;
+    char depth_s[32];
+    tm_alert_kv q[1] = {{"queue_depth", depth_s}};
+    snprintf(depth_s, sizeof(depth_s), "%u", depth);
+    summary[0] = '\0';
+    if (growing) {
+        snprintf(summary, sizeof(summary),
+                 "%u WAL files of %s wait to be archived (alert at %d): archiving falls behind",
+                 depth, target, ARCHIVE_QUEUE_ALERT);
+    }
+    observe(r, "archive_queue_growing", target, TM_ALERT_WARNING, growing, summary, q, 1, now_ms);
 }
 
 static void rule_agent(tm_alert_rules *r, const tm_agent_rec *a, int64_t now_ms)

@@ -28,6 +28,16 @@ TASKS_YAML = """tasks:
   max_attempts: 2
   retry_backoff: 500ms
   poll_max: 5s
+policies:
+  - name: pg
+    match:
+      kind: postgres
+    schedule:
+      full: "0 0 1 1 *"
+      incremental: ""
+      jitter: 0s
+alerts:
+  evaluate_every: 1s
 """
 CHECKSUM_SQL = "SELECT md5(string_agg(md5(a::text), '' ORDER BY aid)) FROM pgbench_accounts a"
 
@@ -215,19 +225,28 @@ def run_scenario(c):
 
     # Archiving falls behind (one region unwritable): the queue shows in the
     # window, which is what an RPO alert watches; nothing is lost after.
+    def queue_alert():
+        return [a for a in c.ctl_json("alerts", "list")
+                if a["rule"] == "archive_queue_growing" and a["target"] == "pg"
+                and a["state"] == "firing"]
     os.chmod(ctx.repo_a, 0)
     try:
-        for _ in range(3):
+        for _ in range(5):
             ctx.pg.psql("INSERT INTO markers(id) SELECT max(id) + 1 FROM markers")
             ctx.pg.psql("SELECT pg_switch_wal()")
-        w = wait_for(lambda: (lambda x: x if x["queue_depth"] >= 2 else None)(
+        w = wait_for(lambda: (lambda x: x if x["queue_depth"] >= 4 else None)(
                          c.ctl_json("pitr", "window", "--target", "pg")), 30,
                      "the archive queue is reported while a region is unwritable")
         print(f"  queue while region-a is unwritable: {w['queue_depth']} segment(s)")
+        t0 = time.monotonic()
+        wait_for(queue_alert, 30, "archive_queue_growing fires")
+        print(f"  archive_queue_growing firing {time.monotonic() - t0:.1f} s after the queue "
+              "was reported")
     finally:
         os.chmod(ctx.repo_a, 0o755)
     wait_for(lambda: c.ctl_json("pitr", "window", "--target", "pg")["queue_depth"] == 0, 60,
              "the queue drains once the region is writable again")
+    wait_for(lambda: not queue_alert(), 30, "archive_queue_growing resolves")
 
     # Outside the window: refused, and the window is printed.
     r = subprocess.run([agent, "--config", conf, "restore", "--target", "pg", "--pgdata",
