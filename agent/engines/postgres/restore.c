@@ -1003,9 +1003,19 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
             rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", o->pgdata,
                             strerror(errno));
         }
+        /* One syncfs for the whole restore (files were written without
+         * per-file fsync): its failure means the restore is not durable. */
         int dfd = open(o->pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || syncfs(dfd) != 0) {
+            int e = errno;
+            if (rc == TM_OK) {
+                rc = tm_err_set(err, tm_err_from_errno(e),
+                                "sync %s: %s; the restored files may "
+                                "not be on disk",
+                                o->pgdata, strerror(e));
+            }
+        }
         if (dfd >= 0) {
-            syncfs(dfd);
             close(dfd);
         }
     }
