@@ -119,7 +119,13 @@ class Bench:
 
     # ---- setup -------------------------------------------------------------------------
     def setup(self):
-        self.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML)
+        # The cluster's dir inside ours: a shared machine's /tmp/tm-it-* cleaner once
+        # removed it mid-run (agent.yaml gone, archive_command failing).
+        tempfile.tempdir, saved = self.tmp, tempfile.tempdir
+        try:
+            self.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML)
+        finally:
+            tempfile.tempdir = saved
         self.c.__enter__()
         c = self.c
         self.pg = Postgres(self.tmp, "src", env=c.env, conf={
@@ -384,6 +390,10 @@ pg1-user=postgres
         self.pg.psql("SELECT pg_switch_wal()")
         t0 = time.monotonic()
         while self.ready() and time.monotonic() < t0 + 900:
+            if self.pg.psql("SELECT failed_count > 0 AND last_failed_time > now() - interval '5 s' "
+                            "AND (last_archived_time IS NULL OR last_failed_time > last_archived_time) "
+                            "FROM pg_stat_archiver") == "t" and time.monotonic() > t0 + 30:
+                raise SystemExit("archive_command is failing:\n" + self.pg.log_tail())
             time.sleep(0.2)
         log(f"RTO: {mb(wal):.0f} MB of WAL written after the backup ({wal / 16777216:.0f} segments); archive "
             f"drained {time.monotonic() - t0:.1f}s after the load stopped")
@@ -421,7 +431,10 @@ pg1-user=postgres
             if keep:
                 os.makedirs(keep, exist_ok=True)
                 for p in self.c.procs:
-                    shutil.copy(p.log_path, os.path.join(keep, p.name.replace(" ", "-") + ".log"))
+                    try:
+                        shutil.copy(p.log_path, os.path.join(keep, p.name.replace(" ", "-") + ".log"))
+                    except OSError as e:
+                        print(f"cannot keep {p.log_path}: {e}")
             self.c.__exit__(None, None, None)
         if not os.environ.get("TM_KEEP_TMP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
