@@ -8,6 +8,7 @@
  * errors to stderr.
  */
 #include "agent/repo_cmd.h"
+#include "common/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,22 +45,6 @@ static const char *const top_usage =
     "found or failure, 2 usage or configuration error.\n";
 
 /* ---- small output helpers --------------------------------------------- */
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; s != NULL && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            fprintf(f, "\\%c", c);
-        } else if (c < 0x20) {
-            fprintf(f, "\\u%04x", c);
-        } else {
-            fputc(c, f);
-        }
-    }
-    fputc('"', f);
-}
 
 static void human(uint64_t n, char *out, size_t cap)
 {
@@ -155,6 +140,12 @@ static int row_cmp(const void *a, const void *b)
     const ls_row *x = a, *y = b;
     int c = strcmp(x->target, y->target);
     return c != 0 ? c : strcmp(x->id, y->id);
+}
+
+/* These outputs have always written a missing string as "". */
+static void json_str(FILE *f, const char *s)
+{
+    tm_json_str(f, s != NULL ? s : "");
 }
 
 static int cmd_ls(const char *config, int argc, char **argv)

@@ -2,6 +2,7 @@
  * retention.c - GFS retention plan (see retention.h for the rules).
  */
 #include "coordinator/retention.h"
+#include "common/json.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -486,41 +487,6 @@ fail:
 
 /* ---- formatting ------------------------------------------------------------ */
 
-static void json_str(FILE *f, const char *s)
-{
-    if (s == NULL) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        default:
-            if (*p < 0x20) {
-                fprintf(f, "\\u%04x", *p);
-            } else {
-                fputc(*p, f);
-            }
-        }
-    }
-    fputc('"', f);
-}
-
 static void fmt_window(int64_t s, char *out, size_t cap)
 {
     if (s % 86400 == 0) {
@@ -561,7 +527,7 @@ int tm_retention_plan_format(const tm_retention_plan *plan, int json, FILE *f)
         }
         if (json) {
             fprintf(f, "%s{\"target\":", t ? "," : "");
-            json_str(f, tt->target);
+            tm_json_str(f, tt->target);
             fprintf(f, ",\"kept\":%zu,\"dropped\":%zu,\"log_cutoff\":", tt->kept, tt->dropped);
             if (tt->log_cutoff_id != NULL) {
                 fprintf(f, "\"%s\"", ts);
@@ -569,7 +535,7 @@ int tm_retention_plan_format(const tm_retention_plan *plan, int json, FILE *f)
                 fputs("null", f);
             }
             fputs(",\"log_cutoff_id\":", f);
-            json_str(f, tt->log_cutoff_id);
+            tm_json_str(f, tt->log_cutoff_id);
             fputs(",\"backups\":[", f);
         } else {
             fprintf(f, "target %s: keep %zu, drop %zu; ", tt->target, tt->kept, tt->dropped);
@@ -585,13 +551,13 @@ int tm_retention_plan_format(const tm_retention_plan *plan, int json, FILE *f)
             tm_fmt_time(it->finished_at, ts, sizeof(ts));
             if (json) {
                 fprintf(f, "%s{\"id\":", first ? "" : ",");
-                json_str(f, it->id);
+                tm_json_str(f, it->id);
                 fprintf(f,
                         ",\"type\":\"%s\",\"finished_at\":\"%s\",\"ok\":%s,\"action\":\"%s\","
                         "\"reason\":",
                         type_name(it->type), ts, it->ok ? "true" : "false",
                         it->keep ? "keep" : "drop");
-                json_str(f, it->reason);
+                tm_json_str(f, it->reason);
                 fputc('}', f);
             } else {
                 fprintf(f, "  %-4s  %-28s %-11s %s %-6s %s\n", it->keep ? "keep" : "DROP", it->id,

@@ -24,17 +24,17 @@ static void agents_usage(FILE *f)
 static void json_agent(FILE *f, const Tidemark__AgentInfo *a)
 {
     fputs("{\"id\":", f);
-    json_str(f, a->id);
+    tm_json_str(f, a->id);
     fputs(",\"hostname\":", f);
-    json_str(f, a->hostname);
+    tm_json_str(f, a->hostname);
     fputs(",\"version\":", f);
-    json_str(f, a->version);
+    tm_json_str(f, a->version);
     fputs(",\"state\":", f);
-    json_str(f, tm_agent_state_name(a->state));
+    tm_json_str(f, tm_agent_state_name(a->state));
     fputs(",\"enrollment\":", f);
-    json_str(f, a->enrollment);
+    tm_json_str(f, a->enrollment);
     fputs(",\"address\":", f);
-    json_str(f, a->address);
+    tm_json_str(f, a->address);
     fputs(",\"registered_at\":", f);
     json_time(f, a->registered_at);
     fputs(",\"last_seen_at\":", f);
@@ -42,19 +42,19 @@ static void json_agent(FILE *f, const Tidemark__AgentInfo *a)
     fputs(",\"labels\":{", f);
     for (size_t i = 0; i < a->n_labels; i++) {
         fputs(i ? "," : "", f);
-        json_str(f, a->labels[i]->key);
+        tm_json_str(f, a->labels[i]->key);
         fputc(':', f);
-        json_str(f, a->labels[i]->value);
+        tm_json_str(f, a->labels[i]->value);
     }
     fputs("},\"targets\":[", f);
     for (size_t i = 0; i < a->n_targets; i++) {
         fputs(i ? "," : "", f);
         fputs("{\"name\":", f);
-        json_str(f, a->targets[i]->name);
+        tm_json_str(f, a->targets[i]->name);
         fputs(",\"kind\":", f);
-        json_str(f, tm_target_kind_name(a->targets[i]->kind));
+        tm_json_str(f, tm_target_kind_name(a->targets[i]->kind));
         fputs(",\"engine_version\":", f);
-        json_str(f, a->targets[i]->engine_version);
+        tm_json_str(f, a->targets[i]->engine_version);
         fputc('}', f);
     }
     fputs("]}", f);

@@ -12,17 +12,17 @@
 static void json_alert(const Tidemark__AlertInfo *a)
 {
     printf("{\"rule\":");
-    json_str(stdout, a->rule);
+    tm_json_str(stdout, a->rule);
     printf(",\"target\":");
-    json_str(stdout, a->target);
+    tm_json_str(stdout, a->target);
     printf(",\"state\":");
-    json_str(stdout, a->state);
+    tm_json_str(stdout, a->state);
     printf(",\"severity\":");
-    json_str(stdout, a->severity);
+    tm_json_str(stdout, a->severity);
     printf(",\"summary\":");
-    json_str(stdout, a->summary);
+    tm_json_str(stdout, a->summary);
     printf(",\"fingerprint\":");
-    json_str(stdout, a->fingerprint);
+    tm_json_str(stdout, a->fingerprint);
     printf(",\"clearing\":%s,\"active_since\":", a->clearing ? "true" : "false");
     json_time(stdout, a->active_since_ms / 1000);
     printf(",\"starts_at\":");
@@ -32,9 +32,9 @@ static void json_alert(const Tidemark__AlertInfo *a)
     printf(",\"notifications\":%u,\"details\":{", a->notifications);
     for (size_t d = 0; d < a->n_details; d++) {
         printf("%s", d ? "," : "");
-        json_str(stdout, a->details[d]->key);
+        tm_json_str(stdout, a->details[d]->key);
         printf(":");
-        json_str(stdout, a->details[d]->value);
+        tm_json_str(stdout, a->details[d]->value);
     }
     printf("}}");
 }

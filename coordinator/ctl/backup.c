@@ -29,15 +29,15 @@ static void backup_usage(FILE *f)
 static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
 {
     fputs("{\"id\":", f);
-    json_str(f, b->id);
+    tm_json_str(f, b->id);
     fputs(",\"target\":", f);
-    json_str(f, b->target);
+    tm_json_str(f, b->target);
     fprintf(f, ",\"type\":\"%s\",\"parent_id\":", tm_backup_type_name(b->type));
-    json_str(f, b->parent_id);
+    tm_json_str(f, b->parent_id);
     fputs(",\"agent_id\":", f);
-    json_str(f, b->agent_id);
+    tm_json_str(f, b->agent_id);
     fputs(",\"task_id\":", f);
-    json_str(f, b->task_id);
+    tm_json_str(f, b->task_id);
     fputs(",\"started_at\":", f);
     json_time(f, b->started_at);
     fputs(",\"finished_at\":", f);
@@ -45,21 +45,21 @@ static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
     fprintf(f, ",\"bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"files\":%u", b->bytes,
             b->stored_bytes, b->files);
     fputs(",\"start_lsn\":", f);
-    json_str(f, b->start_lsn);
+    tm_json_str(f, b->start_lsn);
     fputs(",\"stop_lsn\":", f);
-    json_str(f, b->stop_lsn);
+    tm_json_str(f, b->stop_lsn);
     fprintf(f, ",\"timeline\":%u,\"keep\":%s,\"repositories\":[", b->timeline,
             b->keep ? "true" : "false");
     for (size_t i = 0; i < b->n_repositories; i++) {
         fputs(i ? "," : "", f);
-        json_str(f, b->repositories[i]);
+        tm_json_str(f, b->repositories[i]);
     }
     fputs("],\"extra\":{", f);
     for (size_t i = 0; i < b->n_extra; i++) {
         fputs(i ? "," : "", f);
-        json_str(f, b->extra[i]->key);
+        tm_json_str(f, b->extra[i]->key);
         fputc(':', f);
-        json_str(f, b->extra[i]->value);
+        tm_json_str(f, b->extra[i]->value);
     }
     fputs("}}", f);
 }

@@ -48,42 +48,6 @@ int ctl_call(ctl *c, const char *method, const ProtobufCMessage *req,
     return CTL_OK;
 }
 
-void json_str(FILE *f, const char *s)
-{
-    if (s == NULL) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        switch (ch) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (ch < 0x20) {
-                fprintf(f, "\\u%04x", ch);
-            } else {
-                fputc(ch, f);
-            }
-        }
-    }
-    fputc('"', f);
-}
-
 void json_time(FILE *f, int64_t unix_s)
 {
     if (unix_s <= 0) {
@@ -92,7 +56,7 @@ void json_time(FILE *f, int64_t unix_s)
     }
     char buf[32];
     tm_fmt_time(unix_s, buf, sizeof(buf));
-    json_str(f, buf);
+    tm_json_str(f, buf);
 }
 
 void ctl_ago(int64_t unix_s, char *out, size_t cap)

@@ -11,6 +11,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
 
+#include "common/json.h"
 #include "common/names.h"
 #include "common/rpc.h"
 
@@ -34,7 +35,6 @@ int ctl_call(ctl *c, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp);
 
 /* JSON output: a tiny writer that escapes strings. */
-void json_str(FILE *f, const char *s);
 void json_time(FILE *f, int64_t unix_s);
 
 /* "5s ago", "3m ago", "2h ago", "never" */

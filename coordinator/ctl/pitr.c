@@ -45,25 +45,25 @@ int ctl_pitr(ctl *c, int argc, char **argv)
     }
     if (c->json) {
         printf("{\"target\":");
-        json_str(stdout, r->target);
+        tm_json_str(stdout, r->target);
         printf(",\"start\":");
         json_time(stdout, r->start);
         printf(",\"end\":");
         json_time(stdout, r->end);
         printf(",\"rpo_seconds\":%" PRId64 ",\"queue_depth\":%u,\"oldest_backup\":", r->rpo_seconds,
                r->queue_depth);
-        json_str(stdout, r->oldest_backup);
+        tm_json_str(stdout, r->oldest_backup);
         printf(",\"newest_backup\":");
-        json_str(stdout, r->newest_backup);
+        tm_json_str(stdout, r->newest_backup);
         printf(",\"ranges\":[");
         for (size_t i = 0; i < r->n_ranges; i++) {
             const Tidemark__LogRange *g = r->ranges[i];
             printf("%s{\"repository\":", i ? "," : "");
-            json_str(stdout, g->repository);
+            tm_json_str(stdout, g->repository);
             printf(",\"timeline\":%u,\"first\":", g->timeline);
-            json_str(stdout, g->first);
+            tm_json_str(stdout, g->first);
             printf(",\"last\":");
-            json_str(stdout, g->last);
+            tm_json_str(stdout, g->last);
             printf(",\"last_time\":");
             json_time(stdout, g->last_time);
             printf(",\"files\":%u,\"bytes\":%" PRIu64 "}", g->files, g->bytes);
@@ -71,7 +71,7 @@ int ctl_pitr(ctl *c, int argc, char **argv)
         printf("],\"gaps\":[");
         for (size_t i = 0; i < r->n_gaps; i++) {
             printf("%s", i ? "," : "");
-            json_str(stdout, r->gaps[i]);
+            tm_json_str(stdout, r->gaps[i]);
         }
         printf("]}\n");
     } else {

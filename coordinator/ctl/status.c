@@ -36,11 +36,11 @@ int ctl_status(ctl *c, int argc, char **argv)
     }
     if (c->json) {
         printf("{\"version\":");
-        json_str(stdout, resp->version);
+        tm_json_str(stdout, resp->version);
         printf(",\"started_at\":");
         json_time(stdout, resp->started_at);
         printf(",\"catalog\":");
-        json_str(stdout, resp->catalog);
+        tm_json_str(stdout, resp->catalog);
         printf(",\"schema_version\":%u,\"heartbeat_interval_ms\":%u,\"targets\":%u,"
                "\"agents\":{\"pending\":%u,\"online\":%u,\"stale\":%u,\"lost\":%u}}\n",
                resp->schema_version, resp->heartbeat_interval_ms, resp->targets, counts[1],

@@ -16,11 +16,11 @@
 void ctl_json_task(FILE *f, const Tidemark__Task *t)
 {
     fputs("{\"id\":", f);
-    json_str(f, t->id);
+    tm_json_str(f, t->id);
     fprintf(f, ",\"kind\":\"%s\",\"target\":", tm_task_kind_name(t->kind));
-    json_str(f, t->target);
+    tm_json_str(f, t->target);
     fprintf(f, ",\"state\":\"%s\",\"agent_id\":", tm_task_state_name(t->state));
-    json_str(f, t->agent_id);
+    tm_json_str(f, t->agent_id);
     fprintf(f, ",\"attempt\":%u,\"max_attempts\":%u", t->attempt, t->max_attempts);
     if (t->kind == TIDEMARK__TASK_KIND__BACKUP) {
         fprintf(f, ",\"backup_type\":\"%s\"", tm_backup_type_name(t->backup_type));
@@ -32,12 +32,12 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
     fputs(",\"finished_at\":", f);
     json_time(f, t->finished_at);
     fputs(",\"error\":", f);
-    json_str(f, t->error);
+    tm_json_str(f, t->error);
     fputs(",\"requested_by\":", f);
-    json_str(f, t->requested_by);
+    tm_json_str(f, t->requested_by);
     if (t->progress != NULL) {
         fputs(",\"progress\":{\"phase\":", f);
-        json_str(f, t->progress->phase);
+        tm_json_str(f, t->progress->phase);
         fprintf(f,
                 ",\"bytes_done\":%" PRIu64 ",\"bytes_total\":%" PRIu64
                 ",\"files_done\":%u,\"files_total\":%u}",
@@ -47,20 +47,20 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
     if (t->result != NULL) {
         const Tidemark__TaskResult *r = t->result;
         fputs(",\"result\":{\"backup_id\":", f);
-        json_str(f, r->backup_id);
+        tm_json_str(f, r->backup_id);
         fprintf(f,
                 ",\"bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"files\":%u"
                 ",\"duration_ms\":%" PRIu64 ",\"start_lsn\":",
                 r->bytes, r->stored_bytes, r->files, r->duration_ms);
-        json_str(f, r->start_lsn);
+        tm_json_str(f, r->start_lsn);
         fputs(",\"stop_lsn\":", f);
-        json_str(f, r->stop_lsn);
+        tm_json_str(f, r->stop_lsn);
         fputs(",\"extra\":{", f);
         for (size_t i = 0; i < r->n_extra; i++) {
             fputs(i ? "," : "", f);
-            json_str(f, r->extra[i]->key);
+            tm_json_str(f, r->extra[i]->key);
             fputc(':', f);
-            json_str(f, r->extra[i]->value);
+            tm_json_str(f, r->extra[i]->value);
         }
         fputs("}}", f);
     }

@@ -3,6 +3,7 @@
  * and the clear sidecars only.
  */
 #include "agent/engines/postgres/wal_show.h"
+#include "common/json.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -22,22 +23,6 @@ typedef struct tli_acc {
     size_t n, cap;
     char last[TM_WAL_NAME_MAX]; /* highest segment name, for the size lookup */
 } tli_acc;
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; s != NULL && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            fprintf(f, "\\%c", c);
-        } else if (c < 0x20) {
-            fprintf(f, "\\u%04x", c);
-        } else {
-            fputc(c, f);
-        }
-    }
-    fputc('"', f);
-}
 
 static tli_acc *tli_get(tli_acc **v, size_t *n, uint32_t tli)
 {
@@ -63,6 +48,12 @@ static int tli_cmp(const void *a, const void *b)
 }
 
 /* Local queue: .ready files in pg_wal/archive_status and the oldest's age. */
+/* These outputs have always written a missing string as "". */
+static void json_str(FILE *f, const char *s)
+{
+    tm_json_str(f, s != NULL ? s : "");
+}
+
 static void ready_count(const char *pgdata, size_t *n, double *oldest_s)
 {
     *n = 0;
