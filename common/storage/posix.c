@@ -510,7 +510,7 @@ static int posix_copy(void *state, const char *src, const char *dst, tm_err *err
     if (sfd < 0) {
         return fail(err, errno, "open", spath);
     }
-    void *w;
+    void *w = NULL;
     rc = posix_put_open(p, dst, &w, err);
     if (rc != TM_OK) {
         close(sfd);
