@@ -21,6 +21,7 @@ static void usage(FILE *f)
             "Usage: tidemark-agent [--config FILE] restore --target NAME --pgdata DIR\n"
             "           [--time 'YYYY-MM-DD HH:MM:SS+00' | --backup ID | --lsn LSN | --immediate]\n"
             "           [--delta] [--start [--port N]] [--owner USER]\n"
+            "           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
             "\n"
             "Restore a PostgreSQL backup of NAME from the configured repositories into DIR.\n"
             "Without a target the newest backup is restored and recovery replays all the\n"
@@ -29,7 +30,9 @@ static void usage(FILE *f)
             "its consistent point). --delta reuses the files of an existing DIR that match\n"
             "the backup and removes the others. --start starts PostgreSQL, waits for the\n"
             "end of recovery and runs a verification query. As root, DIR is given to\n"
-            "--owner (default postgres).\n"
+            "--owner (default postgres). Tablespaces go back where they were, unless\n"
+            "relocated: --tablespace-map OID=DIR (repeatable) or --tablespace-map-all DIR\n"
+            "(each to DIR/OID); their directories must be empty (or --delta).\n"
             "\n"
             "Exit codes: 0 restored, 1 failed, 2 usage or configuration error.\n");
 }
@@ -37,14 +40,24 @@ static void usage(FILE *f)
 int tm_restore_cmd(const char *config, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"target", required_argument, NULL, 't'}, {"pgdata", required_argument, NULL, 'd'},
-        {"time", required_argument, NULL, 'T'},   {"backup", required_argument, NULL, 'b'},
-        {"lsn", required_argument, NULL, 'l'},    {"immediate", no_argument, NULL, 'i'},
-        {"delta", no_argument, NULL, 'D'},        {"start", no_argument, NULL, 's'},
-        {"port", required_argument, NULL, 'p'},   {"owner", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"target", required_argument, NULL, 't'},
+        {"pgdata", required_argument, NULL, 'd'},
+        {"time", required_argument, NULL, 'T'},
+        {"backup", required_argument, NULL, 'b'},
+        {"lsn", required_argument, NULL, 'l'},
+        {"immediate", no_argument, NULL, 'i'},
+        {"delta", no_argument, NULL, 'D'},
+        {"start", no_argument, NULL, 's'},
+        {"port", required_argument, NULL, 'p'},
+        {"owner", required_argument, NULL, 'o'},
+        {"tablespace-map", required_argument, NULL, 'm'},
+        {"tablespace-map-all", required_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    tm_pg_restore_opts o = {0};
+    enum { MAX_TS_MAP = 64 };
+    const char *ts_map[MAX_TS_MAP];
+    tm_pg_restore_opts o = {.ts_map = ts_map};
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -86,6 +99,17 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
         }
         case 'o':
             o.owner = optarg;
+            break;
+        case 'm':
+            if (o.n_ts_map == MAX_TS_MAP) {
+                fprintf(stderr, "tidemark-agent restore: more than %d --tablespace-map\n",
+                        MAX_TS_MAP);
+                return 2;
+            }
+            ts_map[o.n_ts_map++] = optarg;
+            break;
+        case 'M':
+            o.ts_map_all = optarg;
             break;
         case 'h':
             usage(stdout);

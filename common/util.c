@@ -201,6 +201,11 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
 
 int tm_mkdir_p(const char *path, int mode, tm_err *err)
 {
+    return tm_mkdir_p_owned(path, mode, (uid_t)-1, (gid_t)-1, err);
+}
+
+int tm_mkdir_p_owned(const char *path, int mode, uid_t uid, gid_t gid, tm_err *err)
+{
     char buf[4096];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof(buf)) {
@@ -211,7 +216,12 @@ int tm_mkdir_p(const char *path, int mode, tm_err *err)
         if (buf[i] == '/' || buf[i] == '\0') {
             char c = buf[i];
             buf[i] = '\0';
-            if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) {
+            if (mkdir(buf, (mode_t)mode) == 0) {
+                if (uid != (uid_t)-1 && chown(buf, uid, gid) != 0) {
+                    return tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", buf,
+                                      strerror(errno));
+                }
+            } else if (errno != EEXIST) {
                 return tm_err_set(err, tm_err_from_errno(errno), "mkdir %s: %s", buf,
                                   strerror(errno));
             }

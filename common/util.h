@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/err.h"
 
@@ -37,6 +38,9 @@ int tm_file_read(const char *path, char **out, size_t *len, tm_err *err);
 int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode, tm_err *err);
 /* mkdir -p with mode for created directories. */
 int tm_mkdir_p(const char *path, int mode, tm_err *err);
+/* The same, giving every directory it creates to uid:gid ((uid_t)-1: no
+ * chown), so a restore as root leaves no root-owned parent in the way. */
+int tm_mkdir_p_owned(const char *path, int mode, uid_t uid, gid_t gid, tm_err *err);
 
 /* Format unix seconds as "2026-11-24T05:19:32Z" into out (>= 21 bytes). */
 void tm_fmt_time(int64_t unix_s, char *out, size_t cap);

@@ -21,6 +21,7 @@ static void backup_usage(FILE *f)
             "       tidemarkctl restore --target T --pgdata DIR [--time 'YYYY-MM-DD HH:MM:SS+00'\n"
             "                           | --backup ID | --lsn LSN | --immediate] [--to AGENT]\n"
             "                           [--delta] [--start] [--port N] [--wait] [--json]\n"
+            "                           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
             "\n"
             "--wait follows the task to its end (exit 0 succeeded, 1 failed) and fails\n"
             "early if the agent stops reporting.\n");
@@ -304,6 +305,8 @@ int ctl_restore(ctl *c, int argc, char **argv)
         {"delta", no_argument, NULL, 'D'},
         {"start", no_argument, NULL, 's'},
         {"port", required_argument, NULL, 'p'},
+        {"tablespace-map", required_argument, NULL, 'm'},
+        {"tablespace-map-all", required_argument, NULL, 'M'},
         {"wait", no_argument, NULL, 'w'},
         {"wait-timeout", required_argument, NULL, 'W'},
         {"json", no_argument, NULL, 'j'},
@@ -313,6 +316,8 @@ int ctl_restore(ctl *c, int argc, char **argv)
     Tidemark__RestoreRequest req = TIDEMARK__RESTORE_REQUEST__INIT;
     Tidemark__RestoreSpec spec = TIDEMARK__RESTORE_SPEC__INIT;
     req.spec = &spec;
+    char *ts_map[64];
+    spec.tablespace_map = ts_map;
     int wait = 0;
     uint32_t wait_s = 6 * 3600;
     optind = 0;
@@ -349,6 +354,16 @@ int ctl_restore(ctl *c, int argc, char **argv)
         case 'p':
             spec.has_port = 1;
             spec.port = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'm':
+            if (spec.n_tablespace_map == sizeof(ts_map) / sizeof(ts_map[0])) {
+                fprintf(stderr, "tidemarkctl: too many --tablespace-map\n");
+                return CTL_USAGE;
+            }
+            ts_map[spec.n_tablespace_map++] = optarg;
+            break;
+        case 'M':
+            spec.tablespace_map_all = optarg;
             break;
         case 'w':
             wait = 1;

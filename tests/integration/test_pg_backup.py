@@ -71,7 +71,7 @@ def restored_pg(datadir, port):
     return p
 
 
-def check_restored(p, label):
+def check_restored(p, label, ts_dest):
     markers = p.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM markers")
     check(markers == "1,2,3", f"{label}: markers before the incremental exist, later ones do not: "
                               f"{markers!r}")
@@ -82,6 +82,15 @@ def check_restored(p, label):
     with open(os.path.join(p.datadir, "tidemark_probe")) as f:
         check(f.read() == "B" * 64, f"{label}: the same-second rewrite of tidemark_probe was "
                                     "caught by the incremental")
+    check(p.psql("SELECT sum(id) FROM ts_rows") == "500500", f"{label}: the tablespace's table")
+    link = os.path.join(p.datadir, "pg_tblspc", ctx.ts_oid)
+    check(os.readlink(link) == ts_dest and os.path.realpath(link) != os.path.realpath(ctx.ts_src),
+          f"{label}: pg_tblspc/{ctx.ts_oid} -> {os.readlink(link)}, relocated to {ts_dest}")
+    # PostgreSQL renames tablespace_map to .old once recovery has used it.
+    with open(os.path.join(p.datadir, "tablespace_map.old")) as f:
+        tsmap = f.read()
+    check(tsmap.strip() == f"{ctx.ts_oid} {ts_dest}",
+          f"{label}: tablespace_map written with the relocated path: {tsmap!r}")
     st = os.stat(p.datadir)
     check(oct(st.st_mode & 0o777) == "0o700", f"{label}: data dir mode 0700: {oct(st.st_mode)}")
     u = pgmod.run_user()
@@ -120,6 +129,14 @@ def setup_cluster_and_full_backup():
     print(f"  pgbench -i -s 5: {time.monotonic() - t0:.1f} s, database "
           f"{ctx.pg.psql('SELECT pg_size_pretty(pg_database_size(current_database()))')}")
     ctx.pg.psql("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz DEFAULT now())")
+    # A tablespace outside PGDATA, with a table in it.
+    ctx.ts_src = os.path.join(ctx.tmp, "ts-src")
+    os.makedirs(ctx.ts_src)
+    pgmod.chown_tree(ctx.ts_src)
+    ctx.pg.psql(f"CREATE TABLESPACE ts1 LOCATION '{ctx.ts_src}'")
+    ctx.pg.psql("CREATE TABLE ts_rows TABLESPACE ts1 AS SELECT g AS id FROM generate_series(1, 1000) g")
+    ctx.ts_oid = ctx.pg.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+    ctx.ts_all = os.path.join(ctx.tmp, "ts-restored")
     # Let the files settle: a file modified within TM_PG_MTIME_SLACK_S (2 s)
     # of a backup's start is always copied again by the next incremental,
     # and this test wants most of them referenced.
@@ -158,6 +175,10 @@ def setup_cluster_and_full_backup():
         check(os.path.exists(os.path.join(repo, "pg", "backup", ctx.full, "manifest")),
               f"manifest in {repo}")
     names = os.listdir(os.path.join(ctx.repo_a, "pg", "backup", ctx.full, "data", "pgdata"))
+    ts_stored = os.path.join(ctx.repo_a, "pg", "backup", ctx.full, "data", "pgdata", "pg_tblspc",
+                             ctx.ts_oid)
+    check(os.path.isdir(ts_stored) and any(files for _, _, files in os.walk(ts_stored)),
+          f"the tablespace's files are stored under pg_tblspc/{ctx.ts_oid}")
     check("postmaster.pid" not in names and "postmaster.opts" not in names,
           f"excluded files are not stored: {names}")
     wal = os.listdir(os.path.join(ctx.repo_a, "pg", "backup", ctx.full, "data", "pgdata", "pg_wal")) \
@@ -205,7 +226,13 @@ def restore_immediate_with_start():
     ctx.rdir = os.path.join(ctx.tmp, "restored")
     ctx.rport = free_port()
     r = agent_cli("restore", "--target", "pg", "--pgdata", ctx.rdir, "--backup", ctx.incr,
-                  "--immediate", "--start", "--port", str(ctx.rport), check_rc=0)
+                  "--immediate", check_rc=None)
+    check(r.returncode != 0 and "--tablespace-map" in r.stderr and ctx.ts_src in r.stderr,
+          f"the running cluster's tablespace directory is not overwritten: {r.stderr}")
+    shutil.rmtree(ctx.rdir, ignore_errors=True)
+    r = agent_cli("restore", "--target", "pg", "--pgdata", ctx.rdir, "--backup", ctx.incr,
+                  "--immediate", "--start", "--port", str(ctx.rport),
+                  "--tablespace-map-all", ctx.ts_all, check_rc=0)
     print("  " + r.stdout.strip().replace("\n", "\n  "))
     check("verify:" in r.stdout and "databases=" in r.stdout, f"verification query ran: {r.stdout}")
     with open(os.path.join(ctx.rdir, "postgresql.auto.conf")) as f:
@@ -216,7 +243,7 @@ def restore_immediate_with_start():
     check("recovery_target = 'immediate'" in auto and "recovery_target_action = 'promote'" in auto,
           f"recovery settings:\n{auto}")
     p = restored_pg(ctx.rdir, ctx.rport)
-    check_restored(p, "restore --immediate")
+    check_restored(p, "restore --immediate", os.path.join(ctx.ts_all, ctx.ts_oid))
     ctx.rpg = p
 
 
@@ -239,22 +266,25 @@ def restore_delta_over_dirty_directory():
     check(r.returncode != 0 and "not empty" in r.stderr and "--delta" in r.stderr,
           f"a non-empty directory needs --delta: {r.stderr}")
     r = agent_cli("restore", "--target", "pg", "--pgdata", ctx.rdir, "--backup", ctx.incr,
-                  "--immediate", "--delta", "--start", "--port", str(ctx.rport), check_rc=0)
+                  "--immediate", "--delta", "--start", "--port", str(ctx.rport),
+                  "--tablespace-map-all", ctx.ts_all, check_rc=0)
     print("  " + r.stdout.strip().replace("\n", "\n  "))
     check(" reused" in r.stdout and "0 reused" not in r.stdout, f"delta reused files: {r.stdout}")
     check(not os.path.exists(os.path.join(ctx.rdir, "base", some_db, "999999")) and
           not os.path.exists(os.path.join(ctx.rdir, "extra_dir")), "files not in the backup removed")
-    check_restored(p, "restore --delta")
+    check_restored(p, "restore --delta", os.path.join(ctx.ts_all, ctx.ts_oid))
     p.stop()
 
 
 @test
 def restore_through_coordinator_to_staging():
     d = os.path.join(ctx.tmp, "staging-data")
+    ts_dest = os.path.join(ctx.tmp, "staging-ts1")
     port = free_port()
     t0 = time.monotonic()
     r = ctx.c.ctl("restore", "--target", "pg", "--pgdata", d, "--backup", ctx.incr, "--immediate",
                   "--start", "--port", str(port), "--to", "staging", "--wait", "--json",
+                  "--tablespace-map", f"{ctx.ts_oid}={ts_dest}",
                   timeout=300, check=False)
     check(r.returncode == 0, f"restore task on staging: {r.stdout}\n{r.stderr}\n"
                              + ctx.c.agents["staging"].output()[-3000:])
@@ -264,7 +294,7 @@ def restore_through_coordinator_to_staging():
           f"{extra.get('restore_files_s')} s, recovery {extra.get('recovery_s')} s, total "
           f"{extra.get('total_s')} s; {extra.get('verify')}")
     p = restored_pg(d, port)
-    check_restored(p, "restore on staging")
+    check_restored(p, "restore on staging", ts_dest)
     p.stop()
 
 
@@ -286,7 +316,8 @@ def flipped_byte_and_wrong_key():
         f.seek(len(data) // 2)
         f.write(bytes([data[len(data) // 2] ^ 0x01]))
     r = agent_cli("restore", "--target", "pg", "--pgdata", os.path.join(ctx.tmp, "corrupt"),
-                  "--backup", ctx.incr, "--immediate")
+                  "--backup", ctx.incr, "--immediate", "--tablespace-map-all",
+                  os.path.join(ctx.tmp, "corrupt-ts"))
     check(r.returncode == 1 and "PG_VERSION" in r.stderr and "frame" in r.stderr,
           f"restore fails naming the object and frame: {r.stderr}")
     with open(obj, "r+b") as f:

@@ -58,6 +58,10 @@ static int pg_task_restore(tm_task_ctx *ctx, const Tidemark__Task *task,
         .delta = s->has_delta && s->delta,
         .start = s->has_start && s->start,
         .port = s->has_port ? s->port : 0,
+        .ts_map = (const char *const *)s->tablespace_map,
+        .n_ts_map = s->n_tablespace_map,
+        .ts_map_all =
+            s->tablespace_map_all && s->tablespace_map_all[0] ? s->tablespace_map_all : NULL,
         .ctx = ctx,
     };
     tm_pg_restore_report rep;

@@ -181,7 +181,7 @@ static int visit(walk *w, const char *abs, const char *rel, int depth)
          * backed up as if they lived under pg_tblspc/<oid>/. Any other link
          * (pg_wal on another disk, a config file) is recorded as a link. */
         int rc = push(w, rel, abs, &st, TM_PG_LINK, target);
-        if (rc == TM_OK && depth == 1 && strncmp(rel, "pg_tblspc/", 10) == 0) {
+        if (rc == TM_OK && strncmp(rel, "pg_tblspc/", 10) == 0 && strchr(rel + 10, '/') == NULL) {
             struct stat ts;
             if (stat(abs, &ts) == 0 && S_ISDIR(ts.st_mode)) {
                 rc = walk_dir(w, abs, rel, depth + 1);

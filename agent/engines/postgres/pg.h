@@ -179,7 +179,13 @@ typedef struct tm_pg_restore_opts {
     uint32_t port;         /* with start: port to listen on (0 = as restored) */
     const char *owner;     /* OS user to own the files (root only); NULL = "postgres" */
     const char *self_exe;  /* this binary, for restore_command; NULL = /proc/self/exe */
-    tm_task_ctx *ctx;      /* progress + cancel when run as a task; may be NULL */
+    /* Tablespace relocation (pgBackRest's --tablespace-map/-map-all): "OID=DIR"
+     * entries, and a directory under which every other tablespace goes to
+     * DIR/<oid>. NULL/0 = restore each tablespace to its recorded path. */
+    const char *const *ts_map;
+    size_t n_ts_map;
+    const char *ts_map_all;
+    tm_task_ctx *ctx; /* progress + cancel when run as a task; may be NULL */
 } tm_pg_restore_opts;
 
 typedef struct tm_pg_restore_report {

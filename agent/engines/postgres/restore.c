@@ -460,6 +460,55 @@ static void *worker(void *arg)
 }
 
 /* Directories and links first (in path order, so parents exist). */
+/* Where tablespace OID goes: --tablespace-map OID=DIR, else
+ * --tablespace-map-all DIR/OID, else where it was (recorded). */
+static const char *ts_location(const tm_pg_restore_opts *o, const char *oid, const char *recorded,
+                               char *buf, size_t cap)
+{
+    size_t ol = strlen(oid);
+    for (size_t i = 0; i < o->n_ts_map; i++) {
+        const char *m = o->ts_map[i];
+        if (strncmp(m, oid, ol) == 0 && m[ol] == '=') {
+            return m + ol + 1;
+        }
+    }
+    if (o->ts_map_all != NULL) {
+        snprintf(buf, cap, "%s/%s", o->ts_map_all, oid);
+        return buf;
+    }
+    return recorded;
+}
+
+/* tablespace_map ("OID PATH" per line) with relocated paths. NULL on ENOMEM. */
+static char *ts_map_rewrite(const tm_pg_restore_opts *o, const char *spc)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (f == NULL) {
+        return NULL;
+    }
+    for (const char *line = spc; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        int ll = (int)(nl ? (size_t)(nl - line) : strlen(line));
+        const char *sp = memchr(line, ' ', (size_t)ll);
+        if (sp != NULL) {
+            char oid[32], buf[PATH_MAX], recorded[PATH_MAX];
+            snprintf(oid, sizeof(oid), "%.*s", (int)(sp - line), line);
+            snprintf(recorded, sizeof(recorded), "%.*s", ll - (int)(sp - line) - 1, sp + 1);
+            fprintf(f, "%s %s\n", oid, ts_location(o, oid, recorded, buf, sizeof(buf)));
+        } else {
+            fprintf(f, "%.*s\n", ll, line);
+        }
+        line = nl ? nl + 1 : line + ll;
+    }
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static int make_tree(rctx *r, tm_err *err)
 {
     for (size_t i = 0; i < r->m->n_files; i++) {
@@ -483,25 +532,41 @@ static int make_tree(rctx *r, tm_err *err)
                                 strerror(errno));
             }
         } else if (fe->type == TM_PG_LINK && fe->link != NULL) {
-            if (lstat(path, &st) != 0) {
-                if (symlink(fe->link, path) != 0) {
-                    rc = tm_err_set(err, tm_err_from_errno(errno), "symlink %s -> %s: %s", path,
-                                    fe->link, strerror(errno));
-                }
+            int is_ts = strncmp(fe->path, "pg_tblspc/", 10) == 0;
+            char mapped[PATH_MAX];
+            const char *dest =
+                is_ts ? ts_location(r->o, fe->path + 10, fe->link, mapped, sizeof(mapped))
+                      : fe->link;
+            char cur[PATH_MAX];
+            ssize_t cl = -1;
+            if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+                cl = readlink(path, cur, sizeof(cur) - 1);
+            }
+            if (cl >= 0) {
+                cur[cl] = '\0';
+            }
+            if (cl >= 0 && strcmp(cur, dest) != 0) {
+                unlink(path); /* --delta over a link to the old location */
+                cl = -1;
+            }
+            if (cl < 0 && lstat(path, &st) != 0 && symlink(dest, path) != 0) {
+                rc = tm_err_set(err, tm_err_from_errno(errno), "symlink %s -> %s: %s", path, dest,
+                                strerror(errno));
             }
             /* A tablespace: its directory must exist (empty, or --delta). */
-            if (rc == TM_OK && strncmp(fe->path, "pg_tblspc/", 10) == 0) {
+            if (rc == TM_OK && is_ts) {
                 int empty = 1;
-                dir_is_empty(fe->link, &empty);
+                dir_is_empty(dest, &empty);
                 if (!empty && !r->o->delta) {
                     rc = tm_err_set(err, TM_EEXIST,
                                     "tablespace directory %s (%s) is not empty; it may belong to "
-                                    "the running cluster: restore on another host, empty it, or "
-                                    "use --delta",
-                                    fe->link, fe->path);
-                } else if ((rc = tm_mkdir_p(fe->link, 0700, err)) == TM_OK && r->chown &&
-                           chown(fe->link, r->uid, r->gid) != 0) {
-                    rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", fe->link,
+                                    "the running cluster: restore on another host, empty it, "
+                                    "relocate it with --tablespace-map %s=DIR, or use --delta",
+                                    dest, fe->path, fe->path + 10);
+                } else if ((rc = tm_mkdir_p_owned(dest, 0700, r->chown ? r->uid : (uid_t)-1, r->gid,
+                                                  err)) == TM_OK &&
+                           r->chown && chown(dest, r->uid, r->gid) != 0) {
+                    rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", dest,
                                     strerror(errno));
                 }
             }
@@ -557,7 +622,10 @@ static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup
     }
     int rc = write_small(r, "backup_label", label, err);
     if (rc == TM_OK && spc != NULL && spc[0] != '\0') {
-        rc = write_small(r, "tablespace_map", spc, err);
+        char *mapped = ts_map_rewrite(o, spc);
+        rc = mapped ? write_small(r, "tablespace_map", mapped, err)
+                    : tm_err_set(err, TM_ENOMEM, "out of memory");
+        free(mapped);
     }
     if (rc == TM_OK) {
         rc = write_small(r, "recovery.signal", "", err);
@@ -846,6 +914,17 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
     }
     if ((o->time != NULL) + (o->lsn != NULL) + (o->immediate != 0) > 1) {
         return tm_err_set(err, TM_EINVAL, "--time, --lsn and --immediate are exclusive");
+    }
+    for (size_t i = 0; i < o->n_ts_map; i++) {
+        const char *m = o->ts_map[i], *eq = strchr(m, '=');
+        size_t ol = eq ? (size_t)(eq - m) : 0;
+        if (eq == NULL || ol == 0 || strspn(m, "0123456789") != ol || eq[1] != '/') {
+            return tm_err_set(err, TM_EINVAL, "--tablespace-map %s: expected OID=/absolute/dir", m);
+        }
+    }
+    if (o->ts_map_all != NULL && o->ts_map_all[0] != '/') {
+        return tm_err_set(err, TM_EINVAL, "--tablespace-map-all %s: not an absolute directory",
+                          o->ts_map_all);
     }
     const tm_pg_target_conf *pgc = target_pg(conf, o->target);
     rctx r = {.o = o};

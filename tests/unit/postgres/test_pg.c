@@ -11,6 +11,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/engines/postgres/pg.h"
 
@@ -236,6 +240,62 @@ static void test_page_checksum(void **state)
     assert_false(tm_pg_page_bad(page, 0, 0, &have, &want));
 }
 
+/* The walk follows pg_tblspc/<oid> into the tablespace's directory (a
+ * regression: the link was recorded but its files were left out), records
+ * other links as links, and skips excluded files. */
+static void test_walk_tablespace(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/tm-unit-walk-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char p[512], q[512];
+#define MK(fmt, ...) (snprintf(p, sizeof(p), fmt, __VA_ARGS__), assert_int_equal(mkdir(p, 0700), 0))
+#define PUT(fmt, ...)                                                                              \
+    do {                                                                                           \
+        snprintf(p, sizeof(p), fmt, __VA_ARGS__);                                                  \
+        FILE *f = fopen(p, "w");                                                                   \
+        assert_non_null(f);                                                                        \
+        fputs("x", f);                                                                             \
+        fclose(f);                                                                                 \
+    } while (0)
+    MK("%s/pgdata", root);
+    MK("%s/pgdata/base", root);
+    MK("%s/pgdata/pg_tblspc", root);
+    MK("%s/ts", root);
+    MK("%s/ts/PG_15_202209061", root);
+    MK("%s/ts/PG_15_202209061/5", root);
+    PUT("%s/pgdata/PG_VERSION", root);
+    PUT("%s/pgdata/postmaster.pid", root);
+    PUT("%s/ts/PG_15_202209061/5/16413", root);
+    snprintf(p, sizeof(p), "%s/ts", root);
+    snprintf(q, sizeof(q), "%s/pgdata/pg_tblspc/16412", root);
+    assert_int_equal(symlink(p, q), 0);
+    snprintf(q, sizeof(q), "%s/pgdata", root);
+    tm_pg_entry *e = NULL;
+    size_t n = 0;
+    tm_err err = {0};
+    assert_int_equal(tm_pg_walk(q, &e, &n, &err), TM_OK);
+    int link = 0, rel = 0, pid = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(e[i].rel, "pg_tblspc/16412") == 0) {
+            link = e[i].type == TM_PG_LINK && strcmp(e[i].link, p) == 0;
+        }
+        if (strcmp(e[i].rel, "pg_tblspc/16412/PG_15_202209061/5/16413") == 0) {
+            rel = e[i].type == TM_PG_FILE && e[i].size == 1;
+        }
+        pid |= strcmp(e[i].rel, "postmaster.pid") == 0;
+    }
+    assert_true(link);
+    assert_true(rel);
+    assert_false(pid);
+    tm_pg_entries_free(e, n);
+#undef MK
+#undef PUT
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_incremental_decision),
         cmocka_unit_test(test_page_checksum),
+        cmocka_unit_test(test_walk_tablespace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
