@@ -158,6 +158,15 @@ typedef struct tm_freshness {
 } tm_freshness;
 int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *err);
 
+/* The repositories each target writes to, as far as the catalog knows:
+ * those of its newest backup and those its log shipping reports. Sorted by
+ * target; free the array with free(). */
+typedef struct tm_target_repo {
+    char target[72];
+    char repository[72];
+} tm_target_repo;
+int tm_catalog_target_repos(tm_catalog *c, tm_target_repo **out, size_t *n, tm_err *err);
+
 /* ---- scheduler state (catalog_sched.c) ---- */
 typedef struct tm_sched_row {
     char target[72];

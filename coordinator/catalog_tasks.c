@@ -314,6 +314,81 @@ void tm_catalog_backups_free(Tidemark__BackupInfo **b, size_t n)
     free(b);
 }
 
+static int target_repo_add(tm_target_repo **items, size_t *cnt, size_t *cap, const char *target,
+                           const char *repo)
+{
+    for (size_t i = 0; i < *cnt; i++) {
+        if (strcmp((*items)[i].target, target) == 0 && strcmp((*items)[i].repository, repo) == 0) {
+            return TM_OK;
+        }
+    }
+    if (*cnt == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        tm_target_repo *ni = realloc(*items, *cap * sizeof(*ni));
+        if (ni == NULL) {
+            return TM_ENOMEM;
+        }
+        *items = ni;
+    }
+    snprintf((*items)[*cnt].target, sizeof((*items)[0].target), "%s", target);
+    snprintf((*items)[*cnt].repository, sizeof((*items)[0].repository), "%s", repo);
+    (*cnt)++;
+    return TM_OK;
+}
+
+static int target_repo_cmp(const void *a, const void *b)
+{
+    const tm_target_repo *x = a, *y = b;
+    int c = strcmp(x->target, y->target);
+    return c != 0 ? c : strcmp(x->repository, y->repository);
+}
+
+int tm_catalog_target_repos(tm_catalog *c, tm_target_repo **out, size_t *n, tm_err *err)
+{
+    static const char *sql = "SELECT target, NULL, record FROM backups b WHERE finished_at = "
+                             "  (SELECT MAX(finished_at) FROM backups WHERE target = b.target) "
+                             "UNION ALL SELECT target, repository, NULL FROM log_status";
+    *out = NULL;
+    *n = 0;
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    tm_target_repo *items = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = prepare(c, db, sql, &s, err);
+    int src = SQLITE_DONE;
+    while (rc == TM_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *target = (const char *)sqlite3_column_text(s, 0);
+        if (sqlite3_column_type(s, 1) == SQLITE_TEXT) {
+            rc = target_repo_add(&items, &cnt, &cap, target,
+                                 (const char *)sqlite3_column_text(s, 1));
+            continue;
+        }
+        Tidemark__BackupInfo *b = tidemark__backup_info__unpack(
+            NULL, (size_t)sqlite3_column_bytes(s, 2), sqlite3_column_blob(s, 2));
+        for (size_t i = 0; b != NULL && rc == TM_OK && i < b->n_repositories; i++) {
+            rc = target_repo_add(&items, &cnt, &cap, target, b->repositories[i]);
+        }
+        tidemark__backup_info__free_unpacked(b, NULL);
+    }
+    if (rc == TM_ENOMEM) {
+        tm_err_set(err, rc, "catalog: out of memory");
+    } else if (rc == TM_OK && src != SQLITE_DONE) {
+        rc = tm_catalog_sql_fail(c, err, src, "read target repositories");
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    if (rc != TM_OK) {
+        free(items);
+        return rc;
+    }
+    if (cnt > 1) {
+        qsort(items, cnt, sizeof(*items), target_repo_cmp);
+    }
+    *out = items;
+    *n = cnt;
+    return TM_OK;
+}
+
 int tm_catalog_target_owner(tm_catalog *c, const char *target, char **agent_id, int *kind,
                             tm_err *err)
 {

@@ -210,6 +210,28 @@ static int submit(tm_scheduler *s, const job_slot *j, const tm_sched_decision *d
     return 1;
 }
 
+/* The run of pairs (sorted by target) that belongs to target, as a slice of
+ * names (names[i] = pairs[i].repository). */
+static void repos_of(const tm_target_repo *pairs, const char *const *names, size_t n,
+                     const char *target, const char *const **out, size_t *n_out)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(pairs[mid].target, target) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    size_t end = lo;
+    while (end < n && strcmp(pairs[end].target, target) == 0) {
+        end++;
+    }
+    *out = end > lo ? names + lo : NULL;
+    *n_out = end - lo;
+}
+
 int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
 {
     int started = 0; /* before any goto out */
@@ -218,12 +240,30 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
     size_t n_agents = 0;
     Tidemark__Task **open = NULL;
     size_t n_open = 0;
+    /* Which repositories each target writes to, for the per-repository
+     * limit (only read when there is one). */
+    tm_target_repo *pairs = NULL;
+    size_t n_pairs = 0;
+    const char **pair_names = NULL;
     int rc = tm_catalog_agent_list(s->cat, &agents, &n_agents, err);
     if (rc == TM_OK) {
         rc = tm_catalog_task_list(s->cat, NULL, 1, 0, &open, &n_open, err);
     }
+    if (rc == TM_OK && s->conf->sched_max_per_repo > 0) {
+        rc = tm_catalog_target_repos(s->cat, &pairs, &n_pairs, err);
+        pair_names = rc == TM_OK ? calloc(n_pairs ? n_pairs : 1, sizeof(*pair_names)) : NULL;
+        if (rc == TM_OK && pair_names == NULL) {
+            rc = tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
+        }
+        for (size_t i = 0; rc == TM_OK && i < n_pairs; i++) {
+            pair_names[i] = pairs[i].repository;
+        }
+    }
     if (rc != TM_OK) {
         tm_agent_recs_free(agents, n_agents);
+        tm_catalog_tasks_free(open, n_open);
+        free(pairs);
+        free(pair_names);
         return rc;
     }
     for (size_t i = 0; i < s->n_slots; i++) {
@@ -280,6 +320,8 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
                     .agent = ag->id,
                     .paused = s->conf->sched_paused,
                 };
+                repos_of(pairs, pair_names, n_pairs, js->target, &jobs[n_jobs].repos,
+                         &jobs[n_jobs].n_repos);
                 slot_of[n_jobs++] = js;
             }
         }
@@ -309,6 +351,8 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
                 .agent = open[i]->agent_id,
                 .running = open[i]->state == TIDEMARK__TASK_STATE__TASK_RUNNING,
             };
+            repos_of(pairs, pair_names, n_pairs, open[i]->target, &act[n_act - 1].repos,
+                     &act[n_act - 1].n_repos);
         }
         for (size_t i = 0; i < n_jobs; i++) {
             states[i] = slot_of[i]->st;
@@ -355,6 +399,8 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
 out:
     free(jobs);
     free(slot_of);
+    free(pairs);
+    free(pair_names);
     tm_agent_recs_free(agents, n_agents);
     tm_catalog_tasks_free(open, n_open);
     return rc == TM_OK ? started : rc;

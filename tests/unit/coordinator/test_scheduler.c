@@ -3,7 +3,8 @@
  * dispatcher with an injected clock: a policy's full fires once at its time
  * as a "schedule" task, a queued full is not doubled, the fire time survives
  * a restart, a misfire after downtime runs once, a target no policy matches
- * gets nothing, and a pending agent gets nothing.
+ * gets nothing, and a pending agent gets nothing; max_tasks_per_repository
+ * holds back a second target that writes to the same repository.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,11 +183,55 @@ static void test_bad_cron_names_its_line(void **state)
     assert_non_null(strstr(err.msg, "hour"));
 }
 
+static void put_backup(fixture *f, const char *target, const char *id, char **repos, size_t n)
+{
+    Tidemark__BackupInfo b = TIDEMARK__BACKUP_INFO__INIT;
+    b.id = (char *)id;
+    b.target = (char *)target;
+    b.has_type = b.has_finished_at = 1;
+    b.type = TIDEMARK__BACKUP_TYPE__FULL;
+    b.finished_at = DAY0 - 86400;
+    b.repositories = repos;
+    b.n_repositories = n;
+    tm_err err;
+    assert_int_equal(tm_catalog_backup_put(f->cat, &b, &err), TM_OK);
+}
+
+static void test_repository_limit(void **state)
+{
+    fixture *f = *state;
+    add_agent(f, "ag-4", 1, "pg2", 1);
+    add_agent(f, "ag-5", 1, "pg3", 1);
+    char *shared[] = {"eu", "shared"}, *own[] = {"us"};
+    put_backup(f, "pg", "20261123T030000Z-full", shared, 2);
+    put_backup(f, "pg2", "20261123T030100Z-full", shared + 1, 1);
+    put_backup(f, "pg3", "20261123T030200Z-full", own, 1);
+    f->conf.sched_max_per_repo = 1;
+    f->conf.sched_max_per_agent = 0;
+    tm_err err;
+    tm_scheduler *s = NULL;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err), TM_OK);
+    f->now = DAY0 + 2 * 3600;
+    assert_int_equal(tick(s), 0);
+    f->now = DAY0 + 3 * 3600 + 1;
+    /* pg and pg2 share "shared": one of them waits; pg3 ("us") is free. */
+    assert_int_equal(tick(s), 2);
+    assert_int_equal(open_tasks(f, "pg3", 0), 1);
+    size_t first = open_tasks(f, "pg", 0), second = open_tasks(f, "pg2", 0);
+    assert_int_equal(first + second, 1);
+    assert_int_equal(tick(s), 0); /* still held back while the other is open */
+    open_tasks(f, first ? "pg" : "pg2", 1);
+    assert_int_equal(tick(s), 1); /* the repository is free: the deferred one runs */
+    assert_int_equal(open_tasks(f, first ? "pg2" : "pg", 0), 1);
+    tm_scheduler_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fires_once_and_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cron_names_its_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repository_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
