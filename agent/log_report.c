@@ -3,6 +3,7 @@
  * coordinator (see log_report.h).
  */
 #include "agent/log_report.h"
+#include "agent/engines/postgres/pg.h"
 #include "agent/engines/postgres/wal_name.h"
 #include "agent/repo_log.h"
 #include "agent/repository.h"
@@ -112,8 +113,68 @@ static uint32_t archive_queue(const tm_agent_conf *conf, const char *target)
     return 0;
 }
 
+/* pg_stat_archiver of the target's server, into st (strings malloc'd).
+ * A server that cannot be asked is reported as such (st->error), so the
+ * coordinator tells "archiving fails" from "cannot see". */
+static void archiver_status(const tm_target_conf *tc, Tidemark__ArchiverStatus *st)
+{
+    tidemark__archiver_status__init(st);
+    tm_pg_conn *c = NULL;
+    tm_err err = {0};
+    char *v = NULL;
+    if (tm_pg_connect(tc->has_postgres ? &tc->postgres : NULL, NULL, 0, NULL, &c, &err) != TM_OK ||
+        tm_pg_query_value(c,
+                          "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' "
+                          "|| coalesce(extract(epoch FROM last_archived_time)::bigint, 0) || '|' "
+                          "|| failed_count || '|' || coalesce(last_failed_wal, '') || '|' || "
+                          "coalesce(extract(epoch FROM last_failed_time)::bigint, 0) "
+                          "FROM pg_stat_archiver",
+                          &v, &err) != TM_OK) {
+        st->error = strdup(err.msg);
+        tm_pg_close(c);
+        return;
+    }
+    tm_pg_close(c);
+    char aw[64] = "", fw[64] = "";
+    unsigned long long ac = 0, fc = 0;
+    long long at = 0, ft = 0;
+    /* Fields may be empty (never archived / never failed): parse by hand. */
+    char *f[6] = {0};
+    char *p = v;
+    for (int i = 0; i < 6; i++) {
+        char *bar = strchr(p, '|');
+        if (bar != NULL) {
+            *bar = '\0';
+        }
+        f[i] = p;
+        p = bar ? bar + 1 : p + strlen(p);
+    }
+    ac = strtoull(f[0], NULL, 10);
+    snprintf(aw, sizeof(aw), "%s", f[1]);
+    at = strtoll(f[2], NULL, 10);
+    fc = strtoull(f[3], NULL, 10);
+    snprintf(fw, sizeof(fw), "%s", f[4]);
+    ft = strtoll(f[5], NULL, 10);
+    free(v);
+    st->has_archived_count = st->has_last_archived_time = 1;
+    st->has_failed_count = st->has_last_failed_time = 1;
+    st->archived_count = ac;
+    st->last_archived_time = at;
+    st->failed_count = fc;
+    st->last_failed_time = ft;
+    st->last_archived_wal = strdup(aw);
+    st->last_failed_wal = strdup(fw);
+}
+
+static void archiver_status_clear(Tidemark__ArchiverStatus *st)
+{
+    free(st->error);
+    free(st->last_archived_wal);
+    free(st->last_failed_wal);
+}
+
 static int report_repo(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_repo_set *rs, size_t i,
-                       const char *target, tm_err *err)
+                       const char *target, Tidemark__ArchiverStatus *arch, tm_err *err)
 {
     tm_log_item *items = NULL;
     size_t n = 0;
@@ -153,6 +214,7 @@ static int report_repo(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_repo_se
     req.ranges = ptrs;
     req.has_queue_depth = 1;
     req.queue_depth = archive_queue(conf, target);
+    req.archiver = arch;
     rc = tm_rpc_client_call(rpc, "Coordinator.ReportLog", &req.base,
                             &tidemark__report_log_response__descriptor, NULL, 10000, NULL, err);
 out:
@@ -181,15 +243,18 @@ int tm_log_report_once(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_err *er
         if (strcmp(conf->targets[t].kind, "postgres") != 0) {
             continue;
         }
+        Tidemark__ArchiverStatus arch;
+        archiver_status(&conf->targets[t], &arch);
         for (size_t i = 0; i < tm_repo_set_count(rs); i++) {
             tm_err e = {0};
-            if (report_repo(conf, rpc, rs, i, conf->targets[t].name, &e) == TM_OK) {
+            if (report_repo(conf, rpc, rs, i, conf->targets[t].name, &arch, &e) == TM_OK) {
                 reports++;
             } else {
                 tm_debug("log_report", "target=%s repository=%s msg=\"%s\"", conf->targets[t].name,
                          tm_repo_set_name(rs, i), e.msg);
             }
         }
+        archiver_status_clear(&arch);
     }
     tm_repo_set_free(rs);
     return reports;

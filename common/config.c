@@ -97,7 +97,9 @@ struct raw_policy_match {
 struct raw_policy_schedule {
     char *full;
     char *incremental;
+    char *snapshot;
     char *jitter;
+    char *late_after;
 };
 
 struct raw_policy_retention {
@@ -117,6 +119,7 @@ struct raw_policy {
     struct raw_policy_retention retention;
     char *rpo_goal;
     char *backup_max_age;
+    bool log_shipping;
 };
 
 struct raw_scheduler {
@@ -319,7 +322,9 @@ static const cyaml_schema_field_t policy_match_fields[] = {
 static const cyaml_schema_field_t policy_schedule_fields[] = {
     STR("full", OPT, struct raw_policy_schedule, full),
     STR("incremental", OPT, struct raw_policy_schedule, incremental),
+    STR("snapshot", OPT, struct raw_policy_schedule, snapshot),
     STR("jitter", OPT, struct raw_policy_schedule, jitter),
+    STR("late_after", OPT, struct raw_policy_schedule, late_after),
     CYAML_FIELD_END,
 };
 
@@ -341,6 +346,7 @@ static const cyaml_schema_field_t policy_fields[] = {
     CYAML_FIELD_MAPPING("retention", OPT, struct raw_policy, retention, policy_retention_fields),
     STR("rpo_goal", OPT, struct raw_policy, rpo_goal),
     STR("backup_max_age", OPT, struct raw_policy, backup_max_age),
+    CYAML_FIELD_BOOL("log_shipping", OPT, struct raw_policy, log_shipping),
     CYAML_FIELD_END,
 };
 
@@ -1260,9 +1266,31 @@ static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_pol
         }
     }
     if (rc == 0) {
+        /* Snapshots are Redis's RDB (every 6 h unless said otherwise); a
+         * PostgreSQL policy has none: its full backup is the snapshot. */
+        int redis = rp->match.kind != NULL && strcmp(rp->match.kind, "redis") == 0;
+        int pg = rp->match.kind != NULL && strcmp(rp->match.kind, "postgres") == 0;
+        const char *snap = has(v, KP("schedule.snapshot")) ? rp->schedule.snapshot
+                           : redis                         ? "0 */6 * * *"
+                                                           : NULL;
+        if (pg && snap != NULL && snap[0] != '\0') {
+            return tm_ydoc_err(v->doc, v->err, KP("schedule.snapshot"),
+                               "postgres targets have no snapshots (their full backup is one); "
+                               "remove it or match another kind");
+        }
+        if (snap != NULL && snap[0] != '\0') {
+            rc = v_cron(v, KP("schedule.snapshot"), snap, &p->snapshot, &p->snapshot_where);
+        }
+    }
+    if (rc == 0) {
         rc =
             v_seconds(v, KP("schedule.jitter"), rp->schedule.jitter, "10m", 0, 86400, &p->jitter_s);
     }
+    if (rc == 0) {
+        rc = v_seconds(v, KP("schedule.late_after"), rp->schedule.late_after, "1h", 1, 7 * 86400,
+                       &p->late_after_s);
+    }
+    p->log_shipping = has(v, KP("log_shipping")) ? rp->log_shipping : true;
     /* 0 turns a class off; -1 keeps every bucket (retention.h). */
     const struct raw_policy_retention *rr = &rp->retention;
     tm_policy_retention_conf *pr = &p->retention;
@@ -2066,8 +2094,10 @@ void tm_coordinator_conf_free(tm_coordinator_conf *c)
         free(p->labels);
         free(p->full);
         free(p->incremental);
+        free(p->snapshot);
         free(p->full_where);
         free(p->incremental_where);
+        free(p->snapshot_where);
     }
     free(c->policies);
     for (size_t i = 0; i < c->n_sinks; i++) {

@@ -62,7 +62,13 @@ typedef struct tm_policy_conf {
      * cron parser lives in the coordinator, see tm_config_set_cron_check). */
     char *full_where;
     char *incremental_where;
-    int64_t jitter_s; /* schedule.jitter; default 10m */
+    char *snapshot; /* schedule.snapshot cron (redis targets); default every 6 h at :00
+                       for a redis policy; NULL = none */
+    char *snapshot_where;
+    int64_t jitter_s;     /* schedule.jitter; default 10m */
+    int64_t late_after_s; /* schedule.late_after: backup_late fires when a scheduled run has
+                             not finished this long after its time (+ jitter); default 1h */
+    bool log_shipping;    /* default true; false: no RPO / log shipping alerts */
     tm_policy_retention_conf retention;
     int64_t rpo_goal_s;       /* default 15m */
     int64_t backup_max_age_s; /* default 26h */

@@ -12,12 +12,16 @@
 #include "common/names.h"
 #include "common/util.h"
 #include "coordinator/alert_sinks.h"
+#include "coordinator/archiver.h"
 #include "coordinator/policy.h"
+#include "coordinator/scheduler.h"
 
 #include "tidemark.pb-c.h"
 
-static const char *const rule_names[] = {"backup_failed",         "backup_stale", "rpo_breached",
-                                         "archive_queue_growing", "agent_stale",  "agent_lost"};
+static const char *const rule_names[] = {
+    "backup_failed", "backup_stale", "rpo_breached",        "archive_queue_growing",
+    "agent_stale",   "agent_lost",   "log_shipping_failed", "backup_late",
+};
 
 /* WAL files finished by the database and not yet archived (reported by the
  * agent): this many (64 MiB of 16 MiB segments) means archiving is falling
@@ -31,8 +35,16 @@ struct tm_alert_rules {
     tm_registry *reg;
     tm_alerts *alerts;
     tm_alert_sinks *sinks;
+    tm_scheduler *sched;         /* backup_late; may be NULL */
+    tm_archiver_table *archiver; /* log_shipping_failed; may be NULL */
     int64_t last_eval_ms;
 };
+
+void tm_alert_rules_set_sources(tm_alert_rules *r, tm_scheduler *s, tm_archiver_table *a)
+{
+    r->sched = s;
+    r->archiver = a;
+}
 
 /* On a sink's sender thread: one catalog row per delivery. REFRESH
  * keep-alives are not notifications a human sees, so they are not logged. */
@@ -210,7 +222,7 @@ static void rule_freshness(tm_alert_rules *r, const char *target, const tm_polic
                  target, age, p->backup_max_age_s);
     }
     observe(r, "backup_stale", target, TM_ALERT_CRITICAL, stale, summary, d, 2, now_ms);
-    if (!has_log) {
+    if (!has_log || !p->log_shipping) {
         return; /* not shipping logs: no RPO to breach */
     }
     int64_t lag = now - log_last;
@@ -242,6 +254,100 @@ static void rule_freshness(tm_alert_rules *r, const char *target, const tm_polic
                  depth, target, ARCHIVE_QUEUE_ALERT);
     }
     observe(r, "archive_queue_growing", target, TM_ALERT_WARNING, growing, summary, q, 1, now_ms);
+}
+
+/* log_shipping_failed: the database says its newest archive attempt failed.
+ * A target whose status could not be read gets no verdict (rpo_breached
+ * and archive_queue_growing still watch it). */
+static void rule_log_shipping(tm_alert_rules *r, const char *target, const tm_policy_conf *p,
+                              int64_t now_ms)
+{
+    tm_archiver_status st;
+    if (r->archiver == NULL || !p->log_shipping ||
+        tm_archiver_get(r->archiver, target, &st) != TM_OK || st.error[0] != '\0') {
+        return;
+    }
+    int failing = tm_archiver_failing(&st);
+    char summary[512] = "", failed[32], wal[64], since[32] = "";
+    snprintf(failed, sizeof(failed), "%" PRIu64, st.failed_count);
+    snprintf(wal, sizeof(wal), "%s", st.last_failed_wal);
+    if (st.last_failed_time > 0) {
+        tm_fmt_time(st.last_failed_time, since, sizeof(since));
+    }
+    tm_alert_kv d[3] = {{"failed_count", failed}, {"last_failed_wal", wal}, {"last_failed", since}};
+    if (failing) {
+        snprintf(summary, sizeof(summary),
+                 "log shipping of %s fails: archiving %s failed at %s (%s failures so far); "
+                 "the database keeps the file and retries, see its log for the archive "
+                 "command's error",
+                 target, wal, since, failed);
+    }
+    observe(r, "log_shipping_failed", target, TM_ALERT_CRITICAL, failing, summary, d, 3, now_ms);
+}
+
+typedef struct late_ctx {
+    tm_alert_rules *r;
+    const tm_freshness *f;
+    size_t nf;
+    int64_t now_ms;
+} late_ctx;
+
+/* Newest successful backup of target that a run of this job kind would
+ * produce (an incremental is satisfied by a newer full too). */
+static int64_t newest_of(const late_ctx *lc, const char *target, tm_job_kind kind)
+{
+    int64_t newest = 0;
+    for (size_t i = 0; i < lc->nf; i++) {
+        const tm_freshness *f = &lc->f[i];
+        if (f->type < 0 || strcmp(f->target, target) != 0) {
+            continue;
+        }
+        int counts = kind == TM_JOB_FULL          ? f->type == TIDEMARK__BACKUP_TYPE__FULL
+                     : kind == TM_JOB_INCREMENTAL ? f->type != TIDEMARK__BACKUP_TYPE__SNAPSHOT
+                                                  : f->type == TIDEMARK__BACKUP_TYPE__SNAPSHOT;
+        if (counts && f->last > newest) {
+            newest = f->last;
+        }
+    }
+    return newest;
+}
+
+/* backup_late, one alert per (target, kind): the rule's target is
+ * "<target>/<kind>" so a late incremental and a late full are two alerts. */
+static void late_job(const tm_sched_job_status *st, void *arg)
+{
+    late_ctx *lc = arg;
+    if (st->kind != TM_JOB_FULL && st->kind != TM_JOB_INCREMENTAL && st->kind != TM_JOB_SNAPSHOT) {
+        return;
+    }
+    int64_t now = lc->now_ms / 1000;
+    int64_t grace = st->policy->late_after_s;
+    const char *kind = tm_job_kind_name(st->kind);
+    char key[128], summary[512] = "", due[32] = "", late_s[32] = "";
+    snprintf(key, sizeof(key), "%s/%s", st->target, kind);
+    int late = 0;
+    if (!st->paused && st->next_due > 0 && now > st->next_due + grace) {
+        /* Due and still not started (deferred by a limit, agent offline...). */
+        late = 1;
+        tm_fmt_time(st->next_due, due, sizeof(due));
+        snprintf(late_s, sizeof(late_s), "%" PRId64, now - st->next_due);
+        snprintf(
+            summary, sizeof(summary),
+            "scheduled %s backup of %s due at %s has not started after %s s (late_after %" PRId64
+            " s)",
+            kind, st->target, due, late_s, grace);
+    } else if (st->last_fire > 0 && now > st->last_fire + st->policy->jitter_s + grace &&
+               newest_of(lc, st->target, st->kind) < st->last_fire) {
+        late = 1;
+        tm_fmt_time(st->last_fire, due, sizeof(due));
+        snprintf(late_s, sizeof(late_s), "%" PRId64, now - st->last_fire);
+        snprintf(summary, sizeof(summary),
+                 "scheduled %s backup of %s started for %s has not finished after %s s "
+                 "(late_after %" PRId64 " s + jitter)",
+                 kind, st->target, due, late_s, grace);
+    }
+    tm_alert_kv d[3] = {{"kind", kind}, {"due", due}, {"late_seconds", late_s}};
+    observe(lc->r, "backup_late", key, TM_ALERT_WARNING, late, summary, d, 3, lc->now_ms);
 }
 
 static void rule_agent(tm_alert_rules *r, const tm_agent_rec *a, int64_t now_ms)
@@ -292,8 +398,13 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
                 tm_policy_match(r->conf, ag->targets[t].kind, ag->labels, ag->n_labels);
             if (rc == TM_OK && p != NULL) {
                 rule_freshness(r, target, p, f, nf, ag->registered_at, now_ms);
+                rule_log_shipping(r, target, p, now_ms);
             }
         }
+    }
+    if (rc == TM_OK && r->sched != NULL) {
+        late_ctx lc = {.r = r, .f = f, .nf = nf, .now_ms = now_ms};
+        tm_scheduler_each_job(r->sched, late_job, &lc);
     }
     free(f);
     tm_agent_recs_free(agents, n_agents);

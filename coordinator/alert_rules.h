@@ -15,11 +15,20 @@
  *   rpo_breached   (critical) log archive lag (newest archived log point,
  *                  tm_catalog_freshness type -1) over the policy's rpo_goal;
  *                  only for targets that report logs.
+ *   archive_queue_growing (warning) >= 4 log files wait to be archived.
+ *   log_shipping_failed (critical) the database's newest archive attempt
+ *                  failed (PostgreSQL: pg_stat_archiver.last_failed_time
+ *                  >= last_archived_time, reported by the agent).
+ *   backup_late    (warning)  a scheduled full/incremental/snapshot has not
+ *                  started, or not finished, schedule.late_after (default
+ *                  1h, plus the policy's jitter) after its fire time.
  *   agent_stale    (warning)  registry state STALE; target = agent id.
  *   agent_lost     (critical) registry state LOST; target = agent id.
  *
- * Rules that need a policy (backup_stale, rpo_breached) skip targets no
- * policy matches; the scheduler reports those.
+ * Rules that need a policy (backup_stale, rpo_breached, ...) skip targets
+ * no policy matches; the scheduler reports those. A policy with
+ * log_shipping: false turns off rpo_breached, archive_queue_growing and
+ * log_shipping_failed for its targets.
  */
 #ifndef TM_ALERT_RULES_H
 #define TM_ALERT_RULES_H
@@ -38,6 +47,12 @@ typedef struct tm_alert_rules tm_alert_rules;
 /* Starts the sinks of conf->sinks. conf, cat and reg must outlive it. */
 int tm_alert_rules_new(tm_alert_rules **out, const tm_coordinator_conf *conf, tm_catalog *cat,
                        tm_registry *reg, tm_err *err);
+/* Where the backup_late and log_shipping_failed rules look (either may be
+ * NULL: that rule is not evaluated). They must outlive r. */
+struct tm_scheduler;
+struct tm_archiver_table;
+void tm_alert_rules_set_sources(tm_alert_rules *r, struct tm_scheduler *s,
+                                struct tm_archiver_table *a);
 /* Flushes the sinks for up to flush_ms, then stops them. */
 void tm_alert_rules_free(tm_alert_rules *r, int64_t flush_ms);
 

@@ -9,6 +9,7 @@
 #include "common/names.h"
 #include "common/util.h"
 #include "coordinator/alert_rules.h"
+#include "coordinator/archiver.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -237,9 +238,11 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         TM_OK) {
         goto fail;
     }
-    if ((rc = tm_alert_rules_new(&c->alert_rules, conf, c->catalog, c->registry, err)) != TM_OK) {
+    if ((rc = tm_alert_rules_new(&c->alert_rules, conf, c->catalog, c->registry, err)) != TM_OK ||
+        (rc = tm_archiver_table_new(&c->archiver, err)) != TM_OK) {
         goto fail;
     }
+    tm_alert_rules_set_sources(c->alert_rules, c->scheduler, c->archiver);
     if ((rc = tm_metrics_new(&c->metrics)) != TM_OK ||
         (rc = tm_metrics_add(
              c->metrics, &c->rpc_requests, TM_METRIC_COUNTER, "tidemark_rpc_requests_total",
@@ -251,7 +254,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_alert_rules_collect, c->alert_rules)) !=
-            TM_OK) {
+            TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_archiver_collect, c->archiver)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
         goto fail;
     }
@@ -330,6 +334,7 @@ void tm_coordinator_free(tm_coordinator *c)
     /* Give queued notifications a moment to leave; a dead sink cannot hold
      * the shutdown longer than this. */
     tm_alert_rules_free(c->alert_rules, 2000);
+    tm_archiver_table_free(c->archiver);
     tm_dispatcher_free(c->dispatcher);
     c->dispatcher = NULL;
     tm_registry_free(c->registry);

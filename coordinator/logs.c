@@ -6,6 +6,7 @@
  * shown, not hidden, and the RPO a disaster right now would cost.
  */
 #include "coordinator/service_internal.h"
+#include "coordinator/archiver.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -51,6 +52,22 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
                                req->has_queue_depth ? req->queue_depth : 0, tm_now_s(),
                                &err) != TM_OK) {
         return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
+    }
+    const Tidemark__ArchiverStatus *a = req->archiver;
+    if (a != NULL) {
+        tm_archiver_status st = {
+            .archived_count = a->archived_count,
+            .failed_count = a->failed_count,
+            .last_archived_time = a->last_archived_time,
+            .last_failed_time = a->last_failed_time,
+            .reported_at = tm_now_s(),
+        };
+        snprintf(st.last_archived_wal, sizeof(st.last_archived_wal), "%s",
+                 a->last_archived_wal ? a->last_archived_wal : "");
+        snprintf(st.last_failed_wal, sizeof(st.last_failed_wal), "%s",
+                 a->last_failed_wal ? a->last_failed_wal : "");
+        snprintf(st.error, sizeof(st.error), "%s", a->error ? a->error : "");
+        tm_archiver_put(c->archiver, req->target, &st);
     }
     return TM_RPC_OK;
 }

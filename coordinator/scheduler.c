@@ -28,6 +28,7 @@ typedef struct job_slot {
 typedef struct policy_crons {
     tm_cron *full;
     tm_cron *incremental; /* NULL = none */
+    tm_cron *snapshot;    /* NULL = none; only for engines with snapshots (Redis) */
 } policy_crons;
 
 /* Targets already reported as having no policy, so the log says it once. */
@@ -85,6 +86,11 @@ int tm_scheduler_new(tm_scheduler **out, const tm_coordinator_conf *conf, tm_cat
             rc = tm_err_set(err, TM_ECONFIG, "%s: %s", p->incremental_where, cerr.msg);
             goto fail;
         }
+        if (p->snapshot != NULL &&
+            tm_cron_parse(p->snapshot, &s->crons[i].snapshot, &cerr) != TM_OK) {
+            rc = tm_err_set(err, TM_ECONFIG, "%s: %s", p->snapshot_where, cerr.msg);
+            goto fail;
+        }
     }
     if ((rc = tm_catalog_sched_list(cat, &s->persisted, &s->n_persisted, err)) != TM_OK) {
         goto fail;
@@ -104,6 +110,7 @@ void tm_scheduler_free(tm_scheduler *s)
     for (size_t i = 0; s->crons != NULL && i < s->conf->n_policies; i++) {
         tm_cron_free(s->crons[i].full);
         tm_cron_free(s->crons[i].incremental);
+        tm_cron_free(s->crons[i].snapshot);
     }
     free(s->crons);
     free(s->slots);
@@ -191,6 +198,7 @@ static int submit(tm_scheduler *s, const job_slot *j, const tm_sched_decision *d
     t.has_kind = t.has_backup_type = 1;
     t.kind = TIDEMARK__TASK_KIND__BACKUP;
     t.backup_type = j->kind == TM_JOB_INCREMENTAL ? TIDEMARK__BACKUP_TYPE__INCREMENTAL
+                    : j->kind == TM_JOB_SNAPSHOT  ? TIDEMARK__BACKUP_TYPE__SNAPSHOT
                                                   : TIDEMARK__BACKUP_TYPE__FULL;
     t.target = (char *)j->target;
     t.requested_by = "schedule";
@@ -287,12 +295,17 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
                 continue;
             }
             size_t pi = (size_t)(p - s->conf->policies);
-            for (int k = 0; k < 2; k++) {
-                const tm_cron *cron = k == 0 ? s->crons[pi].full : s->crons[pi].incremental;
+            static const tm_job_kind kinds[] = {TM_JOB_FULL, TM_JOB_INCREMENTAL, TM_JOB_SNAPSHOT};
+            for (int k = 0; k < 3; k++) {
+                const tm_cron *cron = k == 0   ? s->crons[pi].full
+                                      : k == 1 ? s->crons[pi].incremental
+                                      : ag->targets[t].kind == TIDEMARK__TARGET_KIND__REDIS
+                                          ? s->crons[pi].snapshot
+                                          : NULL;
                 if (cron == NULL) {
                     continue;
                 }
-                job_slot *js = slot_get(s, target, k == 0 ? TM_JOB_FULL : TM_JOB_INCREMENTAL, p);
+                job_slot *js = slot_get(s, target, kinds[k], p);
                 if (js == NULL) {
                     continue;
                 }
@@ -404,6 +417,25 @@ out:
     tm_agent_recs_free(agents, n_agents);
     tm_catalog_tasks_free(open, n_open);
     return rc == TM_OK ? started : rc;
+}
+
+void tm_scheduler_each_job(tm_scheduler *s, tm_sched_job_fn fn, void *arg)
+{
+    for (size_t i = 0; i < s->n_slots; i++) {
+        const job_slot *j = &s->slots[i];
+        if (!j->seen) {
+            continue; /* no longer scheduled (policy or target gone) */
+        }
+        tm_sched_job_status st = {
+            .target = j->target,
+            .kind = j->kind,
+            .policy = j->policy,
+            .last_fire = j->st.last_fire,
+            .next_due = j->st.next_due,
+            .paused = s->conf->sched_paused,
+        };
+        fn(&st, arg);
+    }
 }
 
 void tm_scheduler_collect(tm_metrics_writer *w, void *arg)

@@ -39,6 +39,19 @@ void tm_scheduler_free(tm_scheduler *s);
  * a partial view of the open tasks could start a second backup). */
 int tm_scheduler_tick(tm_scheduler *s, tm_err *err);
 
+/* Each scheduled job as of the last tick, for the backup_late rule. Call
+ * on the thread that ticks (the coordinator loop). */
+typedef struct tm_sched_job_status {
+    const char *target;
+    tm_job_kind kind;
+    const tm_policy_conf *policy;
+    int64_t last_fire; /* newest fire time started (0 = never) */
+    int64_t next_due;  /* next fire time incl. jitter; <= now: due, not started yet */
+    int paused;        /* scheduler.paused */
+} tm_sched_job_status;
+typedef void (*tm_sched_job_fn)(const tm_sched_job_status *st, void *arg);
+void tm_scheduler_each_job(tm_scheduler *s, tm_sched_job_fn fn, void *arg);
+
 /* tidemark_targets_without_policy and tidemark_scheduled_tasks_total. */
 void tm_scheduler_collect(tm_metrics_writer *w, void *arg);
 

@@ -1,10 +1,15 @@
 """The scheduler takes backups on its own: a real PostgreSQL, a coordinator
-whose policy fires a full every minute (jitter 0, no incrementals) and one
-agent with the postgres target and a posix repository. No `backup run` is
-issued: within ~70 s a full backup must appear in `backups list`, made by a
-task with requested_by "schedule". A second target that no policy matches
-is reported (tidemark_targets_without_policy, a log line), not ignored.
+whose policy fires a full every minute and an incremental every 15 s
+(jitter 0) and one agent with the postgres target and a posix repository.
+No `backup run` is issued: within ~70 s a full backup must appear in
+`backups list`, then incrementals based on it, all made by tasks with
+requested_by "schedule", never two at once for the target. A second target
+that no policy matches is reported (tidemark_targets_without_policy, a log
+line), not ignored. With the agent stopped, the next scheduled run cannot
+start: backup_late fires after schedule.late_after (8 s) and resolves when
+the agent is back and the run finishes.
 """
+import datetime
 import os
 import shutil
 import subprocess
@@ -28,10 +33,13 @@ policies:
         role: db
     schedule:
       full: "* * * * *"
-      incremental: ""
+      incremental: "@every 15s"
       jitter: 0s
+      late_after: 8s
 scheduler:
   max_tasks_per_agent: 2
+alerts:
+  evaluate_every: 1s
 """
 
 
@@ -62,6 +70,7 @@ def setup():
     c.start_coordinator()
     # "cache" is a redis target: the postgres-only policy does not match it.
     c.start_agent("db-1", targets=[("pg", "postgres", pgyaml), ("cache", "redis")], extra=repo)
+    ctx.pgyaml, ctx.repo_yaml = pgyaml, repo
     ctx.t0 = time.monotonic()
     wait_for(lambda: c.agents_by_host().get("db-1", {}).get("state") == "online", 15,
              "agent online")
@@ -86,6 +95,55 @@ def scheduled_full_backup_without_backup_run():
           f"every backup task was requested by the schedule: {tasks}")
     check(any(t["state"] == "succeeded" and t.get("result", {}).get("backup_id") == b["id"]
               for t in tasks), f"the listed backup came from a scheduled task: {tasks}")
+
+
+@test
+def scheduled_incrementals_follow():
+    c = ctx.c
+
+    def incrementals():
+        full = [b for b in c.ctl_json("backups", "list", "--target", "pg") if b["type"] == "full"]
+        inc = [b for b in c.ctl_json("backups", "list", "--target", "pg")
+               if b["type"] == "incremental"]
+        return (full, inc) if len(inc) >= 2 else None
+
+    full, inc = wait_for(incrementals, 90, "two scheduled incrementals", interval=0.5)
+    fulls = {b["id"] for b in full}
+    print(f"  {len(full)} full(s), {len(inc)} incremental(s): "
+          f"{', '.join(b['id'] for b in sorted(full + inc, key=lambda b: b['id']))}")
+    for b in inc:
+        check(b.get("parent_id") in fulls | {x["id"] for x in inc},
+              f"incremental {b['id']} is based on a backup of the chain: {b}")
+    tasks = [t for t in c.ctl_json("tasks", "list", "--target", "pg") if t["kind"] == "backup"]
+    check(all(t["requested_by"] == "schedule" for t in tasks), f"all scheduled: {tasks}")
+    def ts(x):
+        return datetime.datetime.strptime(x, "%Y-%m-%dT%H:%M:%SZ").timestamp()
+    spans = sorted((ts(t["started_at"]), ts(t["finished_at"])) for t in tasks
+                   if t.get("started_at") and t.get("finished_at"))
+    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        check(s2 >= e1 - 1, f"no two backups of the target ran at once: {spans}")
+
+
+@test
+def late_schedule_alert():
+    c = ctx.c
+    c.agents["db-1"].stop()
+    t0 = time.monotonic()
+
+    def late():
+        return [a for a in c.ctl_json("alerts", "list")
+                if a["rule"] == "backup_late" and a["state"] == "firing"]
+    firing = wait_for(late, 90, "backup_late firing while the agent is down", interval=0.5)
+    print(f"  backup_late fired {time.monotonic() - t0:.1f} s after the agent stopped: "
+          f"{firing[0]['summary']}")
+    check(firing[0]["target"] in ("pg/full", "pg/incremental"), f"names target and kind: {firing}")
+    check("late_after" in firing[0]["summary"], f"summary says why: {firing[0]}")
+    m = c.metrics()
+    check('tidemark_alerts_firing{rule="backup_late"}' in m, "exported")
+    c.start_agent("db-1", targets=[("pg", "postgres", ctx.pgyaml), ("cache", "redis")],
+                  extra=ctx.repo_yaml)
+    wait_for(lambda: not late(), 90, "backup_late resolved once the agent is back", interval=0.5)
+    print(f"  resolved {time.monotonic() - t0:.1f} s after the agent stopped")
 
 
 @test

@@ -1,0 +1,120 @@
+/*
+ * archiver.c - per-target log-shipping status (see archiver.h).
+ */
+#include "coordinator/archiver.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct row {
+    char target[72];
+    tm_archiver_status st;
+} row;
+
+struct tm_archiver_table {
+    pthread_mutex_t mu; /* ReportLog handlers, the alert loop and scrapes */
+    row *rows;
+    size_t n, cap;
+};
+
+int tm_archiver_table_new(tm_archiver_table **out, tm_err *err)
+{
+    tm_archiver_table *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "archiver: out of memory");
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    *out = t;
+    return TM_OK;
+}
+
+void tm_archiver_table_free(tm_archiver_table *t)
+{
+    if (t != NULL) {
+        pthread_mutex_destroy(&t->mu);
+        free(t->rows);
+        free(t);
+    }
+}
+
+static row *find(tm_archiver_table *t, const char *target)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (strcmp(t->rows[i].target, target) == 0) {
+            return &t->rows[i];
+        }
+    }
+    return NULL;
+}
+
+int tm_archiver_put(tm_archiver_table *t, const char *target, const tm_archiver_status *st)
+{
+    pthread_mutex_lock(&t->mu);
+    row *r = find(t, target);
+    if (r == NULL) {
+        if (t->n == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 16;
+            row *nr = realloc(t->rows, cap * sizeof(*nr));
+            if (nr == NULL) {
+                pthread_mutex_unlock(&t->mu);
+                return TM_ENOMEM;
+            }
+            t->rows = nr;
+            t->cap = cap;
+        }
+        r = &t->rows[t->n++];
+        snprintf(r->target, sizeof(r->target), "%s", target);
+    }
+    r->st = *st;
+    pthread_mutex_unlock(&t->mu);
+    return TM_OK;
+}
+
+int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status *out)
+{
+    pthread_mutex_lock(&t->mu);
+    row *r = find(t, target);
+    if (r != NULL) {
+        *out = r->st;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return r != NULL ? TM_OK : TM_ENOENT;
+}
+
+int tm_archiver_failing(const tm_archiver_status *st)
+{
+    return st->error[0] == '\0' && st->last_failed_time > 0 &&
+           st->last_failed_time >= st->last_archived_time;
+}
+
+void tm_archiver_collect(tm_metrics_writer *w, void *arg)
+{
+    tm_archiver_table *t = arg;
+    tm_metrics_write_family(w, "tidemark_log_archive_failures_total", TM_METRIC_COUNTER,
+                            "Failed log archive attempts the database counted (PostgreSQL: "
+                            "pg_stat_archiver.failed_count, since its last stats reset).");
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->n; i++) {
+        char labels[160], esc[144];
+        snprintf(labels, sizeof(labels), "target=\"%s\"",
+                 tm_metrics_escape(t->rows[i].target, esc, sizeof(esc)));
+        if (t->rows[i].st.error[0] == '\0') {
+            tm_metrics_write_sample(w, "tidemark_log_archive_failures_total", labels,
+                                    (double)t->rows[i].st.failed_count);
+        }
+    }
+    tm_metrics_write_family(w, "tidemark_log_last_archived_timestamp_seconds", TM_METRIC_GAUGE,
+                            "When the database last archived a log file successfully.");
+    for (size_t i = 0; i < t->n; i++) {
+        char labels[160], esc[144];
+        snprintf(labels, sizeof(labels), "target=\"%s\"",
+                 tm_metrics_escape(t->rows[i].target, esc, sizeof(esc)));
+        if (t->rows[i].st.error[0] == '\0' && t->rows[i].st.last_archived_time > 0) {
+            tm_metrics_write_sample(w, "tidemark_log_last_archived_timestamp_seconds", labels,
+                                    (double)t->rows[i].st.last_archived_time);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+}

@@ -1,0 +1,37 @@
+/*
+ * archiver.h - the database's own log-shipping status per target, as the
+ * agents last reported it (PostgreSQL's pg_stat_archiver): live state kept
+ * in memory, like heartbeats; re-reported every few seconds, so a restart
+ * loses nothing that matters. Feeds the log_shipping_failed rule and the
+ * tidemark_log_archive_* metrics.
+ */
+#ifndef TM_ARCHIVER_H
+#define TM_ARCHIVER_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/metrics.h"
+
+typedef struct tm_archiver_table tm_archiver_table;
+
+typedef struct tm_archiver_status {
+    uint64_t archived_count, failed_count;
+    int64_t last_archived_time, last_failed_time; /* unix seconds; 0 = never */
+    char last_archived_wal[64], last_failed_wal[64];
+    char error[256];     /* could not read the status (e.g. server down); "" = read */
+    int64_t reported_at; /* unix seconds */
+} tm_archiver_status;
+
+int tm_archiver_table_new(tm_archiver_table **out, tm_err *err);
+void tm_archiver_table_free(tm_archiver_table *t);
+int tm_archiver_put(tm_archiver_table *t, const char *target, const tm_archiver_status *st);
+/* TM_ENOENT when the target never reported. */
+int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status *out);
+/* Failing now: the newest archive attempt failed (a later success clears it). */
+int tm_archiver_failing(const tm_archiver_status *st);
+
+/* tidemark_log_archive_failures_total{target}, tidemark_log_last_archived_timestamp_seconds. */
+void tm_archiver_collect(tm_metrics_writer *w, void *arg);
+
+#endif
