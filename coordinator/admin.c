@@ -266,7 +266,7 @@ static int handle_status(tm_rpc_call *call, const ProtobufCMessage *in, Protobuf
     resp->schema_version = (uint32_t)st.schema_version;
     resp->has_heartbeat_interval_ms = 1;
     resp->heartbeat_interval_ms = c->conf->heartbeat_interval_ms;
-    return TM_RPC_OK;
+    return tm_status_targets(c, call, resp);
 }
 
 int tm_admin_register(struct tm_coordinator *c)

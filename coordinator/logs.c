@@ -84,6 +84,55 @@ static void pg_segment(const char *lsn, uint32_t tl, char *out, size_t cap)
     }
 }
 
+/* The restorable window from the backups (oldest first) and the archived
+ * runs: from the oldest backup's end to the newest backup's end, extended
+ * as far as a run that contains the newest backup's last WAL segment goes.
+ * Returns whether such a run exists (seg: that segment's name). */
+static int window_span(Tidemark__BackupInfo *const *bs, size_t nb, Tidemark__LogRange *const *rs,
+                       size_t nr, int64_t *start, int64_t *end, char *seg, size_t seg_cap)
+{
+    *start = *end = 0;
+    seg[0] = '\0';
+    if (nb == 0) {
+        return 0;
+    }
+    const Tidemark__BackupInfo *newest = bs[nb - 1];
+    *start = bs[0]->finished_at;
+    *end = newest->finished_at;
+    pg_segment(newest->stop_lsn, newest->timeline, seg, seg_cap);
+    int covered = 0;
+    for (size_t i = 0; i < nr; i++) {
+        if (seg[0] != '\0' && strcmp(rs[i]->first, seg) <= 0 && strcmp(seg, rs[i]->last) <= 0) {
+            covered = 1;
+            if (rs[i]->last_time > *end) {
+                *end = rs[i]->last_time;
+            }
+        }
+    }
+    return covered;
+}
+
+int tm_logs_window(struct tm_coordinator *c, const char *target, int64_t *start, int64_t *end,
+                   uint32_t *queue_depth, tm_err *err)
+{
+    Tidemark__BackupInfo **bs = NULL;
+    Tidemark__LogRange **rs = NULL;
+    size_t nb = 0, nr = 0;
+    int rc = tm_catalog_backup_list(c->catalog, target, &bs, &nb, err);
+    if (rc == TM_OK) {
+        rc = tm_catalog_log_list(c->catalog, target, &rs, &nr, err);
+    }
+    if (rc == TM_OK) {
+        char seg[32];
+        window_span(bs, nb, rs, nr, start, end, seg, sizeof(seg));
+        *queue_depth = 0;
+        rc = tm_catalog_log_queue(c->catalog, target, queue_depth, err);
+    }
+    tm_catalog_backups_free(bs, nb);
+    tm_catalog_log_free(rs, nr);
+    return rc;
+}
+
 static int handle_pitr_window(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
                               void *arg)
 {
@@ -133,28 +182,14 @@ static int handle_pitr_window(tm_rpc_call *call, const ProtobufCMessage *in, Pro
         }
     }
     if (nb > 0) {
-        const Tidemark__BackupInfo *oldest = bs[0], *newest = bs[nb - 1];
-        resp->oldest_backup = tm_arena_strdup(a, oldest->id);
-        resp->newest_backup = tm_arena_strdup(a, newest->id);
-        resp->start = oldest->finished_at;
-        resp->end = newest->finished_at;
-        /* The newest backup is reachable; the log extends it as far as a run
-         * that contains the backup's last WAL segment goes. */
+        resp->oldest_backup = tm_arena_strdup(a, bs[0]->id);
+        resp->newest_backup = tm_arena_strdup(a, bs[nb - 1]->id);
         char seg[32];
-        pg_segment(newest->stop_lsn, newest->timeline, seg, sizeof(seg));
-        int covered = 0;
-        for (size_t i = 0; i < nr; i++) {
-            if (seg[0] != '\0' && strcmp(rs[i]->first, seg) <= 0 && strcmp(seg, rs[i]->last) <= 0) {
-                covered = 1;
-                if (rs[i]->last_time > resp->end) {
-                    resp->end = rs[i]->last_time;
-                }
-            }
-        }
+        int covered = window_span(bs, nb, rs, nr, &resp->start, &resp->end, seg, sizeof(seg));
         if (!covered && nr > 0 && seg[0] != '\0') {
             resp->gaps[resp->n_gaps++] = tm_arena_printf(
                 a, "no archived log contains %s, where backup %s ends: the window stops there", seg,
-                newest->id);
+                bs[nb - 1]->id);
         }
     } else if (nr > 0) {
         resp->gaps[resp->n_gaps++] =

@@ -46,6 +46,11 @@ int tm_admin_register(struct tm_coordinator *c);
 int tm_admin_tasks_register(struct tm_coordinator *c);
 int tm_admin_alerts_register(struct tm_coordinator *c); /* ListAlerts, RetentionPlan */
 int tm_logs_register(struct tm_coordinator *c);         /* ReportLog, PitrWindow */
+/* The restorable window of target (logs.c): start/end unix seconds, 0 = none. */
+int tm_logs_window(struct tm_coordinator *c, const char *target, int64_t *start, int64_t *end,
+                   uint32_t *queue_depth, tm_err *err);
+/* Per-target rows of `tidemarkctl status` (status.c). */
+int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__StatusResponse *resp);
 /* Resolve an agent id or unique hostname to its catalog record (admin.c). */
 int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
                            tm_agent_rec **out);

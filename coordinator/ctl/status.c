@@ -3,9 +3,133 @@
  */
 #include "coordinator/ctl/ctl.h"
 
+#include <inttypes.h>
 #include <string.h>
 
+#include "common/names.h"
+#include "common/util.h"
 #include "tidemark.pb-c.h"
+
+/* "14 s", "3 m 20 s", "2 h 5 m", "3 d 4 h" */
+static void span(int64_t s, char *out, size_t cap)
+{
+    if (s < 120) {
+        snprintf(out, cap, "%" PRId64 " s", s);
+    } else if (s < 3600) {
+        snprintf(out, cap, "%" PRId64 " m %" PRId64 " s", s / 60, s % 60);
+    } else if (s < 2 * 86400) {
+        snprintf(out, cap, "%" PRId64 " h %" PRId64 " m", s / 3600, s % 3600 / 60);
+    } else {
+        snprintf(out, cap, "%" PRId64 " d %" PRId64 " h", s / 86400, s % 86400 / 3600);
+    }
+}
+
+static const char *agent_state(int s)
+{
+    static const char *const n[] = {"unknown", "pending", "online", "stale", "lost"};
+    return s >= 0 && s < 5 ? n[s] : "unknown";
+}
+
+static void json_target(FILE *f, const Tidemark__TargetStatus *t)
+{
+    fputs("{\"name\":", f);
+    tm_json_str(f, t->name);
+    fputs(",\"kind\":", f);
+    tm_json_str(f, tm_target_kind_name(t->kind) ? tm_target_kind_name(t->kind) : "");
+    fputs(",\"agent\":", f);
+    tm_json_str(f, t->agent);
+    fprintf(f, ",\"agent_state\":\"%s\",\"policy\":", agent_state(t->agent_state));
+    if (t->policy && t->policy[0]) {
+        tm_json_str(f, t->policy);
+    } else {
+        fputs("null", f);
+    }
+    fputs(",\"last_full_at\":", f);
+    json_time(f, t->last_full_at);
+    fputs(",\"last_incremental_at\":", f);
+    json_time(f, t->last_incremental_at);
+    fputs(",\"pitr_start\":", f);
+    json_time(f, t->pitr_start);
+    fputs(",\"pitr_end\":", f);
+    json_time(f, t->pitr_end);
+    fputs(",\"rpo_seconds\":", f);
+    t->rpo_seconds >= 0 ? fprintf(f, "%" PRId64, t->rpo_seconds) : fputs("null", f);
+    fputs(",\"rpo_goal_seconds\":", f);
+    t->has_rpo_goal_seconds ? fprintf(f, "%" PRId64, t->rpo_goal_seconds) : fputs("null", f);
+    fputs(",\"rto_seconds\":", f);
+    t->rto_seconds >= 0 ? fprintf(f, "%" PRId64, t->rto_seconds) : fputs("null", f);
+    fputs(",\"rto_goal_seconds\":", f);
+    t->has_rto_goal_seconds ? fprintf(f, "%" PRId64, t->rto_goal_seconds) : fputs("null", f);
+    fputs(",\"last_drill_at\":", f);
+    json_time(f, t->last_drill_at);
+    fputs(",\"last_drill_ok\":", f);
+    fputs(t->has_last_drill_ok ? (t->last_drill_ok ? "true" : "false") : "null", f);
+    fputs(",\"log_shipping\":", f);
+    tm_json_str(f, t->log_shipping ? t->log_shipping : "");
+    fprintf(f, ",\"archive_queue\":%u,\"alerts_firing\":%u,\"running\":", t->archive_queue,
+            t->alerts_firing);
+    if (t->running && t->running[0]) {
+        tm_json_str(f, t->running);
+    } else {
+        fputs("null", f);
+    }
+    fputc('}', f);
+}
+
+static void text_target(const Tidemark__TargetStatus *t)
+{
+    char a[32], b[32], g[32];
+    const char *kind = tm_target_kind_name(t->kind);
+    printf("  %s (%s) on %s [%s], policy %s\n", t->name, kind ? kind : "?", t->agent,
+           agent_state(t->agent_state), t->policy && t->policy[0] ? t->policy : "NONE");
+    if (t->last_full_at > 0) {
+        ctl_ago(t->last_full_at, a, sizeof(a));
+    }
+    if (t->last_incremental_at > 0) {
+        ctl_ago(t->last_incremental_at, b, sizeof(b));
+    }
+    printf("    backups:      full %s, incremental %s\n", t->last_full_at > 0 ? a : "never",
+           t->last_incremental_at > 0 ? b : "never");
+    if (t->rpo_seconds >= 0) {
+        char s1[32], s2[32];
+        tm_fmt_time(t->pitr_start, s1, sizeof(s1));
+        tm_fmt_time(t->pitr_end, s2, sizeof(s2));
+        printf("    restorable:   %s .. %s\n", s1, s2);
+        span(t->rpo_seconds, a, sizeof(a));
+        if (t->has_rpo_goal_seconds) {
+            span(t->rpo_goal_seconds, g, sizeof(g));
+        }
+        printf("    RPO now:      %s%s%s%s\n", a, t->has_rpo_goal_seconds ? " (goal " : "",
+               t->has_rpo_goal_seconds ? g : "",
+               t->has_rpo_goal_seconds
+                   ? (t->rpo_seconds > t->rpo_goal_seconds ? ") BREACHED" : ") ok")
+                   : "");
+    } else {
+        printf("    restorable:   nothing yet (no backup)\n");
+    }
+    if (t->rto_seconds >= 0) {
+        span(t->rto_seconds, a, sizeof(a));
+        ctl_ago(t->last_drill_at, b, sizeof(b));
+        if (t->has_rto_goal_seconds) {
+            span(t->rto_goal_seconds, g, sizeof(g));
+        }
+        printf("    RTO:          %s measured by the drill %s%s%s%s%s\n", a, b,
+               t->has_rto_goal_seconds ? " (goal " : "", t->has_rto_goal_seconds ? g : "",
+               t->has_rto_goal_seconds
+                   ? (t->rto_seconds > t->rto_goal_seconds ? ") OVER GOAL" : ") ok")
+                   : "",
+               t->has_last_drill_ok && !t->last_drill_ok ? "; the last drill FAILED" : "");
+    } else {
+        printf("    RTO:          unknown: never drilled (tidemarkctl drill run --target %s)\n",
+               t->name);
+    }
+    printf("    log shipping: %s (queue %u)\n", t->log_shipping ? t->log_shipping : "-",
+           t->archive_queue);
+    printf("    alerts:       %u firing\n", t->alerts_firing);
+    if (t->running && t->running[0]) {
+        printf("    running:      %s\n", t->running);
+    }
+}
 
 int ctl_status(ctl *c, int argc, char **argv)
 {
@@ -14,7 +138,10 @@ int ctl_status(ctl *c, int argc, char **argv)
             c->json = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("Usage: tidemarkctl status [--json]\n\n"
-                   "Coordinator version and uptime, catalog, agents by state, targets.\n");
+                   "Coordinator version and uptime, catalog, agents by state, and per target:\n"
+                   "newest backups, the restorable window, RPO now and RTO of the last\n"
+                   "restore drill against the policy's goals, log shipping, alerts firing\n"
+                   "and the task running.\n");
             return CTL_OK;
         } else {
             fprintf(stderr, "tidemarkctl: status: unknown argument '%s'\n", argv[i]);
@@ -42,9 +169,17 @@ int ctl_status(ctl *c, int argc, char **argv)
         printf(",\"catalog\":");
         tm_json_str(stdout, resp->catalog);
         printf(",\"schema_version\":%u,\"heartbeat_interval_ms\":%u,\"targets\":%u,"
-               "\"agents\":{\"pending\":%u,\"online\":%u,\"stale\":%u,\"lost\":%u}}\n",
+               "\"agents\":{\"pending\":%u,\"online\":%u,\"stale\":%u,\"lost\":%u},"
+               "\"target_status\":[",
                resp->schema_version, resp->heartbeat_interval_ms, resp->targets, counts[1],
                counts[2], counts[3], counts[4]);
+        for (size_t i = 0; i < resp->n_target_status; i++) {
+            if (i > 0) {
+                putchar(',');
+            }
+            json_target(stdout, resp->target_status[i]);
+        }
+        printf("]}\n");
     } else {
         char up[32];
         ctl_ago(resp->started_at, up, sizeof(up));
@@ -58,8 +193,10 @@ int ctl_status(ctl *c, int argc, char **argv)
         printf("Agents\n");
         printf("  online %u, stale %u, lost %u, pending %u\n", counts[2], counts[3], counts[4],
                counts[1]);
-        printf("Targets\n");
-        printf("  %u registered\n", resp->targets);
+        printf("Targets (%u)\n", resp->targets);
+        for (size_t i = 0; i < resp->n_target_status; i++) {
+            text_target(resp->target_status[i]);
+        }
     }
     tidemark__status_response__free_unpacked(resp, NULL);
     return CTL_OK;

@@ -93,6 +93,26 @@ def setup():
              f"{seg} archived while the repository is writable")
     wait_for(lambda: 'tidemark_log_last_archived_timestamp_seconds{target="pg"}' in c.metrics(),
              30, "the archiver status reaches the coordinator")
+    r = c.ctl("backup", "run", "--target", "pg", "--type", "full", "--wait", check=False,
+              timeout=300)
+    check(r.returncode == 0, f"full backup: {r.stdout}{r.stderr}")
+    seg = ctx.pg.psql("SELECT pg_walfile_name(pg_switch_wal())")
+    wait_for(lambda: ctx.pg.psql("SELECT last_archived_wal FROM pg_stat_archiver") >= seg, 30,
+             "the backup's WAL archived")
+
+    def pg_status():
+        doc = c.ctl_json("status")
+        return next(t for t in doc["target_status"] if t["name"] == "pg")
+    st = wait_for(lambda: (lambda t: t if t["rpo_seconds"] is not None and t["log_shipping"] == "ok"
+                           else None)(pg_status()), 30, "status knows the RPO")
+    check(0 <= st["rpo_seconds"] < 120 and st["rpo_goal_seconds"] == 3600,
+          f"status: RPO now against the policy's goal: {st}")
+    check(st["policy"] == "pg" and st["agent"] == "db-1" and st["agent_state"] == "online"
+          and st["last_full_at"] and st["rto_seconds"] is None, f"status row: {st}")
+    text = c.ctl("status").stdout
+    check("RPO now:" in text and "(goal 1 h 0 m) ok" in text and "log shipping: ok" in text
+          and "never drilled" in text, f"status text:\n{text}")
+    ctx.pg_status = pg_status
 
 
 def set_writable(on):
@@ -127,6 +147,9 @@ def failing_archive_fires_and_resolves():
         line = [x for x in m.splitlines()
                 if x.startswith('tidemark_log_archive_failures_total{target="pg"}')]
         check(line and float(line[0].split()[-1]) > 0, f"failures exported: {line}")
+        st = ctx.pg_status()
+        check(st["log_shipping"].startswith("failing: " + ctx.failed_seg) and
+              st["alerts_firing"] >= 1, f"status shows log shipping failing: {st}")
         check(ctx.pg.psql("SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f "
                           "WHERE f LIKE '%.ready'") != "0", "PostgreSQL keeps the segment")
     finally:
