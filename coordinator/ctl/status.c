@@ -42,9 +42,11 @@ int ctl_status(ctl *c, int argc, char **argv)
         printf(",\"catalog\":");
         tm_json_str(stdout, resp->catalog);
         printf(",\"schema_version\":%u,\"heartbeat_interval_ms\":%u,\"targets\":%u,"
-               "\"agents\":{\"pending\":%u,\"online\":%u,\"stale\":%u,\"lost\":%u}}\n",
+               "\"agents\":{\"pending\":%u,\"online\":%u,\"stale\":%u,\"lost\":%u}",
                resp->schema_version, resp->heartbeat_interval_ms, resp->targets, counts[1],
                counts[2], counts[3], counts[4]);
+        ctl_status_drills(c);
+        printf("}\n");
     } else {
         char up[32];
         ctl_ago(resp->started_at, up, sizeof(up));
@@ -60,6 +62,7 @@ int ctl_status(ctl *c, int argc, char **argv)
                counts[1]);
         printf("Targets\n");
         printf("  %u registered\n", resp->targets);
+        ctl_status_drills(c);
     }
     tidemark__status_response__free_unpacked(resp, NULL);
     return CTL_OK;
