@@ -102,7 +102,10 @@ int tm_catalog_drill_stats(tm_catalog *c, tm_drill_success **out, size_t *n, int
     int rc = sqlite3_prepare_v2(
         db, "SELECT target, MAX(finished_at) FROM drills WHERE ok = 1 GROUP BY target", -1, &s,
         NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+            break;
+        }
         if (cnt == cap) {
             cap = cap ? cap * 2 : 16;
             tm_drill_success *nr = realloc(rows, cap * sizeof(*nr));
@@ -123,7 +126,10 @@ int tm_catalog_drill_stats(tm_catalog *c, tm_drill_success **out, size_t *n, int
     s = NULL;
     if (code == TM_OK) {
         rc = sqlite3_prepare_v2(db, "SELECT ok, COUNT(*) FROM drills GROUP BY ok", -1, &s, NULL);
-        while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+            if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+                break;
+            }
             *(sqlite3_column_int(s, 0) ? ok_total : failed_total) = sqlite3_column_int64(s, 1);
         }
         if (rc != SQLITE_DONE) {

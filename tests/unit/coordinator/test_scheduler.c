@@ -277,6 +277,18 @@ static void test_drill_schedule(void **state)
     assert_string_equal(rows[0]->agent_id, "ag-2");
     assert_string_equal(rows[0]->backup_id, "20261124T030000Z-full");
     tm_catalog_drills_free(rows, n);
+    assert_int_equal(tm_catalog_drill_latest(f->cat, &rows, &n, &err), TM_OK);
+    assert_int_equal(n, 1);
+    tm_catalog_drills_free(rows, n);
+    tm_drill_success *succ = NULL;
+    int64_t ok_total = 0, failed_total = 0;
+    assert_int_equal(tm_catalog_drill_stats(f->cat, &succ, &n, &ok_total, &failed_total, &err),
+                     TM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(succ[0].target, "pg");
+    assert_int_equal(ok_total, 1);
+    assert_int_equal(failed_total, 0);
+    free(succ);
     tidemark__task__free_unpacked(d, NULL);
     tm_scheduler_free(s);
 }
