@@ -28,7 +28,8 @@ KNOWN = {
     "tidemark_backup_expected_interval_seconds", "tidemark_backup_failures_total",
     "tidemark_archive_lag_seconds", "tidemark_replication_lag_seconds",
     "tidemark_drill_last_rto_seconds", "tidemark_drill_last_success_timestamp_seconds",
-    "tidemark_alerts_firing",
+    "tidemark_alerts_firing", "tidemark_drill_last_rpo_seconds", "tidemark_drill_last_result",
+    "tidemark_drill_rto_goal_seconds", "tidemark_drill_rpo_goal_seconds", "tidemark_drills_total",
 }
 
 
