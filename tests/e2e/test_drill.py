@@ -42,7 +42,7 @@ class Ctx:
 ctx = Ctx()
 
 
-def coord_yaml(schedule, check_sql):
+def coord_yaml(schedule, check_sql, rpo_goal="5m"):
     return f"""tasks:
   lease: 10s
   max_attempts: 1
@@ -61,7 +61,7 @@ policies:
       checks:
         - {check_sql}
       rto_goal: 10m
-      rpo_goal: 5m
+      rpo_goal: {rpo_goal}
 alerts:
   evaluate_every: 1s
   repeat_interval: 1h
@@ -72,11 +72,11 @@ alerts:
 """
 
 
-def restart_coordinator(c, schedule, check_sql):
+def restart_coordinator(c, schedule, check_sql, rpo_goal="5m"):
     c.coordinator.stop()
     with open(c.coord_yaml) as f:
         text = f.read()
-    text = text[:text.index("tasks:\n")] + coord_yaml(schedule, check_sql)
+    text = text[:text.index("tasks:\n")] + coord_yaml(schedule, check_sql, rpo_goal)
     with open(c.coord_yaml, "w") as f:
         f.write(text)
     c.start_coordinator()
@@ -247,8 +247,10 @@ def scenario(c):
     check(metric(m, "tidemark_drill_last_result", 'target="pg"') == 0, "result 0 exported")
     check(metric(m, "tidemark_drills_total", 'result="failed"') == 1, "drills_total{failed} = 1")
 
-    # 3. Scheduled: a drill runs by itself and the alert resolves.
-    restart_coordinator(c, "* * * * *", GOOD_CHECK)
+    # 3. Scheduled: a drill runs by itself and drill_failed resolves; with
+    # an RPO goal of 1 s (the last row is older than that by now) the
+    # achieved RPO is over the goal.
+    restart_coordinator(c, "* * * * *", GOOD_CHECK, rpo_goal="1s")
     t0 = time.monotonic()
     s = wait_for(lambda: [x for x in c.ctl_json("drills", "list", "--target", "pg")
                           if x["requested_by"] == "schedule"], 150, "a scheduled drill ran")
@@ -256,6 +258,12 @@ def scenario(c):
     print(f"  scheduled drill finished {time.monotonic() - t0:.1f} s after the restart, "
           f"RTO {s[0]['rto_seconds']:.2f} s, RPO {s[0]['rpo_seconds']:.2f} s")
     wait_for(lambda: hook_events("drill_failed", "resolved"), 30, "drill_failed resolves")
+    check(s[0]["rpo_seconds"] > 1 and s[0]["rpo_goal_seconds"] == 1, f"RPO over 1 s: {s[0]}")
+    wait_for(lambda: [a for a in c.ctl_json("alerts", "list")
+                      if a["rule"] == "drill_rpo_over_goal" and a["target"] == "pg"
+                      and a["state"] == "firing"], 30, "drill_rpo_over_goal fires")
+    check(not [a for a in c.ctl_json("alerts", "list") if a["rule"] == "drill_rto_over_goal"],
+          "RTO within its 10 min goal: no drill_rto_over_goal")
 
 
 if __name__ == "__main__":

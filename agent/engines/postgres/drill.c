@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -274,6 +275,17 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
     res->target_ms = target_ms;
 
     int rc = tm_mkdir_p(base, 0755, err);
+    struct stat sd;
+    if (rc == TM_OK && geteuid() == 0 && (spec == NULL || spec->dir == NULL || !spec->dir[0]) &&
+        conf->state_dir != NULL && stat(conf->state_dir, &sd) == 0 && (sd.st_mode & 0001) == 0) {
+        /* Running as root, PostgreSQL (another user) could not reach a data
+         * directory under the agent's private state_dir. */
+        rc = tm_err_set(err, TM_ECONFIG,
+                        "drill directory %s is under state_dir %s, which the PostgreSQL user "
+                        "cannot enter (mode %03o, agent running as root); set "
+                        "policies[].drill.dir to a directory it can reach",
+                        base, conf->state_dir, (unsigned)(sd.st_mode & 0777));
+    }
     if (rc == TM_OK && access(dir, F_OK) == 0) {
         rc = tm_err_set(err, TM_EEXIST, "drill directory %s already exists", dir);
     }
