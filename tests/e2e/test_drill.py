@@ -210,6 +210,9 @@ def scenario(c):
           f"runbook: drills list: {r.stdout}{r.stderr}")
     st = c.ctl("status").stdout
     check(re.search(r"pg\s+ok .*RTO [0-9.]+ s .*RPO [0-9.]+ s", st), f"status shows RTO/RPO: {st}")
+    sj = c.ctl_json("status")
+    check([(x["target"], x["rto_seconds"], x["rpo_seconds"]) for x in sj["drills"]]
+          == [("pg", d["rto_seconds"], rpo)], f"status --json drills: {sj.get('drills')}")
 
     m = c.metrics()
     check(abs(metric(m, "tidemark_drill_last_rto_seconds", 'target="pg"') - d["rto_seconds"])
