@@ -20,6 +20,7 @@ resolves.
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -127,13 +128,17 @@ def drill_to_a_second_agent():
     with open(c.coord_yaml, "a") as f:
         f.write(coord_yaml("0 0 1 1 *", GOOD_CHECK))
     c.__enter__()
+    ok = False
     try:
         scenario(c)
+        ok = True
     finally:
         if hasattr(ctx, "pg"):
             ctx.pg.stop("immediate")
         c.__exit__(None, None, None)
         ctx.rx.__exit__(None, None, None)
+        if ok and not os.environ.get("TM_KEEP_TMP"):
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 def scenario(c):
