@@ -29,6 +29,9 @@ typedef struct tm_engine {
                   tm_err *err);
     int (*restore)(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                    tm_err *err);
+    /* Restore drill: result->drill filled even when the drill fails. */
+    int (*drill)(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
+                 tm_err *err);
 } tm_engine;
 
 /* The engine for a target kind, or NULL. */

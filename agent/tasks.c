@@ -220,6 +220,7 @@ static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms
     if (e != NULL) {
         fn = task->kind == TIDEMARK__TASK_KIND__BACKUP    ? e->backup
              : task->kind == TIDEMARK__TASK_KIND__RESTORE ? e->restore
+             : task->kind == TIDEMARK__TASK_KIND__DRILL   ? e->drill
                                                           : NULL;
     }
     if (result == NULL) {

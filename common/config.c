@@ -112,6 +112,16 @@ struct raw_policy_retention {
     char *pitr_window;
 };
 
+struct raw_policy_drill {
+    char *schedule;
+    char *staging_agent;
+    char *dir;
+    char **checks;
+    uint32_t checks_count;
+    char *rto_goal;
+    char *rpo_goal;
+};
+
 struct raw_policy {
     char *name;
     struct raw_policy_match match;
@@ -120,6 +130,7 @@ struct raw_policy {
     char *rpo_goal;
     char *backup_max_age;
     bool log_shipping;
+    struct raw_policy_drill drill;
 };
 
 struct raw_scheduler {
@@ -312,6 +323,10 @@ static const cyaml_schema_field_t tasks_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_value_t string_entry = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
+};
+
 static const cyaml_schema_field_t policy_match_fields[] = {
     STR("kind", OPT, struct raw_policy_match, kind),
     /* Arbitrary keys: read from the tree (policy_labels), like agent labels. */
@@ -339,6 +354,17 @@ static const cyaml_schema_field_t policy_retention_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t policy_drill_fields[] = {
+    STR("schedule", OPT, struct raw_policy_drill, schedule),
+    STR("staging_agent", OPT, struct raw_policy_drill, staging_agent),
+    STR("dir", OPT, struct raw_policy_drill, dir),
+    CYAML_FIELD_SEQUENCE("checks", OPT | CYAML_FLAG_POINTER, struct raw_policy_drill, checks,
+                         &string_entry, 0, 64),
+    STR("rto_goal", OPT, struct raw_policy_drill, rto_goal),
+    STR("rpo_goal", OPT, struct raw_policy_drill, rpo_goal),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t policy_fields[] = {
     STR("name", REQ, struct raw_policy, name),
     CYAML_FIELD_MAPPING("match", OPT, struct raw_policy, match, policy_match_fields),
@@ -347,6 +373,7 @@ static const cyaml_schema_field_t policy_fields[] = {
     STR("rpo_goal", OPT, struct raw_policy, rpo_goal),
     STR("backup_max_age", OPT, struct raw_policy, backup_max_age),
     CYAML_FIELD_BOOL("log_shipping", OPT, struct raw_policy, log_shipping),
+    CYAML_FIELD_MAPPING("drill", OPT, struct raw_policy, drill, policy_drill_fields),
     CYAML_FIELD_END,
 };
 
@@ -473,10 +500,6 @@ static const cyaml_schema_field_t repo_fields[] = {
 
 static const cyaml_schema_value_t repo_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_repo, repo_fields),
-};
-
-static const cyaml_schema_value_t string_entry = {
-    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
 };
 
 static const cyaml_schema_field_t encryption_fields[] = {
@@ -1232,6 +1255,65 @@ static int v_cron(vctx *v, const char *path, const char *expr, char **out, char 
 
 static int v_label_map(vctx *v, const char *path, tm_label_conf **labels, size_t *n_labels);
 
+/* policies[i].drill: restore drills (schedule "" = no scheduled drills). */
+static int coord_policy_drill(vctx *v, const char *b, const struct raw_policy_drill *rd,
+                              tm_policy_conf *p)
+{
+    char k[160];
+#define KP(sub) (snprintf(k, sizeof(k), "%s.drill.%s", b, sub), k)
+    tm_policy_drill_conf *d = &p->drill;
+    int rc = 0;
+    const char *sched = has(v, KP("schedule")) ? rd->schedule : "0 5 1 * *";
+    if (sched != NULL && sched[0] != '\0') {
+        rc = v_cron(v, KP("schedule"), sched, &d->schedule, &d->schedule_where);
+    }
+    if (rc == 0 && rd->staging_agent != NULL) {
+        if (rd->staging_agent[0] == '\0') {
+            return tm_ydoc_err(v->doc, v->err, KP("staging_agent"),
+                               "empty, expected an agent id or hostname (omit the key to drill "
+                               "on the target's own agent)");
+        }
+        rc = dup_str(v, rd->staging_agent, &d->staging_agent);
+    }
+    if (rc == 0 && rd->dir != NULL) {
+        if (rd->dir[0] != '/') {
+            return tm_ydoc_err(v->doc, v->err, KP("dir"),
+                               "'%.80s' is not an absolute path, expected a directory on the "
+                               "staging agent (drills restore into fresh subdirectories of it)",
+                               rd->dir);
+        }
+        rc = dup_str(v, rd->dir, &d->dir);
+    }
+    if (rc == 0 && rd->checks_count > 0) {
+        d->checks = calloc(rd->checks_count, sizeof(*d->checks));
+        if (d->checks == NULL) {
+            return oom(v);
+        }
+        for (uint32_t j = 0; rc == 0 && j < rd->checks_count; j++) {
+            snprintf(k, sizeof(k), "%s.drill.checks[%" PRIu32 "]", b, j);
+            if (rd->checks[j] == NULL || rd->checks[j][0] == '\0') {
+                return tm_ydoc_err(v->doc, v->err, k,
+                                   "empty check, expected an SQL statement whose first column is "
+                                   "true when the restored data is right");
+            }
+            rc = dup_str(v, rd->checks[j], &d->checks[j]);
+            d->n_checks = j + 1;
+        }
+    }
+    if (rc == 0) {
+        rc = v_seconds(v, KP("rto_goal"), rd->rto_goal, "1h", 1, 7 * 86400, &d->rto_goal_s);
+    }
+    if (rc == 0) {
+        if (has(v, KP("rpo_goal"))) {
+            rc = v_seconds(v, KP("rpo_goal"), rd->rpo_goal, "15m", 1, 30 * 86400, &d->rpo_goal_s);
+        } else {
+            d->rpo_goal_s = p->rpo_goal_s;
+        }
+    }
+#undef KP
+    return rc;
+}
+
 static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_policy_conf *p)
 {
     char b[48], k[128];
@@ -1326,6 +1408,9 @@ static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_pol
     if (rc == 0) {
         rc = v_seconds(v, KP("backup_max_age"), rp->backup_max_age, "26h", 60, 3660 * 86400,
                        &p->backup_max_age_s);
+    }
+    if (rc == 0) {
+        rc = coord_policy_drill(v, b, &rp->drill, p);
     }
 #undef KP
     return rc;
@@ -2098,6 +2183,14 @@ void tm_coordinator_conf_free(tm_coordinator_conf *c)
         free(p->full_where);
         free(p->incremental_where);
         free(p->snapshot_where);
+        free(p->drill.schedule);
+        free(p->drill.schedule_where);
+        free(p->drill.staging_agent);
+        free(p->drill.dir);
+        for (size_t j = 0; j < p->drill.n_checks; j++) {
+            free(p->drill.checks[j]);
+        }
+        free(p->drill.checks);
     }
     free(c->policies);
     for (size_t i = 0; i < c->n_sinks; i++) {

@@ -49,6 +49,18 @@ typedef struct tm_policy_retention_conf {
     int64_t pitr_window_s; /* default 7d */
 } tm_policy_retention_conf;
 
+/* policies[].drill: restore drills (coordinator/drills.h). */
+typedef struct tm_policy_drill_conf {
+    char *schedule;       /* cron; default "0 5 1 * *" (monthly); NULL = no scheduled drills ("") */
+    char *schedule_where; /* "file:line:col: policies[i].drill.schedule" */
+    char *staging_agent;  /* agent id or hostname; NULL = the target's own agent */
+    char *dir;            /* base directory on the staging agent; NULL = <state_dir>/drills */
+    char **checks;        /* SQL statements; a check fails on error or a first column false */
+    size_t n_checks;
+    int64_t rto_goal_s; /* default 1h */
+    int64_t rpo_goal_s; /* default: the policy's rpo_goal */
+} tm_policy_drill_conf;
+
 /* One `policies:` entry. The first policy (file order) that matches a
  * target applies to it. */
 typedef struct tm_policy_conf {
@@ -72,6 +84,7 @@ typedef struct tm_policy_conf {
     tm_policy_retention_conf retention;
     int64_t rpo_goal_s;       /* default 15m */
     int64_t backup_max_age_s; /* default 26h */
+    tm_policy_drill_conf drill;
 } tm_policy_conf;
 
 /* alerts.sinks[] */

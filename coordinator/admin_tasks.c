@@ -226,3 +226,18 @@ int tm_admin_tasks_register(struct tm_coordinator *c)
     }
     return TM_OK;
 }
+
+void *tm_admin_to_arena(tm_rpc_call *call, const ProtobufCMessage *m)
+{
+    return to_arena(call, m);
+}
+
+int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err)
+{
+    return catalog_error(call, err);
+}
+
+int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp)
+{
+    return reply_task(call, t, resp);
+}

@@ -19,8 +19,9 @@
 #include "tidemark.pb-c.h"
 
 static const char *const rule_names[] = {
-    "backup_failed", "backup_stale", "rpo_breached",        "archive_queue_growing",
-    "agent_stale",   "agent_lost",   "log_shipping_failed", "backup_late",
+    "backup_failed", "backup_stale",        "rpo_breached",        "archive_queue_growing",
+    "agent_stale",   "agent_lost",          "log_shipping_failed", "backup_late",
+    "drill_failed",  "drill_rto_over_goal", "drill_rpo_over_goal",
 };
 
 /* WAL files finished by the database and not yet archived (reported by the
@@ -371,6 +372,54 @@ static void rule_agent(tm_alert_rules *r, const tm_agent_rec *a, int64_t now_ms)
     observe(r, "agent_lost", a->id, TM_ALERT_CRITICAL, lost, lost ? summary : "", d, 2, now_ms);
 }
 
+/* drill_failed, drill_rto_over_goal, drill_rpo_over_goal: from the newest
+ * drill of the target, so the next good drill resolves them. */
+static void rule_drills(tm_alert_rules *r, const char *target, Tidemark__DrillInfo *const *last,
+                        size_t n, int64_t now_ms)
+{
+    const Tidemark__DrillInfo *d = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(last[i]->target, target) == 0) {
+            d = last[i];
+        }
+    }
+    if (d == NULL) {
+        return; /* never drilled: nothing to say here */
+    }
+    char summary[512] = "", v[32] = "", goal[32] = "";
+    tm_alert_kv kv[3] = {{"task", d->task_id}, {"value_seconds", v}, {"goal_seconds", goal}};
+    int failed = !d->ok;
+    if (failed) {
+        snprintf(summary, sizeof(summary), "restore drill of %s failed: %.400s", target,
+                 d->error != NULL && d->error[0] ? d->error : "no error reported");
+    }
+    tm_alert_kv fd[2] = {{"task", d->task_id}, {"error", d->error != NULL ? d->error : ""}};
+    observe(r, "drill_failed", target, TM_ALERT_CRITICAL, failed, summary, fd, failed ? 2 : 0,
+            now_ms);
+    int rto_over =
+        d->ok && d->has_rto_ms && d->has_rto_goal_s && d->rto_ms > (uint64_t)d->rto_goal_s * 1000;
+    snprintf(v, sizeof(v), "%.3f", (double)d->rto_ms / 1000.0);
+    snprintf(goal, sizeof(goal), "%u", d->rto_goal_s);
+    summary[0] = '\0';
+    if (rto_over) {
+        snprintf(summary, sizeof(summary),
+                 "restore drill of %s took %.1f s to restore and verify (RTO goal %u s)", target,
+                 (double)d->rto_ms / 1000.0, d->rto_goal_s);
+    }
+    observe(r, "drill_rto_over_goal", target, TM_ALERT_CRITICAL, rto_over, summary, kv, 3, now_ms);
+    int rpo_over =
+        d->ok && d->has_rpo_ms && d->has_rpo_goal_s && d->rpo_ms > (int64_t)d->rpo_goal_s * 1000;
+    snprintf(v, sizeof(v), "%.3f", (double)d->rpo_ms / 1000.0);
+    snprintf(goal, sizeof(goal), "%u", d->rpo_goal_s);
+    summary[0] = '\0';
+    if (rpo_over) {
+        snprintf(summary, sizeof(summary),
+                 "restore drill of %s recovered data %.1f s older than its target (RPO goal %u s)",
+                 target, (double)d->rpo_ms / 1000.0, d->rpo_goal_s);
+    }
+    observe(r, "drill_rpo_over_goal", target, TM_ALERT_WARNING, rpo_over, summary, kv, 3, now_ms);
+}
+
 int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
 {
     if (r->last_eval_ms != 0 && now_ms - r->last_eval_ms < (int64_t)r->conf->alerts_evaluate_ms) {
@@ -381,9 +430,14 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
     size_t n_agents = 0;
     tm_freshness *f = NULL;
     size_t nf = 0;
+    Tidemark__DrillInfo **drills = NULL;
+    size_t n_drills = 0;
     int rc = tm_catalog_agent_list(r->cat, &agents, &n_agents, err);
     if (rc == TM_OK) {
         rc = tm_catalog_freshness(r->cat, &f, &nf, err);
+    }
+    if (rc == TM_OK) {
+        rc = tm_catalog_drill_latest(r->cat, &drills, &n_drills, err);
     }
     for (size_t a = 0; rc == TM_OK && a < n_agents; a++) {
         const tm_agent_rec *ag = agents[a];
@@ -394,6 +448,7 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
         for (size_t t = 0; rc == TM_OK && t < ag->n_targets; t++) {
             const char *target = ag->targets[t].name;
             rc = rule_backup_failed(r, target, now_ms, err);
+            rule_drills(r, target, drills, n_drills, now_ms);
             const tm_policy_conf *p =
                 tm_policy_match(r->conf, ag->targets[t].kind, ag->labels, ag->n_labels);
             if (rc == TM_OK && p != NULL) {
@@ -407,6 +462,7 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
         tm_scheduler_each_job(r->sched, late_job, &lc);
     }
     free(f);
+    tm_catalog_drills_free(drills, n_drills);
     tm_agent_recs_free(agents, n_agents);
     if (rc != TM_OK) {
         return rc;

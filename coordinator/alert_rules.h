@@ -24,6 +24,11 @@
  *                  1h, plus the policy's jitter) after its fire time.
  *   agent_stale    (warning)  registry state STALE; target = agent id.
  *   agent_lost     (critical) registry state LOST; target = agent id.
+ *   drill_failed   (critical) the newest restore drill of a target failed.
+ *   drill_rto_over_goal (critical) the newest drill passed but its RTO
+ *                  (restore start -> checks passed) is over the drill's goal.
+ *   drill_rpo_over_goal (warning) the newest drill's achieved RPO is over
+ *                  its goal. The drill rules resolve on the next good drill.
  *
  * Rules that need a policy (backup_stale, rpo_breached, ...) skip targets
  * no policy matches; the scheduler reports those. A policy with

@@ -169,6 +169,23 @@ static const migration migrations[] = {
      "  error   TEXT"
      ");"
      "CREATE INDEX alert_notifications_at ON alert_notifications(at);"},
+    /* Restore drills: one row per finished DRILL task (the packed
+     * DrillInfo is the truth; the columns are what metrics and alerts
+     * read). Times in unix ms. */
+    {7, "restore drills",
+     "CREATE TABLE drills ("
+     "  id           INTEGER PRIMARY KEY,"
+     "  target       TEXT NOT NULL,"
+     "  task_id      TEXT NOT NULL UNIQUE,"
+     "  agent_id     TEXT NOT NULL DEFAULT '',"
+     "  backup_id    TEXT NOT NULL DEFAULT '',"
+     "  finished_at  INTEGER NOT NULL,"
+     "  ok           INTEGER NOT NULL,"
+     "  rto_ms       INTEGER,"
+     "  rpo_ms       INTEGER,"
+     "  record       BLOB NOT NULL"
+     ");"
+     "CREATE INDEX drills_target ON drills(target, finished_at);"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -186,6 +186,26 @@ int tm_catalog_alert_notification_add(tm_catalog *c, int64_t at_ms, const char *
                                       int ok, const char *error, tm_err *err);
 int tm_catalog_alert_notification_count(tm_catalog *c, int64_t *n, tm_err *err);
 
+/* ---- restore drills (catalog_drills.c) ---- */
+struct Tidemark__DrillInfo;
+/* Insert or replace the drill of d->task_id. */
+int tm_catalog_drill_put(tm_catalog *c, const struct Tidemark__DrillInfo *d, tm_err *err);
+/* Newest first (by finished_at); target NULL = all; limit 0 = 100. */
+int tm_catalog_drill_list(tm_catalog *c, const char *target, size_t limit,
+                          struct Tidemark__DrillInfo ***out, size_t *n, tm_err *err);
+/* The newest drill of every target. */
+int tm_catalog_drill_latest(tm_catalog *c, struct Tidemark__DrillInfo ***out, size_t *n,
+                            tm_err *err);
+void tm_catalog_drills_free(struct Tidemark__DrillInfo **d, size_t n);
+/* Per target: when its newest successful drill finished (unix ms). */
+typedef struct tm_drill_success {
+    char target[72];
+    int64_t finished_ms;
+} tm_drill_success;
+/* Also the fleet totals by result. Free *out with free(). */
+int tm_catalog_drill_stats(tm_catalog *c, tm_drill_success **out, size_t *n, int64_t *ok_total,
+                           int64_t *failed_total, tm_err *err);
+
 void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);
 void tm_agent_events_free(tm_agent_event *e, size_t n);

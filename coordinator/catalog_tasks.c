@@ -590,3 +590,10 @@ int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *e
     *n = cnt;
     return TM_OK;
 }
+
+int tm_catalog_query_records(tm_catalog *c, const char *sql, const char *a, const char *b,
+                             int64_t i1, int64_t i2, const ProtobufCMessageDescriptor *d,
+                             void ***out, size_t *n, tm_err *err)
+{
+    return query_records(c, sql, a, b, i1, i2, d, out, n, err);
+}

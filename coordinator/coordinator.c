@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "coordinator/alert_rules.h"
 #include "coordinator/archiver.h"
+#include "coordinator/drills.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -255,7 +256,9 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_alert_rules_collect, c->alert_rules)) !=
             TM_OK ||
-        (rc = tm_metrics_add_collector(c->metrics, tm_archiver_collect, c->archiver)) != TM_OK) {
+        (rc = tm_metrics_add_collector(c->metrics, tm_archiver_collect, c->archiver)) != TM_OK ||
+
+        (rc = tm_metrics_add_collector(c->metrics, tm_drills_collect, c->catalog)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
         goto fail;
     }
@@ -276,7 +279,7 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     }
     if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
         (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_admin_alerts_register(c)) != TM_OK ||
-        (rc = tm_logs_register(c)) != TM_OK) {
+        (rc = tm_logs_register(c)) != TM_OK || (rc = tm_admin_drills_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }

@@ -6,6 +6,7 @@
  * serialises leasing so two polls can never lease the same task.
  */
 #include "coordinator/dispatcher.h"
+#include "coordinator/drills.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"
@@ -572,6 +573,9 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
                                                       : "failed without a reason";
         fail_or_retry(d, t, why, req->has_retryable && req->retryable, now);
     }
+    if (tm_drills_record(d->cat, t, &err) != TM_OK) {
+        tm_error("dispatcher", "event=drill_record_failed task=%s msg=\"%s\"", t->id, err.msg);
+    }
     resp->has_state = 1;
     resp->state = t->state;
     tidemark__task__free_unpacked(t, NULL);
@@ -612,6 +616,10 @@ void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms)
             snprintf(why, sizeof(why), "lease expired: agent %s stopped reporting",
                      exp[i]->agent_id);
             fail_or_retry(d, exp[i], why, 1, now_ms);
+            if (tm_drills_record(d->cat, exp[i], &err) != TM_OK) {
+                tm_error("dispatcher", "event=drill_record_failed task=%s msg=\"%s\"", exp[i]->id,
+                         err.msg);
+            }
         }
         tm_catalog_tasks_free(exp, n);
     }

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/names.h"
+#include "coordinator/drills.h"
 #include "coordinator/policy.h"
 
 #include "tidemark.pb-c.h"
@@ -29,6 +30,7 @@ typedef struct policy_crons {
     tm_cron *full;
     tm_cron *incremental; /* NULL = none */
     tm_cron *snapshot;    /* NULL = none; only for engines with snapshots (Redis) */
+    tm_cron *drill;       /* NULL = no scheduled drills */
 } policy_crons;
 
 /* Targets already reported as having no policy, so the log says it once. */
@@ -91,6 +93,11 @@ int tm_scheduler_new(tm_scheduler **out, const tm_coordinator_conf *conf, tm_cat
             rc = tm_err_set(err, TM_ECONFIG, "%s: %s", p->snapshot_where, cerr.msg);
             goto fail;
         }
+        if (p->drill.schedule != NULL &&
+            tm_cron_parse(p->drill.schedule, &s->crons[i].drill, &cerr) != TM_OK) {
+            rc = tm_err_set(err, TM_ECONFIG, "%s: %s", p->drill.schedule_where, cerr.msg);
+            goto fail;
+        }
     }
     if ((rc = tm_catalog_sched_list(cat, &s->persisted, &s->n_persisted, err)) != TM_OK) {
         goto fail;
@@ -111,6 +118,7 @@ void tm_scheduler_free(tm_scheduler *s)
         tm_cron_free(s->crons[i].full);
         tm_cron_free(s->crons[i].incremental);
         tm_cron_free(s->crons[i].snapshot);
+        tm_cron_free(s->crons[i].drill);
     }
     free(s->crons);
     free(s->slots);
@@ -194,6 +202,23 @@ static int job_kind_of_backup(int type)
 
 static int submit(tm_scheduler *s, const job_slot *j, const tm_sched_decision *d)
 {
+    if (j->kind == TM_JOB_DRILL) {
+        Tidemark__Task *stored = NULL;
+        tm_err err;
+        if (tm_drills_submit(s->conf, s->cat, s->disp, j->target, NULL, NULL, "schedule", &stored,
+                             &err) != TM_OK) {
+            tm_error("scheduler", "event=submit_failed target=%s kind=drill msg=\"%s\"", j->target,
+                     err.msg);
+            return 0;
+        }
+        tm_info("scheduler",
+                "event=task_started target=%s kind=drill task=%s agent=%s policy=%s "
+                "fire_time=%lld missed=%lld reason=\"%s\"",
+                j->target, stored->id, stored->agent_id, j->policy->name, (long long)d->fire_time,
+                (long long)d->missed, d->reason);
+        tidemark__task__free_unpacked(stored, NULL);
+        return 1;
+    }
     Tidemark__Task t = TIDEMARK__TASK__INIT;
     t.has_kind = t.has_backup_type = 1;
     t.kind = TIDEMARK__TASK_KIND__BACKUP;
@@ -295,13 +320,16 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
                 continue;
             }
             size_t pi = (size_t)(p - s->conf->policies);
-            static const tm_job_kind kinds[] = {TM_JOB_FULL, TM_JOB_INCREMENTAL, TM_JOB_SNAPSHOT};
-            for (int k = 0; k < 3; k++) {
+            static const tm_job_kind kinds[] = {TM_JOB_FULL, TM_JOB_INCREMENTAL, TM_JOB_SNAPSHOT,
+                                                TM_JOB_DRILL};
+            for (int k = 0; k < 4; k++) {
                 const tm_cron *cron = k == 0   ? s->crons[pi].full
                                       : k == 1 ? s->crons[pi].incremental
-                                      : ag->targets[t].kind == TIDEMARK__TARGET_KIND__REDIS
-                                          ? s->crons[pi].snapshot
-                                          : NULL;
+                                      : k == 2
+                                          ? (ag->targets[t].kind == TIDEMARK__TARGET_KIND__REDIS
+                                                 ? s->crons[pi].snapshot
+                                                 : NULL)
+                                          : s->crons[pi].drill;
                 if (cron == NULL) {
                     continue;
                 }
@@ -330,11 +358,14 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
                     .kind = js->kind,
                     .cron = cron,
                     .jitter_max_s = p->jitter_s,
-                    .agent = ag->id,
+                    /* a drill runs on the staging agent: no limit by the target's */
+                    .agent = kinds[k] == TM_JOB_DRILL ? NULL : ag->id,
                     .paused = s->conf->sched_paused,
                 };
-                repos_of(pairs, pair_names, n_pairs, js->target, &jobs[n_jobs].repos,
-                         &jobs[n_jobs].n_repos);
+                if (kinds[k] != TM_JOB_DRILL) { /* drills read; the limit is on writers */
+                    repos_of(pairs, pair_names, n_pairs, js->target, &jobs[n_jobs].repos,
+                             &jobs[n_jobs].n_repos);
+                }
                 slot_of[n_jobs++] = js;
             }
         }
@@ -355,17 +386,21 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
         }
         size_t n_act = 0;
         for (size_t i = 0; i < n_open; i++) {
-            if (open[i]->kind != TIDEMARK__TASK_KIND__BACKUP) {
+            int drill = open[i]->kind == TIDEMARK__TASK_KIND__DRILL;
+            if (open[i]->kind != TIDEMARK__TASK_KIND__BACKUP && !drill) {
                 continue; /* restores and log shipping do not block backups here */
             }
             act[n_act++] = (tm_sched_active){
                 .target = open[i]->target,
-                .kind = (tm_job_kind)job_kind_of_backup(open[i]->backup_type),
+                .kind =
+                    drill ? TM_JOB_DRILL : (tm_job_kind)job_kind_of_backup(open[i]->backup_type),
                 .agent = open[i]->agent_id,
                 .running = open[i]->state == TIDEMARK__TASK_STATE__TASK_RUNNING,
             };
-            repos_of(pairs, pair_names, n_pairs, open[i]->target, &act[n_act - 1].repos,
-                     &act[n_act - 1].n_repos);
+            if (!drill) {
+                repos_of(pairs, pair_names, n_pairs, open[i]->target, &act[n_act - 1].repos,
+                         &act[n_act - 1].n_repos);
+            }
         }
         for (size_t i = 0; i < n_jobs; i++) {
             states[i] = slot_of[i]->st;

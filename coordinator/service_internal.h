@@ -51,9 +51,16 @@ int tm_logs_window(struct tm_coordinator *c, const char *target, int64_t *start,
                    uint32_t *queue_depth, tm_err *err);
 /* Per-target rows of `tidemarkctl status` (status.c). */
 int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__StatusResponse *resp);
+int tm_admin_drills_register(struct tm_coordinator *c); /* RunDrill, ListDrills */
 /* Resolve an agent id or unique hostname to its catalog record (admin.c). */
 int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
                            tm_agent_rec **out);
+/* admin_tasks.c helpers for other admin files: copy a malloc'd message into
+ * the call's arena; map a catalog error to a status; answer with a task
+ * (frees t). */
+void *tm_admin_to_arena(tm_rpc_call *call, const ProtobufCMessage *m);
+int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err);
+int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp);
 /* Authenticator for both services (agent secret / admin token). */
 int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__Credential *cred,
                         void *arg);

@@ -90,6 +90,11 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
     if (rc == TM_OK) {
         rc = tm_alerts_list(tm_alert_rules_alerts(c->alert_rules), &al, &n_alerts, &err);
     }
+    Tidemark__DrillInfo **drills = NULL;
+    size_t n_drills = 0;
+    if (rc == TM_OK) {
+        rc = tm_catalog_drill_latest(c->catalog, &drills, &n_drills, &err);
+    }
     size_t total = 0;
     for (size_t i = 0; rc == TM_OK && i < n_agents; i++) {
         total += agents[i]->n_targets;
@@ -150,7 +155,23 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
                 ts->rpo_goal_seconds = p->rpo_goal_s;
             }
             ts->has_rto_seconds = 1;
-            ts->rto_seconds = -1; /* no drill yet (filled from the drill results) */
+            ts->rto_seconds = -1; /* never drilled */
+            if (p != NULL) {
+                ts->has_rto_goal_seconds = 1;
+                ts->rto_goal_seconds = p->drill.rto_goal_s;
+            }
+            for (size_t k = 0; k < n_drills; k++) {
+                const Tidemark__DrillInfo *d = drills[k];
+                if (d->target == NULL || strcmp(d->target, name) != 0) {
+                    continue;
+                }
+                ts->has_last_drill_at = ts->has_last_drill_ok = 1;
+                ts->last_drill_at = d->finished_at_ms / 1000;
+                ts->last_drill_ok = d->ok;
+                if (d->has_rto_ms) {
+                    ts->rto_seconds = (int64_t)((d->rto_ms + 999) / 1000);
+                }
+            }
             fill_log_shipping(c, a, name, p, ts);
             ts->has_alerts_firing = 1;
             ts->alerts_firing = firing_for(al, n_alerts, name);
@@ -158,6 +179,7 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
             resp->target_status[resp->n_target_status++] = ts;
         }
     }
+    tm_catalog_drills_free(drills, n_drills);
     tm_alert_info_free(al, n_alerts);
     tm_catalog_tasks_free(open, n_open);
     free(f);

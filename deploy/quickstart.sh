@@ -5,8 +5,9 @@
 #
 #   coordinator + one agent serving a local PostgreSQL 15, two repositories
 #   as two "regions", WAL archived continuously, a full backup, a
-#   point-in-time restore to a second instance, status with the PITR window
-#   and RPO, and an alert firing on a simulated failure.
+#   point-in-time restore to a second instance, a PITR restore drill with
+#   its measured RTO and RPO, status with the PITR window, RPO and RTO, and
+#   an alert firing on a simulated failure.
 #
 #   deploy/quickstart.sh          run the loop, show it, stop everything
 #   deploy/quickstart.sh --keep   leave it running (stop: deploy/quickstart.sh --stop)
@@ -169,7 +170,13 @@ ctl restore --target pg-main --time "$target_time" --to demo-db --pgdata "$demo/
 echo "orders in the restored instance: $(psql_ "$rport" "SELECT string_agg(id::text, ',') FROM orders") (order 2 came after the target time)"
 as_pg pg_ctl -D "$demo/restored" -m fast stop >/dev/null
 
-step "status"
+step "a PITR restore drill: restore, start, check, measure RTO/RPO, tear down"
+echo "\$ tidemarkctl drill run --target pg-main --wait"
+ctl drill run --target pg-main --wait
+echo "\$ tidemarkctl drills list"
+ctl drills list
+
+step "status (the newest drill per target with its RTO and RPO)"
 echo "\$ tidemarkctl status"
 ctl status
 echo "\$ tidemarkctl backups list"

@@ -26,6 +26,7 @@ typedef struct ctl {
     uint32_t timeout_ms;
     tm_tls_conf tls; /* for tls+tcp:// coordinators */
     tm_rpc_client *rpc;
+    int wait_quiet; /* ctl_wait_task prints nothing at the end (the caller does) */
 } ctl;
 
 /* Connect lazily; prints the error and returns CTL_FAIL on failure. */
@@ -49,6 +50,10 @@ int ctl_task(ctl *c, int argc, char **argv);      /* task show|cancel|wait */
 int ctl_pitr(ctl *c, int argc, char **argv);      /* pitr window */
 int ctl_alerts(ctl *c, int argc, char **argv);    /* alerts list */
 int ctl_retention(ctl *c, int argc, char **argv); /* retention plan (dry run) */
+int ctl_drills(ctl *c, int argc, char **argv);    /* drill run, drills list */
+/* The drills section of tidemarkctl status (drills.c): newest drill per
+ * target with RTO/RPO; in JSON a ,"drills":[...] member. */
+void ctl_status_drills(ctl *c);
 
 /* Tasks (tasks.c), shared by backup and restore. */
 struct Tidemark__Task;

@@ -35,6 +35,8 @@ static void usage(FILE *f)
                "  pitr window --target T       recoverable window, gaps and RPO now\n"
                "  alerts list                  active alerts (pending and firing)\n"
                "  retention plan [--target T]  what retention would keep/drop and why (dry run)\n"
+               "  drill run --target T [--to AGENT] [--time T] [--wait]  restore drill now\n"
+               "  drills list [--target T]     restore drills with measured RTO/RPO\n"
                "\n"
                "Global options:\n"
                "  -u, --url URL          coordinator (TIDEMARK_URL; default tcp://127.0.0.1:7800)\n"
@@ -156,6 +158,8 @@ int main(int argc, char **argv)
         fn = ctl_alerts;
     } else if (strcmp(cmd, "retention") == 0) {
         fn = ctl_retention;
+    } else if (strcmp(cmd, "drill") == 0 || strcmp(cmd, "drills") == 0) {
+        fn = ctl_drills;
     } else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CTL_OK;

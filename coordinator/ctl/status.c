@@ -179,7 +179,9 @@ int ctl_status(ctl *c, int argc, char **argv)
             }
             json_target(stdout, resp->target_status[i]);
         }
-        printf("]}\n");
+        printf("]");
+        ctl_status_drills(c);
+        printf("}\n");
     } else {
         char up[32];
         ctl_ago(resp->started_at, up, sizeof(up));
@@ -197,6 +199,7 @@ int ctl_status(ctl *c, int argc, char **argv)
         for (size_t i = 0; i < resp->n_target_status; i++) {
             text_target(resp->target_status[i]);
         }
+        ctl_status_drills(c);
     }
     tidemark__status_response__free_unpacked(resp, NULL);
     return CTL_OK;

@@ -126,7 +126,9 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
             if (tty) {
                 fputs("\r\033[K", stderr);
             }
-            if (c->json) {
+            if (c->wait_quiet) {
+                /* the caller prints the outcome */
+            } else if (c->json) {
                 ctl_json_task(stdout, t);
                 fputc('\n', stdout);
             } else {

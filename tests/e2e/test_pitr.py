@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from tmtest import pg as pgmod
 from tmtest.cluster import Cluster, binary, free_port
 from tmtest.pg import Postgres
+from tmtest.runbook import runbook
 from tmtest.runner import check, run, test, wait_for
 
 TASKS_YAML = """tasks:
@@ -62,29 +63,6 @@ def handle(datadir, port):
     p.logfile = os.path.join(datadir, "tidemark-restore.log")
     p.bin, p.env = ctx.pg.bin, None
     return p
-
-
-RUNBOOK = os.path.join(os.environ.get("TM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
-                       "docs", "RESTORE.md")
-
-
-def runbook(name, **values):
-    """The command of the runbook block marked <!-- e2e:name -->, with its
-    ${...} values filled in, as an argv: the test runs what the on-call
-    engineer reads."""
-    import re
-    import shlex
-    with open(RUNBOOK) as f:
-        text = f.read()
-    m = re.search(r"<!-- e2e:" + re.escape(name) + r" -->\s*```sh\n(.*?)\n```", text, re.S)
-    check(m is not None, f"docs/RESTORE.md has the e2e:{name} block")
-    cmd = m.group(1).strip()
-    for k, v in values.items():
-        cmd = cmd.replace("${" + k + "}", v)
-    check("${" not in cmd, f"every value of e2e:{name} filled in: {cmd}")
-    argv = shlex.split(cmd)
-    exe = {"tidemarkctl": binary("tidemarkctl"), "tidemark-agent": binary("tidemark-agent")}
-    return [exe.get(argv[0], argv[0])] + argv[1:]
 
 
 def utc(ts):

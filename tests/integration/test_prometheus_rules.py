@@ -30,6 +30,8 @@ KNOWN = {
     "tidemark_drill_last_rto_seconds", "tidemark_drill_last_success_timestamp_seconds",
     "tidemark_alerts_firing", "tidemark_log_archive_failures_total",
     "tidemark_log_last_archived_timestamp_seconds",
+    "tidemark_alerts_firing", "tidemark_drill_last_rpo_seconds", "tidemark_drill_last_result",
+    "tidemark_drill_rto_goal_seconds", "tidemark_drill_rpo_goal_seconds", "tidemark_drills_total",
 }
 
 

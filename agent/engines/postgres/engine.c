@@ -90,4 +90,5 @@ const tm_engine tm_engine_postgres = {
     .name = "postgres",
     .backup = pg_task_backup,
     .restore = pg_task_restore,
+    .drill = tm_pg_drill,
 };

@@ -9,6 +9,7 @@
  *   catalog.c   the backups of a target as the repository records them
  *   backup.c    full and incremental backups
  *   restore.c   restore into a directory, recovery settings, --start
+ *   drill.c     restore drills: restore + start + checks + RTO/RPO + teardown
  *   engine.c    the tm_engine glue (tasks in, TaskResult out)
  *
  * Nothing here is used outside agent/engines/postgres/ except through
@@ -195,9 +196,24 @@ typedef struct tm_pg_restore_report {
     double files_s, recovery_s, total_s;
     char recovery_target[128];
     char verify[256]; /* result of the verification query (with start) */
+    /* With start: where the server listens and as whom to connect. */
+    char host[256];
+    uint32_t port;
+    char user[64];
 } tm_pg_restore_report;
 
 int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_restore_report *rep,
                   tm_err *err);
+/* Stop a server started by tm_pg_restore (start = 1) in pgdata, at once
+ * (-m immediate: the copy is thrown away). TM_OK if it is not running. */
+int tm_pg_restore_stop(const tm_agent_conf *conf, const char *target, const char *pgdata,
+                       tm_err *err);
+
+/* ---- drill.c ---------------------------------------------------------- */
+
+/* The DRILL task: restore into a fresh directory on a free port, start,
+ * integrity and user checks, RTO and achieved RPO, stop and remove. */
+int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
+                tm_err *err);
 
 #endif

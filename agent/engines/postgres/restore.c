@@ -833,6 +833,10 @@ static int start_and_verify(rctx *r, const tm_agent_conf *conf, const tm_pg_targ
         }
         free(pid);
     }
+    /* Where a caller (a drill) reaches the started server. */
+    snprintf(rep->host, sizeof(rep->host), "%s", host);
+    rep->port = port;
+    snprintf(rep->user, sizeof(rep->user), "%s", user);
     tm_pg_conn *c = NULL;
     tm_err e = {0};
     char *v = NULL;
@@ -887,6 +891,51 @@ static int start_and_verify(rctx *r, const tm_agent_conf *conf, const tm_pg_targ
     }
     tm_pg_close(c);
     return rc;
+}
+
+int tm_pg_restore_stop(const tm_agent_conf *conf, const char *target, const char *pgdata,
+                       tm_err *err)
+{
+    char pidf[PATH_MAX + 32];
+    snprintf(pidf, sizeof(pidf), "%s/postmaster.pid", pgdata);
+    if (access(pidf, F_OK) != 0) {
+        return TM_OK; /* not running */
+    }
+    const tm_pg_target_conf *pgc = NULL;
+    for (size_t i = 0; target != NULL && i < conf->n_targets; i++) {
+        if (strcmp(conf->targets[i].name, target) == 0 && conf->targets[i].has_postgres) {
+            pgc = &conf->targets[i].postgres;
+        }
+    }
+    char bindir[PATH_MAX];
+    int rc = find_bindir(pgc, pgdata, bindir, sizeof(bindir), err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    /* pg_ctl refuses to run as root: as the owner of the directory. */
+    struct stat st;
+    int chg = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    const char *user = NULL;
+    if (geteuid() == 0 && stat(pgdata, &st) == 0 && st.st_uid != 0) {
+        struct passwd *pw = getpwuid(st.st_uid);
+        if (pw != NULL) {
+            chg = 1;
+            uid = pw->pw_uid;
+            gid = pw->pw_gid;
+            user = pw->pw_name;
+        }
+    }
+    char pgctl[PATH_MAX + 16];
+    snprintf(pgctl, sizeof(pgctl), "%s/pg_ctl", bindir);
+    char *argv[] = {pgctl, "-D", (char *)pgdata, "-m",   "immediate",
+                    "-w",  "-t", "120",          "stop", NULL};
+    int code = run_as(argv, chg, uid, gid, user);
+    if (code != 0 && access(pidf, F_OK) == 0) {
+        return tm_err_set(err, TM_EIO, "pg_ctl stop -D %s failed (exit %d)", pgdata, code);
+    }
+    return TM_OK;
 }
 
 /* ---- the whole restore ------------------------------------------------ */

@@ -205,6 +205,10 @@ static const char *const fixture_sql[] = {
     [5] = "INSERT INTO sched_state(target, kind, last_fire) VALUES ('pg-main', 'full', 1000);",
     [6] = "INSERT INTO alert_notifications(at, rule, target, status, sink, ok, error) VALUES "
           "(5000, 'backup_failed', 'pg-main', 'firing', 'am', 1, NULL);",
+    /* DrillInfo{target "pg-main", task_id "t-d", rto_ms 1500, ok true}. */
+    [7] = "INSERT INTO drills(target, task_id, agent_id, backup_id, finished_at, ok, rto_ms, "
+          "rpo_ms, record) VALUES ('pg-main', 't-d', 'ag-1', 'b-1', 7000, 1, 1500, 2000, "
+          "X'120770672d6d61696e1a03742d6458dc0b800101');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -244,6 +248,24 @@ static void check_fixture(tm_catalog *c, int v)
         int64_t n = 0;
         assert_int_equal(tm_catalog_alert_notification_count(c, &n, &err), 0);
         assert_int_equal(n, 1);
+    }
+    if (v >= 7) {
+        Tidemark__DrillInfo **d = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_drill_list(c, "pg-main", 0, &d, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(d[0]->task_id, "t-d");
+        assert_int_equal(d[0]->rto_ms, 1500);
+        assert_true(d[0]->ok);
+        tm_catalog_drills_free(d, n);
+        tm_drill_success *ds = NULL;
+        int64_t ok = 0, failed = 0;
+        assert_int_equal(tm_catalog_drill_stats(c, &ds, &n, &ok, &failed, &err), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(ds[0].finished_ms, 7000);
+        assert_int_equal(ok, 1);
+        assert_int_equal(failed, 0);
+        free(ds);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);

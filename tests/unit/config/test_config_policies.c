@@ -135,6 +135,56 @@ static void test_errors(void **state)
                 F ":6:24: scheduler.max_tasks_per_agent: ", "out of range");
 }
 
+/* policies[].drill: defaults (monthly, 1h RTO, the policy's RPO goal),
+ * explicit values, and errors with their line. */
+static void test_drill(void **state)
+{
+    (void)state;
+    tm_coordinator_conf *c = coord_ok(MIN_COORD "policies:\n"
+                                                "  - name: a\n"
+                                                "    rpo_goal: 2m\n"
+                                                "  - name: b\n"
+                                                "    drill:\n"
+                                                "      schedule: \"*/10 * * * *\"\n"
+                                                "      staging_agent: staging-1\n"
+                                                "      dir: /srv/drills\n"
+                                                "      checks:\n"
+                                                "        - SELECT count(*) > 0 FROM orders\n"
+                                                "        - SELECT true\n"
+                                                "      rto_goal: 20m\n"
+                                                "      rpo_goal: 30s\n"
+                                                "  - name: off\n"
+                                                "    drill:\n"
+                                                "      schedule: \"\"\n");
+    const tm_policy_drill_conf *a = &c->policies[0].drill;
+    assert_string_equal(a->schedule, "0 5 1 * *");
+    assert_null(a->staging_agent);
+    assert_null(a->dir);
+    assert_int_equal(a->n_checks, 0);
+    assert_int_equal(a->rto_goal_s, 3600);
+    assert_int_equal(a->rpo_goal_s, 120);
+    const tm_policy_drill_conf *b = &c->policies[1].drill;
+    assert_string_equal(b->schedule, "*/10 * * * *");
+    assert_string_equal(b->staging_agent, "staging-1");
+    assert_string_equal(b->dir, "/srv/drills");
+    assert_int_equal(b->n_checks, 2);
+    assert_string_equal(b->checks[0], "SELECT count(*) > 0 FROM orders");
+    assert_int_equal(b->rto_goal_s, 1200);
+    assert_int_equal(b->rpo_goal_s, 30);
+    assert_null(c->policies[2].drill.schedule);
+    tm_coordinator_conf_free(c);
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    drill:\n      schedule: \"0 5 32 * *\"\n",
+                F ":8:17: policies[0].drill.schedule: ", NULL);
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    drill:\n      dir: drills\n",
+                F ":8:12: policies[0].drill.dir: ", "absolute");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    drill:\n      checks:\n        - \"\"\n",
+                F ":9:11: policies[0].drill.checks[0]: ", "empty check");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    drill:\n      rto_goal: 2y\n",
+                F ":8:17: policies[0].drill.rto_goal: ", NULL);
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    drill:\n      staging: x\n",
+                F ":8:7: ", "staging");
+}
+
 /* A URL is a secret: an error about it never shows it. */
 static void test_url_not_echoed(void **state)
 {
@@ -152,10 +202,9 @@ static void test_url_not_echoed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_full_and_match),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_url_not_echoed),
+        cmocka_unit_test(test_defaults), cmocka_unit_test(test_full_and_match),
+        cmocka_unit_test(test_errors),   cmocka_unit_test(test_url_not_echoed),
+        cmocka_unit_test(test_drill),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -20,6 +20,7 @@
 #include "common/config.h"
 #include "coordinator/catalog.h"
 #include "coordinator/dispatcher.h"
+#include "coordinator/drills.h"
 #include "coordinator/scheduler.h"
 #include "tidemark.pb-c.h"
 
@@ -226,12 +227,123 @@ static void test_repository_limit(void **state)
     tm_scheduler_free(s);
 }
 
+/* Open DRILL tasks of target (n returned, the first one in *out). */
+static size_t open_drills(fixture *f, const char *target, Tidemark__Task **first)
+{
+    Tidemark__Task **t = NULL;
+    size_t n = 0, drills = 0;
+    tm_err err;
+    assert_int_equal(tm_catalog_task_list(f->cat, target, 1, 0, &t, &n, &err), TM_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (t[i]->kind == TIDEMARK__TASK_KIND__DRILL) {
+            if (drills++ == 0 && first != NULL) {
+                *first = t[i];
+                t[i] = NULL;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] != NULL) {
+            tidemark__task__free_unpacked(t[i], NULL);
+        }
+    }
+    free(t);
+    return drills;
+}
+
+/* policies[].drill.schedule: a DRILL task to the staging agent (given by
+ * hostname) with the policy's checks and goals; not doubled while one is
+ * open (scheduler and RunDrill alike); its result becomes a drills row. */
+static void test_drill_schedule(void **state)
+{
+    fixture *f = *state;
+    char *checks[] = {"SELECT true"};
+    f->policy.drill = (tm_policy_drill_conf){
+        .schedule = "0 5 * * *",
+        .schedule_where = "test.yaml:2:1: policies[0].drill.schedule",
+        .staging_agent = "ag-2",
+        .dir = "/srv/drills",
+        .checks = checks,
+        .n_checks = 1,
+        .rto_goal_s = 1800,
+        .rpo_goal_s = 60,
+    };
+    tm_err err;
+    tm_scheduler *s = NULL;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err), TM_OK);
+    f->now = DAY0 + 4 * 3600; /* 04:00: first sight */
+    assert_int_equal(tick(s), 0);
+    f->now = DAY0 + 5 * 3600 + 1;
+    assert_int_equal(tick(s), 1);
+    assert_int_equal(tick(s), 0);
+    Tidemark__Task *d = NULL;
+    assert_int_equal(open_drills(f, "pg", &d), 1);
+    assert_string_equal(d->agent_id, "ag-2");
+    assert_string_equal(d->requested_by, "schedule");
+    assert_non_null(d->drill);
+    assert_int_equal(d->drill->n_checks, 1);
+    assert_string_equal(d->drill->checks[0], "SELECT true");
+    assert_string_equal(d->drill->dir, "/srv/drills");
+    assert_int_equal(d->drill->rto_goal_s, 1800);
+    assert_int_equal(d->drill->rpo_goal_s, 60);
+
+    /* On demand while it is queued: refused. */
+    Tidemark__Task *t2 = NULL;
+    assert_int_equal(
+        tm_drills_submit(&f->conf, f->cat, f->disp, "pg", "ag-1", NULL, "admin", &t2, &err),
+        TM_EBUSY);
+    assert_non_null(strstr(err.msg, "already queued"));
+    /* Next day, still queued: the scheduler does not add a second one. */
+    f->now += 86400;
+    tick(s);
+    assert_int_equal(open_drills(f, "pg", NULL), 1);
+
+    /* The drill finishes: a drills row with the agent's figures. */
+    Tidemark__DrillResult dr = TIDEMARK__DRILL_RESULT__INIT;
+    dr.backup_id = "20261124T030000Z-full";
+    dr.has_rto_ms = dr.has_rpo_ms = 1;
+    dr.rto_ms = 4200;
+    dr.rpo_ms = 1500;
+    Tidemark__TaskResult tr = TIDEMARK__TASK_RESULT__INIT;
+    tr.drill = &dr;
+    d->result = &tr;
+    d->state = TIDEMARK__TASK_STATE__TASK_SUCCEEDED;
+    assert_int_equal(tm_drills_record(f->cat, d, &err), TM_OK);
+    d->result = NULL;
+    Tidemark__DrillInfo **rows = NULL;
+    size_t n = 0;
+    assert_int_equal(tm_catalog_drill_list(f->cat, "pg", 0, &rows, &n, &err), TM_OK);
+    assert_int_equal(n, 1);
+    assert_true(rows[0]->ok);
+    assert_int_equal(rows[0]->rto_ms, 4200);
+    assert_int_equal(rows[0]->rpo_ms, 1500);
+    assert_int_equal(rows[0]->rto_goal_s, 1800);
+    assert_string_equal(rows[0]->agent_id, "ag-2");
+    assert_string_equal(rows[0]->backup_id, "20261124T030000Z-full");
+    tm_catalog_drills_free(rows, n);
+    assert_int_equal(tm_catalog_drill_latest(f->cat, &rows, &n, &err), TM_OK);
+    assert_int_equal(n, 1);
+    tm_catalog_drills_free(rows, n);
+    tm_drill_success *succ = NULL;
+    int64_t ok_total = 0, failed_total = 0;
+    assert_int_equal(tm_catalog_drill_stats(f->cat, &succ, &n, &ok_total, &failed_total, &err),
+                     TM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(succ[0].target, "pg");
+    assert_int_equal(ok_total, 1);
+    assert_int_equal(failed_total, 0);
+    free(succ);
+    tidemark__task__free_unpacked(d, NULL);
+    tm_scheduler_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fires_once_and_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cron_names_its_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repository_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drill_schedule, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
