@@ -119,7 +119,22 @@ def setup_cluster_and_full_backup():
     ctx.repo_a = os.path.join(ctx.tmp, "repo-a")
     ctx.repo_b = os.path.join(ctx.tmp, "repo-b")
     ctx.key = os.path.join(ctx.tmp, "master.key")
-    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML)
+    ctx.drills = os.path.join(ctx.tmp, "drills")
+    os.makedirs(ctx.drills)
+    pgmod.chown_tree(ctx.drills)
+    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML + f"""policies:
+  - name: pg
+    match:
+      kind: postgres
+    schedule:
+      full: "0 3 * * *"
+      incremental: ""
+    drill:
+      schedule: ""
+      dir: {ctx.drills}
+      checks:
+        - "SELECT sum(id) = 500500 FROM ts_rows"
+""")
     ctx.c.__enter__()
     subprocess.run([binary("tidemark-agent"), "repo", "keygen", ctx.key], check=True,
                    capture_output=True)
@@ -296,6 +311,23 @@ def restore_through_coordinator_to_staging():
     p = restored_pg(d, port)
     check_restored(p, "restore on staging", ts_dest)
     p.stop()
+
+
+@test
+def drill_with_a_tablespace_on_the_same_host():
+    # The staging agent shares this host with the source: the drill must
+    # relocate the tablespace (its original directory is in use) and take
+    # it away again.
+    r = ctx.c.ctl("drill", "run", "--target", "pg", "--to", "staging", "--wait", "--json",
+                  timeout=300, check=False)
+    check(r.returncode == 0, f"drill: {r.stdout}\n{r.stderr}\n"
+                             + ctx.c.agents["staging"].output()[-3000:])
+    d = json.loads(r.stdout)
+    print(f"  drill with a tablespace: RTO {d.get('rto_seconds')} s, ok={d.get('ok')}")
+    check(d.get("ok") is True, f"drill passed, its check read the tablespace's table: {d}")
+    check(os.listdir(ctx.drills) == [], f"drill dir and tablespace copy removed: "
+                                        f"{os.listdir(ctx.drills)}")
+    check(ctx.pg.psql("SELECT sum(id) FROM ts_rows") == "500500", "the source is untouched")
 
 
 @test

@@ -256,6 +256,10 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
     }
     snprintf(dir, sizeof(dir), "%s/drill-%s-%s", base, task->target ? task->target : "x",
              task->id ? task->id : "x");
+    /* Tablespaces go beside it (the originals may belong to the running
+     * cluster on this very host), and leave with it. */
+    char tsdir[PATH_MAX + 300];
+    snprintf(tsdir, sizeof(tsdir), "%s.tablespaces", dir);
     const char *time =
         spec != NULL && spec->target_time && spec->target_time[0] ? spec->target_time : NULL;
     int64_t started_ms = tm_now_ms();
@@ -307,6 +311,7 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
             .time = time,
             .start = 1,
             .port = port,
+            .ts_map_all = tsdir,
             .ctx = ctx,
         };
         rc = tm_pg_restore(conf, &o, &rep, err);
@@ -356,6 +361,7 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
     tm_err terr = {0};
     int stopped = tm_pg_restore_stop(conf, task->target, dir, &terr) == TM_OK;
     int removed = nftw(dir, rm_visit, 16, FTW_DEPTH | FTW_PHYS) == 0 || access(dir, F_OK) != 0;
+    removed &= nftw(tsdir, rm_visit, 16, FTW_DEPTH | FTW_PHYS) == 0 || access(tsdir, F_OK) != 0;
     res->has_teardown_ms = res->has_cleaned_up = 1;
     res->teardown_ms = ms_since(tt);
     res->cleaned_up = stopped && removed;
