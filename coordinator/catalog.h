@@ -158,6 +158,16 @@ typedef struct tm_freshness {
 } tm_freshness;
 int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *err);
 
+/* Failed tasks per target and kind ("full" / "incremental" / "snapshot" for
+ * backups, else the task kind: "restore", "verify", "drill", ...), for
+ * tidemark_backup_failures_total. Free the array with free(). */
+typedef struct tm_failure_count {
+    char target[72];
+    char kind[24];
+    int64_t n;
+} tm_failure_count;
+int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err);
+
 /* The repositories each target writes to, as far as the catalog knows:
  * those of its newest backup and those its log shipping reports. Sorted by
  * target; free the array with free(). */

@@ -6,6 +6,7 @@
  * rates (a few per target per hour), so statements are prepared per call.
  */
 #include "coordinator/catalog_internal.h"
+#include "common/names.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,69 @@ int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err)
     sqlite3_finalize(s);
     tm_catalog_unlock(c);
     return rc;
+}
+
+int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *db = tm_catalog_lock(c);
+    sqlite3_stmt *s = NULL;
+    tm_failure_count *items = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = prepare(
+        c, db, "SELECT target, kind, record FROM tasks WHERE state = ?1 ORDER BY target", &s, err);
+    int src = SQLITE_DONE;
+    if (rc == TM_OK) {
+        sqlite3_bind_int(s, 1, TIDEMARK__TASK_STATE__TASK_FAILED);
+    }
+    while (rc == TM_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *target = (const char *)sqlite3_column_text(s, 0);
+        int kind = sqlite3_column_int(s, 1);
+        const char *kn = tm_task_kind_name(kind);
+        if (kind == TIDEMARK__TASK_KIND__BACKUP) {
+            Tidemark__Task *t = tidemark__task__unpack(NULL, (size_t)sqlite3_column_bytes(s, 2),
+                                                       sqlite3_column_blob(s, 2));
+            kn = t != NULL ? tm_backup_type_name(t->backup_type) : NULL;
+            tidemark__task__free_unpacked(t, NULL);
+        }
+        if (kn == NULL) {
+            kn = "unknown";
+        }
+        size_t i = 0;
+        while (i < cnt &&
+               !(strcmp(items[i].target, target) == 0 && strcmp(items[i].kind, kn) == 0)) {
+            i++;
+        }
+        if (i == cnt) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                tm_failure_count *ni = realloc(items, cap * sizeof(*ni));
+                if (ni == NULL) {
+                    rc = tm_err_set(err, TM_ENOMEM, "catalog: out of memory");
+                    break;
+                }
+                items = ni;
+            }
+            memset(&items[cnt], 0, sizeof(items[cnt]));
+            snprintf(items[cnt].target, sizeof(items[cnt].target), "%s", target);
+            snprintf(items[cnt].kind, sizeof(items[cnt].kind), "%s", kn);
+            cnt++;
+        }
+        items[i].n++;
+    }
+    if (rc == TM_OK && src != SQLITE_DONE) {
+        rc = tm_catalog_sql_fail(c, err, src, "count failed tasks");
+    }
+    sqlite3_finalize(s);
+    tm_catalog_unlock(c);
+    if (rc != TM_OK) {
+        free(items);
+        return rc;
+    }
+    *out = items;
+    *n = cnt;
+    return TM_OK;
 }
 
 void tm_catalog_tasks_free(Tidemark__Task **t, size_t n)

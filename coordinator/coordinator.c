@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "coordinator/alert_rules.h"
 #include "coordinator/archiver.h"
+#include "coordinator/target_metrics.h"
 #include "coordinator/drills.h"
 
 #include <errno.h>
@@ -240,7 +241,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         goto fail;
     }
     if ((rc = tm_alert_rules_new(&c->alert_rules, conf, c->catalog, c->registry, err)) != TM_OK ||
-        (rc = tm_archiver_table_new(&c->archiver, err)) != TM_OK) {
+        (rc = tm_archiver_table_new(&c->archiver, err)) != TM_OK ||
+        (rc = tm_target_metrics_new(&c->target_metrics, c, err)) != TM_OK) {
         goto fail;
     }
     tm_alert_rules_set_sources(c->alert_rules, c->scheduler, c->archiver);
@@ -257,6 +259,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         (rc = tm_metrics_add_collector(c->metrics, tm_alert_rules_collect, c->alert_rules)) !=
             TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_archiver_collect, c->archiver)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_target_metrics_collect, c->target_metrics)) !=
+            TM_OK ||
 
         (rc = tm_metrics_add_collector(c->metrics, tm_drills_collect, c->catalog)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
@@ -338,6 +342,7 @@ void tm_coordinator_free(tm_coordinator *c)
      * the shutdown longer than this. */
     tm_alert_rules_free(c->alert_rules, 2000);
     tm_archiver_table_free(c->archiver);
+    tm_target_metrics_free(c->target_metrics);
     tm_dispatcher_free(c->dispatcher);
     c->dispatcher = NULL;
     tm_registry_free(c->registry);

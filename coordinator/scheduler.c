@@ -54,6 +54,16 @@ struct tm_scheduler {
     pthread_mutex_t mu; /* guards the metric values below (scrapes run on other threads) */
     size_t without_policy;
     uint64_t started_total;
+    /* tidemark_backup_expected_interval_seconds, recomputed each minute:
+     * the period of each backup job's cron around now, so a Prometheus rule
+     * can say "older than 1.5 x the schedule" instead of a fixed age. */
+    struct interval_row {
+        char target[72];
+        tm_job_kind kind;
+        int64_t seconds;
+    } * intervals;
+    size_t n_intervals;
+    int64_t intervals_at;
 };
 
 int tm_scheduler_new(tm_scheduler **out, const tm_coordinator_conf *conf, tm_catalog *cat,
@@ -124,6 +134,7 @@ void tm_scheduler_free(tm_scheduler *s)
     free(s->slots);
     free(s->persisted);
     free(s->unmatched.names);
+    free(s->intervals);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -370,6 +381,30 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
             }
         }
     }
+    if (now - s->intervals_at >= 60 || now < s->intervals_at) {
+        struct interval_row *iv = calloc(n_jobs ? n_jobs : 1, sizeof(*iv));
+        size_t ni = 0;
+        for (size_t i = 0; iv != NULL && i < n_jobs; i++) {
+            if (jobs[i].kind == TM_JOB_DRILL) {
+                continue;
+            }
+            int64_t next = tm_cron_next(jobs[i].cron, now);
+            int64_t prev = tm_cron_prev(jobs[i].cron, now + 1);
+            if (next != TM_CRON_NEVER && prev != TM_CRON_NONE && next > prev) {
+                snprintf(iv[ni].target, sizeof(iv[ni].target), "%s", jobs[i].target);
+                iv[ni].kind = jobs[i].kind;
+                iv[ni++].seconds = next - prev;
+            }
+        }
+        if (iv != NULL) {
+            pthread_mutex_lock(&s->mu);
+            free(s->intervals);
+            s->intervals = iv;
+            s->n_intervals = ni;
+            s->intervals_at = now;
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
     pthread_mutex_lock(&s->mu);
     s->without_policy = without;
     pthread_mutex_unlock(&s->mu);
@@ -486,4 +521,16 @@ void tm_scheduler_collect(tm_metrics_writer *w, void *arg)
     tm_metrics_write_family(w, "tidemark_scheduled_tasks_total", TM_METRIC_COUNTER,
                             "Tasks the scheduler started.");
     tm_metrics_write_sample(w, "tidemark_scheduled_tasks_total", NULL, (double)started);
+    tm_metrics_write_family(w, "tidemark_backup_expected_interval_seconds", TM_METRIC_GAUGE,
+                            "The schedule's period for this target and backup type (cron).");
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n_intervals; i++) {
+        char labels[200], esc[160];
+        const struct interval_row *r = &s->intervals[i];
+        snprintf(labels, sizeof(labels), "target=\"%s\",type=\"%s\"",
+                 tm_metrics_escape(r->target, esc, sizeof(esc)), tm_job_kind_name(r->kind));
+        tm_metrics_write_sample(w, "tidemark_backup_expected_interval_seconds", labels,
+                                (double)r->seconds);
+    }
+    pthread_mutex_unlock(&s->mu);
 }

@@ -28,6 +28,7 @@ struct tm_coordinator {
     tm_scheduler *scheduler;
     struct tm_alert_rules *alert_rules;
     struct tm_archiver_table *archiver; /* log shipping status per target (archiver.h) */
+    struct tm_target_metrics *target_metrics;
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;

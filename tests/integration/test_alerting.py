@@ -130,6 +130,10 @@ def failed_backup_alerts_both_sinks():
     check('tidemark_alerts_firing{rule="backup_failed"} 1' in m,
           "firing metric: " + "\n".join(l for l in m.splitlines() if "alert" in l))
     check('tidemark_alert_notifications_total{sink="am"' in m, "sink metrics exported")
+    check(any(x.startswith('tidemark_backup_failures_total{target="pg",kind="full"} ')
+              and float(x.split()[-1]) >= 1 for x in m.splitlines()),
+          "failures by target and kind: " +
+          "\n".join(x for x in m.splitlines() if "failures_total" in x))
 
 
 @test

@@ -113,6 +113,12 @@ def setup():
     check("RPO now:" in text and "(goal 1 h 0 m) ok" in text and "log shipping: ok" in text
           and "never drilled" in text, f"status text:\n{text}")
     ctx.pg_status = pg_status
+    # The window metrics are recomputed at most every 30 s.
+    for fam in ("tidemark_pitr_window_start_timestamp_seconds",
+                "tidemark_pitr_window_end_timestamp_seconds"):
+        line = wait_for(lambda: [x for x in c.metrics().splitlines()
+                                 if x.startswith(fam + '{target="pg"}')], 40, f"{fam} exported")
+        check(abs(float(line[0].split()[-1]) - time.time()) < 300, f"{fam} is recent: {line}")
 
 
 def set_writable(on):

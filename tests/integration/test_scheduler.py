@@ -152,6 +152,10 @@ def target_without_policy_is_reported():
     m = wait_for(lambda: "tidemark_targets_without_policy 1" in c.metrics() and c.metrics(), 10,
                  "tidemark_targets_without_policy 1")
     check("tidemark_scheduled_tasks_total" in m, "scheduled tasks counter exported")
+    check('tidemark_backup_expected_interval_seconds{target="pg",type="full"} 60' in m and
+          'tidemark_backup_expected_interval_seconds{target="pg",type="incremental"} 15' in m,
+          "the schedule's period per type is exported: " +
+          "\n".join(x for x in m.splitlines() if "expected_interval" in x))
     log = c.coordinator.output()
     check("event=target_without_policy target=cache" in log, "the unmatched target is logged")
     check(log.count("event=target_without_policy target=cache") == 1, "logged once, not per tick")
