@@ -196,24 +196,12 @@ static int backup_run(ctl *c, int argc, char **argv)
         fprintf(stderr, "tidemarkctl: backup run needs --target\n");
         return CTL_USAGE;
     }
-    Tidemark__TaskResponse *resp = NULL;
-    int rc = ctl_call(c, "Admin.RunBackup", &req.base, &tidemark__task_response__descriptor,
-                      (ProtobufCMessage **)&resp);
+    char id[128], what[200];
+    snprintf(what, sizeof(what), "%s backup of %s", tm_backup_type_name(req.type), req.target);
+    int rc = ctl_submit_task(c, "Admin.RunBackup", &req.base, what, !wait, id, sizeof(id));
     if (rc != CTL_OK) {
         return rc;
     }
-    char id[128];
-    snprintf(id, sizeof(id), "%s", resp->task && resp->task->id ? resp->task->id : "");
-    if (!wait) {
-        if (c->json) {
-            ctl_json_task(stdout, resp->task);
-            fputc('\n', stdout);
-        } else {
-            printf("queued %s backup of %s as task %s\n", tm_backup_type_name(req.type), req.target,
-                   id);
-        }
-    }
-    tidemark__task_response__free_unpacked(resp, NULL);
     return wait ? ctl_wait_task(c, id, wait_s) : CTL_OK;
 }
 
@@ -386,24 +374,12 @@ int ctl_restore(ctl *c, int argc, char **argv)
         fprintf(stderr, "tidemarkctl: restore needs --target and --pgdata\n");
         return CTL_USAGE;
     }
-    Tidemark__TaskResponse *resp = NULL;
-    int rc = ctl_call(c, "Admin.Restore", &req.base, &tidemark__task_response__descriptor,
-                      (ProtobufCMessage **)&resp);
+    char id[128], what[200];
+    snprintf(what, sizeof(what), "restore of %s", req.target);
+    int rc = ctl_submit_task(c, "Admin.Restore", &req.base, what, !wait, id, sizeof(id));
     if (rc != CTL_OK) {
         return rc;
     }
-    char id[128];
-    snprintf(id, sizeof(id), "%s", resp->task && resp->task->id ? resp->task->id : "");
-    if (!wait) {
-        if (c->json) {
-            ctl_json_task(stdout, resp->task);
-            fputc('\n', stdout);
-        } else {
-            printf("queued restore of %s as task %s on agent %s\n", req.target, id,
-                   resp->task && resp->task->agent_id ? resp->task->agent_id : "?");
-        }
-    }
-    tidemark__task_response__free_unpacked(resp, NULL);
     return wait ? ctl_wait_task(c, id, wait_s) : CTL_OK;
 }
 

@@ -62,5 +62,10 @@ int ctl_get_task(ctl *c, const char *id, struct Tidemark__Task **out);
 /* Follow a task to its end: CTL_OK if it succeeded. Fails, never hangs, when
  * the agent stops reporting. */
 int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s);
+/* Call an Admin method that answers a TaskResponse; copy the new task's id
+ * into id. With announce, print the task (--json) or "queued WHAT as task
+ * ID on agent AGENT". */
+int ctl_submit_task(ctl *c, const char *method, const ProtobufCMessage *req, const char *what,
+                    int announce, char *id, size_t cap);
 
 #endif

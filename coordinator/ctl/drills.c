@@ -176,26 +176,12 @@ static int drill_run(ctl *c, int argc, char **argv)
         fprintf(stderr, "tidemarkctl: drill run needs --target (and no other arguments)\n");
         return CTL_USAGE;
     }
-    Tidemark__TaskResponse *resp = NULL;
-    int rc = ctl_call(c, "Admin.RunDrill", &req.base, &tidemark__task_response__descriptor,
-                      (ProtobufCMessage **)&resp);
-    if (rc != CTL_OK) {
+    char id[128], what[200];
+    snprintf(what, sizeof(what), "drill of %s", req.target);
+    int rc = ctl_submit_task(c, "Admin.RunDrill", &req.base, what, !wait, id, sizeof(id));
+    if (rc != CTL_OK || !wait) {
         return rc;
     }
-    char id[128];
-    snprintf(id, sizeof(id), "%s", resp->task && resp->task->id ? resp->task->id : "");
-    if (!wait) {
-        if (c->json) {
-            ctl_json_task(stdout, resp->task);
-            fputc('\n', stdout);
-        } else {
-            printf("queued drill of %s as task %s on agent %s\n", req.target, id,
-                   resp->task && resp->task->agent_id ? resp->task->agent_id : "?");
-        }
-        tidemark__task_response__free_unpacked(resp, NULL);
-        return CTL_OK;
-    }
-    tidemark__task_response__free_unpacked(resp, NULL);
     c->wait_quiet = 1;
     rc = ctl_wait_task(c, id, wait_s);
     c->wait_quiet = 0;

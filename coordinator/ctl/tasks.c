@@ -109,6 +109,28 @@ int ctl_get_task(ctl *c, const char *id, Tidemark__Task **out)
     return *out != NULL ? CTL_OK : CTL_FAIL;
 }
 
+int ctl_submit_task(ctl *c, const char *method, const ProtobufCMessage *req, const char *what,
+                    int announce, char *id, size_t cap)
+{
+    Tidemark__TaskResponse *resp = NULL;
+    int rc =
+        ctl_call(c, method, req, &tidemark__task_response__descriptor, (ProtobufCMessage **)&resp);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    const Tidemark__Task *t = resp->task;
+    snprintf(id, cap, "%s", t && t->id ? t->id : "");
+    if (announce && c->json) {
+        ctl_json_task(stdout, t);
+        fputc('\n', stdout);
+    } else if (announce) {
+        printf("queued %s as task %s on agent %s\n", what, id,
+               t && t->agent_id ? t->agent_id : "?");
+    }
+    tidemark__task_response__free_unpacked(resp, NULL);
+    return CTL_OK;
+}
+
 int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
 {
     uint64_t deadline = tm_mono_ns() + (uint64_t)timeout_s * 1000000000ULL;
