@@ -27,6 +27,7 @@ struct tm_coordinator {
     tm_dispatcher *dispatcher;
     tm_scheduler *scheduler;
     struct tm_alert_rules *alert_rules;
+    struct tm_retention_apply *retention; /* EXPIRE tasks (retention_apply.h) */
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;
@@ -45,9 +46,15 @@ int tm_admin_register(struct tm_coordinator *c);
 int tm_admin_tasks_register(struct tm_coordinator *c);
 int tm_admin_alerts_register(struct tm_coordinator *c); /* ListAlerts, RetentionPlan */
 int tm_logs_register(struct tm_coordinator *c);         /* ReportLog, PitrWindow */
+/* KeepBackup, RetentionApply, RetentionLog */
+int tm_admin_retention_register(struct tm_coordinator *c);
 /* Resolve an agent id or unique hostname to its catalog record (admin.c). */
 int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
                            tm_agent_rec **out);
+/* A catalog message copied into the call's arena (replies are packed after
+ * the handler returns), and a catalog error as an RPC error (admin_tasks.c). */
+void *tm_admin_to_arena(tm_rpc_call *call, const ProtobufCMessage *m);
+int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err);
 /* Authenticator for both services (agent secret / admin token). */
 int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__Credential *cred,
                         void *arg);

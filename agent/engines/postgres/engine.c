@@ -86,4 +86,5 @@ const tm_engine tm_engine_postgres = {
     .name = "postgres",
     .backup = pg_task_backup,
     .restore = pg_task_restore,
+    .log_before = tm_pg_log_before,
 };

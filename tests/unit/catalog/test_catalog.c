@@ -205,6 +205,9 @@ static const char *const fixture_sql[] = {
     [5] = "INSERT INTO sched_state(target, kind, last_fire) VALUES ('pg-main', 'full', 1000);",
     [6] = "INSERT INTO alert_notifications(at, rule, target, status, sink, ok, error) VALUES "
           "(5000, 'backup_failed', 'pg-main', 'firing', 'am', 1, NULL);",
+    [7] = "INSERT INTO retention_deletions(at, target, backup_id, backup_type, finished_at, "
+          "repositories, reason, task_id) VALUES (6000, 'pg-main', 'b-0', 1, 100, 'local,s3', "
+          "'not kept by any rule', 't-0');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -244,6 +247,15 @@ static void check_fixture(tm_catalog *c, int v)
         int64_t n = 0;
         assert_int_equal(tm_catalog_alert_notification_count(c, &n, &err), 0);
         assert_int_equal(n, 1);
+    }
+    if (v >= 7) {
+        tm_retention_deletion *d = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_retention_log(c, "pg-main", 0, &d, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(d[0].backup_id, "b-0");
+        assert_string_equal(d[0].repositories, "local,s3");
+        tm_retention_deletions_free(d, n);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);
