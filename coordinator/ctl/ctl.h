@@ -48,7 +48,9 @@ int ctl_tasks(ctl *c, int argc, char **argv);     /* tasks list */
 int ctl_task(ctl *c, int argc, char **argv);      /* task show|cancel|wait */
 int ctl_pitr(ctl *c, int argc, char **argv);      /* pitr window */
 int ctl_alerts(ctl *c, int argc, char **argv);    /* alerts list */
-int ctl_retention(ctl *c, int argc, char **argv); /* retention plan (dry run) */
+int ctl_retention(ctl *c, int argc, char **argv); /* retention plan|apply|log */
+/* backup keep|unkeep ID (retention.c); argv[0] is "keep" or "unkeep". */
+int ctl_backup_keep(ctl *c, int argc, char **argv);
 
 /* Tasks (tasks.c), shared by backup and restore. */
 struct Tidemark__Task;
