@@ -59,5 +59,8 @@ int ctl_get_task(ctl *c, const char *id, struct Tidemark__Task **out);
 /* Follow a task to its end: CTL_OK if it succeeded. Fails, never hangs, when
  * the agent stops reporting. */
 int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s);
+/* ,"expire":{...} of an EXPIRE task: what it drops and what each repository
+ * reported (retention.c). */
+void ctl_json_expire(FILE *f, const struct Tidemark__Task *t);
 
 #endif

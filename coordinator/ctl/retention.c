@@ -95,6 +95,35 @@ int ctl_backup_keep(ctl *c, int argc, char **argv)
     return CTL_OK;
 }
 
+void ctl_json_expire(FILE *f, const Tidemark__Task *t)
+{
+    const Tidemark__ExpireSpec *s = t->expire;
+    fprintf(f, ",\"expire\":{\"drop\":[");
+    for (size_t i = 0; s != NULL && i < s->n_drop; i++) {
+        fputs(i ? "," : "", f);
+        tm_json_str(f, s->drop[i]->id);
+    }
+    fputs("],\"log_cutoff_id\":", f);
+    tm_json_str(f, s != NULL ? s->log_cutoff_id : NULL);
+    const Tidemark__ExpireResult *r = t->result != NULL ? t->result->expire : NULL;
+    fputs(",\"repositories\":[", f);
+    for (size_t i = 0; r != NULL && i < r->n_repositories; i++) {
+        const Tidemark__ExpireRepoResult *rr = r->repositories[i];
+        fputs(i ? ",{\"repository\":" : "{\"repository\":", f);
+        tm_json_str(f, rr->repository);
+        fprintf(f, ",\"backups\":%zu,\"objects\":%llu,\"log_files\":%u,\"log_first_kept\":",
+                rr->n_backups, (unsigned long long)rr->objects, rr->log_files);
+        tm_json_str(f, rr->log_first_kept);
+        fputs("}", f);
+    }
+    fputs("],\"refused\":[", f);
+    for (size_t i = 0; r != NULL && i < r->n_refused; i++) {
+        fputs(i ? "," : "", f);
+        tm_json_str(f, r->refused[i]);
+    }
+    fputs("]}", f);
+}
+
 static int parse_common(ctl *c, int argc, char **argv, const char **target, int *wait,
                         uint32_t *wait_s, uint32_t *limit)
 {

@@ -264,6 +264,9 @@ def agent_refuses_to_orphan_an_incremental():
     failed = [t for t in tasks if t["state"] == "failed"]
     check(failed, f"a failed EXPIRE task: {tasks}")
     err = failed[0].get("error", "")
+    refused = failed[0]["expire"]["refused"]
+    check(len(refused) == 2 and all(ctx.orphan in x for x in refused),
+          f"refused in both repositories: {refused}")
     check(f"{ctx.orphan_parent.id} is the parent of {ctx.orphan}" in err,
           f"the refusal names the parent and the incremental that stays: {err}")
     after = {n: repo_manifests(p) for n, p in ctx.repos.items()}
@@ -311,9 +314,19 @@ def schedule_applies_retention_in_every_repository():
                                            f"(cutoff {anchor.wal})")
     for h in ctx.holds + [max(ctx.backups, key=lambda b: b.finished).id]:
         check(h in cat, f"held/newest {h} kept")
-    res = t.get("result", {})
-    print(f"  scheduled EXPIRE {t['id']}: dropped {len(dropped)}, kept {len(keep)}; "
-          f"result {str(res)[:300]}")
+    ex = t["expire"]
+    check(set(ex["drop"]) == dropped and ex["log_cutoff_id"] == anchor.id,
+          f"the task carried the plan: {len(ex['drop'])} drops, cutoff {ex['log_cutoff_id']}")
+    wal_gone = len([w for w in ctx.wal if w.startswith("00000001/") and
+                    w.split("/")[1] < anchor.wal])
+    for rr in ex["repositories"]:
+        check(rr["backups"] == len(dropped) and rr["log_files"] == wal_gone and
+              rr["log_first_kept"] == f"00000001/{anchor.wal}",
+              f"per-repository report: {rr} (want {len(dropped)} backups, {wal_gone} logs)")
+    check(sorted(r["repository"] for r in ex["repositories"]) == ["region-a", "region-b"],
+          "both repositories reported")
+    print(f"  scheduled EXPIRE {t['id']}: dropped {len(dropped)}, kept {len(keep)}, "
+          f"{wal_gone} WAL files; per repository {ex['repositories']}")
     log = c.ctl_json("retention", "log", "--target", TARGET, "--limit", "100000")
     check({d["backup_id"] for d in log} == dropped, f"deletion log lists every removed backup "
                                                     f"({len(log)} vs {len(dropped)})")
