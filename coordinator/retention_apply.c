@@ -17,6 +17,12 @@
 #include <string.h>
 
 #define SCHED_KIND "retention"
+/* Drops per EXPIRE task: keeps the task (and the agent's report) far below
+ * the 4 MiB RPC message cap on a first run over years of history. The
+ * newest drops go first: an incremental is newer than its parent, so a
+ * capped task never drops a parent while keeping its dropped children (the
+ * agent would refuse); the next run takes the rest. */
+#define MAX_DROPS_PER_TASK 5000
 
 struct tm_retention_apply {
     const tm_coordinator_conf *conf;
@@ -202,7 +208,8 @@ static int apply_locked(tm_retention_apply *ra, const char *target, const char *
     if (drops == NULL || dp == NULL) {
         rc = tm_err_set(err, TM_ENOMEM, "retention: out of memory");
     }
-    for (size_t i = 0; rc == TM_OK && i < plan->n_items; i++) {
+    /* Plan items are newest first (retention.h). */
+    for (size_t i = 0; rc == TM_OK && i < plan->n_items && spec.n_drop < MAX_DROPS_PER_TASK; i++) {
         const tm_retention_item *it = &plan->items[i];
         if (it->keep) {
             continue;
@@ -241,8 +248,9 @@ static int apply_locked(tm_retention_apply *ra, const char *target, const char *
     if (rc == TM_OK) {
         atomic_fetch_add(&ra->tasks, 1);
         tm_info("retention",
-                "event=expire_queued target=%s task=%s drop=%zu kept=%zu log_cutoff=%s by=%s",
-                target, (*out)->id, ndrop, plan->n_items - ndrop,
+                "event=expire_queued target=%s task=%s drop=%zu kept=%zu deferred=%zu "
+                "log_cutoff=%s by=%s",
+                target, (*out)->id, spec.n_drop, plan->n_items - ndrop, ndrop - spec.n_drop,
                 spec.log_cutoff_id ? spec.log_cutoff_id : "-", requested_by);
     }
     free(dp);

@@ -475,6 +475,63 @@ static void test_rules(void **state)
     tm_retention_apply_free(ra);
 }
 
+/* A first run over a long history is split: at most 5000 drops per task,
+ * newest first, so a dropped full never goes while one of its dropped
+ * incrementals stays; the next task takes the rest. */
+static void test_capped_newest_first(void **state)
+{
+    fixture *f = *state;
+    tm_err err;
+    free(S);
+    S = NULL;
+    NS = CAPS = 0;
+    const int days = 5600;
+    for (int d = 0; d < days; d++) {
+        sim *full = add(f, 1, DAY0 + (int64_t)d * 86400 + 3 * 3600, -1, NULL);
+        if (d % 50 == 0) {
+            int fi = (int)(full - S);
+            sim *i1 = add(f, 2, DAY0 + (int64_t)d * 86400 + 4 * 3600, fi, S[fi].id);
+            add(f, 2, DAY0 + (int64_t)d * 86400 + 5 * 3600, fi, i1->id);
+        }
+    }
+    tm_retention_apply *ra = NULL;
+    f->now = DAY0 + (int64_t)days * 86400;
+    assert_int_equal(tm_retention_apply_new(&ra, &f->conf, f->cat, f->disp, fake_clock, f, &err),
+                     TM_OK);
+    Tidemark__Task *t = NULL;
+    int was_open = 0;
+    char why[160];
+    assert_int_equal(
+        tm_retention_apply_target(ra, "pg", "admin", &t, &was_open, why, sizeof(why), &err), TM_OK);
+    assert_int_equal(t->expire->n_drop, 5000);
+    int64_t prev = INT64_MAX;
+    for (size_t i = 0; i < t->expire->n_drop; i++) {
+        const Tidemark__ExpireBackup *e = t->expire->drop[i];
+        assert_true(e->finished_at <= prev); /* newest first */
+        prev = e->finished_at;
+        if (e->type == TIDEMARK__BACKUP_TYPE__FULL) {
+            /* its incrementals (newer) are in this same task */
+            for (size_t k = 0; k < NS; k++) {
+                if (S[k].type == 2 && strcmp(S[S[k].full_ix].id, e->id) == 0) {
+                    int found = 0;
+                    for (size_t j = 0; j < i && !found; j++) {
+                        found = strcmp(t->expire->drop[j]->id, S[k].id) == 0;
+                    }
+                    assert_true(found);
+                }
+            }
+        }
+    }
+    complete_as_agent(f, ra, t);
+    tidemark__task__free_unpacked(t, NULL);
+    assert_int_equal(
+        tm_retention_apply_target(ra, "pg", "admin", &t, &was_open, why, sizeof(why), &err), TM_OK);
+    assert_int_equal(was_open, 0);
+    assert_true(t->expire->n_drop > 0 && t->expire->n_drop < 5000);
+    tidemark__task__free_unpacked(t, NULL);
+    tm_retention_apply_free(ra);
+}
+
 static void test_bad_cron(void **state)
 {
     fixture *f = *state;
@@ -492,6 +549,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_years_of_days, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capped_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cron, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
