@@ -209,6 +209,11 @@ int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
         int rrc = TM_OK;
         for (size_t i = 0; rrc == TM_OK && i < spec->n_drop; i++) {
             const char *id = spec->drop[i]->id;
+            if (ctx != NULL && tm_task_cancelled(ctx)) {
+                /* Stop between backups; a later run finishes (idempotent). */
+                rc = tm_err_set(err, TM_EBUSY, "cancelled");
+                break;
+            }
             if (id == NULL || !tm_repo_valid_name(id)) {
                 continue;
             }
@@ -220,6 +225,9 @@ int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
             if (ctx != NULL) {
                 tm_task_progress(ctx, "expire", 0, 0, ++done, total);
             }
+        }
+        if (rc != TM_OK) {
+            break;
         }
         if (rrc == TM_OK && do_logs) {
             rrc = expire_logs(rs, r, target, engine, cutoff, spec, rr, &rerr);

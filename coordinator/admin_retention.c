@@ -25,6 +25,37 @@ static int handle_keep_backup(tm_rpc_call *call, const ProtobufCMessage *in, Pro
     Tidemark__BackupInfo *b = NULL;
     tm_err err;
     const char *target = req->target != NULL && req->target[0] ? req->target : NULL;
+    if (keep) {
+        /* A hold must not race a deletion already handed to an agent. */
+        if (tm_catalog_backup_get(c->catalog, target, req->id, &b, &err) != TM_OK) {
+            return tm_admin_catalog_error(call, &err);
+        }
+        Tidemark__Task **open = NULL;
+        size_t n = 0;
+        int rc = tm_catalog_task_list(c->catalog, b->target, 1, 0, &open, &n, &err);
+        const char *busy = NULL;
+        for (size_t i = 0; rc == TM_OK && i < n && busy == NULL; i++) {
+            for (size_t k = 0; open[i]->kind == TIDEMARK__TASK_KIND__EXPIRE && open[i]->expire &&
+                               k < open[i]->expire->n_drop && busy == NULL;
+                 k++) {
+                if (strcmp(open[i]->expire->drop[k]->id, b->id) == 0) {
+                    busy = tm_arena_strdup(tm_rpc_call_arena(call), open[i]->id);
+                }
+            }
+        }
+        tm_catalog_tasks_free(open, n);
+        tidemark__backup_info__free_unpacked(b, NULL);
+        b = NULL;
+        if (rc != TM_OK) {
+            return tm_admin_catalog_error(call, &err);
+        }
+        if (busy != NULL) {
+            return tm_rpc_call_error(call, TM_RPC_FAILED_PRECONDITION,
+                                     "backup %s is being deleted by retention task %s; cancel it "
+                                     "first (tidemarkctl task cancel %s), then hold the backup",
+                                     req->id, busy, busy);
+        }
+    }
     if (tm_catalog_backup_set_keep(c->catalog, target, req->id, keep, &b, &err) != TM_OK) {
         return tm_admin_catalog_error(call, &err);
     }
