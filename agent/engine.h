@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "common/err.h"
 
+#include "repository.pb-c.h"
 #include "tidemark.pb-c.h"
 
 typedef struct tm_task_ctx tm_task_ctx;
@@ -32,6 +33,14 @@ typedef struct tm_engine {
     /* Restore drill: result->drill filled even when the drill fails. */
     int (*drill)(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                  tm_err *err);
+    /* Retention (agent/expire.c): 1 when the archived log file rel (as the
+     * log store names it, repo_log.h) is older than the start of the log
+     * cutoff backup and no backup kept from the cutoff on needs it. cutoff:
+     * that backup's manifest, or NULL when it could not be read (then the
+     * spec's catalog values); when neither says where the backup started,
+     * every file is kept (0). NULL = the engine keeps every log file. */
+    int (*log_before)(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
+                      const char *rel);
 } tm_engine;
 
 /* The engine for a target kind, or NULL. */

@@ -10,6 +10,7 @@
  */
 #include "agent/tasks.h"
 #include "agent/engine.h"
+#include "agent/expire.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"
@@ -217,7 +218,9 @@ static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms
     int rc;
     const tm_engine *e = tm_engine_find(task->target_kind);
     int (*fn)(tm_task_ctx *, const Tidemark__Task *, Tidemark__TaskResult *, tm_err *) = NULL;
-    if (e != NULL) {
+    if (task->kind == TIDEMARK__TASK_KIND__EXPIRE) {
+        fn = tm_expire_task; /* engine-independent (the engine only names its logs) */
+    } else if (e != NULL) {
         fn = task->kind == TIDEMARK__TASK_KIND__BACKUP    ? e->backup
              : task->kind == TIDEMARK__TASK_KIND__RESTORE ? e->restore
              : task->kind == TIDEMARK__TASK_KIND__DRILL   ? e->drill

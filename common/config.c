@@ -110,6 +110,7 @@ struct raw_policy_retention {
     int64_t min_count;
     int64_t keep_failed;
     char *pitr_window;
+    char *apply;
 };
 
 struct raw_policy_drill {
@@ -351,6 +352,7 @@ static const cyaml_schema_field_t policy_retention_fields[] = {
     CYAML_FIELD_INT("min_count", OPT, struct raw_policy_retention, min_count),
     CYAML_FIELD_INT("keep_failed", OPT, struct raw_policy_retention, keep_failed),
     STR("pitr_window", OPT, struct raw_policy_retention, pitr_window),
+    STR("apply", OPT, struct raw_policy_retention, apply),
     CYAML_FIELD_END,
 };
 
@@ -1403,6 +1405,12 @@ static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_pol
                        &pr->pitr_window_s);
     }
     if (rc == 0) {
+        const char *ap = has(v, KP("retention.apply")) ? rr->apply : "@hourly";
+        if (ap != NULL && ap[0] != '\0') {
+            rc = v_cron(v, KP("retention.apply"), ap, &pr->apply, &pr->apply_where);
+        }
+    }
+    if (rc == 0) {
         rc = v_seconds(v, KP("rpo_goal"), rp->rpo_goal, "15m", 1, 30 * 86400, &p->rpo_goal_s);
     }
     if (rc == 0) {
@@ -2191,6 +2199,8 @@ void tm_coordinator_conf_free(tm_coordinator_conf *c)
             free(p->drill.checks[j]);
         }
         free(p->drill.checks);
+        free(p->retention.apply);
+        free(p->retention.apply_where);
     }
     free(c->policies);
     for (size_t i = 0; i < c->n_sinks; i++) {

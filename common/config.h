@@ -47,6 +47,10 @@ typedef struct tm_policy_retention_conf {
     int32_t min_count;     /* default 1 */
     int32_t keep_failed;   /* default 3 */
     int64_t pitr_window_s; /* default 7d */
+    /* When the coordinator applies the plan (cron, UTC); default "@hourly";
+     * NULL = never automatically ("": `tidemarkctl retention apply` only). */
+    char *apply;
+    char *apply_where; /* "file:line:col: policies[i].retention.apply" */
 } tm_policy_retention_conf;
 
 /* policies[].drill: restore drills (coordinator/drills.h). */

@@ -5,7 +5,7 @@
 static const char *const agent_states[] = {"unknown", "pending", "online", "stale", "lost"};
 static const char *const target_kinds[] = {"unknown", "postgres", "redis", "sqlite", "turso"};
 static const char *const task_kinds[] = {"unknown", "backup", "restore", "log",
-                                         "verify",  "copy",   "drill"};
+                                         "verify",  "copy",   "drill",   "expire"};
 static const char *const task_states[] = {"unknown",   "queued", "running",
                                           "succeeded", "failed", "cancelled"};
 static const char *const backup_types[] = {"unknown", "full", "incremental", "snapshot"};

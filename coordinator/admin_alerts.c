@@ -1,7 +1,7 @@
 /*
  * admin_alerts.c - service Admin, the operations calls: ListAlerts (the
  * alert state machine's active alerts) and RetentionPlan (the GFS plan over
- * the catalog's backups, dry run only).
+ * the catalog's backups, dry run only; admin_retention.c applies it).
  */
 #include "coordinator/service_internal.h"
 #include "common/log.h"
@@ -9,6 +9,7 @@
 #include "coordinator/alert_rules.h"
 #include "coordinator/policy.h"
 #include "coordinator/retention.h"
+#include "coordinator/retention_apply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,42 +66,14 @@ static int handle_list_alerts(tm_rpc_call *call, const ProtobufCMessage *in, Pro
 }
 
 /* One target's plan under its own policy, appended to the text and JSON
- * streams. The catalog holds successful backups only (a failed run leaves
- * no backup record), so every record is ok. */
+ * streams. */
 static int plan_target(struct tm_coordinator *c, const char *target,
                        Tidemark__BackupInfo *const *bs, size_t n, int64_t now, FILE *text,
                        FILE *json, int first, tm_err *err)
 {
     const tm_policy_conf *p = NULL;
-    int rc = tm_policy_for_target(c->conf, c->catalog, target, &p, err);
-    if (rc != TM_OK && rc != TM_ENOENT) {
-        return rc; /* never plan on a failed catalog read */
-    }
-    tm_retention_policy pol;
-    tm_policy_retention(p, &pol);
-    tm_backup_rec *recs = calloc(n ? n : 1, sizeof(*recs));
-    if (recs == NULL) {
-        return tm_err_set(err, TM_ENOMEM, "retention: out of memory");
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(bs[i]->target, target) != 0) {
-            continue;
-        }
-        recs[k++] = (tm_backup_rec){
-            .id = bs[i]->id,
-            .target = bs[i]->target,
-            .type = (tm_backup_type)bs[i]->type,
-            .parent_id = bs[i]->parent_id != NULL && bs[i]->parent_id[0] ? bs[i]->parent_id : NULL,
-            .started_at = bs[i]->started_at,
-            .finished_at = bs[i]->finished_at,
-            .ok = 1,
-            .keep = bs[i]->keep,
-        };
-    }
     tm_retention_plan *plan = NULL;
-    rc = tm_retention_plan_new(recs, k, &pol, now, &plan, err);
-    free(recs);
+    int rc = tm_retention_plan_for(c->conf, c->catalog, target, bs, n, now, &p, &plan, err);
     if (rc != TM_OK) {
         return rc;
     }
@@ -140,8 +113,8 @@ static int handle_retention_plan(tm_rpc_call *call, const ProtobufCMessage *in,
         }
         free(owner);
     }
-    if (tm_catalog_backup_list(c->catalog, only, &bs, &n, &err) != TM_OK) {
-        /* The caller rule of retention.h: no plan from a failed read. */
+    if (tm_retention_read(c->catalog, only, &bs, &n, &err) != TM_OK) {
+        /* The caller rule of retention.h: no plan from a failed or partial read. */
         return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
     }
     char *tbuf = NULL, *jbuf = NULL;
@@ -152,8 +125,8 @@ static int handle_retention_plan(tm_rpc_call *call, const ProtobufCMessage *in,
                                           : tm_err_set(&err, TM_ENOMEM, "retention: out of memory");
     int64_t now = tm_now_s();
     if (rc == TM_OK) {
-        fputs("{\"dry_run\":true,\"note\":\"plan only: applying deletions is not implemented "
-              "yet\",\"plans\":[",
+        fputs("{\"dry_run\":true,\"note\":\"plan only: `tidemarkctl retention apply` (or the "
+              "policy's retention.apply schedule) deletes\",\"plans\":[",
               json);
     }
     /* Targets in order of first appearance; the list is small (one row per

@@ -186,6 +186,22 @@ static const migration migrations[] = {
      "  record       BLOB NOT NULL"
      ");"
      "CREATE INDEX drills_target ON drills(target, finished_at);"},
+    /* Every backup retention deleted: the audit trail of what went, from
+     * where, why (the plan's reason) and by which EXPIRE task. The backup's
+     * own row leaves the backups table in the same transaction. */
+    {8, "retention deletions",
+     "CREATE TABLE retention_deletions ("
+     "  id           INTEGER PRIMARY KEY,"
+     "  at           INTEGER NOT NULL," /* unix s */
+     "  target       TEXT NOT NULL,"
+     "  backup_id    TEXT NOT NULL,"
+     "  backup_type  INTEGER NOT NULL DEFAULT 0,"
+     "  finished_at  INTEGER NOT NULL DEFAULT 0,"
+     "  repositories TEXT NOT NULL DEFAULT ''," /* comma-separated */
+     "  reason       TEXT NOT NULL DEFAULT '',"
+     "  task_id      TEXT NOT NULL DEFAULT ''"
+     ");"
+     "CREATE INDEX retention_deletions_target ON retention_deletions(target, at);"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -215,6 +215,38 @@ typedef struct tm_drill_success {
 /* Also the fleet totals by result. Free *out with free(). */
 int tm_catalog_drill_stats(tm_catalog *c, tm_drill_success **out, size_t *n, int64_t *ok_total,
                            int64_t *failed_total, tm_err *err);
+/* ---- retention (catalog_retention.c) ---- */
+/* Number of backup rows of a target (NULL = all): retention compares it with
+ * what a list returned, so a row that could not be read is never mistaken
+ * for a backup that does not exist. */
+int tm_catalog_backup_count(tm_catalog *c, const char *target, int64_t *n, tm_err *err);
+/* Set or clear the permanent hold of a backup (column and record). target
+ * may be NULL when the id is unique. TM_ENOENT if no such backup. *out (may
+ * be NULL) gets the updated record. */
+int tm_catalog_backup_set_keep(tm_catalog *c, const char *target, const char *id, int keep,
+                               struct Tidemark__BackupInfo **out, tm_err *err);
+
+typedef struct tm_retention_deletion {
+    int64_t at; /* unix s */
+    char *target;
+    char *backup_id;
+    int backup_type; /* tidemark.BackupType */
+    int64_t finished_at;
+    char *repositories; /* comma-separated */
+    char *reason;
+    char *task_id;
+} tm_retention_deletion;
+
+/* In one transaction: delete each backup's row and record the deletion.
+ * A backup already gone from the catalog is still recorded once (a
+ * re-delivered completion adds nothing: rows are unique per task and
+ * backup). */
+int tm_catalog_retention_record(tm_catalog *c, const tm_retention_deletion *d, size_t n,
+                                tm_err *err);
+/* Deletions, newest first; target NULL = all; limit 0 = no limit. */
+int tm_catalog_retention_log(tm_catalog *c, const char *target, size_t limit,
+                             tm_retention_deletion **out, size_t *n, tm_err *err);
+void tm_retention_deletions_free(tm_retention_deletion *d, size_t n);
 
 void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);

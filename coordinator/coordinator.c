@@ -12,6 +12,7 @@
 #include "coordinator/archiver.h"
 #include "coordinator/target_metrics.h"
 #include "coordinator/drills.h"
+#include "coordinator/retention_apply.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -185,6 +186,9 @@ static void *loop_main(void *arg)
             if (tm_scheduler_tick(c->scheduler, &err) < 0) {
                 tm_error("coordinator", "event=schedule_failed msg=\"%s\"", err.msg);
             }
+            if (tm_retention_apply_tick(c->retention, &err) < 0) {
+                tm_error("coordinator", "event=retention_failed msg=\"%s\"", err.msg);
+            }
             last_sched = now;
         }
         tm_err aerr;
@@ -240,6 +244,11 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         TM_OK) {
         goto fail;
     }
+    if ((rc = tm_retention_apply_new(&c->retention, conf, c->catalog, c->dispatcher, NULL, NULL,
+                                     err)) != TM_OK) {
+        goto fail;
+    }
+    tm_dispatcher_on_success(c->dispatcher, tm_retention_apply_completed, c->retention);
     if ((rc = tm_alert_rules_new(&c->alert_rules, conf, c->catalog, c->registry, err)) != TM_OK ||
         (rc = tm_archiver_table_new(&c->archiver, err)) != TM_OK ||
         (rc = tm_target_metrics_new(&c->target_metrics, c, err)) != TM_OK) {
@@ -256,6 +265,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
                              rpc_buckets, sizeof(rpc_buckets) / sizeof(rpc_buckets[0]))) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, collect, c)) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_scheduler_collect, c->scheduler)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_retention_apply_collect, c->retention)) !=
+            TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_alert_rules_collect, c->alert_rules)) !=
             TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_archiver_collect, c->archiver)) != TM_OK ||
@@ -283,7 +294,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     }
     if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
         (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_admin_alerts_register(c)) != TM_OK ||
-        (rc = tm_logs_register(c)) != TM_OK || (rc = tm_admin_drills_register(c)) != TM_OK) {
+        (rc = tm_logs_register(c)) != TM_OK || (rc = tm_admin_drills_register(c)) != TM_OK ||
+        (rc = tm_admin_retention_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }
@@ -338,6 +350,7 @@ void tm_coordinator_free(tm_coordinator *c)
     tm_metrics_free(c->metrics); /* its collectors read the scheduler */
     c->metrics = NULL;
     tm_scheduler_free(c->scheduler);
+    tm_retention_apply_free(c->retention); /* the RPC server that used it is gone */
     /* Give queued notifications a moment to leave; a dead sink cannot hold
      * the shutdown longer than this. */
     tm_alert_rules_free(c->alert_rules, 2000);

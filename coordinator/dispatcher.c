@@ -33,7 +33,15 @@ struct tm_dispatcher {
     parked *dead;         /* polls whose connection closed; answered on the next tick */
     int closed;           /* shutting down: park nothing */
     int64_t next_wake_ms; /* earliest not_before of a requeued task; 0 = none */
+    tm_dispatcher_done_fn on_success;
+    void *on_success_arg;
 };
+
+void tm_dispatcher_on_success(tm_dispatcher *d, tm_dispatcher_done_fn fn, void *arg)
+{
+    d->on_success = fn;
+    d->on_success_arg = arg;
+}
 
 int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_opts *opts,
                       tm_err *err)
@@ -535,6 +543,10 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
         (req->result == NULL || req->result->backup_id == NULL || req->result->backup_id[0] == 0)) {
         ok = 0; /* the coordinator decides success: no backup id, no backup */
     }
+    if (ok && t->kind == TIDEMARK__TASK_KIND__EXPIRE &&
+        (req->result == NULL || req->result->expire == NULL)) {
+        ok = 0; /* no per-repository report, no deletion on record */
+    }
     if (req->result != NULL) {
         size_t n = tidemark__task_result__get_packed_size(req->result);
         uint8_t *buf = malloc(n ? n : 1);
@@ -559,6 +571,11 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
             pthread_mutex_unlock(&d->mu);
             return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
         }
+        if (d->on_success != NULL && d->on_success(t, d->on_success_arg, &err) != TM_OK) {
+            tidemark__task__free_unpacked(t, NULL);
+            pthread_mutex_unlock(&d->mu);
+            return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
+        }
         if (tm_catalog_task_put(d->cat, t, &err) != TM_OK) {
             tidemark__task__free_unpacked(t, NULL);
             pthread_mutex_unlock(&d->mu);
@@ -569,8 +586,10 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
                 t->result && t->result->backup_id ? t->result->backup_id : "-");
     } else {
         const char *why = req->error && req->error[0] ? req->error
-                          : req->has_ok && req->ok    ? "backup finished without a backup id"
-                                                      : "failed without a reason";
+                          : !(req->has_ok && req->ok) ? "failed without a reason"
+                          : t->kind == TIDEMARK__TASK_KIND__EXPIRE
+                              ? "expire finished without a per-repository result"
+                              : "backup finished without a backup id";
         fail_or_retry(d, t, why, req->has_retryable && req->retryable, now);
     }
     if (tm_drills_record(d->cat, t, &err) != TM_OK) {

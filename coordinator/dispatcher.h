@@ -38,6 +38,13 @@ int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_
 void tm_dispatcher_shutdown(tm_dispatcher *d);
 void tm_dispatcher_free(tm_dispatcher *d);
 
+/* Called (under the dispatcher's lock) when a task succeeds, before its new
+ * state is stored: what the catalog must learn from the result (retention:
+ * the deleted backups). An error leaves the task running and answers the
+ * agent UNAVAILABLE, so it reports again. One hook; set before serving. */
+typedef int (*tm_dispatcher_done_fn)(const Tidemark__Task *t, void *arg, tm_err *err);
+void tm_dispatcher_on_success(tm_dispatcher *d, tm_dispatcher_done_fn fn, void *arg);
+
 /* Queue a task (kind, target, backup_type / restore, requested_by set by the
  * caller). to_agent: run on this agent instead of the target's own. On
  * success *out is the stored task (free with tidemark__task__free_unpacked). */

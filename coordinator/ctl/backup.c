@@ -17,6 +17,7 @@ static void backup_usage(FILE *f)
             "Usage: tidemarkctl backup run --target T [--type full|incremental] [--wait]\n"
             "                              [--wait-timeout S] [--json]\n"
             "       tidemarkctl backup show ID [--target T] [--json]\n"
+            "       tidemarkctl backup keep|unkeep ID [--target T] [--json]\n"
             "       tidemarkctl backups list [--target T] [--json]\n"
             "       tidemarkctl restore --target T --pgdata DIR [--time 'YYYY-MM-DD HH:MM:SS+00'\n"
             "                           | --backup ID | --lsn LSN | --immediate] [--to AGENT]\n"
@@ -397,6 +398,8 @@ int ctl_backup(ctl *c, int argc, char **argv)
         return backup_run(c, argc - 1, argv + 1);
     } else if (strcmp(argv[1], "show") == 0) {
         return backup_show(c, argc - 1, argv + 1);
+    } else if (strcmp(argv[1], "keep") == 0 || strcmp(argv[1], "unkeep") == 0) {
+        return ctl_backup_keep(c, argc - 1, argv + 1); /* permanent hold (retention.c) */
     } else if (strcmp(argv[1], "list") == 0) {
         return backups_list(c, argc - 1, argv + 1);
     }

@@ -49,8 +49,10 @@ int ctl_tasks(ctl *c, int argc, char **argv);     /* tasks list */
 int ctl_task(ctl *c, int argc, char **argv);      /* task show|cancel|wait */
 int ctl_pitr(ctl *c, int argc, char **argv);      /* pitr window */
 int ctl_alerts(ctl *c, int argc, char **argv);    /* alerts list */
-int ctl_retention(ctl *c, int argc, char **argv); /* retention plan (dry run) */
-int ctl_drills(ctl *c, int argc, char **argv);    /* drill run, drills list */
+int ctl_retention(ctl *c, int argc, char **argv); /* retention plan|apply|log */
+/* backup keep|unkeep ID (retention.c); argv[0] is "keep" or "unkeep". */
+int ctl_backup_keep(ctl *c, int argc, char **argv);
+int ctl_drills(ctl *c, int argc, char **argv); /* drill run, drills list */
 /* The drills section of tidemarkctl status (drills.c): newest drill per
  * target with RTO/RPO; in JSON a ,"drills":[...] member. */
 void ctl_status_drills(ctl *c);
@@ -67,5 +69,8 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s);
  * ID on agent AGENT". */
 int ctl_submit_task(ctl *c, const char *method, const ProtobufCMessage *req, const char *what,
                     int announce, char *id, size_t cap);
+/* ,"expire":{...} of an EXPIRE task: what it drops and what each repository
+ * reported (retention.c). */
+void ctl_json_expire(FILE *f, const struct Tidemark__Task *t);
 
 #endif

@@ -64,6 +64,9 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
         }
         fputs("}}", f);
     }
+    if (t->kind == TIDEMARK__TASK_KIND__EXPIRE) {
+        ctl_json_expire(f, t); /* retention.c */
+    }
     fputs("}", f);
 }
 

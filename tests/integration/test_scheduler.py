@@ -167,7 +167,7 @@ def target_without_policy_is_reported():
 def retention_plan_dry_run():
     c = ctx.c
     doc = c.ctl_json("retention", "plan", "--target", "pg")
-    check(doc["dry_run"] is True and "not implemented" in doc["note"], f"says dry run: {doc}")
+    check(doc["dry_run"] is True and "retention apply" in doc["note"], f"says dry run: {doc}")
     plans = doc["plans"]
     check(len(plans) == 1 and plans[0]["policy"] == "every-minute", f"one plan, its policy: {doc}")
     tgt = plans[0]["plan"]["targets"]

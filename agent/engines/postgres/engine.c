@@ -91,4 +91,5 @@ const tm_engine tm_engine_postgres = {
     .backup = pg_task_backup,
     .restore = pg_task_restore,
     .drill = tm_pg_drill,
+    .log_before = tm_pg_log_before,
 };

@@ -66,6 +66,16 @@ int tm_pg_time_parse(const char *s, int64_t *out);
 /* unix seconds -> "YYYY-MM-DD HH:MM:SS+00" */
 void tm_pg_time_fmt(int64_t t, char *out, size_t cap);
 
+/* ---- wal_expire.c ----------------------------------------------------- */
+
+/* tm_engine.log_before: a WAL file of the cutoff backup's timeline (segment,
+ * .partial or .backup file) whose segment lies before the backup's start
+ * segment (manifest engine_info "start_wal", else "start_lsn" + "timeline" +
+ * "wal_segment_size", else the spec's catalog LSN and timeline with 16 MiB
+ * segments). History files and other timelines are always kept. */
+int tm_pg_log_before(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
+                     const char *rel);
+
 /* ---- files.c ---------------------------------------------------------- */
 
 /* What the walk does with a path relative to PGDATA. */

@@ -209,6 +209,9 @@ static const char *const fixture_sql[] = {
     [7] = "INSERT INTO drills(target, task_id, agent_id, backup_id, finished_at, ok, rto_ms, "
           "rpo_ms, record) VALUES ('pg-main', 't-d', 'ag-1', 'b-1', 7000, 1, 1500, 2000, "
           "X'120770672d6d61696e1a03742d6458dc0b800101');",
+    [8] = "INSERT INTO retention_deletions(at, target, backup_id, backup_type, finished_at, "
+          "repositories, reason, task_id) VALUES (6000, 'pg-main', 'b-0', 1, 100, 'local,s3', "
+          "'not kept by any rule', 't-0');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -266,6 +269,15 @@ static void check_fixture(tm_catalog *c, int v)
         assert_int_equal(ok, 1);
         assert_int_equal(failed, 0);
         free(ds);
+    }
+    if (v >= 8) {
+        tm_retention_deletion *d = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_retention_log(c, "pg-main", 0, &d, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(d[0].backup_id, "b-0");
+        assert_string_equal(d[0].repositories, "local,s3");
+        tm_retention_deletions_free(d, n);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);

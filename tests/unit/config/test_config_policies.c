@@ -43,6 +43,7 @@ static void test_defaults(void **state)
     assert_int_equal(p->retention.min_count, 1);
     assert_int_equal(p->retention.keep_failed, 3);
     assert_int_equal(p->retention.pitr_window_s, 7 * 86400);
+    assert_string_equal(p->retention.apply, "@hourly");
     assert_int_equal(p->rpo_goal_s, 900);
     assert_int_equal(p->backup_max_age_s, 26 * 3600);
     assert_null(p->match_kind);
@@ -71,6 +72,7 @@ static void test_full_and_match(void **state)
                                                 "    retention:\n"
                                                 "      keep_daily: 3\n"
                                                 "      pitr_window: 2d\n"
+                                                "      apply: \"\"\n"
                                                 "    rpo_goal: 5m\n"
                                                 "    backup_max_age: 2h\n"
                                                 "  - name: rest\n"
@@ -91,6 +93,7 @@ static void test_full_and_match(void **state)
     assert_int_equal(c->n_policies, 2);
     assert_null(c->policies[0].incremental);
     assert_int_equal(c->policies[0].retention.pitr_window_s, 2 * 86400);
+    assert_null(c->policies[0].retention.apply); /* "": manual only */
     assert_int_equal(c->policies[0].rpo_goal_s, 300);
     assert_true(c->sched_paused);
     assert_int_equal(c->sched_max_per_agent, 1);
@@ -125,6 +128,8 @@ static void test_errors(void **state)
                 F ":8:13: policies[0].match.kind: ", "not a target kind");
     coord_fails(MIN_COORD "policies:\n  - name: a\n    retention:\n      keep_daily: -2\n",
                 F ":8:19: policies[0].retention.keep_daily: ", "out of range");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    retention:\n      apply: \"61 * * * *\"\n",
+                F ":8:14: policies[0].retention.apply: ", "minute");
     coord_fails(MIN_COORD "alerts:\n  evaluate_every: 10m\n",
                 F ":6:19: alerts.evaluate_every: ", "1s .. 5m");
     coord_fails(MIN_COORD "alerts:\n  sinks:\n    - name: x\n      kind: pager\n",

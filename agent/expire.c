@@ -1,0 +1,281 @@
+/*
+ * expire.c - EXPIRE tasks (expire.h): dropped backups and old logs deleted
+ * from every repository, manifest first, refusing to orphan a backup that
+ * stays.
+ */
+#include "agent/expire.h"
+#include "agent/repo_log.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int dropped(const Tidemark__ExpireSpec *spec, const char *id)
+{
+    for (size_t i = 0; id != NULL && i < spec->n_drop; i++) {
+        if (spec->drop[i]->id != NULL && strcmp(spec->drop[i]->id, id) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Append a malloc'd copy of s to a repeated string field. */
+static int push_str(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        return TM_ENOMEM;
+    }
+    *v = nv;
+    if ((nv[*n] = strdup(s)) == NULL) {
+        return TM_ENOMEM;
+    }
+    (*n)++;
+    return TM_OK;
+}
+
+/* Delete every key under prefix (paginated listing). *count += deleted. */
+static int delete_prefix(tm_storage *st, const char *prefix, uint64_t *count, tm_err *err)
+{
+    char *token = NULL;
+    int rc = TM_OK;
+    do {
+        tm_storage_info *items = NULL;
+        size_t n = 0;
+        char *next = NULL;
+        rc = tm_storage_list(st, prefix, token, 1000, &items, &n, &next, err);
+        free(token);
+        token = next;
+        if (rc != TM_OK) {
+            break;
+        }
+        const char **keys = malloc((n ? n : 1) * sizeof(*keys));
+        if (keys == NULL) {
+            tm_storage_infos_free(items, n);
+            rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            keys[i] = items[i].key;
+        }
+        if (n > 0 && (rc = tm_storage_delete(st, keys, n, err)) == TM_OK) {
+            *count += n;
+        }
+        free(keys);
+        tm_storage_infos_free(items, n);
+    } while (rc == TM_OK && token != NULL);
+    free(token);
+    return rc;
+}
+
+/* One dropped backup out of one repository: manifest, then the rest. */
+static int delete_backup(tm_storage *st, const char *target, const char *id, uint64_t *count,
+                         tm_err *err)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s/backup/%s/manifest", target, id);
+    const char *k = key;
+    int rc = tm_storage_delete(st, &k, 1, err);
+    if (rc == TM_OK) {
+        snprintf(key, sizeof(key), "%s/backup/%s/", target, id);
+        rc = delete_prefix(st, key, count, err);
+    }
+    if (rc == TM_OK) {
+        snprintf(key, sizeof(key), "%s/keys/%s/", target, id);
+        rc = delete_prefix(st, key, count, err);
+    }
+    return rc;
+}
+
+/* The refusals of one repository: staying backups built on dropped ones. */
+static int check_parents(tm_repo_set *rs, size_t r, const char *target,
+                         const Tidemark__ExpireSpec *spec, const tm_backup_info *infos, size_t n,
+                         Tidemark__ExpireResult *res, tm_err *err)
+{
+    const char *repo = tm_repo_set_name(rs, r);
+    for (size_t i = 0; i < n; i++) {
+        if (!infos[i].has_manifest || dropped(spec, infos[i].backup_id)) {
+            continue;
+        }
+        tm_backup_reader *rd = NULL;
+        tm_err oerr = {0};
+        char msg[TM_ERR_MSG_MAX + 160];
+        msg[0] = '\0';
+        if (tm_backup_open(rs, target, infos[i].backup_id, repo, &rd, &oerr) != TM_OK) {
+            snprintf(msg, sizeof(msg),
+                     "%s in %s stays but its manifest cannot be read (%s): its parent is unknown",
+                     infos[i].backup_id, repo, oerr.msg);
+        } else {
+            const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
+            if (m->parent_backup_id != NULL && dropped(spec, m->parent_backup_id)) {
+                snprintf(msg, sizeof(msg), "%s is the parent of %s, which stays (%s)",
+                         m->parent_backup_id, infos[i].backup_id, repo);
+            }
+            tm_backup_reader_free(rd);
+        }
+        if (msg[0] && push_str(&res->refused, &res->n_refused, msg) != TM_OK) {
+            return tm_err_set(err, TM_ENOMEM, "out of memory");
+        }
+    }
+    return TM_OK;
+}
+
+/* Log files older than the cutoff out of one repository. */
+static int expire_logs(tm_repo_set *rs, size_t r, const char *target, const tm_engine *engine,
+                       const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
+                       Tidemark__ExpireRepoResult *rr, tm_err *err)
+{
+    tm_log_item *items = NULL;
+    size_t n = 0;
+    int rc = tm_log_scan(rs, r, target, &items, &n, err);
+    tm_storage *st = tm_repo_set_storage(rs, r);
+    for (size_t i = 0; rc == TM_OK && i < n; i++) {
+        if (!engine->log_before(cutoff, spec, items[i].rel)) {
+            if (rr->log_first_kept == NULL && strstr(items[i].rel, ".history") == NULL) {
+                rr->log_first_kept = strdup(items[i].rel);
+            }
+            continue;
+        }
+        char meta[512], obj[512];
+        snprintf(meta, sizeof(meta), "%s/log/%s%s", target, items[i].rel, TM_LOG_META_SUFFIX);
+        snprintf(obj, sizeof(obj), "%s/log/%s", target, items[i].rel);
+        const char *k1 = meta, *k2 = obj;
+        if ((rc = tm_storage_delete(st, &k1, 1, err)) == TM_OK &&
+            (rc = tm_storage_delete(st, &k2, 1, err)) == TM_OK) {
+            rr->has_log_files = 1;
+            rr->log_files++;
+        }
+    }
+    tm_log_items_free(items, n);
+    return rc;
+}
+
+int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
+                  const Tidemark__ExpireSpec *spec, tm_task_ctx *ctx, Tidemark__ExpireResult *res,
+                  tm_err *err)
+{
+    size_t nrepo = tm_repo_set_count(rs);
+    tm_backup_info **infos = calloc(nrepo + 1, sizeof(*infos));
+    size_t *ninfos = calloc(nrepo + 1, sizeof(*ninfos));
+    res->repositories = calloc(nrepo + 1, sizeof(*res->repositories));
+    if (infos == NULL || ninfos == NULL || res->repositories == NULL) {
+        free(infos);
+        free(ninfos);
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    int rc = TM_OK;
+    for (size_t r = 0; r < nrepo && rc == TM_OK; r++) {
+        Tidemark__ExpireRepoResult *rr = malloc(sizeof(*rr));
+        if (rr == NULL) {
+            rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+            break;
+        }
+        tidemark__expire_repo_result__init(rr);
+        rr->repository = strdup(tm_repo_set_name(rs, r));
+        res->repositories[res->n_repositories++] = rr;
+        /* Every repository listed before anything is deleted anywhere. */
+        rc = tm_repo_scan(rs, r, target, &infos[r], &ninfos[r], err);
+    }
+    /* Refuse before deleting: never orphan a backup that stays. */
+    for (size_t r = 0; rc == TM_OK && spec->n_drop > 0 && r < nrepo; r++) {
+        rc = check_parents(rs, r, target, spec, infos[r], ninfos[r], res, err);
+    }
+    if (rc == TM_OK && res->n_refused > 0) {
+        rc = tm_err_set(err, TM_EINVAL, "retention refused: %s%s", res->refused[0],
+                        res->n_refused > 1 ? " (and more, see the task result)" : "");
+    }
+    /* The cutoff backup's manifest: where its WAL starts. */
+    tm_backup_reader *cut = NULL;
+    const Tidemark__Manifest *cutoff = NULL;
+    int do_logs = rc == TM_OK && engine != NULL && engine->log_before != NULL &&
+                  spec->log_cutoff_id != NULL && spec->log_cutoff_id[0] != '\0';
+    if (do_logs) {
+        tm_err cerr = {0};
+        if (tm_backup_open(rs, target, spec->log_cutoff_id, NULL, &cut, &cerr) == TM_OK) {
+            cutoff = tm_manifest_proto(tm_backup_reader_manifest(cut));
+        } else {
+            tm_warn("expire", "event=cutoff_unreadable target=%s backup=%s msg=\"%s\"", target,
+                    spec->log_cutoff_id, cerr.msg);
+        }
+    }
+    int failed = 0;
+    uint32_t done = 0, total = (uint32_t)(spec->n_drop * nrepo);
+    for (size_t r = 0; rc == TM_OK && r < nrepo; r++) {
+        Tidemark__ExpireRepoResult *rr = res->repositories[r];
+        tm_storage *st = tm_repo_set_storage(rs, r);
+        tm_err rerr = {0};
+        int rrc = TM_OK;
+        for (size_t i = 0; rrc == TM_OK && i < spec->n_drop; i++) {
+            const char *id = spec->drop[i]->id;
+            if (ctx != NULL && tm_task_cancelled(ctx)) {
+                /* Stop between backups; a later run finishes (idempotent). */
+                rc = tm_err_set(err, TM_EBUSY, "cancelled");
+                break;
+            }
+            if (id == NULL || !tm_repo_valid_name(id)) {
+                continue;
+            }
+            rrc = delete_backup(st, target, id, &rr->objects, &rerr);
+            if (rrc == TM_OK) {
+                rr->has_objects = 1;
+                rrc = push_str(&rr->backups, &rr->n_backups, id);
+            }
+            if (ctx != NULL) {
+                tm_task_progress(ctx, "expire", 0, 0, ++done, total);
+            }
+        }
+        if (rc != TM_OK) {
+            break;
+        }
+        if (rrc == TM_OK && do_logs) {
+            rrc = expire_logs(rs, r, target, engine, cutoff, spec, rr, &rerr);
+        }
+        if (rrc != TM_OK) {
+            failed++;
+            tm_error("expire", "event=repository_failed target=%s repo=%s msg=\"%s\"", target,
+                     rr->repository, rerr.msg);
+            if (failed == 1) {
+                tm_err_set(err, TM_EIO, "repository %s: %s", rr->repository, rerr.msg);
+            }
+        } else {
+            tm_info("expire", "event=expired target=%s repo=%s backups=%zu objects=%llu logs=%u",
+                    target, rr->repository, rr->n_backups, (unsigned long long)rr->objects,
+                    rr->log_files);
+        }
+    }
+    if (rc == TM_OK && failed > 0) {
+        rc = TM_EIO; /* retryable: the next attempt finishes the job */
+    }
+    tm_backup_reader_free(cut);
+    for (size_t r = 0; r < nrepo; r++) {
+        tm_backup_infos_free(infos[r], ninfos[r]);
+    }
+    free(infos);
+    free(ninfos);
+    return rc;
+}
+
+int tm_expire_task(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
+                   tm_err *err)
+{
+    if (task->expire == NULL || task->target == NULL || !tm_repo_valid_name(task->target)) {
+        return tm_err_set(err, TM_EINVAL, "expire task without a target or a spec");
+    }
+    tm_repo_set *rs = NULL;
+    int rc = tm_repo_set_open(&rs, tm_task_conf(ctx), TM_REPO_KEYS, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    result->expire = malloc(sizeof(*result->expire));
+    if (result->expire == NULL) {
+        tm_repo_set_free(rs);
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    tidemark__expire_result__init(result->expire);
+    rc = tm_expire_run(rs, task->target, tm_engine_find(task->target_kind), task->expire, ctx,
+                       result->expire, err);
+    tm_repo_set_free(rs);
+    return rc;
+}
