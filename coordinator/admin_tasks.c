@@ -9,7 +9,7 @@
 
 /* Messages from the catalog are malloc'd; replies must live in the call's
  * arena until they are packed after the handler returns. */
-static void *to_arena(tm_rpc_call *call, const ProtobufCMessage *m)
+void *tm_admin_to_arena(tm_rpc_call *call, const ProtobufCMessage *m)
 {
     tm_arena *a = tm_rpc_call_arena(call);
     size_t n = protobuf_c_message_get_packed_size(m);
@@ -21,7 +21,7 @@ static void *to_arena(tm_rpc_call *call, const ProtobufCMessage *m)
     return protobuf_c_message_unpack(m->descriptor, tm_arena_allocator(a), n, buf);
 }
 
-static int catalog_error(tm_rpc_call *call, const tm_err *err)
+int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err)
 {
     if (err->code == TM_ENOENT) {
         return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err->msg);
@@ -33,9 +33,9 @@ static int catalog_error(tm_rpc_call *call, const tm_err *err)
     return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err->msg);
 }
 
-static int reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp)
+int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp)
 {
-    resp->task = to_arena(call, &t->base);
+    resp->task = tm_admin_to_arena(call, &t->base);
     tidemark__task__free_unpacked(t, NULL);
     return resp->task != NULL ? TM_RPC_OK
                               : tm_rpc_call_error(call, TM_RPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -63,9 +63,9 @@ static int handle_run_backup(tm_rpc_call *call, const ProtobufCMessage *in, Prot
     Tidemark__Task *stored = NULL;
     tm_err err;
     if (tm_dispatcher_submit(c->dispatcher, &t, NULL, &stored, &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, stored, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, stored, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_restore(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -99,9 +99,9 @@ static int handle_restore(tm_rpc_call *call, const ProtobufCMessage *in, Protobu
     Tidemark__Task *stored = NULL;
     tm_err err;
     if (tm_dispatcher_submit(c->dispatcher, &t, to[0] ? to : NULL, &stored, &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, stored, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, stored, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_get_task(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -115,9 +115,9 @@ static int handle_get_task(tm_rpc_call *call, const ProtobufCMessage *in, Protob
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "task id required");
     }
     if (tm_catalog_task_get(c->catalog, req->id, &t, &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, t, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, t, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_cancel_task(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -131,9 +131,9 @@ static int handle_cancel_task(tm_rpc_call *call, const ProtobufCMessage *in, Pro
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "task id required");
     }
     if (tm_dispatcher_cancel(c->dispatcher, req->id, &t, &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, t, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, t, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_list_tasks(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -147,11 +147,11 @@ static int handle_list_tasks(tm_rpc_call *call, const ProtobufCMessage *in, Prot
     tm_err err;
     if (tm_catalog_task_list(c->catalog, req->target, 0, req->has_limit ? req->limit : 100, &ts, &n,
                              &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
     resp->tasks = tm_arena_alloc(tm_rpc_call_arena(call), sizeof(*resp->tasks) * (n + 1));
     for (size_t i = 0; i < n && resp->tasks != NULL; i++) {
-        resp->tasks[resp->n_tasks] = to_arena(call, &ts[i]->base);
+        resp->tasks[resp->n_tasks] = tm_admin_to_arena(call, &ts[i]->base);
         if (resp->tasks[resp->n_tasks] != NULL) {
             resp->n_tasks++;
         }
@@ -170,11 +170,11 @@ static int handle_list_backups(tm_rpc_call *call, const ProtobufCMessage *in, Pr
     size_t n = 0;
     tm_err err;
     if (tm_catalog_backup_list(c->catalog, req->target, &bs, &n, &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
     resp->backups = tm_arena_alloc(tm_rpc_call_arena(call), sizeof(*resp->backups) * (n + 1));
     for (size_t i = 0; i < n && resp->backups != NULL; i++) {
-        resp->backups[resp->n_backups] = to_arena(call, &bs[i]->base);
+        resp->backups[resp->n_backups] = tm_admin_to_arena(call, &bs[i]->base);
         if (resp->backups[resp->n_backups] != NULL) {
             resp->n_backups++;
         }
@@ -195,9 +195,9 @@ static int handle_show_backup(tm_rpc_call *call, const ProtobufCMessage *in, Pro
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "backup id required");
     }
     if (tm_catalog_backup_get(c->catalog, req->target, req->id, &b, &err) != TM_OK) {
-        return catalog_error(call, &err);
+        return tm_admin_catalog_error(call, &err);
     }
-    resp->backup = to_arena(call, &b->base);
+    resp->backup = tm_admin_to_arena(call, &b->base);
     tidemark__backup_info__free_unpacked(b, NULL);
     return TM_RPC_OK;
 }

@@ -169,6 +169,21 @@ static const migration migrations[] = {
      "  error   TEXT"
      ");"
      "CREATE INDEX alert_notifications_at ON alert_notifications(at);"},
+    /* Cross-repository replication: the last check's verdict per (target,
+     * repository), and each agent's repository probes (catalog_repl.c). */
+    {7, "replication",
+     "CREATE TABLE replication_state ("
+     "  target     TEXT NOT NULL,"
+     "  repository TEXT NOT NULL," /* '' = target-wide problems */
+     "  record     BLOB NOT NULL," /* ReplicationState */
+     "  PRIMARY KEY (target, repository)"
+     ") WITHOUT ROWID;"
+     "CREATE TABLE repository_health ("
+     "  agent_id   TEXT NOT NULL,"
+     "  repository TEXT NOT NULL,"
+     "  record     BLOB NOT NULL," /* RepositoryStatus */
+     "  PRIMARY KEY (agent_id, repository)"
+     ") WITHOUT ROWID;"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -32,7 +32,15 @@ struct tm_dispatcher {
     parked *dead;         /* polls whose connection closed; answered on the next tick */
     int closed;           /* shutting down: park nothing */
     int64_t next_wake_ms; /* earliest not_before of a requeued task; 0 = none */
+    tm_dispatcher_done_fn on_done;
+    void *on_done_arg;
 };
+
+void tm_dispatcher_on_done(tm_dispatcher *d, tm_dispatcher_done_fn fn, void *arg)
+{
+    d->on_done = fn;
+    d->on_done_arg = arg;
+}
 
 int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_opts *opts,
                       tm_err *err)
@@ -574,8 +582,12 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
     }
     resp->has_state = 1;
     resp->state = t->state;
-    tidemark__task__free_unpacked(t, NULL);
     pthread_mutex_unlock(&d->mu);
+    if (d->on_done != NULL && (t->state == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ||
+                               t->state == TIDEMARK__TASK_STATE__TASK_FAILED)) {
+        d->on_done(d->on_done_arg, t);
+    }
+    tidemark__task__free_unpacked(t, NULL);
     return TM_RPC_OK;
 }
 

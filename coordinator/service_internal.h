@@ -16,6 +16,7 @@
 #include "coordinator/dispatcher.h"
 #include "coordinator/http.h"
 #include "coordinator/registry.h"
+#include "coordinator/replication.h"
 #include "coordinator/scheduler.h"
 
 #include "tidemark.pb-c.h"
@@ -27,6 +28,7 @@ struct tm_coordinator {
     tm_dispatcher *dispatcher;
     tm_scheduler *scheduler;
     struct tm_alert_rules *alert_rules;
+    struct tm_replication *replication;
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;
@@ -48,6 +50,14 @@ int tm_logs_register(struct tm_coordinator *c);         /* ReportLog, PitrWindow
 /* Resolve an agent id or unique hostname to its catalog record (admin.c). */
 int tm_admin_resolve_agent(struct tm_coordinator *c, tm_rpc_call *call, const char *ref,
                            tm_agent_rec **out);
+/* Shared by the Admin handler files (admin_tasks.c): a catalog message
+ * copied into the call's arena; a catalog error as an RPC status; a stored
+ * task (freed) as the TaskResponse. */
+void *tm_admin_to_arena(tm_rpc_call *call, const ProtobufCMessage *m);
+int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err);
+int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp);
+int tm_admin_replication_register(
+    struct tm_coordinator *c); /* ReplicationStatus, ReplicationCheck */
 /* Authenticator for both services (agent secret / admin token). */
 int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__Credential *cred,
                         void *arg);

@@ -44,11 +44,12 @@ int ctl_agents(ctl *c, int argc, char **argv);
 int ctl_status(ctl *c, int argc, char **argv);
 int ctl_backup(ctl *c, int argc, char **argv); /* backup run|show, backups list */
 int ctl_restore(ctl *c, int argc, char **argv);
-int ctl_tasks(ctl *c, int argc, char **argv);     /* tasks list */
-int ctl_task(ctl *c, int argc, char **argv);      /* task show|cancel|wait */
-int ctl_pitr(ctl *c, int argc, char **argv);      /* pitr window */
-int ctl_alerts(ctl *c, int argc, char **argv);    /* alerts list */
-int ctl_retention(ctl *c, int argc, char **argv); /* retention plan (dry run) */
+int ctl_tasks(ctl *c, int argc, char **argv);       /* tasks list */
+int ctl_task(ctl *c, int argc, char **argv);        /* task show|cancel|wait */
+int ctl_pitr(ctl *c, int argc, char **argv);        /* pitr window */
+int ctl_alerts(ctl *c, int argc, char **argv);      /* alerts list */
+int ctl_retention(ctl *c, int argc, char **argv);   /* retention plan (dry run) */
+int ctl_replication(ctl *c, int argc, char **argv); /* replication status|check */
 
 /* Tasks (tasks.c), shared by backup and restore. */
 struct Tidemark__Task;

@@ -35,6 +35,8 @@ static void usage(FILE *f)
                "  pitr window --target T       recoverable window, gaps and RPO now\n"
                "  alerts list                  active alerts (pending and firing)\n"
                "  retention plan [--target T]  what retention would keep/drop and why (dry run)\n"
+               "  replication status [--target T]   every repository: ok/gap/mismatch, lag\n"
+               "  replication check --target T [--wait]  check the copies now\n"
                "\n"
                "Global options:\n"
                "  -u, --url URL          coordinator (TIDEMARK_URL; default tcp://127.0.0.1:7800)\n"
@@ -156,6 +158,8 @@ int main(int argc, char **argv)
         fn = ctl_alerts;
     } else if (strcmp(cmd, "retention") == 0) {
         fn = ctl_retention;
+    } else if (strcmp(cmd, "replication") == 0) {
+        fn = ctl_replication;
     } else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CTL_OK;

@@ -205,6 +205,9 @@ static const char *const fixture_sql[] = {
     [5] = "INSERT INTO sched_state(target, kind, last_fire) VALUES ('pg-main', 'full', 1000);",
     [6] = "INSERT INTO alert_notifications(at, rule, target, status, sink, ok, error) VALUES "
           "(5000, 'backup_failed', 'pg-main', 'firing', 'am', 1, NULL);",
+    /* ReplicationState{target "pg-main", repository "us", state "gap"}. */
+    [7] = "INSERT INTO replication_state(target, repository, record) VALUES ('pg-main', 'us', "
+          "X'0a0770672d6d61696e120275732203676170');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -244,6 +247,15 @@ static void check_fixture(tm_catalog *c, int v)
         int64_t n = 0;
         assert_int_equal(tm_catalog_alert_notification_count(c, &n, &err), 0);
         assert_int_equal(n, 1);
+    }
+    if (v >= 7) {
+        Tidemark__ReplicationState **r = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_repl_list(c, "pg-main", &r, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(r[0]->repository, "us");
+        assert_string_equal(r[0]->state, "gap");
+        tm_catalog_repl_free(r, n);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);
