@@ -8,6 +8,7 @@
  */
 #include "agent/replication.h"
 #include "agent/repo_copy.h"
+#include "agent/repo_health.h"
 #include "agent/repo_log.h"
 #include "agent/repository.h"
 #include "common/log.h"
@@ -64,6 +65,9 @@ static void add_gap(check *c, size_t r, int is_log, const char *item, int mismat
                     const char *detail, int64_t t)
 {
     repo_acc *a = &c->acc[r];
+    if (!a->reachable) {
+        return; /* what it lacks is unknown until it answers again */
+    }
     for (size_t i = a->n; i-- > 0;) {
         if (a->gaps[i].is_log == is_log && strcmp(a->gaps[i].item, item) == 0) {
             return; /* one gap per item; the first finding explains it */
@@ -110,6 +114,9 @@ static void on_verify(void *arg, const tm_verify_item *it)
         return;
     }
     repo_acc *a = &c->acc[r];
+    if (!a->reachable) {
+        return;
+    }
     if (it->ok) {
         a->backups++;
         if (strcmp(it->backup_id, a->newest_backup) > 0) {
@@ -364,8 +371,12 @@ int tm_replication_check_task(tm_task_ctx *ctx, const Tidemark__Task *task,
         return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
     for (size_t r = 0; r < nrepo; r++) {
-        c.acc[r].reachable = 1;
+        tm_err pe = {0};
         c.acc[r].required = spec->n_repositories == 0;
+        c.acc[r].reachable = tm_repo_probe(tm_repo_set_storage(rs, r), &pe) == TM_OK;
+        if (!c.acc[r].reachable) {
+            snprintf(c.acc[r].error, sizeof(c.acc[r].error), "%s", pe.msg);
+        }
     }
     for (size_t i = 0; rc == TM_OK && i < spec->n_repositories; i++) {
         int r = tm_repo_set_find(rs, spec->repositories[i]);

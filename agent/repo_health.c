@@ -34,6 +34,13 @@ struct tm_repo_health {
     int changed;
 };
 
+int tm_repo_probe(tm_storage *st, tm_err *err)
+{
+    tm_storage_info info;
+    int rc = tm_storage_stat(st, TM_HEALTH_PROBE_KEY, &info, err);
+    return rc == TM_ENOENT ? TM_OK : rc;
+}
+
 static void probe_all(tm_repo_health *h, tm_repo_set *rs)
 {
     size_t n = tm_repo_set_count(rs);
@@ -41,10 +48,8 @@ static void probe_all(tm_repo_health *h, tm_repo_set *rs)
         n = TM_HEALTH_MAX_REPOS;
     }
     for (size_t i = 0; i < n && !atomic_load(&h->stopping); i++) {
-        tm_storage_info info;
         tm_err e = {0};
-        int rc = tm_storage_stat(tm_repo_set_storage(rs, i), TM_HEALTH_PROBE_KEY, &info, &e);
-        int ok = rc == TM_OK || rc == TM_ENOENT;
+        int ok = tm_repo_probe(tm_repo_set_storage(rs, i), &e) == TM_OK;
         int64_t now = tm_now_s();
         pthread_mutex_lock(&h->mu);
         probe *p = &h->probes[i];

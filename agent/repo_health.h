@@ -12,11 +12,16 @@
 
 #include "common/config.h"
 #include "common/err.h"
+#include "common/storage.h"
 
 #include "tidemark.pb-c.h"
 
 #define TM_HEALTH_MAX_REPOS 64
 #define TM_HEALTH_PROBE_KEY "tidemark-probe"
+
+/* One probe: TM_OK when the repository answered (the probe key being absent
+ * is an answer), else the storage error. */
+int tm_repo_probe(tm_storage *st, tm_err *err);
 
 typedef struct tm_repo_health tm_repo_health;
 
