@@ -28,7 +28,9 @@ KNOWN = {
     "tidemark_backup_expected_interval_seconds", "tidemark_backup_failures_total",
     "tidemark_archive_lag_seconds", "tidemark_replication_lag_seconds",
     "tidemark_drill_last_rto_seconds", "tidemark_drill_last_success_timestamp_seconds",
-    "tidemark_alerts_firing",
+    "tidemark_alerts_firing", "tidemark_repository_up", "tidemark_replication_gaps",
+    "tidemark_replication_checks_total", "tidemark_replication_copies_total",
+    "tidemark_replication_last_check_timestamp_seconds",
 }
 
 
