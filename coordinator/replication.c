@@ -493,11 +493,12 @@ static void on_copy_failed(tm_replication *r, const Tidemark__Task *task)
         char detail[1024];
         snprintf(detail, sizeof(detail), "copy from %s failed: %s", task->copy->source,
                  task->error != NULL ? task->error : "no reason given");
+        char *own = st->detail;
         st->has_unresolved = 1;
         st->unresolved = 1;
         st->detail = detail;
         put_state(r, st);
-        st->detail = NULL; /* stack memory: not the record's to free */
+        st->detail = own; /* detail is stack memory: not the record's to free */
     }
     tm_catalog_repl_free(old, nold);
 }

@@ -294,6 +294,33 @@ def unreachable_repository_alerts_then_resolves():
 
 
 @test
+def policy_an_agent_cannot_meet_is_reported():
+    """db-2 has only "eu": the policy's "us" and 2 regions cannot be met."""
+    c = ctx.c
+    pgyaml = (f"postgres:\n  pgdata: {ctx.pg.datadir}\n  host: 127.0.0.1\n  port: {ctx.pg.port}\n"
+              f"  user: postgres\n")
+    one = (f"repositories:\n  - name: eu\n    type: posix\n    path: {ctx.eu}\n"
+           f"    region: eu-west\nencryption:\n  master_key_file: {ctx.key}\n")
+    c.start_agent("db-2", targets=[("pg2", "postgres", pgyaml)], extra=one)
+    wait_for(lambda: c.agents_by_host().get("db-2", {}).get("state") == "online", 15,
+             "db-2 online")
+    r = c.ctl("replication", "check", "--target", "pg2", "--wait", "--wait-timeout", "60",
+              check=False, timeout=90)
+    check(r.returncode == 0, f"check of pg2: {r.stdout}{r.stderr}")
+    def policy_row():
+        r = c.ctl("replication", "status", "--target", "pg2", "--json", check=False)
+        return next((s for s in json.loads(r.stdout)["states"] if s["repository"] == ""), None)
+    row = wait_for(policy_row, 15, "target-wide row for pg2")
+    check(row["state"] == "unsatisfied" and row["unresolved"], f"reported, not ignored: {row}")
+    check("'us'" in row["detail"] and "2 regions" in row["detail"], f"says why: {row['detail']}")
+    body = wait_for(lambda: hook_events("replication_gap", "firing", "pg2"), 30,
+                    "replication_gap firing for pg2", interval=0.1)[0]
+    check("cannot be met" in body["summary"], f"summary: {body['summary']}")
+    r = c.ctl("replication", "status", "--target", "pg2", check=False)
+    check(r.returncode == 1 and "unsatisfied" in r.stdout, f"status exits 1: {r.stdout}")
+
+
+@test
 def teardown():
     ctx.pg.stop("immediate")
     ctx.c.__exit__(None, None, None)
