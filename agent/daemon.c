@@ -8,6 +8,7 @@
 #include "agent/daemon.h"
 #include "agent/identity.h"
 #include "agent/log_report.h"
+#include "agent/repo_health.h"
 #include "agent/tasks.h"
 #include "common/log.h"
 #include "common/names.h"
@@ -29,6 +30,9 @@ struct tm_daemon {
     tm_rpc_client *rpc;
     tm_runner *runner;
     tm_log_reporter *reporter;
+    tm_repo_health *health;
+    tm_health_snapshot snap; /* what the current beat carries */
+    int health_resend;       /* the last beat with repository results failed */
     tm_identity id;
     int have_identity;
     int registered;
@@ -245,6 +249,10 @@ static int do_register(tm_daemon *d)
         tm_log_reporter_start(&d->reporter, conf, d->rpc, every, &err) != TM_OK) {
         tm_error("agent", "event=log_reporter_failed msg=\"%s\"", err.msg);
     }
+    if (d->health == NULL && conf->n_repos > 0 &&
+        tm_repo_health_start(&d->health, conf, every, &err) != TM_OK) {
+        tm_error("agent", "event=repository_probe_failed msg=\"%s\"", err.msg);
+    }
     return TM_OK;
 }
 
@@ -255,6 +263,13 @@ static int do_heartbeat(tm_daemon *d)
     tm_err err = {0};
     req.has_seq = 1;
     req.seq = ++d->seq;
+    /* Repository health: when a probe result changed, and every 30 beats
+     * so a restarted coordinator learns it. */
+    if (tm_repo_health_take(d->health, d->health_resend || d->seq % 30 == 1, &d->snap) > 0) {
+        req.repositories = d->snap.ptrs;
+        req.n_repositories = d->snap.n;
+    }
+    d->health_resend = 0;
     int rc = tm_rpc_client_call(d->rpc, "Coordinator.Heartbeat", &req.base,
                                 &tidemark__heartbeat_response__descriptor,
                                 (ProtobufCMessage **)&resp, call_timeout(d), NULL, &err);
@@ -266,6 +281,7 @@ static int do_heartbeat(tm_daemon *d)
             return rc;
         }
         note_failure(d, &err);
+        d->health_resend = req.n_repositories > 0;
         return rc;
     }
     note_success(d);
@@ -299,9 +315,12 @@ int tm_daemon_run(tm_daemon *d)
     /* Stop the task runner: tell it, then interrupt its long-poll. */
     tm_runner_stop(d->runner);
     tm_log_reporter_stop(d->reporter);
+    tm_repo_health_stop(d->health);
     tm_rpc_client_shutdown(d->rpc);
     tm_log_reporter_free(d->reporter);
     d->reporter = NULL;
+    tm_repo_health_free(d->health);
+    d->health = NULL;
     tm_runner_free(d->runner);
     d->runner = NULL;
     tm_info("agent", "event=stopped agent=%s", d->have_identity ? d->id.id : "-");

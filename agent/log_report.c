@@ -123,13 +123,14 @@ static void archiver_status(const tm_target_conf *tc, Tidemark__ArchiverStatus *
     tm_err err = {0};
     char *v = NULL;
     if (tm_pg_connect(tc->has_postgres ? &tc->postgres : NULL, NULL, 0, NULL, &c, &err) != TM_OK ||
-        tm_pg_query_value(c,
-                          "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' "
-                          "|| coalesce(extract(epoch FROM last_archived_time)::bigint, 0) || '|' "
-                          "|| failed_count || '|' || coalesce(last_failed_wal, '') || '|' || "
-                          "coalesce(extract(epoch FROM last_failed_time)::bigint, 0) "
-                          "FROM pg_stat_archiver",
-                          &v, &err) != TM_OK) {
+        tm_pg_query_value(
+            c,
+            "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' "
+            "|| coalesce((extract(epoch FROM last_archived_time) * 1000)::bigint, 0) || '|' "
+            "|| failed_count || '|' || coalesce(last_failed_wal, '') || '|' || "
+            "coalesce((extract(epoch FROM last_failed_time) * 1000)::bigint, 0) "
+            "FROM pg_stat_archiver",
+            &v, &err) != TM_OK) {
         st->error = strdup(err.msg);
         tm_pg_close(c);
         return;
@@ -156,12 +157,12 @@ static void archiver_status(const tm_target_conf *tc, Tidemark__ArchiverStatus *
     snprintf(fw, sizeof(fw), "%s", f[4]);
     ft = strtoll(f[5], NULL, 10);
     free(v);
-    st->has_archived_count = st->has_last_archived_time = 1;
-    st->has_failed_count = st->has_last_failed_time = 1;
+    st->has_archived_count = st->has_last_archived_ms = 1;
+    st->has_failed_count = st->has_last_failed_ms = 1;
     st->archived_count = ac;
-    st->last_archived_time = at;
+    st->last_archived_ms = at;
     st->failed_count = fc;
-    st->last_failed_time = ft;
+    st->last_failed_ms = ft;
     st->last_archived_wal = strdup(aw);
     st->last_failed_wal = strdup(fw);
 }

@@ -11,6 +11,7 @@
 #include "agent/tasks.h"
 #include "agent/engine.h"
 #include "agent/expire.h"
+#include "agent/replication.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"
@@ -225,6 +226,12 @@ static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms
              : task->kind == TIDEMARK__TASK_KIND__RESTORE ? e->restore
              : task->kind == TIDEMARK__TASK_KIND__DRILL   ? e->drill
                                                           : NULL;
+    }
+    /* Replication works on stored bytes, the same for every engine. */
+    if (task->kind == TIDEMARK__TASK_KIND__VERIFY && task->check != NULL) {
+        fn = tm_replication_check_task;
+    } else if (task->kind == TIDEMARK__TASK_KIND__COPY && task->copy != NULL) {
+        fn = tm_replication_copy_task;
     }
     if (result == NULL) {
         rc = tm_err_set(&err, TM_ENOMEM, "out of memory");

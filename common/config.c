@@ -123,6 +123,14 @@ struct raw_policy_drill {
     char *rpo_goal;
 };
 
+struct raw_policy_replication {
+    char **repositories;
+    uint32_t repositories_count;
+    int64_t min_regions;
+    char *check;
+    char *lag_threshold;
+};
+
 struct raw_policy {
     char *name;
     struct raw_policy_match match;
@@ -132,6 +140,7 @@ struct raw_policy {
     char *backup_max_age;
     bool log_shipping;
     struct raw_policy_drill drill;
+    struct raw_policy_replication replication;
 };
 
 struct raw_scheduler {
@@ -367,6 +376,19 @@ static const cyaml_schema_field_t policy_drill_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_value_t repl_repo_entry = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
+};
+
+static const cyaml_schema_field_t policy_replication_fields[] = {
+    CYAML_FIELD_SEQUENCE("repositories", OPT | CYAML_FLAG_POINTER, struct raw_policy_replication,
+                         repositories, &repl_repo_entry, 0, 64),
+    CYAML_FIELD_INT("min_regions", OPT, struct raw_policy_replication, min_regions),
+    STR("check", OPT, struct raw_policy_replication, check),
+    STR("lag_threshold", OPT, struct raw_policy_replication, lag_threshold),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t policy_fields[] = {
     STR("name", REQ, struct raw_policy, name),
     CYAML_FIELD_MAPPING("match", OPT, struct raw_policy, match, policy_match_fields),
@@ -376,6 +398,8 @@ static const cyaml_schema_field_t policy_fields[] = {
     STR("backup_max_age", OPT, struct raw_policy, backup_max_age),
     CYAML_FIELD_BOOL("log_shipping", OPT, struct raw_policy, log_shipping),
     CYAML_FIELD_MAPPING("drill", OPT, struct raw_policy, drill, policy_drill_fields),
+    CYAML_FIELD_MAPPING("replication", OPT, struct raw_policy, replication,
+                        policy_replication_fields),
     CYAML_FIELD_END,
 };
 
@@ -1316,6 +1340,49 @@ static int coord_policy_drill(vctx *v, const char *b, const struct raw_policy_dr
     return rc;
 }
 
+/* policies[i].replication: which repositories must hold everything, how
+ * often that is checked, how much lag is tolerated. */
+static int coord_policy_replication(vctx *v, const char *b, const struct raw_policy_replication *r,
+                                    tm_policy_conf *p)
+{
+    char k[128];
+#define KR(sub) (snprintf(k, sizeof(k), "%s.replication.%s", b, sub), k)
+    p->has_replication = 1;
+    int rc = 0;
+    if (r->repositories_count > 0) {
+        p->repl_repositories = calloc(r->repositories_count, sizeof(char *));
+        if (p->repl_repositories == NULL) {
+            return oom(v);
+        }
+    }
+    for (uint32_t i = 0; rc == 0 && i < r->repositories_count; i++) {
+        char e[64];
+        snprintf(e, sizeof(e), "repositories[%" PRIu32 "]", i);
+        rc = v_name(v, KR(e), r->repositories[i]);
+        for (uint32_t j = 0; rc == 0 && j < i; j++) {
+            if (strcmp(r->repositories[i], r->repositories[j]) == 0) {
+                rc = tm_ydoc_err(v->doc, v->err, KR(e), "'%s' is listed twice", r->repositories[i]);
+            }
+        }
+        if (rc == 0 && (rc = dup_str(v, r->repositories[i], &p->repl_repositories[i])) == 0) {
+            p->n_repl_repositories = i + 1;
+        }
+    }
+    if (rc == 0) {
+        rc = v_int(v, KR("min_regions"), r->min_regions, 0, 0, 64, &p->repl_min_regions);
+    }
+    if (rc == 0) {
+        const char *cron = has(v, KR("check")) && r->check != NULL ? r->check : "*/30 * * * *";
+        rc = v_cron(v, KR("check"), cron, &p->repl_check, &p->repl_check_where);
+    }
+    if (rc == 0) {
+        rc = v_seconds(v, KR("lag_threshold"), r->lag_threshold, "1h", 1, 30 * 86400,
+                       &p->repl_lag_max_s);
+    }
+#undef KR
+    return rc;
+}
+
 static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_policy_conf *p)
 {
     char b[48], k[128];
@@ -1419,6 +1486,9 @@ static int coord_policy(vctx *v, uint32_t i, const struct raw_policy *rp, tm_pol
     }
     if (rc == 0) {
         rc = coord_policy_drill(v, b, &rp->drill, p);
+    }
+    if (rc == 0 && has(v, KP("replication"))) {
+        rc = coord_policy_replication(v, b, &rp->replication, p);
     }
 #undef KP
     return rc;
@@ -2201,6 +2271,12 @@ void tm_coordinator_conf_free(tm_coordinator_conf *c)
         free(p->drill.checks);
         free(p->retention.apply);
         free(p->retention.apply_where);
+        for (size_t j = 0; j < p->n_repl_repositories; j++) {
+            free(p->repl_repositories[j]);
+        }
+        free(p->repl_repositories);
+        free(p->repl_check);
+        free(p->repl_check_where);
     }
     free(c->policies);
     for (size_t i = 0; i < c->n_sinks; i++) {

@@ -89,6 +89,14 @@ typedef struct tm_policy_conf {
     int64_t rpo_goal_s;       /* default 15m */
     int64_t backup_max_age_s; /* default 26h */
     tm_policy_drill_conf drill;
+    /* replication: (absent = no cross-repository checks for the policy) */
+    int has_replication;
+    char **repl_repositories; /* required by name; none = every repository of the agent */
+    size_t n_repl_repositories;
+    uint32_t repl_min_regions; /* replication.min_regions; default 0 = no rule */
+    char *repl_check;          /* replication.check cron; default every 30 minutes */
+    char *repl_check_where;
+    int64_t repl_lag_max_s; /* replication.lag_threshold; default 1h */
 } tm_policy_conf;
 
 /* alerts.sinks[] */

@@ -33,7 +33,7 @@ int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err)
     return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err->msg);
 }
 
-static int reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp)
+int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp)
 {
     resp->task = tm_admin_to_arena(call, &t->base);
     tidemark__task__free_unpacked(t, NULL);
@@ -65,7 +65,7 @@ static int handle_run_backup(tm_rpc_call *call, const ProtobufCMessage *in, Prot
     if (tm_dispatcher_submit(c->dispatcher, &t, NULL, &stored, &err) != TM_OK) {
         return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, stored, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, stored, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_restore(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -101,7 +101,7 @@ static int handle_restore(tm_rpc_call *call, const ProtobufCMessage *in, Protobu
     if (tm_dispatcher_submit(c->dispatcher, &t, to[0] ? to : NULL, &stored, &err) != TM_OK) {
         return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, stored, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, stored, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_get_task(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -117,7 +117,7 @@ static int handle_get_task(tm_rpc_call *call, const ProtobufCMessage *in, Protob
     if (tm_catalog_task_get(c->catalog, req->id, &t, &err) != TM_OK) {
         return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, t, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, t, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_cancel_task(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -133,7 +133,7 @@ static int handle_cancel_task(tm_rpc_call *call, const ProtobufCMessage *in, Pro
     if (tm_dispatcher_cancel(c->dispatcher, req->id, &t, &err) != TM_OK) {
         return tm_admin_catalog_error(call, &err);
     }
-    return reply_task(call, t, (Tidemark__TaskResponse *)out);
+    return tm_admin_reply_task(call, t, (Tidemark__TaskResponse *)out);
 }
 
 static int handle_list_tasks(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
@@ -225,9 +225,4 @@ int tm_admin_tasks_register(struct tm_coordinator *c)
         }
     }
     return TM_OK;
-}
-
-int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp)
-{
-    return reply_task(call, t, resp);
 }

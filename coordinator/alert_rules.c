@@ -19,9 +19,13 @@
 #include "tidemark.pb-c.h"
 
 static const char *const rule_names[] = {
-    "backup_failed", "backup_stale",        "rpo_breached",        "archive_queue_growing",
-    "agent_stale",   "agent_lost",          "log_shipping_failed", "backup_late",
-    "drill_failed",  "drill_rto_over_goal", "drill_rpo_over_goal",
+    "backup_failed",       "backup_stale",
+    "rpo_breached",        "archive_queue_growing",
+    "agent_stale",         "agent_lost",
+    "log_shipping_failed", "backup_late",
+    "drill_failed",        "drill_rto_over_goal",
+    "drill_rpo_over_goal", "replication_gap",
+    "replication_lag",     "repository_unreachable",
 };
 
 /* WAL files finished by the database and not yet archived (reported by the
@@ -272,8 +276,8 @@ static void rule_log_shipping(tm_alert_rules *r, const char *target, const tm_po
     char summary[512] = "", failed[32], wal[64], since[32] = "";
     snprintf(failed, sizeof(failed), "%" PRIu64, st.failed_count);
     snprintf(wal, sizeof(wal), "%s", st.last_failed_wal);
-    if (st.last_failed_time > 0) {
-        tm_fmt_time(st.last_failed_time, since, sizeof(since));
+    if (st.last_failed_ms > 0) {
+        tm_fmt_time(st.last_failed_ms / 1000, since, sizeof(since));
     }
     tm_alert_kv d[3] = {{"failed_count", failed}, {"last_failed_wal", wal}, {"last_failed", since}};
     if (failing) {
@@ -420,6 +424,97 @@ static void rule_drills(tm_alert_rules *r, const char *target, Tidemark__DrillIn
     observe(r, "drill_rpo_over_goal", target, TM_ALERT_WARNING, rpo_over, summary, kv, 3, now_ms);
 }
 
+/* replication_gap / replication_lag per (target, repository) of the last
+ * replication checks; alert target "<target>/<repository>" ("<target>" for a
+ * policy the agent cannot satisfy). */
+static void rule_replication(tm_alert_rules *r, int64_t now_ms)
+{
+    Tidemark__ReplicationState **st = NULL;
+    size_t n = 0;
+    tm_err err;
+    if (tm_catalog_repl_list(r->cat, NULL, &st, &n, &err) != TM_OK) {
+        return; /* no verdict on a failed read */
+    }
+    int64_t now = now_ms / 1000;
+    for (size_t i = 0; i < n; i++) {
+        const Tidemark__ReplicationState *s = st[i];
+        int wide = s->repository == NULL || s->repository[0] == '\0';
+        char target[160], summary[512] = "", gaps[32], lag_s[32], limit_s[32];
+        snprintf(target, sizeof(target), "%s%s%s", s->target, wide ? "" : "/",
+                 wide ? "" : s->repository);
+        snprintf(gaps, sizeof(gaps), "%u", s->gaps + s->mismatches);
+        tm_alert_kv d[4] = {{"repository", wide ? "" : s->repository},
+                            {"gaps", gaps},
+                            {"detail", s->detail != NULL ? s->detail : ""},
+                            {"region", s->region != NULL ? s->region : ""}};
+        int gap = s->required && s->unresolved && strcmp(s->state, "ok") != 0 &&
+                  strcmp(s->state, "unreachable") != 0;
+        if (gap) {
+            snprintf(summary, sizeof(summary),
+                     wide ? "replication policy of %s cannot be met: %.400s"
+                          : "replication gap of %s unresolved: %.400s",
+                     target, s->detail != NULL && s->detail[0] ? s->detail : s->state);
+        }
+        observe(r, "replication_gap", target, TM_ALERT_CRITICAL, gap, summary, d, 4, now_ms);
+        if (wide) {
+            continue;
+        }
+        const tm_policy_conf *p = NULL;
+        int64_t limit = 3600;
+        if (tm_policy_for_target(r->conf, r->cat, s->target, &p, &err) == TM_OK && p != NULL &&
+            p->has_replication) {
+            limit = p->repl_lag_max_s;
+        }
+        int64_t lag = s->oldest_missing_time > 0 ? now - s->oldest_missing_time : 0;
+        int lagging = s->required && lag > limit;
+        snprintf(lag_s, sizeof(lag_s), "%" PRId64, lag);
+        snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
+        tm_alert_kv l[3] = {
+            {"repository", s->repository}, {"lag_seconds", lag_s}, {"limit_seconds", limit_s}};
+        summary[0] = '\0';
+        if (lagging) {
+            snprintf(summary, sizeof(summary),
+                     "repository %s lags %" PRId64 " s behind for %s (limit %" PRId64 " s)",
+                     s->repository, lag, s->target, limit);
+        }
+        observe(r, "replication_lag", target, TM_ALERT_WARNING, lagging, summary, l, 3, now_ms);
+    }
+    tm_catalog_repl_free(st, n);
+}
+
+/* repository_unreachable: an agent's probes of a repository have failed
+ * for longer than three heartbeats. Alert target "<agent-id>/<repository>". */
+static void rule_repositories(tm_alert_rules *r, int64_t now_ms)
+{
+    Tidemark__RepositoryStatus **h = NULL;
+    size_t n = 0;
+    tm_err err;
+    if (tm_catalog_repo_health_list(r->cat, &h, &n, &err) != TM_OK) {
+        return;
+    }
+    int64_t grace = 3 * (int64_t)r->conf->heartbeat_interval_ms / 1000;
+    for (size_t i = 0; i < n; i++) {
+        const Tidemark__RepositoryStatus *s = h[i];
+        char target[160], summary[512] = "", since[32];
+        snprintf(target, sizeof(target), "%s/%s", s->agent_id, s->name);
+        snprintf(since, sizeof(since), "%" PRId64, s->failing_since);
+        tm_alert_kv d[4] = {{"agent", s->agent_id},
+                            {"repository", s->name},
+                            {"region", s->region != NULL ? s->region : ""},
+                            {"error", s->error != NULL ? s->error : ""}};
+        int down = !s->ok && s->failing_since > 0 && now_ms / 1000 - s->failing_since >= grace;
+        if (down) {
+            snprintf(summary, sizeof(summary),
+                     "repository %s (region %s) unreachable from agent %s since %s: %.300s",
+                     s->name, s->region != NULL && s->region[0] ? s->region : "-", s->agent_id,
+                     since, s->error != NULL ? s->error : "");
+        }
+        observe(r, "repository_unreachable", target, TM_ALERT_CRITICAL, down, summary, d, 4,
+                now_ms);
+    }
+    tm_catalog_repo_health_free(h, n);
+}
+
 int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
 {
     if (r->last_eval_ms != 0 && now_ms - r->last_eval_ms < (int64_t)r->conf->alerts_evaluate_ms) {
@@ -467,6 +562,8 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
     if (rc != TM_OK) {
         return rc;
     }
+    rule_replication(r, now_ms);
+    rule_repositories(r, now_ms);
     /* Alerts of targets and agents that are gone stop being observed; the
      * sweep resolves them after stale_after instead of firing forever. */
     tm_alerts_sweep(r->alerts, now_ms);

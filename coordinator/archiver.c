@@ -85,8 +85,8 @@ int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status
 
 int tm_archiver_failing(const tm_archiver_status *st)
 {
-    return st->error[0] == '\0' && st->last_failed_time > 0 &&
-           st->last_failed_time >= st->last_archived_time;
+    return st->error[0] == '\0' && st->last_failed_ms > 0 &&
+           st->last_failed_ms > st->last_archived_ms;
 }
 
 void tm_archiver_collect(tm_metrics_writer *w, void *arg)
@@ -111,9 +111,9 @@ void tm_archiver_collect(tm_metrics_writer *w, void *arg)
         char labels[160], esc[144];
         snprintf(labels, sizeof(labels), "target=\"%s\"",
                  tm_metrics_escape(t->rows[i].target, esc, sizeof(esc)));
-        if (t->rows[i].st.error[0] == '\0' && t->rows[i].st.last_archived_time > 0) {
+        if (t->rows[i].st.error[0] == '\0' && t->rows[i].st.last_archived_ms > 0) {
             tm_metrics_write_sample(w, "tidemark_log_last_archived_timestamp_seconds", labels,
-                                    (double)t->rows[i].st.last_archived_time);
+                                    (double)t->rows[i].st.last_archived_ms / 1000.0);
         }
     }
     pthread_mutex_unlock(&t->mu);

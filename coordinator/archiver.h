@@ -17,7 +17,7 @@ typedef struct tm_archiver_table tm_archiver_table;
 
 typedef struct tm_archiver_status {
     uint64_t archived_count, failed_count;
-    int64_t last_archived_time, last_failed_time; /* unix seconds; 0 = never */
+    int64_t last_archived_ms, last_failed_ms; /* unix milliseconds; 0 = never */
     char last_archived_wal[64], last_failed_wal[64];
     char error[256];     /* could not read the status (e.g. server down); "" = read */
     int64_t reported_at; /* unix seconds */
@@ -28,7 +28,9 @@ void tm_archiver_table_free(tm_archiver_table *t);
 int tm_archiver_put(tm_archiver_table *t, const char *target, const tm_archiver_status *st);
 /* TM_ENOENT when the target never reported. */
 int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status *out);
-/* Failing now: the newest archive attempt failed (a later success clears it). */
+/* Failing now: the newest archive attempt failed (a later success clears
+ * it; milliseconds, since a failure and the retry's success often share a
+ * second). */
 int tm_archiver_failing(const tm_archiver_status *st);
 
 /* tidemark_log_archive_failures_total{target}, tidemark_log_last_archived_timestamp_seconds. */

@@ -202,6 +202,21 @@ static const migration migrations[] = {
      "  task_id      TEXT NOT NULL DEFAULT ''"
      ");"
      "CREATE INDEX retention_deletions_target ON retention_deletions(target, at);"},
+    /* Cross-repository replication: the last check's verdict per (target,
+     * repository), and each agent's repository probes (catalog_repl.c). */
+    {9, "replication",
+     "CREATE TABLE replication_state ("
+     "  target     TEXT NOT NULL,"
+     "  repository TEXT NOT NULL," /* '' = target-wide problems */
+     "  record     BLOB NOT NULL," /* ReplicationState */
+     "  PRIMARY KEY (target, repository)"
+     ") WITHOUT ROWID;"
+     "CREATE TABLE repository_health ("
+     "  agent_id   TEXT NOT NULL,"
+     "  repository TEXT NOT NULL,"
+     "  record     BLOB NOT NULL," /* RepositoryStatus */
+     "  PRIMARY KEY (agent_id, repository)"
+     ") WITHOUT ROWID;"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

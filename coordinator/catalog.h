@@ -252,4 +252,20 @@ void tm_agent_rec_free(tm_agent_rec *a);
 void tm_agent_recs_free(tm_agent_rec **a, size_t n);
 void tm_agent_events_free(tm_agent_event *e, size_t n);
 
+/* ---- replication (catalog_repl.c) ---- */
+struct Tidemark__ReplicationState;
+struct Tidemark__RepositoryStatus;
+/* Replace the row of (s->target, s->repository). */
+int tm_catalog_repl_put(tm_catalog *c, const struct Tidemark__ReplicationState *s, tm_err *err);
+/* Rows of target (NULL = all), by target then repository. */
+int tm_catalog_repl_list(tm_catalog *c, const char *target,
+                         struct Tidemark__ReplicationState ***out, size_t *n, tm_err *err);
+void tm_catalog_repl_free(struct Tidemark__ReplicationState **v, size_t n);
+/* Replace the row of (s->agent_id, s->name). */
+int tm_catalog_repo_health_put(tm_catalog *c, const struct Tidemark__RepositoryStatus *s,
+                               tm_err *err);
+int tm_catalog_repo_health_list(tm_catalog *c, struct Tidemark__RepositoryStatus ***out, size_t *n,
+                                tm_err *err);
+void tm_catalog_repo_health_free(struct Tidemark__RepositoryStatus **v, size_t n);
+
 #endif

@@ -15,8 +15,8 @@ void tm_catalog_unlock(tm_catalog *c);
 /* "catalog <path>: <what>: <sqlite message>; <what to do>" with the TM_E* code. */
 int tm_catalog_sql_fail(tm_catalog *c, tm_err *err, int rc, const char *what);
 
-/* Run sql with ?1 = a, ?2 = b (NULL = ''), ?3 = i1, ?4 = i2 and unpack
- * column 0 of every row as a d message (unreadable records skipped). */
+/* Run sql with ?1 = a, ?2 = b (text; NULL = ""), ?3 = i1, ?4 = i2, collecting
+ * column 0 blobs unpacked with d (unreadable records are skipped). */
 struct ProtobufCMessageDescriptor;
 int tm_catalog_query_records(tm_catalog *c, const char *sql, const char *a, const char *b,
                              int64_t i1, int64_t i2, const struct ProtobufCMessageDescriptor *d,

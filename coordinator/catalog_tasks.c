@@ -65,9 +65,9 @@ static int collect(tm_catalog *c, sqlite3_stmt *s, const ProtobufCMessageDescrip
     return TM_OK;
 }
 
-static int query_records(tm_catalog *c, const char *sql, const char *a, const char *b, int64_t i1,
-                         int64_t i2, const ProtobufCMessageDescriptor *d, void ***out, size_t *n,
-                         tm_err *err)
+int tm_catalog_query_records(tm_catalog *c, const char *sql, const char *a, const char *b,
+                             int64_t i1, int64_t i2, const ProtobufCMessageDescriptor *d,
+                             void ***out, size_t *n, tm_err *err)
 {
     sqlite3 *db = tm_catalog_lock(c);
     sqlite3_stmt *s = NULL;
@@ -129,8 +129,9 @@ int tm_catalog_task_get(tm_catalog *c, const char *id, Tidemark__Task **out, tm_
 {
     void **items = NULL;
     size_t n = 0;
-    int rc = query_records(c, "SELECT record FROM tasks WHERE id = ?1 AND ?2 = ?2 AND ?3 = ?4", id,
-                           "", 0, 0, &tidemark__task__descriptor, &items, &n, err);
+    int rc = tm_catalog_query_records(
+        c, "SELECT record FROM tasks WHERE id = ?1 AND ?2 = ?2 AND ?3 = ?4", id, "", 0, 0,
+        &tidemark__task__descriptor, &items, &n, err);
     if (rc != TM_OK) {
         return rc;
     }
@@ -150,31 +151,32 @@ int tm_catalog_task_list(tm_catalog *c, const char *target, int open_only, size_
                          Tidemark__Task ***out, size_t *n, tm_err *err)
 {
     /* ?1 target ('' = all), ?3 open_only, ?4 limit (0 = all). */
-    return query_records(c,
-                         "SELECT record FROM tasks WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
-                         "AND (?3 = 0 OR state IN (1, 2)) ORDER BY created_at DESC, rowid DESC "
-                         "LIMIT CASE WHEN ?4 = 0 THEN -1 ELSE ?4 END",
-                         target, "", open_only, (int64_t)limit, &tidemark__task__descriptor,
-                         (void ***)out, n, err);
+    return tm_catalog_query_records(
+        c,
+        "SELECT record FROM tasks WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
+        "AND (?3 = 0 OR state IN (1, 2)) ORDER BY created_at DESC, rowid DESC "
+        "LIMIT CASE WHEN ?4 = 0 THEN -1 ELSE ?4 END",
+        target, "", open_only, (int64_t)limit, &tidemark__task__descriptor, (void ***)out, n, err);
 }
 
 int tm_catalog_task_queued(tm_catalog *c, const char *agent_id, int64_t now_ms,
                            Tidemark__Task ***out, size_t *n, tm_err *err)
 {
-    return query_records(c,
-                         "SELECT record FROM tasks WHERE state = 1 AND agent_id = ?1 AND ?2 = ?2 "
-                         "AND not_before <= ?3 AND ?4 = ?4 ORDER BY created_at, rowid",
-                         agent_id, "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n,
-                         err);
+    return tm_catalog_query_records(
+        c,
+        "SELECT record FROM tasks WHERE state = 1 AND agent_id = ?1 AND ?2 = ?2 "
+        "AND not_before <= ?3 AND ?4 = ?4 ORDER BY created_at, rowid",
+        agent_id, "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n, err);
 }
 
 int tm_catalog_task_expired(tm_catalog *c, int64_t now_ms, Tidemark__Task ***out, size_t *n,
                             tm_err *err)
 {
-    return query_records(c,
-                         "SELECT record FROM tasks WHERE state = 2 AND lease_expires_at < ?3 "
-                         "AND ?1 = ?1 AND ?2 = ?2 AND ?4 = ?4",
-                         "", "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n, err);
+    return tm_catalog_query_records(
+        c,
+        "SELECT record FROM tasks WHERE state = 2 AND lease_expires_at < ?3 "
+        "AND ?1 = ?1 AND ?2 = ?2 AND ?4 = ?4",
+        "", "", now_ms, 0, &tidemark__task__descriptor, (void ***)out, n, err);
 }
 
 int tm_catalog_task_count(tm_catalog *c, const char *target, int kind, int state, int64_t *n,
@@ -337,10 +339,11 @@ int tm_catalog_backup_get(tm_catalog *c, const char *target, const char *id,
 {
     void **items = NULL;
     size_t n = 0;
-    int rc = query_records(c,
-                           "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND id = ?2 "
-                           "AND ?3 = ?4 ORDER BY target",
-                           target, id, 0, 0, &tidemark__backup_info__descriptor, &items, &n, err);
+    int rc = tm_catalog_query_records(
+        c,
+        "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND id = ?2 "
+        "AND ?3 = ?4 ORDER BY target",
+        target, id, 0, 0, &tidemark__backup_info__descriptor, &items, &n, err);
     if (rc != TM_OK) {
         return rc;
     }
@@ -363,11 +366,11 @@ int tm_catalog_backup_get(tm_catalog *c, const char *target, const char *id,
 int tm_catalog_backup_list(tm_catalog *c, const char *target, Tidemark__BackupInfo ***out,
                            size_t *n, tm_err *err)
 {
-    return query_records(c,
-                         "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
-                         "AND ?3 = ?4 ORDER BY finished_at, id",
-                         target, "", 0, 0, &tidemark__backup_info__descriptor, (void ***)out, n,
-                         err);
+    return tm_catalog_query_records(
+        c,
+        "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
+        "AND ?3 = ?4 ORDER BY finished_at, id",
+        target, "", 0, 0, &tidemark__backup_info__descriptor, (void ***)out, n, err);
 }
 
 void tm_catalog_backups_free(Tidemark__BackupInfo **b, size_t n)
@@ -559,10 +562,11 @@ int tm_catalog_log_replace(tm_catalog *c, const char *target, const char *reposi
 int tm_catalog_log_list(tm_catalog *c, const char *target, Tidemark__LogRange ***out, size_t *n,
                         tm_err *err)
 {
-    return query_records(c,
-                         "SELECT record FROM log_ranges WHERE target = ?1 AND ?2 = ?2 AND ?3 = ?4 "
-                         "ORDER BY repository, timeline, first",
-                         target, "", 0, 0, &tidemark__log_range__descriptor, (void ***)out, n, err);
+    return tm_catalog_query_records(
+        c,
+        "SELECT record FROM log_ranges WHERE target = ?1 AND ?2 = ?2 AND ?3 = ?4 "
+        "ORDER BY repository, timeline, first",
+        target, "", 0, 0, &tidemark__log_range__descriptor, (void ***)out, n, err);
 }
 
 int tm_catalog_log_queue(tm_catalog *c, const char *target, uint32_t *depth, tm_err *err)
@@ -653,11 +657,4 @@ int tm_catalog_freshness(tm_catalog *c, tm_freshness **out, size_t *n, tm_err *e
     *out = items;
     *n = cnt;
     return TM_OK;
-}
-
-int tm_catalog_query_records(tm_catalog *c, const char *sql, const char *a, const char *b,
-                             int64_t i1, int64_t i2, const ProtobufCMessageDescriptor *d,
-                             void ***out, size_t *n, tm_err *err)
-{
-    return query_records(c, sql, a, b, i1, i2, d, out, n, err);
 }

@@ -189,6 +189,7 @@ static void *loop_main(void *arg)
             if (tm_retention_apply_tick(c->retention, &err) < 0) {
                 tm_error("coordinator", "event=retention_failed msg=\"%s\"", err.msg);
             }
+            tm_replication_tick(c->replication, now / 1000);
             last_sched = now;
         }
         tm_err aerr;
@@ -244,6 +245,10 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         TM_OK) {
         goto fail;
     }
+    if ((rc = tm_replication_new(&c->replication, conf, c->catalog, c->dispatcher, err)) != TM_OK) {
+        goto fail;
+    }
+    tm_dispatcher_on_done(c->dispatcher, tm_replication_task_done, c->replication);
     if ((rc = tm_retention_apply_new(&c->retention, conf, c->catalog, c->dispatcher, NULL, NULL,
                                      err)) != TM_OK) {
         goto fail;
@@ -272,8 +277,9 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         (rc = tm_metrics_add_collector(c->metrics, tm_archiver_collect, c->archiver)) != TM_OK ||
         (rc = tm_metrics_add_collector(c->metrics, tm_target_metrics_collect, c->target_metrics)) !=
             TM_OK ||
-
-        (rc = tm_metrics_add_collector(c->metrics, tm_drills_collect, c->catalog)) != TM_OK) {
+        (rc = tm_metrics_add_collector(c->metrics, tm_drills_collect, c->catalog)) != TM_OK ||
+        (rc = tm_metrics_add_collector(c->metrics, tm_replication_collect, c->replication)) !=
+            TM_OK) {
         tm_err_set(err, rc, "coordinator: metrics setup failed");
         goto fail;
     }
@@ -295,7 +301,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
     if ((rc = tm_service_register(c)) != TM_OK || (rc = tm_admin_register(c)) != TM_OK ||
         (rc = tm_admin_tasks_register(c)) != TM_OK || (rc = tm_admin_alerts_register(c)) != TM_OK ||
         (rc = tm_logs_register(c)) != TM_OK || (rc = tm_admin_drills_register(c)) != TM_OK ||
-        (rc = tm_admin_retention_register(c)) != TM_OK) {
+        (rc = tm_admin_retention_register(c)) != TM_OK ||
+        (rc = tm_admin_replication_register(c)) != TM_OK) {
         tm_err_set(err, rc, "coordinator: registering RPC handlers failed");
         goto fail;
     }
@@ -358,6 +365,8 @@ void tm_coordinator_free(tm_coordinator *c)
     tm_target_metrics_free(c->target_metrics);
     tm_dispatcher_free(c->dispatcher);
     c->dispatcher = NULL;
+    tm_replication_free(c->replication); /* after the RPC server: heartbeats reach it */
+    c->replication = NULL;
     tm_registry_free(c->registry);
     tm_metrics_free(c->metrics);
     tm_catalog_free(c->catalog);

@@ -35,7 +35,15 @@ struct tm_dispatcher {
     int64_t next_wake_ms; /* earliest not_before of a requeued task; 0 = none */
     tm_dispatcher_done_fn on_success;
     void *on_success_arg;
+    tm_dispatcher_ended_fn on_done;
+    void *on_done_arg;
 };
+
+void tm_dispatcher_on_done(tm_dispatcher *d, tm_dispatcher_ended_fn fn, void *arg)
+{
+    d->on_done = fn;
+    d->on_done_arg = arg;
+}
 
 void tm_dispatcher_on_success(tm_dispatcher *d, tm_dispatcher_done_fn fn, void *arg)
 {
@@ -597,8 +605,12 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
     }
     resp->has_state = 1;
     resp->state = t->state;
-    tidemark__task__free_unpacked(t, NULL);
     pthread_mutex_unlock(&d->mu);
+    if (d->on_done != NULL && (t->state == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ||
+                               t->state == TIDEMARK__TASK_STATE__TASK_FAILED)) {
+        d->on_done(d->on_done_arg, t);
+    }
+    tidemark__task__free_unpacked(t, NULL);
     return TM_RPC_OK;
 }
 

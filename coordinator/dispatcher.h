@@ -68,6 +68,12 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
  * Safe to call from an nng callback. */
 void tm_dispatcher_conn_closed(tm_dispatcher *d, uint32_t conn_id);
 
+/* Called (outside the dispatcher's lock, on the completing call's thread)
+ * with every task an agent completed as SUCCEEDED or terminally FAILED; the
+ * replication checker follows backups, checks and copies this way. */
+typedef void (*tm_dispatcher_ended_fn)(void *arg, const Tidemark__Task *t);
+void tm_dispatcher_on_done(tm_dispatcher *d, tm_dispatcher_ended_fn fn, void *arg);
+
 /* Periodic work: expire leases, answer parked polls whose time is up. */
 void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms);
 

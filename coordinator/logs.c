@@ -58,8 +58,8 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
         tm_archiver_status st = {
             .archived_count = a->archived_count,
             .failed_count = a->failed_count,
-            .last_archived_time = a->last_archived_time,
-            .last_failed_time = a->last_failed_time,
+            .last_archived_ms = a->last_archived_ms,
+            .last_failed_ms = a->last_failed_ms,
             .reported_at = tm_now_s(),
         };
         snprintf(st.last_archived_wal, sizeof(st.last_archived_wal), "%s",

@@ -249,11 +249,15 @@ static int handle_heartbeat(tm_rpc_call *call, const ProtobufCMessage *in, Proto
 {
     struct tm_coordinator *c = arg;
     Tidemark__HeartbeatResponse *resp = (Tidemark__HeartbeatResponse *)out;
-    (void)in;
+    const Tidemark__HeartbeatRequest *req = (const Tidemark__HeartbeatRequest *)in;
     int state;
     if (tm_registry_heartbeat(c->registry, tm_rpc_call_principal(call), tm_now_ms(), &state) !=
         TM_OK) {
         return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "agent was removed; register again");
+    }
+    if (req->n_repositories > 0) {
+        tm_replication_health(c->replication, tm_rpc_call_principal(call), req->repositories,
+                              req->n_repositories);
     }
     resp->has_state = 1;
     resp->state = (Tidemark__AgentState)state;

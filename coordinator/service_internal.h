@@ -16,6 +16,7 @@
 #include "coordinator/dispatcher.h"
 #include "coordinator/http.h"
 #include "coordinator/registry.h"
+#include "coordinator/replication.h"
 #include "coordinator/scheduler.h"
 
 #include "tidemark.pb-c.h"
@@ -30,6 +31,7 @@ struct tm_coordinator {
     struct tm_archiver_table *archiver; /* log shipping status per target (archiver.h) */
     struct tm_target_metrics *target_metrics;
     struct tm_retention_apply *retention; /* EXPIRE tasks (retention_apply.h) */
+    struct tm_replication *replication;
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;
@@ -65,6 +67,8 @@ int tm_admin_catalog_error(tm_rpc_call *call, const tm_err *err);
 int tm_admin_reply_task(tm_rpc_call *call, Tidemark__Task *t, Tidemark__TaskResponse *resp);
 /* KeepBackup, RetentionApply, RetentionLog */
 int tm_admin_retention_register(struct tm_coordinator *c);
+/* ReplicationStatus, ReplicationCheck */
+int tm_admin_replication_register(struct tm_coordinator *c);
 /* Authenticator for both services (agent secret / admin token). */
 int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__Credential *cred,
                         void *arg);

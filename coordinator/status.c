@@ -41,9 +41,11 @@ static void fill_log_shipping(struct tm_coordinator *c, tm_arena *a, const char 
     } else if (st.error[0] != '\0') {
         ts->log_shipping = tm_arena_printf(a, "unknown: %s", st.error);
     } else if (tm_archiver_failing(&st)) {
+        char at[32];
+        tm_fmt_time(st.last_failed_ms / 1000, at, sizeof(at));
         ts->log_shipping =
-            tm_arena_printf(a, "failing: %s since %lld (%llu failures)", st.last_failed_wal,
-                            (long long)st.last_failed_time, (unsigned long long)st.failed_count);
+            tm_arena_printf(a, "failing: %s last failed at %s (%llu failures)", st.last_failed_wal,
+                            at, (unsigned long long)st.failed_count);
     } else {
         ts->log_shipping = "ok";
     }

@@ -56,6 +56,7 @@ int ctl_drills(ctl *c, int argc, char **argv); /* drill run, drills list */
 /* The drills section of tidemarkctl status (drills.c): newest drill per
  * target with RTO/RPO; in JSON a ,"drills":[...] member. */
 void ctl_status_drills(ctl *c);
+int ctl_replication(ctl *c, int argc, char **argv); /* replication status|check */
 
 /* Tasks (tasks.c), shared by backup and restore. */
 struct Tidemark__Task;

@@ -40,6 +40,8 @@ static void usage(FILE *f)
                "  drills list [--target T]     restore drills with measured RTO/RPO\n"
                "  retention apply [--target T] [--wait]  delete what the plan drops, now\n"
                "  retention log [--target T]   what retention deleted\n"
+               "  replication status [--target T]   every repository: ok/gap/mismatch, lag\n"
+               "  replication check --target T [--wait]  check the copies now\n"
                "\n"
                "Global options:\n"
                "  -u, --url URL          coordinator (TIDEMARK_URL; default tcp://127.0.0.1:7800)\n"
@@ -163,6 +165,8 @@ int main(int argc, char **argv)
         fn = ctl_retention;
     } else if (strcmp(cmd, "drill") == 0 || strcmp(cmd, "drills") == 0) {
         fn = ctl_drills;
+    } else if (strcmp(cmd, "replication") == 0) {
+        fn = ctl_replication;
     } else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CTL_OK;

@@ -212,6 +212,9 @@ static const char *const fixture_sql[] = {
     [8] = "INSERT INTO retention_deletions(at, target, backup_id, backup_type, finished_at, "
           "repositories, reason, task_id) VALUES (6000, 'pg-main', 'b-0', 1, 100, 'local,s3', "
           "'not kept by any rule', 't-0');",
+    /* ReplicationState{target "pg-main", repository "us", state "gap"}. */
+    [9] = "INSERT INTO replication_state(target, repository, record) VALUES ('pg-main', 'us', "
+          "X'0a0770672d6d61696e120275732203676170');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -278,6 +281,15 @@ static void check_fixture(tm_catalog *c, int v)
         assert_string_equal(d[0].backup_id, "b-0");
         assert_string_equal(d[0].repositories, "local,s3");
         tm_retention_deletions_free(d, n);
+    }
+    if (v >= 9) {
+        Tidemark__ReplicationState **r = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_repl_list(c, "pg-main", &r, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(r[0]->repository, "us");
+        assert_string_equal(r[0]->state, "gap");
+        tm_catalog_repl_free(r, n);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);

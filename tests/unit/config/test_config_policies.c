@@ -190,6 +190,50 @@ static void test_drill(void **state)
                 F ":8:7: ", "staging");
 }
 
+static void test_replication(void **state)
+{
+    (void)state;
+    tm_coordinator_conf *c = coord_ok(MIN_COORD "policies:\n"
+                                                "  - name: a\n"
+                                                "    replication:\n"
+                                                "      min_regions: 2\n"
+                                                "  - name: b\n"
+                                                "    replication:\n"
+                                                "      repositories: [eu, us]\n"
+                                                "      check: \"*/5 * * * *\"\n"
+                                                "      lag_threshold: 10m\n"
+                                                "  - name: c\n");
+    const tm_policy_conf *a = &c->policies[0], *b = &c->policies[1];
+    assert_true(a->has_replication);
+    assert_int_equal(a->repl_min_regions, 2);
+    assert_int_equal(a->n_repl_repositories, 0);
+    assert_string_equal(a->repl_check, "*/30 * * * *");
+    assert_int_equal(a->repl_lag_max_s, 3600);
+    assert_true(b->has_replication);
+    assert_int_equal(b->n_repl_repositories, 2);
+    assert_string_equal(b->repl_repositories[1], "us");
+    assert_string_equal(b->repl_check, "*/5 * * * *");
+    assert_int_equal(b->repl_lag_max_s, 600);
+    assert_int_equal(b->repl_min_regions, 0);
+    assert_false(c->policies[2].has_replication);
+    tm_coordinator_conf_free(c);
+
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    replication:\n      check: \"61 * * * *\"\n",
+                F ":8:14: policies[0].replication.check: ", "minute");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    replication:\n      min_regions: 65\n",
+                F ":8:20: policies[0].replication.min_regions: ", "0 .. 64");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    replication:\n      lag_threshold: 5x\n",
+                F ":8:22: policies[0].replication.lag_threshold: ", "not valid");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    replication:\n"
+                          "      repositories:\n        - eu\n        - eu\n",
+                F ":10:11: policies[0].replication.repositories[1]: ", "listed twice");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    replication:\n"
+                          "      repositories:\n        - \"e u\"\n",
+                F ":9:11: policies[0].replication.repositories[0]: ", "not a valid name");
+    coord_fails(MIN_COORD "policies:\n  - name: a\n    replication:\n      regions: 2\n",
+                F ":8:7: ", "regions");
+}
+
 /* A URL is a secret: an error about it never shows it. */
 static void test_url_not_echoed(void **state)
 {
@@ -209,7 +253,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults), cmocka_unit_test(test_full_and_match),
         cmocka_unit_test(test_errors),   cmocka_unit_test(test_url_not_echoed),
-        cmocka_unit_test(test_drill),
+        cmocka_unit_test(test_drill),    cmocka_unit_test(test_replication),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
