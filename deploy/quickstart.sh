@@ -146,6 +146,14 @@ step "a full backup, encrypted, to both regions at once"
 echo "\$ tidemarkctl backup run --target pg-main --type full --wait"
 ctl backup run --target pg-main --type full --wait
 
+step "both regions hold the backup: the replication check (after every backup)"
+for _ in $(seq 1 100); do
+    ctl replication status --target pg-main --json 2>/dev/null | grep -q '"last_check":"' && break
+    sleep 0.2
+done
+echo "\$ tidemarkctl replication status --target pg-main"
+ctl replication status --target pg-main || true
+
 step "writes after the backup; remember a point in time between them"
 psql_ "$pgport" "INSERT INTO orders(id) VALUES (1)"
 sleep 1.5
@@ -176,7 +184,7 @@ ctl drill run --target pg-main --wait
 echo "\$ tidemarkctl drills list"
 ctl drills list
 
-step "status (the newest drill per target with its RTO and RPO)"
+step "status: per target the restorable window, RPO now and the drill's RTO, against the goals"
 echo "\$ tidemarkctl status"
 ctl status
 echo "\$ tidemarkctl backups list"

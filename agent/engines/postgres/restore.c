@@ -834,7 +834,7 @@ static int start_and_verify(rctx *r, const tm_agent_conf *conf, const tm_pg_targ
         free(pid);
     }
     /* Where a caller (a drill) reaches the started server. */
-    snprintf(rep->host, sizeof(rep->host), "%s", host);
+    snprintf(rep->host, sizeof(rep->host), "%.255s", host);
     rep->port = port;
     snprintf(rep->user, sizeof(rep->user), "%s", user);
     tm_pg_conn *c = NULL;
