@@ -171,7 +171,7 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
                 ts->last_drill_at = d->finished_at_ms / 1000;
                 ts->last_drill_ok = d->ok;
                 if (d->has_rto_ms) {
-                    ts->rto_seconds = (int64_t)((d->rto_ms + 999) / 1000);
+                    ts->rto_seconds = (double)d->rto_ms / 1000.0;
                 }
             }
             fill_log_shipping(c, a, name, p, ts);

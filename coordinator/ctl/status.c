@@ -57,7 +57,7 @@ static void json_target(FILE *f, const Tidemark__TargetStatus *t)
     fputs(",\"rpo_goal_seconds\":", f);
     t->has_rpo_goal_seconds ? fprintf(f, "%" PRId64, t->rpo_goal_seconds) : fputs("null", f);
     fputs(",\"rto_seconds\":", f);
-    t->rto_seconds >= 0 ? fprintf(f, "%" PRId64, t->rto_seconds) : fputs("null", f);
+    t->rto_seconds >= 0 ? fprintf(f, "%.3f", t->rto_seconds) : fputs("null", f);
     fputs(",\"rto_goal_seconds\":", f);
     t->has_rto_goal_seconds ? fprintf(f, "%" PRId64, t->rto_goal_seconds) : fputs("null", f);
     fputs(",\"last_drill_at\":", f);
@@ -108,7 +108,11 @@ static void text_target(const Tidemark__TargetStatus *t)
         printf("    restorable:   nothing yet (no backup)\n");
     }
     if (t->rto_seconds >= 0) {
-        span(t->rto_seconds, a, sizeof(a));
+        if (t->rto_seconds < 120) {
+            snprintf(a, sizeof(a), "%.1f s", t->rto_seconds);
+        } else {
+            span((int64_t)t->rto_seconds, a, sizeof(a));
+        }
         ctl_ago(t->last_drill_at, b, sizeof(b));
         if (t->has_rto_goal_seconds) {
             span(t->rto_goal_seconds, g, sizeof(g));
