@@ -26,6 +26,7 @@ static const char *const rule_names[] = {
     "drill_failed",        "drill_rto_over_goal",
     "drill_rpo_over_goal", "replication_gap",
     "replication_lag",     "repository_unreachable",
+    "verify_failed",
 };
 
 /* WAL files finished by the database and not yet archived (reported by the
@@ -158,21 +159,16 @@ static void observe(tm_alert_rules *r, const char *rule, const char *target, tm_
     }
 }
 
-/* backup_failed: of the target's finished backup tasks, the one that ended
- * last failed. */
-static int rule_backup_failed(tm_alert_rules *r, const char *target, int64_t now_ms, tm_err *err)
+/* backup_failed / verify_failed: of the target's finished tasks of one kind
+ * (backups; verify = replication checks), the one that ended last failed.
+ * Task lists are read once per target and judged for both kinds. */
+static void rule_task_failed(tm_alert_rules *r, const char *target, Tidemark__Task *const *t,
+                             size_t n, int kind, const char *rule, const char *what, int64_t now_ms)
 {
-    Tidemark__Task **t = NULL;
-    size_t n = 0;
-    int rc = tm_catalog_task_list(r->cat, target, 0, 200, &t, &n, err);
-    if (rc != TM_OK) {
-        return rc;
-    }
     const Tidemark__Task *last = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (t[i]->kind != TIDEMARK__TASK_KIND__BACKUP ||
-            (t[i]->state != TIDEMARK__TASK_STATE__TASK_SUCCEEDED &&
-             t[i]->state != TIDEMARK__TASK_STATE__TASK_FAILED)) {
+        if ((int)t[i]->kind != kind || (t[i]->state != TIDEMARK__TASK_STATE__TASK_SUCCEEDED &&
+                                        t[i]->state != TIDEMARK__TASK_STATE__TASK_FAILED)) {
             continue;
         }
         if (last == NULL || t[i]->finished_at > last->finished_at) {
@@ -184,12 +180,26 @@ static int rule_backup_failed(tm_alert_rules *r, const char *target, int64_t now
     tm_alert_kv d[2];
     size_t nd = 0;
     if (firing) {
-        snprintf(summary, sizeof(summary), "backup of %s failed: %.400s", target,
+        snprintf(summary, sizeof(summary), "%s of %s failed: %.400s", what, target,
                  last->error != NULL && last->error[0] ? last->error : "no error reported");
         d[nd++] = (tm_alert_kv){"task", last->id};
         d[nd++] = (tm_alert_kv){"error", last->error != NULL ? last->error : ""};
     }
-    observe(r, "backup_failed", target, TM_ALERT_CRITICAL, firing, summary, d, nd, now_ms);
+    observe(r, rule, target, TM_ALERT_CRITICAL, firing, summary, d, nd, now_ms);
+}
+
+static int rule_backup_failed(tm_alert_rules *r, const char *target, int64_t now_ms, tm_err *err)
+{
+    Tidemark__Task **t = NULL;
+    size_t n = 0;
+    int rc = tm_catalog_task_list(r->cat, target, 0, 200, &t, &n, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    rule_task_failed(r, target, t, n, TIDEMARK__TASK_KIND__BACKUP, "backup_failed", "backup",
+                     now_ms);
+    rule_task_failed(r, target, t, n, TIDEMARK__TASK_KIND__VERIFY, "verify_failed",
+                     "replication check (verify)", now_ms);
     tm_catalog_tasks_free(t, n);
     return TM_OK;
 }

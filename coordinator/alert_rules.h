@@ -9,6 +9,7 @@
  *
  *   backup_failed  (critical) the newest finished backup task of a target
  *                  failed: no backup of it succeeded since.
+ *   verify_failed  (critical) the same for replication checks (VERIFY).
  *   backup_stale   (critical) the newest successful backup of a target is
  *                  older than its policy's backup_max_age (a target that has
  *                  none counts from its agent's registration).
