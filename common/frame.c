@@ -322,10 +322,11 @@ const tm_frame_header *tm_frame_reader_header(const tm_frame_reader *r)
 static int rfail(tm_frame_reader *r, tm_err *err, int code, const char *what)
 {
     if (r->state == R_HEADER) {
-        snprintf(r->fail_msg, sizeof(r->fail_msg), "object %.300s: header: %.180s", r->object_key, what);
+        snprintf(r->fail_msg, sizeof(r->fail_msg), "object %.300s: header: %.180s", r->object_key,
+                 what);
     } else {
-        snprintf(r->fail_msg, sizeof(r->fail_msg), "object %.300s: frame %llu: %.180s", r->object_key,
-                 (unsigned long long)r->index, what);
+        snprintf(r->fail_msg, sizeof(r->fail_msg), "object %.300s: frame %llu: %.180s",
+                 r->object_key, (unsigned long long)r->index, what);
     }
     r->fail_code = code;
     r->state = R_FAILED;
