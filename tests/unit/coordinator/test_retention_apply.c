@@ -127,8 +127,15 @@ typedef struct sim {
 static sim *S;
 static size_t NS, CAPS;
 
-static sim *add(fixture *f, int type, int64_t finished, int full_ix, const char *parent)
+static sim *add(fixture *f, int type, int64_t finished, int full_ix, const char *parent_in)
 {
+    /* parent_in may point into S, which the realloc below can move. */
+    char parent_buf[sizeof(S[0].parent)];
+    const char *parent = NULL;
+    if (parent_in != NULL) {
+        snprintf(parent_buf, sizeof(parent_buf), "%s", parent_in);
+        parent = parent_buf;
+    }
     if (NS == CAPS) {
         CAPS = CAPS ? CAPS * 2 : 1024;
         S = realloc(S, CAPS * sizeof(*S));
