@@ -175,6 +175,9 @@ int tm_replication_queue_check(tm_replication *r, const char *target, const char
 
 void tm_replication_tick(tm_replication *r, int64_t now_s)
 {
+    if (r->conf->sched_paused) {
+        return; /* scheduler.paused: no scheduled checks either (on demand still works) */
+    }
     tm_agent_rec **agents = NULL;
     size_t n_agents = 0;
     tm_err err;

@@ -415,6 +415,10 @@ static void test_rules(void **state)
     /* First sight: nothing yet (dry-run window until the next fire time). */
     assert_int_equal(tm_retention_apply_tick(ra, &err), 0);
     f->now += 86400;
+    /* scheduler.paused: nothing is deleted, and the run is not lost. */
+    f->conf.sched_paused = true;
+    assert_int_equal(tm_retention_apply_tick(ra, &err), 0);
+    f->conf.sched_paused = false;
     assert_int_equal(tm_retention_apply_tick(ra, &err), 1);
     /* The same fire time is not handled twice; on request, the open task
      * is returned instead of a second one. */
