@@ -55,8 +55,8 @@ policies:
       min_count: 1
       pitr_window: 7d
       apply: "* * * * *"
-scheduler:
-  paused: true
+    drill:
+      schedule: ""           # no scheduled drills: only retention runs on its own
 """
 
 TARGET = "pg"
