@@ -384,11 +384,6 @@ void tm_catalog_backups_free(Tidemark__BackupInfo **b, size_t n)
 static int target_repo_add(tm_target_repo **items, size_t *cnt, size_t *cap, const char *target,
                            const char *repo)
 {
-    for (size_t i = 0; i < *cnt; i++) {
-        if (strcmp((*items)[i].target, target) == 0 && strcmp((*items)[i].repository, repo) == 0) {
-            return TM_OK;
-        }
-    }
     if (*cnt == *cap) {
         *cap = *cap ? *cap * 2 : 16;
         tm_target_repo *ni = realloc(*items, *cap * sizeof(*ni));
@@ -448,8 +443,17 @@ int tm_catalog_target_repos(tm_catalog *c, tm_target_repo **out, size_t *n, tm_e
         free(items);
         return rc;
     }
+    /* Sorted, then duplicates (a repository of both the newest backup and
+     * the log shipping) dropped in one pass. */
     if (cnt > 1) {
         qsort(items, cnt, sizeof(*items), target_repo_cmp);
+        size_t u = 1;
+        for (size_t i = 1; i < cnt; i++) {
+            if (target_repo_cmp(&items[i], &items[u - 1]) != 0) {
+                items[u++] = items[i];
+            }
+        }
+        cnt = u;
     }
     *out = items;
     *n = cnt;

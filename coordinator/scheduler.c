@@ -64,6 +64,13 @@ struct tm_scheduler {
     } * intervals;
     size_t n_intervals;
     int64_t intervals_at;
+    /* Which repositories each target writes to, for the per-repository
+     * limit: one record read per target, so reloaded each minute rather
+     * than every tick (a target's repositories change with its config). */
+    tm_target_repo *pairs;
+    const char **pair_names; /* pair_names[i] = pairs[i].repository */
+    size_t n_pairs;
+    int64_t pairs_at;
 };
 
 int tm_scheduler_new(tm_scheduler **out, const tm_coordinator_conf *conf, tm_catalog *cat,
@@ -135,6 +142,8 @@ void tm_scheduler_free(tm_scheduler *s)
     free(s->persisted);
     free(s->unmatched.names);
     free(s->intervals);
+    free(s->pairs);
+    free(s->pair_names);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -276,6 +285,31 @@ static void repos_of(const tm_target_repo *pairs, const char *const *names, size
     *n_out = end - lo;
 }
 
+static int reload_pairs(tm_scheduler *s, int64_t now, tm_err *err)
+{
+    tm_target_repo *pairs = NULL;
+    size_t n = 0;
+    int rc = tm_catalog_target_repos(s->cat, &pairs, &n, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    const char **names = calloc(n ? n : 1, sizeof(*names));
+    if (names == NULL) {
+        free(pairs);
+        return tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        names[i] = pairs[i].repository;
+    }
+    free(s->pairs);
+    free(s->pair_names);
+    s->pairs = pairs;
+    s->pair_names = names;
+    s->n_pairs = n;
+    s->pairs_at = now;
+    return TM_OK;
+}
+
 int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
 {
     int started = 0; /* before any goto out */
@@ -284,32 +318,22 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
     size_t n_agents = 0;
     Tidemark__Task **open = NULL;
     size_t n_open = 0;
-    /* Which repositories each target writes to, for the per-repository
-     * limit (only read when there is one). */
-    tm_target_repo *pairs = NULL;
-    size_t n_pairs = 0;
-    const char **pair_names = NULL;
     int rc = tm_catalog_agent_list(s->cat, &agents, &n_agents, err);
     if (rc == TM_OK) {
         rc = tm_catalog_task_list(s->cat, NULL, 1, 0, &open, &n_open, err);
     }
-    if (rc == TM_OK && s->conf->sched_max_per_repo > 0) {
-        rc = tm_catalog_target_repos(s->cat, &pairs, &n_pairs, err);
-        pair_names = rc == TM_OK ? calloc(n_pairs ? n_pairs : 1, sizeof(*pair_names)) : NULL;
-        if (rc == TM_OK && pair_names == NULL) {
-            rc = tm_err_set(err, TM_ENOMEM, "scheduler: out of memory");
-        }
-        for (size_t i = 0; rc == TM_OK && i < n_pairs; i++) {
-            pair_names[i] = pairs[i].repository;
-        }
+    if (rc == TM_OK && s->conf->sched_max_per_repo > 0 &&
+        (s->pair_names == NULL || now - s->pairs_at >= 60 || now < s->pairs_at)) {
+        rc = reload_pairs(s, now, err);
     }
     if (rc != TM_OK) {
         tm_agent_recs_free(agents, n_agents);
         tm_catalog_tasks_free(open, n_open);
-        free(pairs);
-        free(pair_names);
         return rc;
     }
+    const tm_target_repo *pairs = s->pairs;
+    const char *const *pair_names = s->pair_names;
+    size_t n_pairs = s->n_pairs;
     for (size_t i = 0; i < s->n_slots; i++) {
         s->slots[i].seen = 0;
     }
@@ -482,8 +506,6 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
 out:
     free(jobs);
     free(slot_of);
-    free(pairs);
-    free(pair_names);
     tm_agent_recs_free(agents, n_agents);
     tm_catalog_tasks_free(open, n_open);
     return rc == TM_OK ? started : rc;
