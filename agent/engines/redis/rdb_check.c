@@ -898,7 +898,9 @@ static int rd_value(tm_rdb_check *c, int type)
     case T_STREAM_LISTPACKS_3:
         return rd_stream(c, type);
     default:
-        return fail(c, TM_EPROTO, "unknown value type %d (newer than Redis 7.2?)", type);
+        /* The version is known, so an unknown type byte is damage. */
+        return fail(c, TM_ECORRUPT, "unknown type or opcode byte %d for RDB version %d", type,
+                    c->version);
     }
 }
 
