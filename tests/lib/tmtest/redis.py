@@ -187,19 +187,20 @@ def resp(*args):
     return b"".join(out)
 
 
-def mixed_dataset(keys, dbs=(0, 1, 5), seed=1, big=True):
+def mixed_dataset(keys, dbs=(0, 1, 5), seed=1, big=True, prefix=""):
     """RESP for a dataset with every type and encoding Redis 7.0 writes:
     strings (integers, short, long compressible = LZF, random), hashes, lists,
     sets (intset and hashtable) and sorted sets, each both small (listpack)
     and large; streams with consumer groups and pending entries; a share of
     keys with a TTL (long enough not to expire during a test); several
-    databases. keys = keys per type per database."""
+    databases. keys = keys per type per database; prefix makes the names of
+    another batch distinct."""
     rnd = random.Random(seed)
     cmds = []
     for db in dbs:
         cmds.append(resp("SELECT", db))
         for i in range(keys):
-            p = f"d{db}:{i}"
+            p = f"{prefix}d{db}:{i}"
             kind = i % 4
             cmds.append(resp("SET", f"s:{p}", [i, f"v{i}", "x" * (30 + i % 200),
                                                rnd.randbytes(40 + i % 300)][kind]))
@@ -215,7 +216,7 @@ def mixed_dataset(keys, dbs=(0, 1, 5), seed=1, big=True):
                 cmds.append(resp("EXPIRE", f"s:{p}", 100000 + i))
                 cmds.append(resp("PEXPIRE", f"h:{p}", 200000000 + i))
         for i in range(max(1, keys // 20)):
-            s = f"x:d{db}:{i}"
+            s = f"x:{prefix}d{db}:{i}"
             for j in range(50):
                 cmds.append(resp("XADD", s, "*", "f", j, "g", "w" * (j % 7)))
             cmds.append(resp("XGROUP", "CREATE", s, "grp", "0"))
