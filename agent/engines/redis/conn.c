@@ -41,6 +41,12 @@ tm_redis_verdict tm_redis_classify_error(const char *reply, int *code)
         *code = TM_EUNAVAIL;
         return TM_REDIS_RETRY;
     }
+    /* The server could not fork for the snapshot (memory, process limits):
+     * the replica link gets "BGSAVE failed, replication can't continue". */
+    if (strstr(r, "BGSAVE failed") != NULL || strcasestr(r, "fork") != NULL) {
+        *code = TM_EUNAVAIL;
+        return TM_REDIS_RETRY;
+    }
     if (starts(r, "WRONGPASS") || starts(r, "NOAUTH") || starts(r, "WRONGTYPE AUTH")) {
         *code = TM_EAUTH;
         return TM_REDIS_FINAL;

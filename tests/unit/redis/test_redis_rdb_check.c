@@ -260,6 +260,9 @@ static void test_classify(void **state)
                                              "with: ",
                                              &code),
                      TM_REDIS_FALLBACK);
+    assert_int_equal(
+        tm_redis_classify_error("ERR BGSAVE failed, replication can't continue", &code),
+        TM_REDIS_RETRY);
     assert_int_equal(tm_redis_classify_error("ERR syntax error", &code), TM_REDIS_FINAL);
 }
 
