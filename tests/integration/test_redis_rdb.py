@@ -266,5 +266,30 @@ def replica_link_killed_mid_transfer_is_retried():
               f"a link closed mid-transfer is a retried error: {err}")
 
 
+@test
+def snapshot_during_aof_rewrite_waits_it_out():
+    # Mid-rewrite, Redis forks no second child: SYNC waits (with keepalive
+    # newlines) and BGSAVE is scheduled behind the rewrite. Both paths must
+    # wait, then deliver a whole snapshot. A per-key delay keeps the rewrite
+    # (an RDB preamble) running for seconds.
+    slow = {"appendonly": "yes", "rdb-key-save-delay": 1000, "repl-diskless-sync-delay": 0}
+    for name, rules, conf, extra in (
+            ("sync", SYNC_ACL, slow, ()),
+            ("bgsave", BGSAVE_ACL, dict(slow, **{"rename-command": 'SYNC ""'}), ("--fallback",))):
+        with Env() as e, Redis(e.base, name=name, users=e.users(rules), conf=conf) as r:
+            r.pipe(mixed_dataset(40))
+            want = r.keyspace()
+            wait_for(lambda: r.info("persistence").get("aof_rewrite_in_progress") == "0", 120,
+                     "the startup rewrite is over")
+            r.cli("BGREWRITEAOF")
+            check(r.info("persistence").get("aof_rewrite_in_progress") == "1",
+                  "a rewrite is running when the fetch starts")
+            rc, err = fetch(r, os.path.join(e.base, "f.rdb"), pass_file=e.pass_file, extra=extra,
+                            timeout=600)
+            check(rc == 0, f"{name}: the snapshot waits the rewrite out: {err}")
+            counts, fields = parse_counts(err)
+            check(fields["mode"] == name and counts == want, f"{name}: {counts} == {want}: {err}")
+
+
 if __name__ == "__main__":
     run()
