@@ -27,11 +27,11 @@
 #include <unistd.h>
 
 #include "common/rpc.h"
+#include "common/util.h"
 #include "coordinator/catalog.h"
 #include "coordinator/dispatcher.h"
 #include "tidemark.pb-c.h"
 
-#define T0 1795478400000LL /* 2026-11-24T00:00:00Z, ms */
 #define LEASE 10000
 #define BACKOFF 1000
 
@@ -93,8 +93,8 @@ static void add_agent(fixture *f, const char *id, const char *target)
     rec.enrollment = "t";
     rec.approved = 1;
     rec.state = TIDEMARK__AGENT_STATE__ONLINE;
-    rec.registered_at = T0 / 1000;
-    rec.last_seen_at = T0 / 1000;
+    rec.registered_at = f->now / 1000;
+    rec.last_seen_at = f->now / 1000;
     rec.labels = labels;
     rec.n_labels = 1;
     rec.targets = &t;
@@ -109,7 +109,9 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/tm-test-outage-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
-    f->now = T0;
+    /* The injected clock starts at the wall clock's now and then moves
+     * only when a test moves it. */
+    f->now = tm_now_ms();
     tm_err err;
     assert_int_equal(tm_catalog_open(&f->cat, f->path, &err), TM_OK);
     tm_dispatcher_opts o = {.lease_ms = LEASE,
