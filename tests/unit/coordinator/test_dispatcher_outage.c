@@ -248,6 +248,28 @@ static Tidemark__Reply *complete(fixture *f, const char *rid, const char *id, ui
     return r;
 }
 
+/* CompleteTask that must be recorded: OK, SUCCEEDED. */
+static void complete_ok(fixture *f, const char *rid, const char *id, uint32_t att, const char *bid)
+{
+    int st = -1;
+    Tidemark__Reply *r = complete(f, rid, id, att, bid, &st);
+    assert_int_equal(r->code, TM_RPC_OK);
+    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
+    tidemark__reply__free_unpacked(r, NULL);
+}
+
+/* CompleteTask that must be refused with code, the message naming why. */
+static void complete_refused(fixture *f, const char *rid, const char *id, uint32_t att,
+                             const char *bid, int code, const char *why)
+{
+    Tidemark__Reply *r = complete(f, rid, id, att, bid, NULL);
+    assert_int_equal(r->code, code);
+    if (why != NULL) {
+        assert_non_null(strstr(r->message, why));
+    }
+    tidemark__reply__free_unpacked(r, NULL);
+}
+
 static int progress(fixture *f, const char *id, uint32_t att)
 {
     Tidemark__ProgressReport req = TIDEMARK__PROGRESS_REPORT__INIT;
@@ -273,6 +295,18 @@ static void expire(fixture *f)
 {
     f->now += LEASE + 5000;
     tm_dispatcher_tick(f->disp, f->now);
+}
+
+/* A backup task whose attempt 1 lease expired and attempt 2 is leased to
+ * the same agent (a retry). Returns its id (free). */
+static char *on_second_attempt(fixture *f)
+{
+    char *id = submit_backup(f);
+    assert_int_equal(lease(f, id), 1);
+    expire(f);
+    f->now += 2 * BACKOFF;
+    assert_int_equal(lease(f, id), 2);
+    return id;
 }
 
 static size_t backups(fixture *f, const char *only_id)
@@ -330,11 +364,7 @@ static void test_late_result_without_newer_attempt(void **state)
     assert_int_equal(t->expired_attempt, 1);
     tidemark__task__free_unpacked(t, NULL);
 
-    int st = -1;
-    Tidemark__Reply *r = complete(f, "c1", id, 1, "b-late", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, "c1", id, 1, "b-late");
 
     t = get(f, id);
     assert_int_equal(t->state, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
@@ -368,11 +398,7 @@ static void test_progress_takes_expired_lease_back(void **state)
     f->now += 10 * BACKOFF;
     tm_dispatcher_tick(f->disp, f->now);
     assert_int_equal(lease(f, id), 0); /* still attempt 1's: nothing to lease */
-    int st = -1;
-    Tidemark__Reply *r = complete(f, NULL, id, 1, "b-1", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, NULL, id, 1, "b-1");
     assert_int_equal(backups(f, "b-1"), 1);
     free(id);
 }
@@ -381,33 +407,21 @@ static void test_progress_takes_expired_lease_back(void **state)
 static void test_stale_result_while_newer_attempt_runs(void **state)
 {
     fixture *f = *state;
-    char *id = submit_backup(f);
-    assert_int_equal(lease(f, id), 1);
-    expire(f);
-    f->now += 2 * BACKOFF;
-    assert_int_equal(lease(f, id), 2);
+    char *id = on_second_attempt(f);
     /* Attempt 1's progress is no longer welcome. */
     assert_int_equal(progress(f, id, 1), TM_RPC_ABORTED);
 
-    Tidemark__Reply *r = complete(f, "c-old", id, 1, "b-old", NULL);
-    assert_int_equal(r->code, TM_RPC_ABORTED);
-    assert_non_null(strstr(r->message, "stale attempt 1, the task is on attempt 2"));
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_refused(f, "c-old", id, 1, "b-old", TM_RPC_ABORTED,
+                     "stale attempt 1, the task is on attempt 2");
     assert_int_equal(backups(f, NULL), 0);
     assert_int_equal(cleanups(f, "b-old"), 1);
 
     /* Resent with a new request id (an agent restart): refused, no
      * second cleanup. */
-    r = complete(f, "c-old-2", id, 1, "b-old", NULL);
-    assert_int_equal(r->code, TM_RPC_ABORTED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_refused(f, "c-old-2", id, 1, "b-old", TM_RPC_ABORTED, NULL);
     assert_int_equal(cleanups(f, "b-old"), 1);
 
-    int st = -1;
-    r = complete(f, "c-new", id, 2, "b-new", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, "c-new", id, 2, "b-new");
     assert_int_equal(backups(f, "b-new"), 1);
     Tidemark__Task *t = get(f, id);
     assert_true(has_note(t, "result of attempt 1 (backup b-old) refused"));
@@ -419,27 +433,15 @@ static void test_stale_result_while_newer_attempt_runs(void **state)
 static void test_stale_result_after_newer_attempt_finished(void **state)
 {
     fixture *f = *state;
-    char *id = submit_backup(f);
-    assert_int_equal(lease(f, id), 1);
-    expire(f);
-    f->now += 2 * BACKOFF;
-    assert_int_equal(lease(f, id), 2);
-    int st = -1;
-    Tidemark__Reply *r = complete(f, NULL, id, 2, "b-2", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
-    r = complete(f, NULL, id, 1, "b-1", NULL);
-    assert_int_equal(r->code, TM_RPC_ABORTED);
-    assert_non_null(strstr(r->message, "stale attempt 1, the task is on attempt 2"));
-    tidemark__reply__free_unpacked(r, NULL);
+    char *id = on_second_attempt(f);
+    complete_ok(f, NULL, id, 2, "b-2");
+    complete_refused(f, NULL, id, 1, "b-1", TM_RPC_ABORTED,
+                     "stale attempt 1, the task is on attempt 2");
     assert_int_equal(backups(f, "b-2"), 1);
     assert_int_equal(cleanups(f, "b-1"), 1);
     assert_int_equal(cleanups(f, "b-2"), 0);
     /* An attempt never leased is not a result at all. */
-    r = complete(f, NULL, id, 7, "b-7", NULL);
-    assert_int_equal(r->code, TM_RPC_INVALID_ARGUMENT);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_refused(f, NULL, id, 7, "b-7", TM_RPC_INVALID_ARGUMENT, NULL);
     free(id);
 }
 
@@ -448,23 +450,11 @@ static void test_resend_of_complete(void **state)
     fixture *f = *state;
     char *id = submit_backup(f);
     assert_int_equal(lease(f, id), 1);
-    int st = -1;
-    Tidemark__Reply *r = complete(f, "same", id, 1, "b-1", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, "same", id, 1, "b-1");
     /* Same request id (nng's resend): the cached answer. */
-    st = -1;
-    r = complete(f, "same", id, 1, "b-1", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, "same", id, 1, "b-1");
     /* New request id (the agent restarted and sent its kept result). */
-    st = -1;
-    r = complete(f, "other", id, 1, "b-1", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, "other", id, 1, "b-1");
     assert_int_equal(backups(f, "b-1"), 1);
     assert_int_equal(cleanups(f, "b-1"), 0);
     /* And after the lease would have expired: nothing changes. */
@@ -487,11 +477,7 @@ static void test_cancel_races_completion(void **state)
     Tidemark__Task *t = NULL;
     assert_int_equal(tm_dispatcher_cancel(f->disp, id, &t, &err), TM_OK);
     tidemark__task__free_unpacked(t, NULL);
-    int st = -1;
-    Tidemark__Reply *r = complete(f, NULL, id, 1, "b-done", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, NULL, id, 1, "b-done");
     t = get(f, id);
     assert_true(has_note(t, "cancel requested, but attempt 1 had already finished"));
     tidemark__task__free_unpacked(t, NULL);
@@ -506,10 +492,7 @@ static void test_cancel_races_completion(void **state)
     assert_int_equal(tm_dispatcher_cancel(f->disp, id, &t, &err), TM_OK);
     assert_int_equal(t->state, TIDEMARK__TASK_STATE__TASK_CANCELLED);
     tidemark__task__free_unpacked(t, NULL);
-    r = complete(f, NULL, id, 1, "b-cancelled", NULL);
-    assert_int_equal(r->code, TM_RPC_ABORTED);
-    assert_non_null(strstr(r->message, "was cancelled"));
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_refused(f, NULL, id, 1, "b-cancelled", TM_RPC_ABORTED, "was cancelled");
     assert_int_equal(backups(f, "b-done"), 1);
     assert_int_equal(cleanups(f, "b-cancelled"), 1);
     t = get(f, id);
@@ -532,11 +515,7 @@ static void test_late_result_after_last_attempt_failed(void **state)
     Tidemark__Task *t = get(f, id);
     assert_int_equal(t->state, TIDEMARK__TASK_STATE__TASK_FAILED);
     tidemark__task__free_unpacked(t, NULL);
-    int st = -1;
-    Tidemark__Reply *r = complete(f, NULL, id, 3, "b-3", &st);
-    assert_int_equal(r->code, TM_RPC_OK);
-    assert_int_equal(st, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
-    tidemark__reply__free_unpacked(r, NULL);
+    complete_ok(f, NULL, id, 3, "b-3");
     assert_int_equal(backups(f, "b-3"), 1);
     free(id);
 }
