@@ -378,15 +378,21 @@ static char *sweep_partial(tm_runner *r, const Tidemark__Task *task)
     tm_repo_set *rs = NULL;
     tm_err err = {0};
     char *report = NULL;
+    uint64_t t0 = tm_mono_ns();
     if (tm_repo_set_open(&rs, r->conf, 0, &err) != TM_OK ||
         tm_expire_sweep_partial(rs, task->target, &report, &err) != TM_OK) {
         tm_warn("runner", "event=sweep_failed task=%s target=%s msg=\"%s\"", task->id, task->target,
                 err.msg);
     }
     tm_repo_set_free(rs);
+    /* The sweep lists every repository: its cost is in the log. */
+    unsigned long long ms = (unsigned long long)((tm_mono_ns() - t0) / 1000000);
     if (report != NULL) {
-        tm_info("runner", "event=swept task=%s target=%s deleted=\"%s\"", task->id, task->target,
-                report);
+        tm_info("runner", "event=swept task=%s target=%s ms=%llu deleted=\"%s\"", task->id,
+                task->target, ms, report);
+    } else {
+        tm_info("runner", "event=sweep_clean task=%s target=%s ms=%llu", task->id, task->target,
+                ms);
     }
     return report;
 }
