@@ -257,6 +257,85 @@ int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
     return rc;
 }
 
+/* Has id a manifest in any of the nrepo scans? */
+static int complete_somewhere(tm_backup_info **infos, const size_t *ninfos, size_t nrepo,
+                              const char *id)
+{
+    for (size_t r = 0; r < nrepo; r++) {
+        for (size_t i = 0; i < ninfos[r]; i++) {
+            if (infos[r][i].has_manifest && strcmp(infos[r][i].backup_id, id) == 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int tm_expire_sweep_partial(tm_repo_set *rs, const char *target, char **report, tm_err *err)
+{
+    *report = NULL;
+    size_t nrepo = tm_repo_set_count(rs);
+    tm_backup_info **infos = calloc(nrepo + 1, sizeof(*infos));
+    size_t *ninfos = calloc(nrepo + 1, sizeof(*ninfos));
+    if (infos == NULL || ninfos == NULL) {
+        free(infos);
+        free(ninfos);
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    int rc = TM_OK;
+    /* Every repository listed first: "no manifest anywhere" needs them all. */
+    for (size_t r = 0; r < nrepo && rc == TM_OK; r++) {
+        rc = tm_repo_scan(rs, r, target, &infos[r], &ninfos[r], err);
+    }
+    size_t cap = 0, len = 0;
+    char *out = NULL;
+    for (size_t r = 0; rc == TM_OK && r < nrepo; r++) {
+        for (size_t i = 0; rc == TM_OK && i < ninfos[r]; i++) {
+            const char *id = infos[r][i].backup_id;
+            if (infos[r][i].has_manifest || !tm_repo_valid_name(id) ||
+                complete_somewhere(infos, ninfos, nrepo, id)) {
+                continue;
+            }
+            uint64_t count = 0;
+            tm_err derr = {0};
+            if (delete_backup(tm_repo_set_storage(rs, r), target, id, &count, &derr) != TM_OK) {
+                rc = tm_err_set(err, TM_EIO, "sweep %s in %s: %s", id, tm_repo_set_name(rs, r),
+                                derr.msg);
+                break;
+            }
+            tm_warn("expire",
+                    "event=swept_partial target=%s repo=%s backup=%s objects=%llu "
+                    "reason=\"no manifest in any repository: an attempt that never finished\"",
+                    target, tm_repo_set_name(rs, r), id, (unsigned long long)count);
+            char item[512];
+            int k = snprintf(item, sizeof(item), "%s%s in %s (%llu objects)", len ? "; " : "", id,
+                             tm_repo_set_name(rs, r), (unsigned long long)count);
+            if (k < 0 || (size_t)k >= sizeof(item)) {
+                k = (int)strlen(item);
+            }
+            if (len + (size_t)k + 1 > cap) {
+                size_t ncap = (len + (size_t)k + 1) * 2;
+                char *nb = realloc(out, ncap);
+                if (nb == NULL) {
+                    rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+                    break;
+                }
+                out = nb;
+                cap = ncap;
+            }
+            memcpy(out + len, item, (size_t)k + 1);
+            len += (size_t)k;
+        }
+    }
+    for (size_t r = 0; r < nrepo; r++) {
+        tm_backup_infos_free(infos[r], ninfos[r]);
+    }
+    free(infos);
+    free(ninfos);
+    *report = out;
+    return rc;
+}
+
 int tm_expire_task(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                    tm_err *err)
 {

@@ -37,6 +37,17 @@ int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
                   const Tidemark__ExpireSpec *spec, tm_task_ctx *ctx, Tidemark__ExpireResult *res,
                   tm_err *err);
 
+/* Partial attempts of target: backups with objects but no manifest in ANY
+ * repository of rs (an agent SIGKILLed or a host rebooted mid-backup; such
+ * an attempt never finished, so nothing refers to it). Deleted from every
+ * repository like a dropped backup. Call only while no backup of target
+ * runs (the runner does, before a backup starts: one task at a time). A
+ * backup whose manifest is in some repository is never touched (a copy may
+ * be filling the others). *report (malloc'd, NULL when nothing was found)
+ * says what was deleted: "<id> in <repo> (<n> objects); ...". A repository
+ * that cannot be listed: nothing is deleted anywhere, TM_EIO. */
+int tm_expire_sweep_partial(tm_repo_set *rs, const char *target, char **report, tm_err *err);
+
 /* The task runner's entry for EXPIRE tasks (engine-independent). */
 int tm_expire_task(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                    tm_err *err);

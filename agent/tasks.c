@@ -4,25 +4,38 @@
  * One task at a time per agent (the coordinator's concurrency limits decide
  * what an agent gets). While an engine works, a keepalive thread reports the
  * latest progress every quarter lease, which extends the lease and is how a
- * cancel reaches the engine. The result is reported with a fixed request id
- * until the coordinator acknowledges it, so a resend cannot complete a task
- * twice.
+ * cancel reaches the engine.
+ *
+ * A finished task's result survives a coordinator outage and an agent
+ * restart: it is written to <state_dir>/results/<task>.<attempt>.result
+ * (temp file with O_EXCL, fsync, rename, directory fsync) before it is sent,
+ * sent with retries and backoff until the coordinator gives a final reply
+ * (OK, or a refusal such as ABORTED for a stale attempt), and only then
+ * deleted. Files left by a previous run are delivered before the first poll.
+ * Every report names its attempt; the coordinator decides what a late one
+ * means. A request id is kept while no reply came (nng resends it; the
+ * reply cache answers a duplicate) and replaced after an error reply, which
+ * the server may have cached under the old id.
  */
 #include "agent/tasks.h"
 #include "agent/engine.h"
 #include "agent/expire.h"
 #include "agent/replication.h"
+#include "agent/repository.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"
 
 #include "tidemark.pb-c.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POLL_WAIT_MS 20000
 #define POLL_SLACK_MS 10000
@@ -102,6 +115,8 @@ static void report_progress(tm_task_ctx *ctx)
     p.phase = phase;
     req.task_id = ctx->task->id;
     req.progress = &p;
+    req.has_attempt = 1;
+    req.attempt = ctx->task->attempt;
     Tidemark__ProgressAck *ack = NULL;
     tm_err err = {0};
     int rc = tm_rpc_client_call(ctx->r->rpc, "Coordinator.ReportProgress", &req.base,
@@ -153,49 +168,251 @@ static int retryable_code(int code)
            code == TM_EBUSY;
 }
 
-/* Report the outcome until the coordinator has it (or we are stopping and
- * tried once: the lease will expire and the coordinator decides). */
-static void complete(tm_runner *r, const Tidemark__Task *task, int ok, const char *error,
-                     int retryable, Tidemark__TaskResult *result)
+/* Error replies worth sending again: the coordinator is busy or starting,
+ * or our credential is being renewed. Anything else is its final word. */
+static int retry_status(int status)
 {
-    Tidemark__CompleteTaskRequest req = TIDEMARK__COMPLETE_TASK_REQUEST__INIT;
-    req.task_id = task->id;
-    req.has_ok = req.has_retryable = 1;
-    req.ok = ok;
-    req.retryable = retryable;
-    req.error = (char *)error;
-    req.result = result;
+    return status == TM_RPC_UNAVAILABLE || status == TM_RPC_RESOURCE_EXHAUSTED ||
+           status == TM_RPC_DEADLINE_EXCEEDED || status == TM_RPC_UNAUTHENTICATED;
+}
+
+static void new_rid(const Tidemark__CompleteTaskRequest *req, char *rid, size_t cap)
+{
+    unsigned char rnd[4];
+    char hex[9];
+    tm_random_bytes(rnd, sizeof(rnd));
+    tm_hex(rnd, sizeof(rnd), hex);
+    snprintf(rid, cap, "complete-%.40s-%u-%s", req->task_id, req->attempt, hex);
+}
+
+/* Send req until the coordinator gives a final reply, then delete its
+ * durable copy at path (NULL: none). When stopping, give up after one try:
+ * the file is delivered after the restart. */
+static void deliver(tm_runner *r, const Tidemark__CompleteTaskRequest *req, const char *path)
+{
     char rid[96];
-    snprintf(rid, sizeof(rid), "complete-%s-%u", task->id, task->attempt);
+    new_rid(req, rid, sizeof(rid));
     uint64_t delay = 500;
     for (int attempt = 0;; attempt++) {
         Tidemark__CompleteTaskResponse *resp = NULL;
         tm_err err = {0};
-        int rc = tm_rpc_client_call(r->rpc, "Coordinator.CompleteTask", &req.base,
+        int rc = tm_rpc_client_call(r->rpc, "Coordinator.CompleteTask", &req->base,
                                     &tidemark__complete_task_response__descriptor,
                                     (ProtobufCMessage **)&resp, r->conf->rpc_timeout_ms, rid, &err);
         if (rc == TM_OK) {
             int st = resp->has_state ? (int)resp->state : 0;
-            tm_info("runner", "event=completed task=%s ok=%d coordinator_state=%s", task->id, ok,
-                    tm_task_state_name(st));
+            tm_info("runner", "event=completed task=%s attempt=%u ok=%d coordinator_state=%s",
+                    req->task_id, req->attempt, req->ok, tm_task_state_name(st));
             tidemark__complete_task_response__free_unpacked(resp, NULL);
-            return;
+            break;
         }
-        if (rc == TM_ERPC && err.status != TM_RPC_UNAVAILABLE) {
-            tm_error("runner", "event=complete_refused task=%s msg=\"%s\"", task->id, err.msg);
-            return;
+        if (rc == TM_ERPC && !retry_status(err.status)) {
+            tm_error("runner", "event=complete_refused task=%s attempt=%u msg=\"%s\"", req->task_id,
+                     req->attempt, err.msg);
+            break;
+        }
+        if (rc == TM_ERPC) {
+            /* The coordinator answered with an error; the same id could get
+             * that cached answer again. */
+            new_rid(req, rid, sizeof(rid));
         }
         if (atomic_load(&r->stopping) && attempt > 0) {
-            tm_warn("runner", "event=complete_abandoned task=%s msg=\"%s\"", task->id, err.msg);
+            tm_warn("runner", "event=complete_deferred task=%s attempt=%u kept=%s msg=\"%s\"",
+                    req->task_id, req->attempt, path ? path : "-", err.msg);
             return;
         }
+        if (attempt == 0 || delay >= 30000) {
+            tm_warn("runner", "event=complete_retry task=%s attempt=%u msg=\"%s\"", req->task_id,
+                    req->attempt, err.msg);
+        }
         pthread_mutex_lock(&r->mu);
-        timed_wait(&r->cv, &r->mu, delay);
+        timed_wait(&r->cv, &r->mu, delay + tm_rand_below(delay / 2 + 1));
         pthread_mutex_unlock(&r->mu);
         if (delay < 30000) {
             delay *= 2;
         }
     }
+    if (path != NULL && unlink(path) != 0) {
+        tm_warn("runner", "event=result_unlink_failed path=%s", path);
+    }
+}
+
+/* <state_dir>/results, created on demand. */
+static void results_dir(const tm_runner *r, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/results", r->conf->state_dir);
+}
+
+/* Keep req durably before it is sent. On failure *path is "" and the result
+ * is only in memory (still sent; lost only if the agent also dies). */
+static void save_result(tm_runner *r, const Tidemark__CompleteTaskRequest *req, char *path,
+                        size_t cap)
+{
+    char dir[4096];
+    tm_err err = {0};
+    path[0] = '\0';
+    results_dir(r, dir, sizeof(dir));
+    for (const char *c = req->task_id; *c; c++) {
+        if (!(*c == '-' || *c == '_' || *c == '.' || (*c >= '0' && *c <= '9') ||
+              (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))) {
+            tm_error("runner",
+                     "event=result_not_saved task=%s msg=\"task id unfit for a file name\"",
+                     req->task_id);
+            return;
+        }
+    }
+    size_t n = tidemark__complete_task_request__get_packed_size(req);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf == NULL) {
+        tm_error("runner", "event=result_not_saved task=%s msg=\"out of memory\"", req->task_id);
+        return;
+    }
+    tidemark__complete_task_request__pack(req, buf);
+    snprintf(path, cap, "%s/%s.%u.result", dir, req->task_id, req->attempt);
+    if (tm_mkdir_p(dir, 0700, &err) != TM_OK ||
+        tm_file_write_atomic(path, buf, n, 0600, &err) != TM_OK) {
+        tm_error("runner", "event=result_not_saved task=%s msg=\"%s\"", req->task_id, err.msg);
+        path[0] = '\0';
+    }
+    free(buf);
+}
+
+/* Results a previous run finished but could not deliver (the coordinator
+ * was away when the agent stopped, or the agent was killed). */
+static void deliver_pending(tm_runner *r)
+{
+    char dir[4096];
+    results_dir(r, dir, sizeof(dir));
+    DIR *dh = opendir(dir);
+    if (dh == NULL) {
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(dh)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        char path[4096 + 256];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (strstr(de->d_name, ".result.tmp.") != NULL) {
+            unlink(path); /* a write the crash cut short: never sent */
+            continue;
+        }
+        if (l < 8 || strcmp(de->d_name + l - 7, ".result") != 0) {
+            continue;
+        }
+        char **nv = realloc(names, (n + 1) * sizeof(*nv));
+        if (nv == NULL || (nv[n] = strdup(path)) == NULL) {
+            names = nv != NULL ? nv : names;
+            break;
+        }
+        names = nv;
+        n++;
+    }
+    closedir(dh);
+    for (size_t i = 0; i < n; i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        tm_err err = {0};
+        if (atomic_load(&r->stopping)) {
+            free(names[i]);
+            continue;
+        }
+        if (tm_file_read(names[i], &buf, &len, &err) != TM_OK) {
+            tm_error("runner", "event=result_unreadable path=%s msg=\"%s\"", names[i], err.msg);
+            free(names[i]);
+            continue;
+        }
+        Tidemark__CompleteTaskRequest *req =
+            tidemark__complete_task_request__unpack(NULL, len, (const uint8_t *)buf);
+        free(buf);
+        if (req == NULL || req->task_id == NULL) {
+            /* Kept aside, not deleted: an operator may want to look. */
+            char bad[4096 + 300];
+            snprintf(bad, sizeof(bad), "%s.bad", names[i]);
+            tm_error("runner", "event=result_corrupt path=%s moved_to=%s", names[i], bad);
+            rename(names[i], bad);
+        } else {
+            tm_info("runner", "event=result_redeliver task=%s attempt=%u ok=%d", req->task_id,
+                    req->attempt, req->ok);
+            deliver(r, req, names[i]);
+        }
+        if (req != NULL) {
+            tidemark__complete_task_request__free_unpacked(req, NULL);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* Report the outcome: kept durably first, then sent until the coordinator
+ * has decided. */
+static void complete(tm_runner *r, const Tidemark__Task *task, int ok, const char *error,
+                     int retryable, Tidemark__TaskResult *result)
+{
+    Tidemark__CompleteTaskRequest req = TIDEMARK__COMPLETE_TASK_REQUEST__INIT;
+    req.task_id = task->id;
+    req.has_ok = req.has_retryable = req.has_attempt = 1;
+    req.ok = ok;
+    req.retryable = retryable;
+    req.error = (char *)error;
+    req.result = result;
+    req.attempt = task->attempt;
+    char path[4096 + 256];
+    save_result(r, &req, path, sizeof(path));
+    deliver(r, &req, path[0] ? path : NULL);
+}
+
+/* Before a backup of target: delete what attempts that never finished left
+ * (no manifest in any repository). Nothing of this target runs now: the
+ * runner runs one task at a time. Returns what was deleted (malloc'd) or
+ * NULL. A failure is logged; the backup runs anyway. */
+static char *sweep_partial(tm_runner *r, const Tidemark__Task *task)
+{
+    if (task->target == NULL || !tm_repo_valid_name(task->target) || r->conf->n_repos == 0) {
+        return NULL;
+    }
+    tm_repo_set *rs = NULL;
+    tm_err err = {0};
+    char *report = NULL;
+    uint64_t t0 = tm_mono_ns();
+    if (tm_repo_set_open(&rs, r->conf, 0, &err) != TM_OK ||
+        tm_expire_sweep_partial(rs, task->target, &report, &err) != TM_OK) {
+        tm_warn("runner", "event=sweep_failed task=%s target=%s msg=\"%s\"", task->id, task->target,
+                err.msg);
+    }
+    tm_repo_set_free(rs);
+    /* The sweep lists every repository: its cost is in the log. */
+    unsigned long long ms = (unsigned long long)((tm_mono_ns() - t0) / 1000000);
+    if (report != NULL) {
+        tm_info("runner", "event=swept task=%s target=%s ms=%llu deleted=\"%s\"", task->id,
+                task->target, ms, report);
+    } else {
+        tm_info("runner", "event=sweep_clean task=%s target=%s ms=%llu", task->id, task->target,
+                ms);
+    }
+    return report;
+}
+
+/* Add key=value (value taken) to the result's extra figures. */
+static void result_extra(Tidemark__TaskResult *result, const char *key, char *value)
+{
+    Tidemark__KeyValue *kv = malloc(sizeof(*kv));
+    Tidemark__KeyValue **nv =
+        kv != NULL ? realloc(result->extra, (result->n_extra + 1) * sizeof(*nv)) : NULL;
+    if (nv == NULL) {
+        free(kv);
+        free(value);
+        return;
+    }
+    result->extra = nv;
+    tidemark__key_value__init(kv);
+    kv->key = strdup(key);
+    kv->value = value;
+    nv[result->n_extra++] = kv;
 }
 
 static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms)
@@ -241,7 +458,11 @@ static void run_task(tm_runner *r, const Tidemark__Task *task, uint32_t lease_ms
                         TIDEMARK_VERSION, tm_task_kind_name(task->kind), task->target_kind);
     } else {
         tidemark__task_result__init(result);
+        char *swept = task->kind == TIDEMARK__TASK_KIND__BACKUP ? sweep_partial(r, task) : NULL;
         rc = fn(&ctx, task, result, &err);
+        if (swept != NULL) {
+            result_extra(result, "swept_partial", swept);
+        }
         if (rc == TM_OK && tm_task_cancelled(&ctx)) {
             rc = tm_err_set(&err, TM_EBUSY, "cancelled");
         }
@@ -279,6 +500,9 @@ static void *runner_main(void *arg)
 {
     tm_runner *r = arg;
     uint64_t backoff = 500;
+    /* Finished work first: a result kept over a restart is delivered
+     * before anything new is taken. */
+    deliver_pending(r);
     while (!atomic_load(&r->stopping)) {
         Tidemark__NextTaskRequest req = TIDEMARK__NEXT_TASK_REQUEST__INIT;
         Tidemark__NextTaskResponse *resp = NULL;

@@ -159,7 +159,12 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* O_EXCL: never write into a file another writer holds open; a temp
+     * left by a crash (same pid after a reboot) is removed and made anew. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) {
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    }
     if (fd < 0) {
         return tm_err_set(err, tm_err_from_errno(errno), "create %s: %s", tmp, strerror(errno));
     }

@@ -12,6 +12,7 @@
 #include "common/util.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,42 @@ struct tm_dispatcher {
     tm_dispatcher_ended_fn on_done;
     void *on_done_arg;
 };
+
+static int64_t clock_ms(const tm_dispatcher *d)
+{
+    return d->o.clock != NULL ? d->o.clock(d->o.clock_arg) : tm_now_ms();
+}
+
+/* Append a note to t (what was decided about a late or stale report) and
+ * log it: task show and tasks list explain from the notes. */
+static void add_note(Tidemark__Task *t, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    char **nv = realloc(t->notes, (t->n_notes + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        return;
+    }
+    t->notes = nv;
+    if ((nv[t->n_notes] = strdup(buf)) != NULL) {
+        t->n_notes++;
+    }
+    tm_info("dispatcher", "event=note task=%s note=\"%s\"", t->id, buf);
+}
+
+/* Has t a note starting with prefix? (a resend must not act twice) */
+static int has_note(const Tidemark__Task *t, const char *prefix)
+{
+    for (size_t i = 0; i < t->n_notes; i++) {
+        if (strncmp(t->notes[i], prefix, strlen(prefix)) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 void tm_dispatcher_on_done(tm_dispatcher *d, tm_dispatcher_ended_fn fn, void *arg)
 {
@@ -74,7 +111,7 @@ int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_
     }
     pthread_mutex_init(&d->mu, NULL);
     /* Tasks requeued before a restart may be waiting on a backoff. */
-    d->next_wake_ms = tm_now_ms();
+    d->next_wake_ms = clock_ms(d);
     *out = d;
     return TM_OK;
 }
@@ -240,8 +277,9 @@ static void poke(tm_dispatcher *d, const char *agent, int64_t now_ms)
     }
 }
 
-int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *in, const char *to_agent,
-                         Tidemark__Task **out, tm_err *err)
+/* Store a new queued task (no lease, no d->mu needed: the catalog locks). */
+static int store_new(tm_dispatcher *d, const Tidemark__Task *in, const char *to_agent,
+                     Tidemark__Task **out, tm_err *err)
 {
     char *owner = NULL;
     int kind = 0;
@@ -272,7 +310,7 @@ int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *in, const char 
     free(owner);
     t->has_state = t->has_created_at = t->has_max_attempts = t->has_target_kind = 1;
     t->state = TIDEMARK__TASK_STATE__TASK_QUEUED;
-    t->created_at = tm_now_s();
+    t->created_at = clock_ms(d) / 1000;
     t->max_attempts = d->o.max_attempts;
     t->target_kind = (Tidemark__TargetKind)kind;
     if (t->id == NULL || t->agent_id == NULL) {
@@ -286,7 +324,19 @@ int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *in, const char 
     tm_info("dispatcher", "event=queued task=%s kind=%s target=%s agent=%s by=%s", t->id,
             tm_task_kind_name(t->kind), t->target, t->agent_id,
             t->requested_by ? t->requested_by : "-");
-    poke(d, t->agent_id, tm_now_ms());
+    *out = t;
+    return TM_OK;
+}
+
+int tm_dispatcher_submit(tm_dispatcher *d, const Tidemark__Task *in, const char *to_agent,
+                         Tidemark__Task **out, tm_err *err)
+{
+    Tidemark__Task *t = NULL;
+    int rc = store_new(d, in, to_agent, &t, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    poke(d, t->agent_id, clock_ms(d));
     /* Return the current state (poke may have leased it). */
     Tidemark__Task *now = NULL;
     if (tm_catalog_task_get(d->cat, t->id, &now, err) == TM_OK) {
@@ -305,7 +355,7 @@ int tm_dispatcher_cancel(tm_dispatcher *d, const char *id, Tidemark__Task **out,
     if (rc == TM_OK) {
         if (t->state == TIDEMARK__TASK_STATE__TASK_QUEUED) {
             t->state = TIDEMARK__TASK_STATE__TASK_CANCELLED;
-            t->finished_at = tm_now_s();
+            t->finished_at = clock_ms(d) / 1000;
             t->has_finished_at = 1;
             free(t->error);
             t->error = strdup("cancelled before it started");
@@ -329,7 +379,7 @@ int tm_dispatcher_next(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__Next
                        Tidemark__NextTaskResponse *resp)
 {
     const char *agent = tm_rpc_call_principal(call);
-    int64_t now = tm_now_ms();
+    int64_t now = clock_ms(d);
     uint32_t wait = req->has_wait_ms ? req->wait_ms : 0;
     if (wait > d->o.poll_max_ms) {
         wait = d->o.poll_max_ms;
@@ -411,11 +461,32 @@ int tm_dispatcher_progress(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__
                            Tidemark__ProgressAck *resp)
 {
     Tidemark__Task *t = NULL;
+    int64_t now = clock_ms(d);
     pthread_mutex_lock(&d->mu);
     int code = own_task(d, call, req->task_id, &t);
     if (code != TM_RPC_OK) {
         pthread_mutex_unlock(&d->mu);
         return code;
+    }
+    /* Older agents do not name the attempt: they report on the current one. */
+    uint32_t att = req->has_attempt && req->attempt > 0 ? req->attempt : t->attempt;
+    if (att != t->attempt) {
+        code = tm_rpc_call_error(call, att < t->attempt ? TM_RPC_ABORTED : TM_RPC_INVALID_ARGUMENT,
+                                 "stale attempt %u, the task is on attempt %u", att, t->attempt);
+        tidemark__task__free_unpacked(t, NULL);
+        pthread_mutex_unlock(&d->mu);
+        return code;
+    }
+    if (t->state == TIDEMARK__TASK_STATE__TASK_QUEUED && t->expired_attempt == att) {
+        /* The lease ran out while the coordinator could not hear the agent
+         * (an outage), but the attempt still works and nothing else has
+         * started: take the task back rather than run it twice. */
+        add_note(t, "attempt %u reported again %lld s after its lease expired: taken back", att,
+                 (long long)((now - t->lease_expires_at) / 1000));
+        t->state = TIDEMARK__TASK_STATE__TASK_RUNNING;
+        t->not_before = 0;
+        free(t->error);
+        t->error = NULL;
     }
     if (t->state != TIDEMARK__TASK_STATE__TASK_RUNNING) {
         code = tm_rpc_call_error(call, TM_RPC_FAILED_PRECONDITION,
@@ -441,7 +512,7 @@ int tm_dispatcher_progress(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__
             t->progress = p;
         }
     }
-    t->lease_expires_at = tm_now_ms() + d->o.lease_ms;
+    t->lease_expires_at = now + d->o.lease_ms;
     tm_err err;
     if (tm_catalog_task_put(d->cat, t, &err) != TM_OK) {
         tidemark__task__free_unpacked(t, NULL);
@@ -472,7 +543,8 @@ static int fail_or_retry(tm_dispatcher *d, Tidemark__Task *t, const char *why, i
         t->state = TIDEMARK__TASK_STATE__TASK_QUEUED;
         t->not_before = now_ms + (int64_t)delay;
         t->has_not_before = 1;
-        t->lease_expires_at = 0;
+        /* lease_expires_at stays: when a late result of this attempt comes,
+         * the note says how late (only RUNNING tasks expire). */
         if (d->next_wake_ms == 0 || t->not_before < d->next_wake_ms) {
             d->next_wake_ms = t->not_before;
         }
@@ -526,25 +598,142 @@ static int record_backup(tm_dispatcher *d, const Tidemark__Task *t, tm_err *err)
     return tm_catalog_backup_put(d->cat, &b, err);
 }
 
+/* A result that is not recorded: an earlier attempt's (a later one has
+ * started), or one of a task cancelled after its lease expired. The backup
+ * it names is in the repositories with no catalog row: an EXPIRE task
+ * deletes it from every repository (queued once, even if the agent resends).
+ * Caller holds d->mu; t is stored with a note. Returns the refusal. */
+static int refuse_result(tm_dispatcher *d, tm_rpc_call *call, Tidemark__Task *t, uint32_t att,
+                         const Tidemark__CompleteTaskRequest *req)
+{
+    const char *bid = req->has_ok && req->ok && t->kind == TIDEMARK__TASK_KIND__BACKUP &&
+                              req->result != NULL && req->result->backup_id != NULL &&
+                              req->result->backup_id[0] != '\0'
+                          ? req->result->backup_id
+                          : NULL;
+    char why[160];
+    if (t->state == TIDEMARK__TASK_STATE__TASK_CANCELLED) {
+        snprintf(why, sizeof(why), "task %s was cancelled; the result of attempt %u is discarded",
+                 t->id, att);
+    } else {
+        snprintf(why, sizeof(why), "stale attempt %u, the task is on attempt %u", att, t->attempt);
+    }
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), "result of attempt %u (backup %s) refused", att,
+             bid != NULL ? bid : "none");
+    if (has_note(t, prefix)) {
+        return tm_rpc_call_error(call, TM_RPC_ABORTED, "%s (already refused)", why);
+    }
+    char cleanup[64] = "";
+    if (bid != NULL) {
+        Tidemark__ExpireBackup drop = TIDEMARK__EXPIRE_BACKUP__INIT, *dp = &drop;
+        Tidemark__ExpireSpec spec = TIDEMARK__EXPIRE_SPEC__INIT;
+        Tidemark__Task ct = TIDEMARK__TASK__INIT;
+        char reason[256];
+        snprintf(reason, sizeof(reason), "result of attempt %u of task %s refused: %s", att, t->id,
+                 why);
+        drop.id = (char *)bid;
+        drop.reason = reason;
+        drop.has_type = 1;
+        drop.type = req->result->has_backup_type ? req->result->backup_type : t->backup_type;
+        spec.drop = &dp;
+        spec.n_drop = 1;
+        ct.has_kind = 1;
+        ct.kind = TIDEMARK__TASK_KIND__EXPIRE;
+        ct.target = t->target;
+        ct.expire = &spec;
+        ct.requested_by = "attempt-cleanup";
+        Tidemark__Task *q = NULL;
+        tm_err err;
+        if (store_new(d, &ct, t->agent_id, &q, &err) != TM_OK) {
+            /* Not refused yet: the agent resends and we try again. */
+            return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "cannot queue the cleanup of %s: %s",
+                                     bid, err.msg);
+        }
+        snprintf(cleanup, sizeof(cleanup), "%s", q->id);
+        tidemark__task__free_unpacked(q, NULL);
+        int64_t now = clock_ms(d);
+        if (d->next_wake_ms == 0 || d->next_wake_ms > now) {
+            d->next_wake_ms = now; /* offer it on the next tick */
+        }
+    }
+    add_note(t, "%s: %s%s%s", prefix, why,
+             cleanup[0] ? "; its objects are deleted from every repository by task " : "", cleanup);
+    tm_err err;
+    if (tm_catalog_task_put(d->cat, t, &err) != TM_OK) {
+        tm_error("dispatcher", "event=write_failed task=%s msg=\"%s\"", t->id, err.msg);
+    }
+    if (cleanup[0]) {
+        return tm_rpc_call_error(call, TM_RPC_ABORTED, "%s; backup %s is deleted by task %s", why,
+                                 bid, cleanup);
+    }
+    return tm_rpc_call_error(call, TM_RPC_ABORTED, "%s", why);
+}
+
 int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
                            const Tidemark__CompleteTaskRequest *req,
                            Tidemark__CompleteTaskResponse *resp)
 {
     Tidemark__Task *t = NULL;
-    int64_t now = tm_now_ms();
+    int64_t now = clock_ms(d);
     pthread_mutex_lock(&d->mu);
     int code = own_task(d, call, req->task_id, &t);
     if (code != TM_RPC_OK) {
         pthread_mutex_unlock(&d->mu);
         return code;
     }
-    if (t->state != TIDEMARK__TASK_STATE__TASK_RUNNING) {
-        /* Already decided (a resend, or the lease expired meanwhile). */
-        resp->has_state = 1;
-        resp->state = t->state;
+    /* Older agents do not name the attempt: their result is the current one's. */
+    uint32_t att = req->has_attempt && req->attempt > 0 ? req->attempt : t->attempt;
+    int late = 0;
+    if (att > t->attempt) {
+        code =
+            tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
+                              "attempt %u of task %s was never leased (the task is on attempt %u)",
+                              att, t->id, t->attempt);
+    } else if (att < t->attempt ||
+               (t->state == TIDEMARK__TASK_STATE__TASK_CANCELLED && t->expired_attempt == att)) {
+        code = refuse_result(d, call, t, att, req);
+    } else if (t->state != TIDEMARK__TASK_STATE__TASK_RUNNING) {
+        late = t->expired_attempt == att && (t->state == TIDEMARK__TASK_STATE__TASK_QUEUED ||
+                                             t->state == TIDEMARK__TASK_STATE__TASK_FAILED);
+        if (late && !(req->has_ok && req->ok)) {
+            /* The retry the expiry decided on stands; say what came. */
+            char prefix[64];
+            snprintf(prefix, sizeof(prefix), "attempt %u reported a failure", att);
+            if (!has_note(t, prefix)) {
+                tm_err err;
+                add_note(t, "%s %lld s after its lease expired: %s", prefix,
+                         (long long)((now - t->lease_expires_at) / 1000),
+                         req->error ? req->error : "no reason");
+                if (tm_catalog_task_put(d->cat, t, &err) != TM_OK) {
+                    tm_error("dispatcher", "event=write_failed task=%s msg=\"%s\"", t->id, err.msg);
+                }
+            }
+            late = 0;
+        }
+        if (!late) {
+            /* Already decided (a resend): the answer is the decision. */
+            resp->has_state = 1;
+            resp->state = t->state;
+            tidemark__task__free_unpacked(t, NULL);
+            pthread_mutex_unlock(&d->mu);
+            return TM_RPC_OK;
+        }
+    }
+    if (code != TM_RPC_OK) {
         tidemark__task__free_unpacked(t, NULL);
         pthread_mutex_unlock(&d->mu);
-        return TM_RPC_OK;
+        return code;
+    }
+    if (late) {
+        /* The attempt whose lease expired finished and nothing else has
+         * started: record its result once instead of running it again. */
+        add_note(t, "result of attempt %u delivered %lld s late, recorded", att,
+                 (long long)((now - t->lease_expires_at) / 1000));
+        t->state = TIDEMARK__TASK_STATE__TASK_RUNNING;
+        t->not_before = 0;
+    } else if (t->cancel_requested && req->has_ok && req->ok) {
+        add_note(t, "cancel requested, but attempt %u had already finished: result recorded", att);
     }
     int ok = req->has_ok && req->ok;
     if (ok && t->kind == TIDEMARK__TASK_KIND__BACKUP &&
@@ -646,6 +835,12 @@ void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms)
             char why[160];
             snprintf(why, sizeof(why), "lease expired: agent %s stopped reporting",
                      exp[i]->agent_id);
+            /* Remembered: a late report of this attempt may still be taken
+             * back while no later attempt has started. */
+            exp[i]->expired_attempt = exp[i]->attempt;
+            exp[i]->has_expired_attempt = 1;
+            add_note(exp[i], "lease of attempt %u expired: agent %s stopped reporting",
+                     exp[i]->attempt, exp[i]->agent_id);
             fail_or_retry(d, exp[i], why, 1, now_ms);
             if (tm_drills_record(d->cat, exp[i], &err) != TM_OK) {
                 tm_error("dispatcher", "event=drill_record_failed task=%s msg=\"%s\"", exp[i]->id,

@@ -27,6 +27,9 @@ typedef struct tm_dispatcher_opts {
     uint32_t max_attempts;     /* default 3 */
     uint32_t retry_backoff_ms; /* first retry delay, doubled each attempt; default 5000 */
     uint32_t poll_max_ms;      /* longest NextTask park; default 25000 */
+    /* Injected clock in unix ms (unit tests); NULL = wall time. */
+    int64_t (*clock)(void *arg);
+    void *clock_arg;
 } tm_dispatcher_opts;
 
 int tm_dispatcher_new(tm_dispatcher **out, tm_catalog *cat, const tm_dispatcher_opts *opts,
@@ -59,6 +62,11 @@ int tm_dispatcher_next(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__Next
                        Tidemark__NextTaskResponse *resp);
 int tm_dispatcher_progress(tm_dispatcher *d, tm_rpc_call *call, const Tidemark__ProgressReport *req,
                            Tidemark__ProgressAck *resp);
+/* Reports name their attempt (Task.attempt of their lease). A report of an
+ * expired lease is taken back while no later attempt has started: progress
+ * resumes the lease, a result is recorded once (noted on the task). A report
+ * of an earlier attempt is refused with ABORTED, and a backup it names is
+ * deleted from every repository by a queued EXPIRE task. */
 int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
                            const Tidemark__CompleteTaskRequest *req,
                            Tidemark__CompleteTaskResponse *resp);

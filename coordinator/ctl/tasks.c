@@ -35,6 +35,12 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
     tm_json_str(f, t->error);
     fputs(",\"requested_by\":", f);
     tm_json_str(f, t->requested_by);
+    fputs(",\"notes\":[", f);
+    for (size_t i = 0; i < t->n_notes; i++) {
+        fputs(i ? "," : "", f);
+        tm_json_str(f, t->notes[i]);
+    }
+    fputc(']', f);
     if (t->progress != NULL) {
         fputs(",\"progress\":{\"phase\":", f);
         tm_json_str(f, t->progress->phase);
@@ -88,6 +94,9 @@ static void text_task(const Tidemark__Task *t)
     }
     if (t->error != NULL && t->error[0]) {
         printf("error:     %s\n", t->error);
+    }
+    for (size_t i = 0; i < t->n_notes; i++) {
+        printf("note:      %s\n", t->notes[i]);
     }
     if (t->result != NULL && t->result->backup_id != NULL) {
         printf("backup:    %s (%" PRIu64 " bytes read, %" PRIu64 " stored, %" PRIu64 " ms)\n",
@@ -269,7 +278,11 @@ int ctl_tasks(ctl *c, int argc, char **argv)
             printf("%-34s %-8s %-12s %-20s %-10s %-8s %s\n", t->id, tm_task_kind_name(t->kind),
                    t->kind == TIDEMARK__TASK_KIND__BACKUP ? tm_backup_type_name(t->backup_type)
                                                           : "-",
-                   t->target, tm_task_state_name(t->state), tries, t->error ? t->error : "");
+                   t->target, tm_task_state_name(t->state), tries,
+                   /* no error: the newest note says what was decided */
+                   t->error && t->error[0] ? t->error
+                   : t->n_notes > 0        ? t->notes[t->n_notes - 1]
+                                           : "");
         }
         if (resp->n_tasks == 0) {
             printf("(no tasks)\n");
