@@ -237,6 +237,10 @@ static int status_to_code(long status, const char *s3code)
     if (status == 507 || (s3code && strcmp(s3code, "QuotaExceeded") == 0)) {
         return TM_ENOSPC;
     }
+    /* Throttling is not an outage: the operator's fix differs (slow down). */
+    if (status == 429 || (s3code && strcmp(s3code, "SlowDown") == 0)) {
+        return TM_EBUSY;
+    }
     if (status >= 500 || status == 429 || status == 408) {
         return TM_EUNAVAIL;
     }
@@ -480,6 +484,8 @@ int s3_request(s3 *s, const s3_req *r, s3_resp *resp, tm_err *err)
         int tc = status_to_code(resp->status, code);
         if (tc == TM_EAUTH) {
             hint = " (check the access key and secret key)";
+        } else if (tc == TM_EBUSY) {
+            hint = " (the server throttles requests)";
         }
         rc = tm_err_set(err, tc, "s3 %s %s: %ld %s%s%s%s%s", r->method, r->what, resp->status,
                         code ? code : (resp->status == 404 ? "NotFound" : "Error"), msg ? ": " : "",
