@@ -473,6 +473,12 @@ static int posix_list(void *state, const char *prefix, const char *token, size_t
                       tm_storage_info **items, size_t *n, char **next, tm_err *err)
 {
     list_ctx c = {.p = state, .prefix = prefix, .token = token, .max = max, .err = err};
+    /* A missing root is a missing repository (unmounted disk, deleted
+     * directory), not an empty one. */
+    struct stat st;
+    if (stat(c.p->root, &st) != 0) {
+        return fail(err, errno, "repository root", c.p->root);
+    }
     int rc = walk(&c, "");
     if (rc != TM_OK) {
         tm_storage_infos_free(c.items, c.n);
