@@ -834,7 +834,8 @@ int tm_backup_finish(tm_backup_writer *w, tm_err *err)
         return TM_OK;
     }
     char what[128];
-    snprintf(what, sizeof(what), "complete in %zu of %zu repositories; not in the others", w->live,
+    snprintf(what, sizeof(what),
+             "complete in %zu of %zu repositories; it does not exist in the others", w->live,
              w->rs->n);
     rc = failed_everywhere(w, what, err);
     if (w->live > 0) {

@@ -191,6 +191,9 @@ static void header_value(CURL *h, const char *name, char *out, size_t cap)
 
 static int status_retryable(long status, const char *code)
 {
+    if (status == 501) {
+        return 0; /* NotImplemented: asking again changes nothing */
+    }
     if (status >= 500 || status == 429 || status == 408) {
         return 1;
     }
@@ -236,6 +239,9 @@ static int status_to_code(long status, const char *s3code)
     }
     if (status == 507 || (s3code && strcmp(s3code, "QuotaExceeded") == 0)) {
         return TM_ENOSPC;
+    }
+    if (status == 501) {
+        return TM_EPROTO; /* a feature the server does not have */
     }
     /* Throttling is not an outage: the operator's fix differs (slow down). */
     if (status == 429 || (s3code && strcmp(s3code, "SlowDown") == 0)) {
