@@ -165,6 +165,10 @@ def full_disk_fails_the_backup():
     check("small-disk" in err, f"the error names the repository: {err}")
     check(ctx.root in err, f"the error names the path: {err}")
     check("No space left on device" in err, f"the error says the disk is full: {err}")
+    outcomes = (last.get("result") or {}).get("repository_outcomes")
+    if outcomes is not None:  # shown once the CLI prints them (coordinator side)
+        check(len(outcomes) == 1 and not outcomes[0]["ok"]
+              and outcomes[0]["error_class"] == "no_space", f"outcome: {outcomes}")
 
     ids = [b["id"] for b in ctx.c.ctl_json("backups", "list", "--target", "pg")]
     check(ids == [ctx.good], f"only the good backup is listed: {ids}")

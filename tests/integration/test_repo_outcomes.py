@@ -115,6 +115,22 @@ def probe_says_auth_not_unreachable():
 
 
 @test
+def wal_push_needs_every_repository():
+    wal = os.path.join(ctx.pg.datadir, "pg_wal")
+    seg = sorted(n for n in os.listdir(wal) if len(n) == 24)[0]
+    src = os.path.join(ctx.tmp, seg)
+    shutil.copyfile(os.path.join(wal, seg), src)
+    conf = os.path.join(ctx.c.dir, "agents", "db-1", "agent.yaml")
+    r = subprocess.run([binary("tidemark-agent"), "--config", conf, "wal-push", "--target", "pg",
+                        src], capture_output=True, text=True, timeout=120, env=ctx.c.env)
+    print(f"  wal-push exit {r.returncode}: {r.stderr.strip()[:300]}")
+    check(r.returncode != 0, f"wal-push fails while one repository cannot take the segment: "
+                             f"{r.stdout}\n{r.stderr}")
+    check("remote" in r.stderr and "403" in r.stderr and "secret key" in r.stderr,
+          f"the message names the failing repository and why: {r.stderr}")
+
+
+@test
 def teardown():
     ctx.c.__exit__(None, None, None)
     ctx.pg.stop("immediate")

@@ -492,6 +492,11 @@ int s3_request(s3 *s, const s3_req *r, s3_resp *resp, tm_err *err)
             hint = " (check the access key and secret key)";
         } else if (tc == TM_EBUSY) {
             hint = " (the server throttles requests)";
+        } else if (tc == TM_EPERM && code == NULL) {
+            /* HEAD answers carry no error document, so a wrong secret and a
+             * missing permission look alike here. */
+            hint = " (a wrong access key or secret key, or no permission: check both and the "
+                   "bucket policy)";
         }
         rc = tm_err_set(err, tc, "s3 %s %s: %ld %s%s%s%s%s", r->method, r->what, resp->status,
                         code ? code : (resp->status == 404 ? "NotFound" : "Error"), msg ? ": " : "",
