@@ -703,6 +703,10 @@ static int file_sink_write(void *arg, const void *buf, size_t len, tm_err *err)
             return tm_err_set(err, tm_err_from_errno(errno), "write %s: %s", f->tmp,
                               strerror(errno));
         }
+        if (n == 0) {
+            /* No progress and no errno: never loop on it, never call it done. */
+            return tm_err_set(err, TM_EIO, "write %s: wrote 0 of %zu bytes", f->tmp, len);
+        }
         p += n;
         len -= (size_t)n;
     }
