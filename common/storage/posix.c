@@ -129,6 +129,22 @@ static int create_temp(posix *p, const char *path, char *tmp, int *fd_out, tm_er
         if (tm_mkdir_p(dir, 0700, &tmp_err) != TM_OK) {
             return tm_err_set(err, posix_errno(errno), "posix:%s: %s", p->root, tmp_err.msg);
         }
+        /* New directories are durable once their parents are: fsync each
+         * one from the new leaf's parent up to the root. */
+        char up[PATH_MAX];
+        snprintf(up, sizeof(up), "%s", dir);
+        size_t rl = strlen(p->root);
+        while (strlen(up) > rl) {
+            char *slash = strrchr(up, '/');
+            if (slash == NULL || slash == up) {
+                break;
+            }
+            *slash = '\0';
+            int rc = fsync_dir(up, err);
+            if (rc != TM_OK) {
+                return rc;
+            }
+        }
     }
     return tm_err_set(err, TM_EIO, "create temp file in %s: directory keeps vanishing", dir);
 }
