@@ -854,9 +854,12 @@ const tm_repo_result *tm_backup_results(const tm_backup_writer *w, size_t *n)
     return w->res;
 }
 
-int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r)
+/* One RepositoryOutcome per repository of rs from res (complete may be NULL:
+ * complete nowhere). */
+static int outcomes_fill(const tm_repo_set *rs, const tm_repo_result *res,
+                         const unsigned char *complete, Tidemark__TaskResult *r)
 {
-    size_t n = w->rs->n;
+    size_t n = rs->n;
     Tidemark__RepositoryOutcome **v =
         realloc(r->repository_outcomes, (r->n_repository_outcomes + n) * sizeof(*v));
     if (v == NULL) {
@@ -870,18 +873,17 @@ int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r)
         }
         tidemark__repository_outcome__init(o);
         v[r->n_repository_outcomes++] = o;
-        const tm_repo_result *res = &w->res[i];
-        o->repository = strdup(res->repo);
-        o->region = strdup(w->rs->repos[i].region);
+        o->repository = strdup(rs->repos[i].name);
+        o->region = strdup(rs->repos[i].region);
         o->has_ok = 1;
-        o->ok = w->complete[i];
+        o->ok = complete != NULL && complete[i];
         if (o->ok) {
             continue;
         }
-        if (res->code != TM_OK) {
-            o->error_class = strdup(tm_storage_error_class(res->code));
-            o->operation = strdup(res->op);
-            o->message = strdup(res->msg);
+        if (res[i].code != TM_OK) {
+            o->error_class = strdup(tm_storage_error_class(res[i].code));
+            o->operation = strdup(res[i].op);
+            o->message = strdup(res[i].msg);
         } else {
             /* Healthy here, but the backup failed before its manifest (the
              * source, or every other repository): nothing was kept. */
@@ -890,7 +892,7 @@ int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r)
             if (asprintf(&o->message,
                          "repository %s: the backup was not finished, so it was not kept "
                          "(see the task's error)",
-                         res->repo) < 0) {
+                         rs->repos[i].name) < 0) {
                 o->message = NULL;
             }
         }
@@ -899,6 +901,27 @@ int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r)
         }
     }
     return TM_OK;
+}
+
+int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r)
+{
+    return outcomes_fill(w->rs, w->res, w->complete, r);
+}
+
+int tm_repo_outcomes_failed(const tm_repo_set *rs, const tm_err *e, Tidemark__TaskResult *r)
+{
+    tm_repo_result *res = calloc(rs->n ? rs->n : 1, sizeof(*res));
+    if (res == NULL) {
+        return TM_ENOMEM;
+    }
+    for (size_t i = 0; i < rs->n; i++) {
+        res[i].code = e->code != TM_OK ? e->code : TM_EIO;
+        snprintf(res[i].op, sizeof(res[i].op), "begin backup");
+        snprintf(res[i].msg, sizeof(res[i].msg), "%s", e->msg);
+    }
+    int rc = outcomes_fill(rs, res, NULL, r);
+    free(res);
+    return rc;
 }
 
 /* Delete what this writer stored in repository i: every key under the

@@ -120,6 +120,9 @@ const tm_repo_result *tm_backup_results(const tm_backup_writer *w, size_t *n);
  * (tm_storage_error_class), the operation and the message. Call before
  * tm_backup_writer_free, on success and failure alike. */
 int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r);
+/* When tm_backup_begin failed (no writer): every repository not ok, with the
+ * class of e's code and e's message (which names each repository). */
+int tm_repo_outcomes_failed(const tm_repo_set *rs, const tm_err *e, Tidemark__TaskResult *r);
 /* Frees. A repository where the backup is not complete (not finished, or
  * dropped on the way) gets no manifest, and what this writer stored there
  * (objects, digest list, data key record) is deleted, best effort and

@@ -598,6 +598,10 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
         tm_pg_backup_id(tm_now_s(), incremental, id, sizeof(id));
         rc = tm_backup_begin(rs, t->name, id, incremental ? "incremental" : "full", "postgres", &w,
                              err);
+        if (rc != TM_OK && rc != TM_EEXIST) {
+            /* No repository took the key record: say so for each. */
+            tm_repo_outcomes_failed(rs, err, result);
+        }
         if (rc != TM_EEXIST || attempt >= 2) {
             break;
         }
