@@ -454,6 +454,46 @@ static void test_same_second_ids_unique(void **state)
     }
 }
 
+/* No repository takes the key record: begin fails, and every repository
+ * still gets an outcome naming it. */
+static void test_begin_fails_everywhere_outcomes(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key2);
+    for (int r = 0; r < 2; r++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s/t6", dir, r ? "b" : "a");
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    tm_backup_writer *w = NULL;
+    tm_err err = {0};
+    int rc = tm_backup_begin(rs, "t6", NULL, "full", "", &w, &err);
+    assert_int_not_equal(rc, 0);
+    assert_null(w);
+    assert_non_null(strstr(err.msg, "repository a: put data key record"));
+    assert_non_null(strstr(err.msg, "repository b: put data key record"));
+    Tidemark__TaskResult tr = TIDEMARK__TASK_RESULT__INIT;
+    assert_int_equal(tm_repo_outcomes_failed(rs, &err, &tr), 0);
+    assert_int_equal(tr.n_repository_outcomes, 2);
+    for (size_t i = 0; i < tr.n_repository_outcomes; i++) {
+        Tidemark__RepositoryOutcome *o = tr.repository_outcomes[i];
+        assert_string_equal(o->repository, i ? "b" : "a");
+        assert_false(o->ok);
+        assert_string_equal(o->error_class, "io");
+        assert_non_null(strstr(o->message, "Not a directory"));
+        free(o->repository);
+        free(o->region);
+        free(o->error_class);
+        free(o->operation);
+        free(o->message);
+        free(o);
+    }
+    free(tr.repository_outcomes);
+    tm_repo_set_free(rs);
+}
+
 /* A manifest or key record already in place is never replaced. */
 static void test_put_new_never_replaces(void **state)
 {
@@ -502,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_parallel_objects),
         cmocka_unit_test(test_same_second_ids_unique),
         cmocka_unit_test(test_put_new_never_replaces),
+        cmocka_unit_test(test_begin_fails_everywhere_outcomes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
