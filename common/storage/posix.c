@@ -495,6 +495,9 @@ static int posix_list(void *state, const char *prefix, const char *token, size_t
     if (stat(c.p->root, &st) != 0) {
         return fail(err, errno, "repository root", c.p->root);
     }
+    if (!S_ISDIR(st.st_mode)) {
+        return fail(err, ENOTDIR, "repository root", c.p->root);
+    }
     int rc = walk(&c, "");
     if (rc != TM_OK) {
         tm_storage_infos_free(c.items, c.n);

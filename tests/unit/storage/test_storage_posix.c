@@ -464,6 +464,15 @@ static void test_missing_root(void **state)
     assert_int_equal(rc, TM_ENOENT);
     assert_string_equal(tm_storage_error_class(rc), "not_found");
     assert_non_null(strstr(err.msg, "repository root"));
+    /* A file in its place (a failed mount, a mistake) is no repository. */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/repo", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    rc = tm_storage_list(f->s, "", NULL, 10, &items, &n, &next, &err);
+    assert_int_not_equal(rc, TM_OK);
+    assert_non_null(strstr(err.msg, "Not a directory"));
 }
 
 /* Error classes and hints for every code a backend returns. */
