@@ -34,11 +34,27 @@ struct tm_repo_health {
     int changed;
 };
 
+/* A one-key listing, not a HEAD: S3 answers HEAD errors without a body, so
+ * a 403 could not tell a wrong secret (SignatureDoesNotMatch) from a
+ * missing permission (AccessDenied), and a missing bucket (NoSuchBucket)
+ * would look like an absent probe key. The error keeps its class:
+ * "auth: s3 GET ...: 403 SignatureDoesNotMatch ... (check ...)". */
 int tm_repo_probe(tm_storage *st, tm_err *err)
 {
-    tm_storage_info info;
-    int rc = tm_storage_stat(st, TM_HEALTH_PROBE_KEY, &info, err);
-    return rc == TM_ENOENT ? TM_OK : rc;
+    tm_storage_info *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    int rc = tm_storage_list(st, TM_HEALTH_PROBE_KEY, NULL, 1, &items, &n, &next, err);
+    tm_storage_infos_free(items, n);
+    free(next);
+    if (rc != TM_OK && err != NULL) {
+        tm_err_prefix(err, "%s: probe (list)", tm_storage_error_class(rc));
+        if (strstr(err->msg, "(check") == NULL) {
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof(err->msg) - l, " (%s)", tm_storage_error_hint(rc));
+        }
+    }
+    return rc;
 }
 
 static void probe_all(tm_repo_health *h, tm_repo_set *rs)
@@ -49,7 +65,8 @@ static void probe_all(tm_repo_health *h, tm_repo_set *rs)
     }
     for (size_t i = 0; i < n && !atomic_load(&h->stopping); i++) {
         tm_err e = {0};
-        int ok = tm_repo_probe(tm_repo_set_storage(rs, i), &e) == TM_OK;
+        int prc = tm_repo_probe(tm_repo_set_storage(rs, i), &e);
+        int ok = prc == TM_OK;
         int64_t now = tm_now_s();
         pthread_mutex_lock(&h->mu);
         probe *p = &h->probes[i];
@@ -61,8 +78,9 @@ static void probe_all(tm_repo_health *h, tm_repo_set *rs)
             if (ok) {
                 tm_info("agent", "event=repository_ok repository=%s", p->name);
             } else {
-                tm_warn("agent", "event=repository_unreachable repository=%s msg=\"%s\"", p->name,
-                        e.msg);
+                /* Named by its class: a wrong key is not an outage. */
+                tm_warn("agent", "event=repository_failed repository=%s class=%s msg=\"%s\"",
+                        p->name, tm_storage_error_class(prc), e.msg);
             }
         }
         if (ok) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/repository_int.h"
+#include "common/log.h"
 #include "common/util.h"
 
 /* ---- paths and names -------------------------------------------------- */
@@ -345,6 +346,10 @@ struct tm_backup_writer {
     tm_manifest *m;
     tm_repo_result *res; /* one per repository; code != 0 = dropped */
     size_t live;
+    /* Per repository: this writer created the id's data key record there (so
+     * everything under the id is its own to delete on failure), and the
+     * manifest is there (the backup is complete: never delete). */
+    unsigned char *owned, *complete;
     /* Objects may be written from several threads at once (an engine copies
      * files in parallel): mu guards res, live, objects_open and the manifest.
      * Each object's pipeline is its own, so only opening and committing
@@ -363,15 +368,40 @@ struct tm_backup_object {
     size_t nsinks;
 };
 
-/* Drop repository i from the rest of this backup. */
-static void drop(tm_backup_writer *w, size_t i, int code, const char *what, const char *msg)
+/* Drop repository i from the rest of this backup. The message names the
+ * repository, the operation, the storage's own words (path or bucket/key and
+ * the system's reason) and what to check, so it can go to an operator as is. */
+static void drop(tm_backup_writer *w, size_t i, int code, const char *op, const char *msg)
 {
     if (w->res[i].code != TM_OK) {
         return;
     }
     w->res[i].code = code != TM_OK ? code : TM_EIO;
-    snprintf(w->res[i].msg, sizeof(w->res[i].msg), "%.60s%s%.440s", what, what[0] ? ": " : "", msg);
+    snprintf(w->res[i].op, sizeof(w->res[i].op), "%s", op);
+    snprintf(w->res[i].msg, sizeof(w->res[i].msg), "repository %.64s: %.40s: %.300s (%s)",
+             w->res[i].repo, op, msg, tm_storage_error_hint(w->res[i].code));
     w->live--;
+}
+
+/* "backup T/ID: <what>: <every dropped repository's message>" into err; the
+ * code is the repositories' common one (ENOSPC stays ENOSPC), else TM_EIO. */
+static int failed_everywhere(tm_backup_writer *w, const char *what, tm_err *err)
+{
+    char msg[TM_ERR_MSG_MAX] = "";
+    size_t off = 0;
+    int code = TM_OK;
+    for (size_t i = 0; i < w->rs->n; i++) {
+        if (w->res[i].code == TM_OK) {
+            continue;
+        }
+        code = code == TM_OK || code == w->res[i].code ? w->res[i].code : TM_EIO;
+        if (off < sizeof(msg)) {
+            int n = snprintf(msg + off, sizeof(msg) - off, "%s%s", off ? "; " : "", w->res[i].msg);
+            off += n > 0 ? (size_t)n : 0;
+        }
+    }
+    return tm_err_set(err, code != TM_OK ? code : TM_EIO, "backup %s/%s: %s: %s", w->target, w->id,
+                      what, msg);
 }
 
 static int backup_exists(tm_repo_set *rs, const char *target, const char *id, int *exists,
@@ -406,6 +436,45 @@ static int backup_exists(tm_repo_set *rs, const char *target, const char *id, in
     return rc;
 }
 
+/* Claim w->id: create its data key record in every repository, create-only.
+ * The key record goes first: data nobody can decrypt is worse than no data,
+ * so a repository that cannot take it takes nothing else. If the record
+ * exists anywhere, another writer holds the id: take back the records made
+ * here (they are ours, created exclusively) and report *taken. */
+static int claim_id(tm_backup_writer *w, const char *rec_path, const uint8_t *record, int *taken)
+{
+    tm_repo_set *rs = w->rs;
+    *taken = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        w->res[i].code = TM_OK;
+        w->res[i].op[0] = w->res[i].msg[0] = '\0';
+        w->owned[i] = 0;
+    }
+    w->live = rs->n;
+    for (size_t i = 0; i < rs->n && !*taken; i++) {
+        tm_err e = {0};
+        int rc = tm_storage_put_new(rs->repos[i].st, rec_path, record, TM_DATA_KEY_RECORD_LEN, &e);
+        if (rc == TM_OK) {
+            w->owned[i] = 1;
+        } else if (rc == TM_EEXIST) {
+            *taken = 1;
+        } else {
+            drop(w, i, e.code, "put data key record", e.msg);
+        }
+    }
+    if (*taken) {
+        for (size_t i = 0; i < rs->n; i++) {
+            tm_err e = {0};
+            if (w->owned[i] && tm_storage_delete(rs->repos[i].st, &rec_path, 1, &e) != TM_OK) {
+                tm_warn("repo", "event=claim_undo_failed repo=%s key=%s msg=\"%s\"",
+                        rs->repos[i].name, rec_path, e.msg);
+            }
+            w->owned[i] = 0;
+        }
+    }
+    return TM_OK;
+}
+
 int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, const char *kind,
                     const char *engine, tm_backup_writer **out, tm_err *err)
 {
@@ -431,6 +500,7 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
     }
     tm_backup_writer *w = calloc(1, sizeof(*w));
     if (w == NULL || (w->res = calloc(rs->n, sizeof(*w->res))) == NULL ||
+        (w->owned = calloc(rs->n, 1)) == NULL || (w->complete = calloc(rs->n, 1)) == NULL ||
         (w->target = strdup(target)) == NULL) {
         tm_backup_writer_free(w);
         return tm_err_set(err, TM_ENOMEM, "out of memory");
@@ -444,7 +514,12 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
     }
     /* Ids are per second: an automatic id that is taken waits for the next
      * second rather than failing (two puts in one second are normal in tests
-     * and scripts); an explicit one that is taken is an error. */
+     * and scripts); an explicit one that is taken is an error. The listing
+     * below is only the cheap first look: the id is claimed by creating its
+     * data key record create-only (claim_id), which two writers racing in
+     * one second cannot both win. */
+    uint8_t record[TM_DATA_KEY_RECORD_LEN];
+    char *rec_path = NULL;
     for (int attempt = 0;; attempt++) {
         if (backup_id != NULL) {
             snprintf(w->id, sizeof(w->id), "%s", backup_id);
@@ -457,9 +532,37 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
             return rc;
         }
         if (!exists) {
+            free(rec_path);
+            rec_path = tm_repo_path_key(target, w->id, rs->mk.id_hex);
+            if (rec_path == NULL) {
+                tm_backup_writer_free(w);
+                return tm_err_set(err, TM_ENOMEM, "out of memory");
+            }
+            tm_manifest_free(w->m);
+            w->m = NULL;
+            rc = tm_data_key_new(&rs->mk, w->dk, record, err);
+            if (rc == TM_OK) {
+                rc = tm_manifest_new(&w->m, w->id, target, kind, engine ? engine : "", err);
+            }
+            if (rc == TM_OK) {
+                rc = tm_manifest_set_key(w->m, record, rec_path, err);
+            }
+            if (rc == TM_OK) {
+                rc = claim_id(w, rec_path, record, &exists);
+            }
+            if (rc != TM_OK) {
+                tm_secure_zero(record, sizeof(record));
+                free(rec_path);
+                tm_backup_writer_free(w);
+                return rc;
+            }
+        }
+        if (!exists) {
             break;
         }
         if (backup_id != NULL || attempt >= 3) {
+            tm_secure_zero(record, sizeof(record));
+            free(rec_path);
             tm_err_set(err, TM_EEXIST,
                        "backup %s/%s already exists (repositories are never overwritten); "
                        "choose another backup id",
@@ -469,37 +572,10 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
         }
         usleep(1000000 - (useconds_t)(tm_now_ms() % 1000) * 1000 + 1000);
     }
-    uint8_t record[TM_DATA_KEY_RECORD_LEN];
-    char *rec_path = tm_repo_path_key(target, w->id, rs->mk.id_hex);
-    if (rec_path == NULL) {
-        tm_backup_writer_free(w);
-        return tm_err_set(err, TM_ENOMEM, "out of memory");
-    }
-    rc = tm_data_key_new(&rs->mk, w->dk, record, err);
-    if (rc == TM_OK) {
-        rc = tm_manifest_new(&w->m, w->id, target, kind, engine ? engine : "", err);
-    }
-    if (rc == TM_OK) {
-        rc = tm_manifest_set_key(w->m, record, rec_path, err);
-    }
-    if (rc != TM_OK) {
-        free(rec_path);
-        tm_backup_writer_free(w);
-        return rc;
-    }
-    /* The key record goes first: data nobody can decrypt is worse than no
-     * data, so a repository that cannot take it takes nothing else. */
-    for (size_t i = 0; i < rs->n; i++) {
-        tm_err e = {0};
-        if (tm_storage_put(rs->repos[i].st, rec_path, record, sizeof(record), &e) != TM_OK) {
-            drop(w, i, e.code, "writing the data key record", e.msg);
-        }
-    }
     tm_secure_zero(record, sizeof(record));
     free(rec_path);
     if (w->live == 0) {
-        rc = tm_err_set(err, TM_EIO, "backup %s/%s: no repository took the data key record: %s: %s",
-                        target, w->id, w->res[0].repo, w->res[0].msg);
+        rc = failed_everywhere(w, "no repository took the data key record", err);
         tm_backup_writer_free(w);
         return rc;
     }
@@ -556,7 +632,7 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
         tm_storage_writer *sw = NULL;
         tm_err e = {0};
         if (tm_storage_put_open(w->rs->repos[i].st, o->key, &sw, &e) != TM_OK) {
-            drop(w, i, e.code, "", e.msg);
+            drop(w, i, e.code, "put object", e.msg);
             continue;
         }
         tm_sink_from_storage_writer(&sinks[o->nsinks], sw, w->rs->repos[i].name);
@@ -568,8 +644,9 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
     }
     pthread_mutex_unlock(&w->mu);
     if (o->nsinks == 0) {
-        rc = tm_err_set(err, TM_EIO, "backup %s: object %s: no repository could start it", w->id,
-                        o->key);
+        pthread_mutex_lock(&w->mu);
+        rc = failed_everywhere(w, "no repository could start an object", err);
+        pthread_mutex_unlock(&w->mu);
     } else {
         tm_pipeline_opts po = {.zstd_level = w->rs->zstd_level};
         rc = tm_pipeline_writer_new(&o->pw, w->dk, o->key, sinks, o->nsinks, &po, err);
@@ -590,9 +667,30 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
     return TM_OK;
 }
 
+/* Record the repositories whose sink has failed so far (caller holds mu). */
+static void drop_failed_sinks(tm_backup_object *o)
+{
+    for (size_t k = 0; k < o->nsinks; k++) {
+        const tm_sink_result *r = tm_pipeline_writer_result(o->pw, k);
+        if (r->code != TM_OK && r->code != TM_EINTERNAL) {
+            drop(o->w, o->map[k], r->code, "put object", r->msg);
+        }
+    }
+}
+
 int tm_backup_object_write(tm_backup_object *o, const void *buf, size_t len, tm_err *err)
 {
-    return tm_pipeline_writer_write(o->pw, buf, len, err);
+    int rc = tm_pipeline_writer_write(o->pw, buf, len, err);
+    if (rc != TM_OK) {
+        /* Every repository failed: say which and why, each in its words. */
+        pthread_mutex_lock(&o->w->mu);
+        drop_failed_sinks(o);
+        if (o->w->live == 0) {
+            rc = failed_everywhere(o->w, "every repository failed", err);
+        }
+        pthread_mutex_unlock(&o->w->mu);
+    }
+    return rc;
 }
 
 static void object_free(tm_backup_object *o)
@@ -620,20 +718,17 @@ int tm_backup_object_close(tm_backup_object *o, tm_object_digest *digest, tm_err
     for (size_t k = 0; k < o->nsinks; k++) {
         const tm_sink_result *r = tm_pipeline_writer_result(o->pw, k);
         if (r->code != TM_OK) {
-            drop(w, o->map[k], r->code, "", r->msg);
+            drop(w, o->map[k], r->code, "put object", r->msg);
         } else if (rc != TM_OK && nfail == 0) {
             /* The writer itself failed (not one sink): every sink aborted. */
-            drop(w, o->map[k], rc, "", e.msg);
+            drop(w, o->map[k], rc, "put object", e.msg);
         } else {
             ok++;
         }
     }
     if (ok == 0) {
+        rc = failed_everywhere(w, "every repository failed", err);
         pthread_mutex_unlock(&w->mu);
-        rc = tm_err_set(err, rc != TM_OK ? rc : TM_EIO,
-                        "backup %s: object %s failed in every "
-                        "repository: %s",
-                        w->id, o->key, e.msg);
         object_free(o);
         return rc;
     }
@@ -649,6 +744,10 @@ int tm_backup_object_close(tm_backup_object *o, tm_object_digest *digest, tm_err
 void tm_backup_object_abort(tm_backup_object *o)
 {
     if (o != NULL) {
+        /* A sink that failed before the abort keeps its reason. */
+        pthread_mutex_lock(&o->w->mu);
+        drop_failed_sinks(o);
+        pthread_mutex_unlock(&o->w->mu);
         object_free(o);
     }
 }
@@ -712,10 +811,15 @@ int tm_backup_finish(tm_backup_writer *w, tm_err *err)
             continue;
         }
         tm_err e = {0};
-        if (tm_storage_put(w->rs->repos[i].st, dig_key, list, list_len, &e) != TM_OK) {
-            drop(w, i, e.code, "writing the digest list", e.msg);
-        } else if (tm_storage_put(w->rs->repos[i].st, man_key, sealed, sealed_len, &e) != TM_OK) {
-            drop(w, i, e.code, "writing the manifest", e.msg);
+        /* Create-only: a digest list or manifest already there belongs to
+         * someone else's backup and is never replaced. */
+        if (tm_storage_put_new(w->rs->repos[i].st, dig_key, list, list_len, &e) != TM_OK) {
+            drop(w, i, e.code, "put digest list", e.msg);
+        } else if (tm_storage_put_new(w->rs->repos[i].st, man_key, sealed, sealed_len, &e) !=
+                   TM_OK) {
+            drop(w, i, e.code, "put manifest", e.msg);
+        } else {
+            w->complete[i] = 1;
         }
     }
     free(man_key);
@@ -729,19 +833,19 @@ int tm_backup_finish(tm_backup_writer *w, tm_err *err)
     if (nfail == 0) {
         return TM_OK;
     }
-    char msg[TM_ERR_MSG_MAX] = "";
-    size_t off = 0;
-    for (size_t i = 0; i < w->rs->n && off < sizeof(msg); i++) {
-        if (w->res[i].code != TM_OK) {
-            int n = snprintf(msg + off, sizeof(msg) - off, "%s%s: %s", off ? "; " : "",
-                             w->res[i].repo, w->res[i].msg);
-            off += n > 0 ? (size_t)n : 0;
+    char what[128];
+    snprintf(what, sizeof(what),
+             "complete in %zu of %zu repositories; it does not exist in the others", w->live,
+             w->rs->n);
+    rc = failed_everywhere(w, what, err);
+    if (w->live > 0) {
+        /* Complete somewhere: TM_EIO tells the caller it is a backup. */
+        rc = TM_EIO;
+        if (err != NULL) {
+            err->code = TM_EIO;
         }
     }
-    return tm_err_set(err, w->live > 0 ? TM_EIO : w->res[0].code,
-                      "backup %s/%s complete in %zu of %zu repositories; it does not exist in "
-                      "the others: %s",
-                      w->target, w->id, w->live, w->rs->n, msg);
+    return rc;
 }
 
 const tm_repo_result *tm_backup_results(const tm_backup_writer *w, size_t *n)
@@ -750,11 +854,144 @@ const tm_repo_result *tm_backup_results(const tm_backup_writer *w, size_t *n)
     return w->res;
 }
 
+/* One RepositoryOutcome per repository of rs from res (complete may be NULL:
+ * complete nowhere). */
+static int outcomes_fill(const tm_repo_set *rs, const tm_repo_result *res,
+                         const unsigned char *complete, Tidemark__TaskResult *r)
+{
+    size_t n = rs->n;
+    Tidemark__RepositoryOutcome **v =
+        realloc(r->repository_outcomes, (r->n_repository_outcomes + n) * sizeof(*v));
+    if (v == NULL) {
+        return TM_ENOMEM;
+    }
+    r->repository_outcomes = v;
+    for (size_t i = 0; i < n; i++) {
+        Tidemark__RepositoryOutcome *o = malloc(sizeof(*o));
+        if (o == NULL) {
+            return TM_ENOMEM;
+        }
+        tidemark__repository_outcome__init(o);
+        v[r->n_repository_outcomes++] = o;
+        o->repository = strdup(rs->repos[i].name);
+        o->region = strdup(rs->repos[i].region);
+        o->has_ok = 1;
+        o->ok = complete != NULL && complete[i];
+        if (o->ok) {
+            continue;
+        }
+        if (res[i].code != TM_OK) {
+            o->error_class = strdup(tm_storage_error_class(res[i].code));
+            o->operation = strdup(res[i].op);
+            o->message = strdup(res[i].msg);
+        } else {
+            /* Healthy here, but the backup failed before its manifest (the
+             * source, or every other repository): nothing was kept. */
+            o->error_class = strdup("aborted");
+            o->operation = strdup("backup");
+            if (asprintf(&o->message,
+                         "repository %s: the backup was not finished, so it was not kept "
+                         "(see the task's error)",
+                         rs->repos[i].name) < 0) {
+                o->message = NULL;
+            }
+        }
+        if (o->error_class == NULL || o->operation == NULL || o->message == NULL) {
+            return TM_ENOMEM;
+        }
+    }
+    return TM_OK;
+}
+
+int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r)
+{
+    return outcomes_fill(w->rs, w->res, w->complete, r);
+}
+
+int tm_repo_outcomes_failed(const tm_repo_set *rs, const tm_err *e, Tidemark__TaskResult *r)
+{
+    tm_repo_result *res = calloc(rs->n ? rs->n : 1, sizeof(*res));
+    if (res == NULL) {
+        return TM_ENOMEM;
+    }
+    for (size_t i = 0; i < rs->n; i++) {
+        res[i].code = e->code != TM_OK ? e->code : TM_EIO;
+        snprintf(res[i].op, sizeof(res[i].op), "begin backup");
+        snprintf(res[i].msg, sizeof(res[i].msg), "%s", e->msg);
+    }
+    int rc = outcomes_fill(rs, res, NULL, r);
+    free(res);
+    return rc;
+}
+
+/* Delete what this writer stored in repository i: every key under the
+ * backup's directory and its data key record. Only called where the writer
+ * created the id's key record (owned), so nothing of another backup goes. */
+static void cleanup(tm_backup_writer *w, size_t i)
+{
+    tm_storage *st = w->rs->repos[i].st;
+    const char *name = w->rs->repos[i].name;
+    char *prefix = tm_repo_path_backup(w->target, w->id, "");
+    char *rec = tm_repo_path_key(w->target, w->id, w->rs->mk.id_hex);
+    tm_err e = {0};
+    int rc = prefix == NULL || rec == NULL ? tm_err_set(&e, TM_ENOMEM, "out of memory") : TM_OK;
+    size_t deleted = 0;
+    /* Deleting while listing shifts nothing: pages continue after the last
+     * key seen, and deleted keys sort before it. */
+    char *token = NULL;
+    while (rc == TM_OK) {
+        tm_storage_info *items = NULL;
+        size_t n = 0;
+        char *next = NULL;
+        rc = tm_storage_list(st, prefix, token, 1000, &items, &n, &next, &e);
+        const char **keys = rc == TM_OK ? calloc(n ? n : 1, sizeof(*keys)) : NULL;
+        if (rc == TM_OK && keys == NULL) {
+            rc = tm_err_set(&e, TM_ENOMEM, "out of memory");
+        }
+        for (size_t k = 0; rc == TM_OK && k < n; k++) {
+            keys[k] = items[k].key;
+        }
+        if (rc == TM_OK && n > 0 && (rc = tm_storage_delete(st, keys, n, &e)) == TM_OK) {
+            deleted += n;
+        }
+        free(keys);
+        tm_storage_infos_free(items, n);
+        free(token);
+        token = next;
+        if (token == NULL) {
+            break;
+        }
+    }
+    free(token);
+    if (rc == TM_OK && (rc = tm_storage_delete(st, (const char *const *)&rec, 1, &e)) == TM_OK) {
+        deleted++;
+    }
+    if (rc == TM_OK) {
+        tm_info("repo", "event=partial_backup_deleted repo=%s backup=%s/%s objects=%zu", name,
+                w->target, w->id, deleted);
+    } else {
+        tm_warn("repo",
+                "event=partial_backup_cleanup_failed repo=%s backup=%s/%s deleted=%zu "
+                "msg=\"%s\" hint=\"it has no manifest, so it is not a backup; retention or "
+                "`tidemark-agent repo ls` shows what is left\"",
+                name, w->target, w->id, deleted, e.msg);
+    }
+    free(prefix);
+    free(rec);
+}
+
 void tm_backup_writer_free(tm_backup_writer *w)
 {
     if (w == NULL) {
         return;
     }
+    for (size_t i = 0; w->owned != NULL && i < w->rs->n; i++) {
+        if (w->owned[i] && !w->complete[i]) {
+            cleanup(w, i);
+        }
+    }
+    free(w->owned);
+    free(w->complete);
     tm_secure_zero(w->dk, sizeof(w->dk));
     tm_manifest_free(w->m);
     if (w->mu_init) {

@@ -45,6 +45,7 @@
 #include "common/manifest.h"
 #include "common/pipeline.h"
 #include "common/storage.h"
+#include "tidemark.pb-c.h"
 
 typedef struct tm_repo_set tm_repo_set;
 
@@ -76,9 +77,10 @@ typedef struct tm_backup_object tm_backup_object;
 
 /* Per repository outcome of a backup. */
 typedef struct tm_repo_result {
-    const char *repo; /* owned by the set */
-    int code;         /* 0 = complete there (after finish) */
-    char msg[TM_ERR_MSG_MAX];
+    const char *repo;         /* owned by the set */
+    int code;                 /* 0 = complete there (after finish) */
+    char op[48];              /* what failed: "put data key record", "put object", ... */
+    char msg[TM_ERR_MSG_MAX]; /* "repository NAME: OP: <storage error> (<what to check>)" */
 } tm_repo_result;
 
 /* Start a backup: a fresh data key, wrapped with the master key, written to
@@ -113,7 +115,18 @@ void tm_backup_object_abort(tm_backup_object *o);
 int tm_backup_finish(tm_backup_writer *w, tm_err *err);
 /* Per repository results (one per repository of the set, in order). */
 const tm_repo_result *tm_backup_results(const tm_backup_writer *w, size_t *n);
-/* Frees; a backup not finished stays without manifest (it does not exist). */
+/* Append one RepositoryOutcome per repository to r->repository_outcomes: ok
+ * only where the manifest was written; otherwise the error's class
+ * (tm_storage_error_class), the operation and the message. Call before
+ * tm_backup_writer_free, on success and failure alike. */
+int tm_backup_outcomes(const tm_backup_writer *w, Tidemark__TaskResult *r);
+/* When tm_backup_begin failed (no writer): every repository not ok, with the
+ * class of e's code and e's message (which names each repository). */
+int tm_repo_outcomes_failed(const tm_repo_set *rs, const tm_err *e, Tidemark__TaskResult *r);
+/* Frees. A repository where the backup is not complete (not finished, or
+ * dropped on the way) gets no manifest, and what this writer stored there
+ * (objects, digest list, data key record) is deleted, best effort and
+ * logged: a failed attempt leaves no partial backup and frees its space. */
 void tm_backup_writer_free(tm_backup_writer *w);
 
 /* ---- reading ---------------------------------------------------------- */

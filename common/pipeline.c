@@ -211,12 +211,21 @@ static size_t dispatch(tm_pipeline_writer *w, chunk *c)
     return live;
 }
 
+/* The sinks' common code survives (a full disk stays TM_ENOSPC, a wrong key
+ * TM_EAUTH): callers classify failures by it. */
 static int all_failed_err(tm_pipeline_writer *w, tm_err *err)
 {
     pthread_mutex_lock(&w->mu);
     const char *why = w->nsinks > 0 ? w->slots[0].result.msg : "";
+    const char *name = w->nsinks > 0 && w->slots[0].sink.name ? w->slots[0].sink.name : "sink";
+    int code = TM_OK;
+    for (size_t i = 0; i < w->nsinks; i++) {
+        int c = w->slots[i].result.code;
+        code = code == TM_OK || code == c ? c : TM_EIO;
+    }
     pthread_mutex_unlock(&w->mu);
-    return tm_err_set(err, TM_EIO, "object %s: every sink failed (first: %s)", w->object_key, why);
+    return tm_err_set(err, code != TM_OK ? code : TM_EIO,
+                      "object %s: every sink failed (first: %s: %s)", w->object_key, name, why);
 }
 
 /* ---- writer ----------------------------------------------------------- */
@@ -694,6 +703,10 @@ static int file_sink_write(void *arg, const void *buf, size_t len, tm_err *err)
             return tm_err_set(err, tm_err_from_errno(errno), "write %s: %s", f->tmp,
                               strerror(errno));
         }
+        if (n == 0) {
+            /* No progress and no errno: never loop on it, never call it done. */
+            return tm_err_set(err, TM_EIO, "write %s: wrote 0 of %zu bytes", f->tmp, len);
+        }
         p += n;
         len -= (size_t)n;
     }
@@ -723,10 +736,17 @@ static int file_sink_commit(void *arg, tm_err *err)
         rc = tm_err_set(err, tm_err_from_errno(errno), "rename %s: %s", f->path, strerror(errno));
     }
     if (rc == TM_OK) {
+        /* The rename is durable only once the directory is: a failed
+         * directory fsync is a failed commit, and the file is taken back. */
         char *d = strdup(f->path);
         int dfd = d != NULL ? open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
+            int e = d == NULL ? ENOMEM : errno;
+            rc = tm_err_set(err, tm_err_from_errno(e), "fsync directory of %s: %s", f->path,
+                            strerror(e));
+            unlink(f->path);
+        }
         if (dfd >= 0) {
-            fsync(dfd);
             close(dfd);
         }
         free(d);

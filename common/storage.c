@@ -209,6 +209,64 @@ int tm_storage_put(tm_storage *s, const char *key, const void *buf, size_t len, 
     return tm_storage_put_commit(w, err);
 }
 
+int tm_storage_put_new(tm_storage *s, const char *key, const void *buf, size_t len, tm_err *err)
+{
+    if (!tm_storage_key_valid(key)) {
+        return bad_key(s, key, err);
+    }
+    return s->b->put_create(s->state, key, buf, len, err);
+}
+
+const char *tm_storage_error_class(int code)
+{
+    switch (code) {
+    case TM_EAUTH:
+        return "auth";
+    case TM_EPERM:
+        return "permission";
+    case TM_ENOENT:
+        return "not_found";
+    case TM_EBUSY:
+        return "throttled";
+    case TM_EUNAVAIL:
+    case TM_ETIMEDOUT:
+        return "unreachable";
+    case TM_ENOSPC:
+        return "no_space";
+    case TM_ECORRUPT:
+        return "corrupt";
+    case TM_EEXIST:
+        return "exists";
+    default:
+        return "io";
+    }
+}
+
+const char *tm_storage_error_hint(int code)
+{
+    switch (code) {
+    case TM_EAUTH:
+        return "check the access key and the secret key";
+    case TM_EPERM:
+        return "check the permissions of the directory or the bucket policy";
+    case TM_ENOENT:
+        return "check that the repository's directory or bucket exists";
+    case TM_EBUSY:
+        return "the server throttles requests (SlowDown); retry later or lower the parallelism";
+    case TM_EUNAVAIL:
+    case TM_ETIMEDOUT:
+        return "check the endpoint, the network and that the server is up";
+    case TM_ENOSPC:
+        return "free space on the repository or raise its quota";
+    case TM_ECORRUPT:
+        return "the stored bytes are damaged; run `tidemark-agent repo verify`";
+    case TM_EEXIST:
+        return "an object of that name already exists and is never overwritten";
+    default:
+        return "check the storage device and the system log";
+    }
+}
+
 int tm_storage_get_open(tm_storage *s, const char *key, uint64_t offset, uint64_t length,
                         tm_storage_reader **out, tm_err *err)
 {

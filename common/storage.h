@@ -62,6 +62,17 @@ int tm_storage_put_commit(tm_storage_writer *w, tm_err *err);
 void tm_storage_put_abort(tm_storage_writer *w);
 /* Convenience: put a whole buffer. */
 int tm_storage_put(tm_storage *s, const char *key, const void *buf, size_t len, tm_err *err);
+/* Put a whole buffer only if key does not exist yet: TM_EEXIST otherwise, and
+ * the existing object is untouched (posix: link(); S3: If-None-Match: *). For
+ * objects that must never be replaced: manifests, data key records. */
+int tm_storage_put_new(tm_storage *s, const char *key, const void *buf, size_t len, tm_err *err);
+
+/* What kind of failure a TM_E* code from a storage call is, for operators and
+ * the task's per-repository outcome: "auth", "permission", "not_found",
+ * "throttled", "unreachable", "no_space", "corrupt", "exists" or "io". */
+const char *tm_storage_error_class(int code);
+/* What to check for that class, e.g. "check the secret key"; never NULL. */
+const char *tm_storage_error_hint(int code);
 
 /* Streaming (ranged) get: length 0 = to the end. read() sets *got = 0 at EOF. */
 int tm_storage_get_open(tm_storage *s, const char *key, uint64_t offset, uint64_t length,

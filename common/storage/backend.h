@@ -24,6 +24,8 @@ typedef struct tm_storage_backend {
     /* commit and abort both free w. */
     int (*put_commit)(void *w, tm_err *err);
     void (*put_abort)(void *w);
+    /* Whole-buffer put that never replaces: TM_EEXIST when the key exists. */
+    int (*put_create)(void *state, const char *key, const void *buf, size_t len, tm_err *err);
 
     int (*get_open)(void *state, const char *key, uint64_t offset, uint64_t length, void **r,
                     tm_err *err);

@@ -29,6 +29,7 @@ typedef struct posix {
 typedef struct posix_writer {
     posix *p;
     int fd;
+    int excl; /* create only: an existing object is never replaced */
     char tmp[PATH_MAX];
     char path[PATH_MAX];
 } posix_writer;
@@ -72,13 +73,22 @@ static int key_path(posix *p, const char *key, char *out, tm_err *err)
     return TM_OK;
 }
 
-static void fsync_dir(const char *path)
+/* A rename or link is durable only once its directory is: a failed directory
+ * fsync is a failed put, like a failed file fsync. */
+static int fsync_dir(const char *path, tm_err *err)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
+    if (fd < 0) {
+        return fail(err, errno, "open directory", path);
     }
+    int rc = TM_OK;
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        rc = fail(err, errno, "fsync directory", path);
+    }
+    if (close(fd) != 0 && rc == TM_OK) {
+        rc = fail(err, errno, "close directory", path);
+    }
+    return rc;
 }
 
 static void dir_of(const char *path, char *out)
@@ -107,7 +117,7 @@ static int create_temp(posix *p, const char *path, char *tmp, int *fd_out, tm_er
         if (n < 0 || n >= PATH_MAX) {
             return tm_err_set(err, TM_EINVAL, "posix: path too long: %s", path);
         }
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             *fd_out = fd;
             return TM_OK;
@@ -116,8 +126,24 @@ static int create_temp(posix *p, const char *path, char *tmp, int *fd_out, tm_er
             return fail(err, errno, "create", tmp);
         }
         tm_err tmp_err;
-        if (tm_mkdir_p(dir, 0755, &tmp_err) != TM_OK) {
+        if (tm_mkdir_p(dir, 0700, &tmp_err) != TM_OK) {
             return tm_err_set(err, posix_errno(errno), "posix:%s: %s", p->root, tmp_err.msg);
+        }
+        /* New directories are durable once their parents are: fsync each
+         * one from the new leaf's parent up to the root. */
+        char up[PATH_MAX];
+        snprintf(up, sizeof(up), "%s", dir);
+        size_t rl = strlen(p->root);
+        while (strlen(up) > rl) {
+            char *slash = strrchr(up, '/');
+            if (slash == NULL || slash == up) {
+                break;
+            }
+            *slash = '\0';
+            int rc = fsync_dir(up, err);
+            if (rc != TM_OK) {
+                return rc;
+            }
         }
     }
     return tm_err_set(err, TM_EIO, "create temp file in %s: directory keeps vanishing", dir);
@@ -143,7 +169,7 @@ static int posix_open(void **state, const tm_storage_opts *opts, char *describe,
     }
     memcpy(p->root, opts->path, n);
     p->root[n] = '\0';
-    int rc = tm_mkdir_p(p->root, 0755, err);
+    int rc = tm_mkdir_p(p->root, 0700, err);
     if (rc != TM_OK) {
         free(p);
         return rc;
@@ -195,6 +221,10 @@ static int posix_write(void *wp, const void *buf, size_t len, tm_err *err)
             }
             return fail(err, errno, "write", w->tmp);
         }
+        if (n == 0) {
+            /* No progress and no errno: never loop on it, never call it done. */
+            return tm_err_set(err, TM_EIO, "write %s: wrote 0 of %zu bytes", w->tmp, len);
+        }
         b += n;
         len -= (size_t)n;
     }
@@ -223,7 +253,21 @@ static int posix_put_commit(void *wp, tm_err *err)
     if (close(cfd) != 0 && rc == TM_OK) {
         rc = fail(err, errno, "close", w->tmp);
     }
-    if (rc == TM_OK && rename(w->tmp, w->path) != 0) {
+    if (rc == TM_OK && w->excl) {
+        /* link() fails with EEXIST instead of replacing (and works on NFS,
+         * unlike renameat2's RENAME_NOREPLACE); the temp name goes after. */
+        if (link(w->tmp, w->path) != 0) {
+            int e = errno;
+            rc = e == EEXIST ? tm_err_set(err, TM_EEXIST,
+                                          "create %s: already exists (repositories are never "
+                                          "overwritten)",
+                                          w->path)
+                             : fail(err, e, "link to", w->path);
+        } else if (unlink(w->tmp) != 0) {
+            rc = fail(err, errno, "unlink", w->tmp);
+            unlink(w->path);
+        }
+    } else if (rc == TM_OK && rename(w->tmp, w->path) != 0) {
         rc = fail(err, errno, "rename to", w->path);
     }
     if (rc != TM_OK) {
@@ -232,9 +276,29 @@ static int posix_put_commit(void *wp, tm_err *err)
     }
     char dir[PATH_MAX];
     dir_of(w->path, dir);
-    fsync_dir(dir);
+    rc = fsync_dir(dir, err);
+    if (rc != TM_OK) {
+        /* Visible but maybe not durable: take it back rather than report a
+         * put that a crash could undo. */
+        unlink(w->path);
+    }
     free(w);
-    return TM_OK;
+    return rc;
+}
+
+static int posix_put_create(void *state, const char *key, const void *buf, size_t len, tm_err *err)
+{
+    void *wp = NULL;
+    int rc = posix_put_open(state, key, &wp, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    ((posix_writer *)wp)->excl = 1;
+    if (len > 0 && (rc = posix_write(wp, buf, len, err)) != TM_OK) {
+        posix_put_abort(wp);
+        return rc;
+    }
+    return posix_put_commit(wp, err);
 }
 
 static int posix_get_open(void *state, const char *key, uint64_t offset, uint64_t length,
@@ -425,6 +489,15 @@ static int posix_list(void *state, const char *prefix, const char *token, size_t
                       tm_storage_info **items, size_t *n, char **next, tm_err *err)
 {
     list_ctx c = {.p = state, .prefix = prefix, .token = token, .max = max, .err = err};
+    /* A missing root is a missing repository (unmounted disk, deleted
+     * directory), not an empty one. */
+    struct stat st;
+    if (stat(c.p->root, &st) != 0) {
+        return fail(err, errno, "repository root", c.p->root);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return fail(err, ENOTDIR, "repository root", c.p->root);
+    }
     int rc = walk(&c, "");
     if (rc != TM_OK) {
         tm_storage_infos_free(c.items, c.n);
@@ -550,6 +623,7 @@ const tm_storage_backend tm_storage_backend_posix = {
     .write = posix_write,
     .put_commit = posix_put_commit,
     .put_abort = posix_put_abort,
+    .put_create = posix_put_create,
     .get_open = posix_get_open,
     .read = posix_read,
     .get_close = posix_get_close,

@@ -529,6 +529,7 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
     int64_t prev_start = 0;
     uint64_t ref_bytes = 0;
     uint32_t nref = 0;
+    int finished = 0;
 
     int rc = tm_repo_set_open(&rs, conf, TM_REPO_KEYS, err);
     if (rc == TM_OK && incremental) {
@@ -597,6 +598,10 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
         tm_pg_backup_id(tm_now_s(), incremental, id, sizeof(id));
         rc = tm_backup_begin(rs, t->name, id, incremental ? "incremental" : "full", "postgres", &w,
                              err);
+        if (rc != TM_OK && rc != TM_EEXIST) {
+            /* No repository took the key record: say so for each. */
+            tm_repo_outcomes_failed(rs, err, result);
+        }
         if (rc != TM_EEXIST || attempt >= 2) {
             break;
         }
@@ -729,6 +734,7 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
         m->n_engine_info = info.n;
         m->parent_backup_id = parent;
         rc = tm_backup_finish(w, err);
+        finished = 1;
         /* The manifest is sealed: give the borrowed pointers back before
          * anything frees it. */
         m->files = NULL;
@@ -739,9 +745,11 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
     }
     size_t nres = 0;
     const tm_repo_result *res = w ? tm_backup_results(w, &nres) : NULL;
-    /* TM_EIO from finish: complete in some repositories. That is a backup
-     * (it exists, the coordinator records where), with the others named. */
-    if (rc == TM_OK || (rc == TM_EIO && w != NULL && res != NULL)) {
+    /* TM_EIO from finish (and only from finish: an EIO from copying means
+     * nothing was finished anywhere): complete in some repositories. That is
+     * a backup (it exists, the coordinator records where), with the others
+     * named. */
+    if (rc == TM_OK || (rc == TM_EIO && finished && res != NULL)) {
         size_t okn = 0;
         for (size_t i = 0; i < nres; i++) {
             okn += res[i].code == TM_OK;
@@ -793,6 +801,11 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
                 nwal, (uint64_t)atomic_load(&b.checksum_bad), (tm_mono_ns() - t0) / 1000000);
     }
 done:
+    /* Every repository's outcome, on failure too: where it is complete and,
+     * elsewhere, why not. */
+    if (w != NULL && tm_backup_outcomes(w, result) != TM_OK && rc == TM_OK) {
+        rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
     tm_pg_close(pc);
     tm_backup_writer_free(w);
     tm_backup_reader_free(prev_rd);

@@ -116,6 +116,15 @@ int tm_wal_pusher_push(tm_wal_pusher *p, const char *path, int use_spool, int *a
     if (rc == TM_OK) {
         rc = tm_log_push(p->ls, rel, fd, p->quorum, res, NULL, err);
     }
+    /* Without a quorum, success means every repository holds the file:
+     * checked here too, so a log store answering 0 with a repository left
+     * out can never make PostgreSQL recycle a segment that is missing there. */
+    for (size_t i = 0; rc == TM_OK && p->quorum == 0 && res != NULL && i < n; i++) {
+        if (res[i].state != TM_LOG_R_STORED && res[i].state != TM_LOG_R_ALREADY) {
+            rc = tm_err_set(err, TM_EIO, "wal-push %s: repository %s does not hold it: %s", base,
+                            tm_repo_set_name(p->rs, i), res[i].msg);
+        }
+    }
     if (rc == TM_OK) {
         int stored = 0;
         for (size_t i = 0; i < n && res != NULL; i++) {

@@ -491,6 +491,68 @@ static int s3_put_commit(void *wp, tm_err *err)
     return rc;
 }
 
+/* Create-only put. `If-None-Match: *` makes S3 (and Swift's s3api) answer
+ * 412 instead of replacing an existing object; a HEAD first catches servers
+ * that ignore the header when the object is already there, and reading the
+ * object back catches a concurrent writer that such a server let win. These
+ * objects are small (key records, manifests), so the extra requests are
+ * cheap next to losing a backup's key. */
+static int s3_put_create(void *state, const char *key, const void *buf, size_t len, tm_err *err)
+{
+    s3 *s = state;
+    char *fk = full_key(s, key);
+    if (fk == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "s3 put %s: out of memory", key);
+    }
+    char what[TM_STORAGE_KEY_MAX + 256];
+    snprintf(what, sizeof(what), "%s/%s", s->bucket, fk);
+    s3_resp resp;
+    s3_req h = {.method = "HEAD", .key = fk, .what = what, .ok_status = {404}};
+    int rc = s3_request(s, &h, &resp, err);
+    if (rc == TM_OK && resp.status != 404) {
+        rc = tm_err_set(err, TM_EEXIST,
+                        "s3 PUT %s: already exists (repositories are never overwritten)", what);
+    }
+    s3_resp_free(&resp);
+    if (rc == TM_OK) {
+        s3_req r = {.method = "PUT", .key = fk, .body = buf, .body_len = len, .what = what};
+        obj_headers oh;
+        add_object_headers(s, &r, &oh);
+        char md5[32];
+        if (s->lock_mode != NULL) {
+            md5_base64(buf, len, md5);
+            s3_req_header(&r, "content-md5", md5);
+        }
+        s3_req_header(&r, "if-none-match", "*");
+        rc = s3_request(s, &r, &resp, err);
+        if (rc == TM_EPROTO && resp.status == 501) {
+            /* Swift's s3api: "Conditional object PUTs are not supported".
+             * The HEAD above and the read-back below stand in for it. */
+            if (r.nh > 0 && strcmp(r.hname[r.nh - 1], "if-none-match") == 0) {
+                r.nh--;
+            }
+            s3_resp_free(&resp);
+            rc = s3_request(s, &r, &resp, err);
+        }
+        s3_resp_free(&resp);
+        if (rc == TM_EEXIST) {
+            tm_err_set(err, TM_EEXIST,
+                       "s3 PUT %s: already exists (repositories are never overwritten)", what);
+        }
+    }
+    if (rc == TM_OK) {
+        s3_req g = {.method = "GET", .key = fk, .what = what};
+        rc = s3_request(s, &g, &resp, err);
+        if (rc == TM_OK && (resp.body.len != len || (len > 0 && memcmp(resp.body.p, buf, len)))) {
+            rc = tm_err_set(err, TM_EEXIST,
+                            "s3 PUT %s: another writer created the object at the same time", what);
+        }
+        s3_resp_free(&resp);
+    }
+    free(fk);
+    return rc;
+}
+
 /* ---- get ---------------------------------------------------------------- */
 
 static int fetch_chunk(s3_reader *rd, tm_err *err)
@@ -833,6 +895,7 @@ const tm_storage_backend tm_storage_backend_s3 = {
     .write = s3_write,
     .put_commit = s3_put_commit,
     .put_abort = s3_put_abort,
+    .put_create = s3_put_create,
     .get_open = s3_get_open,
     .read = s3_read,
     .get_close = s3_get_close,

@@ -191,6 +191,9 @@ static void header_value(CURL *h, const char *name, char *out, size_t cap)
 
 static int status_retryable(long status, const char *code)
 {
+    if (status == 501) {
+        return 0; /* NotImplemented: asking again changes nothing */
+    }
     if (status >= 500 || status == 429 || status == 408) {
         return 1;
     }
@@ -236,6 +239,13 @@ static int status_to_code(long status, const char *s3code)
     }
     if (status == 507 || (s3code && strcmp(s3code, "QuotaExceeded") == 0)) {
         return TM_ENOSPC;
+    }
+    if (status == 501) {
+        return TM_EPROTO; /* a feature the server does not have */
+    }
+    /* Throttling is not an outage: the operator's fix differs (slow down). */
+    if (status == 429 || (s3code && strcmp(s3code, "SlowDown") == 0)) {
+        return TM_EBUSY;
     }
     if (status >= 500 || status == 429 || status == 408) {
         return TM_EUNAVAIL;
@@ -480,6 +490,13 @@ int s3_request(s3 *s, const s3_req *r, s3_resp *resp, tm_err *err)
         int tc = status_to_code(resp->status, code);
         if (tc == TM_EAUTH) {
             hint = " (check the access key and secret key)";
+        } else if (tc == TM_EBUSY) {
+            hint = " (the server throttles requests)";
+        } else if (tc == TM_EPERM && code == NULL) {
+            /* HEAD answers carry no error document, so a wrong secret and a
+             * missing permission look alike here. */
+            hint = " (a wrong access key or secret key, or no permission: check both and the "
+                   "bucket policy)";
         }
         rc = tm_err_set(err, tc, "s3 %s %s: %ld %s%s%s%s%s", r->method, r->what, resp->status,
                         code ? code : (resp->status == 404 ? "NotFound" : "Error"), msg ? ": " : "",

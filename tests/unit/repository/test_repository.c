@@ -178,11 +178,11 @@ static void test_roundtrip_verify_rotate(void **state)
     tm_backup_info *infos = NULL;
     size_t n = 0;
     assert_int_equal(tm_repo_scan(rs, 0, NULL, &infos, &n, &err), 0);
-    assert_int_equal(n, 2); /* B1 complete, B2 only a key record */
+    /* B1 complete; the unfinished B2 left nothing, not even its key record. */
+    assert_int_equal(n, 1);
     assert_string_equal(infos[0].backup_id, "B1");
     assert_true(infos[0].has_manifest && infos[0].has_digests);
     assert_int_equal(infos[0].n_objects, 1);
-    assert_false(infos[1].has_manifest);
     tm_backup_infos_free(infos, n);
 
     tm_verify_opts vo = {.use_key = 1};
@@ -220,10 +220,10 @@ static void test_roundtrip_verify_rotate(void **state)
     assert_int_equal(tm_keys_load_master_file(key2, &k2, &err), 0);
     tm_rotate_stats st;
     assert_int_equal(tm_repo_rotate(rs, &k2, 0, count, &c, &st, &err), 0);
-    assert_int_equal(st.rewrapped, 4); /* B1, B2 in two repositories */
-    assert_int_equal(st.deleted, 4);
+    assert_int_equal(st.rewrapped, 2); /* B1 in two repositories (B2 left nothing) */
+    assert_int_equal(st.deleted, 2);
     assert_int_equal(tm_repo_rotate(rs, &k2, 0, count, &c, &st, &err), 0);
-    assert_int_equal(st.already, 4);
+    assert_int_equal(st.already, 2);
     assert_int_equal(st.rewrapped, 0);
     tm_repo_set_free(rs);
     rs = open_set(key2);
@@ -261,6 +261,30 @@ static void test_failed_repo_gets_no_manifest(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(res[0].code, 0);
     assert_int_not_equal(res[1].code, 0);
+    /* Every repository's outcome, the failed one with class, operation and
+     * a message naming it. */
+    Tidemark__TaskResult tr = TIDEMARK__TASK_RESULT__INIT;
+    assert_int_equal(tm_backup_outcomes(w, &tr), 0);
+    assert_int_equal(tr.n_repository_outcomes, 2);
+    assert_string_equal(tr.repository_outcomes[0]->repository, "a");
+    assert_true(tr.repository_outcomes[0]->has_ok && tr.repository_outcomes[0]->ok);
+    assert_null(tr.repository_outcomes[0]->error_class);
+    assert_string_equal(tr.repository_outcomes[1]->repository, "b");
+    assert_false(tr.repository_outcomes[1]->ok);
+    assert_string_equal(tr.repository_outcomes[1]->error_class, "io");
+    assert_string_equal(tr.repository_outcomes[1]->operation, "put data key record");
+    assert_non_null(strstr(tr.repository_outcomes[1]->message, "repository b: "));
+    assert_non_null(strstr(tr.repository_outcomes[1]->message, "Not a directory"));
+    for (size_t i = 0; i < tr.n_repository_outcomes; i++) {
+        Tidemark__RepositoryOutcome *o = tr.repository_outcomes[i];
+        free(o->repository);
+        free(o->region);
+        free(o->error_class);
+        free(o->operation);
+        free(o->message);
+        free(o);
+    }
+    free(tr.repository_outcomes);
     tm_backup_writer_free(w);
     snprintf(path, sizeof(path), "%s/a/t2/backup/X/manifest", dir);
     assert_int_equal(access(path, F_OK), 0);
@@ -348,12 +372,177 @@ static void test_parallel_objects(void **state)
     tm_repo_set_free(rs);
 }
 
+/* Two backups of one target started in the same second (two tasks, two
+ * repository sets): each gets its own id, and each reads back its own
+ * content. Before ids were claimed by a create-only key record, both took
+ * the same id and the second key record replaced the first, leaving the
+ * first backup undecryptable. */
+typedef struct racer {
+    pthread_barrier_t *bar;
+    char id[80];
+    char data[64];
+    int rc;
+    tm_err err;
+} racer;
+
+static void *racer_main(void *arg)
+{
+    racer *r = arg;
+    tm_repo_set *rs = open_set(key2);
+    tm_backup_writer *w = NULL;
+    tm_backup_object *o = NULL;
+    pthread_barrier_wait(r->bar);
+    r->rc = tm_backup_begin(rs, "t4", NULL, "full", "", &w, &r->err);
+    if (r->rc == 0) {
+        snprintf(r->id, sizeof(r->id), "%s", tm_backup_writer_id(w));
+        r->rc = tm_backup_object_open(w, "o", &o, &r->err);
+    }
+    if (r->rc == 0) {
+        r->rc = tm_backup_object_write(o, r->data, strlen(r->data), &r->err);
+        int rc2 = tm_backup_object_close(o, NULL, &r->err);
+        r->rc = r->rc ? r->rc : rc2;
+    }
+    if (r->rc == 0) {
+        r->rc = tm_backup_finish(w, &r->err);
+    }
+    tm_backup_writer_free(w);
+    tm_repo_set_free(rs);
+    return NULL;
+}
+
+static void test_same_second_ids_unique(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, 2);
+        racer r[2] = {{.bar = &bar}, {.bar = &bar}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            snprintf(r[i].data, sizeof(r[i].data), "round %d writer %d", round, i);
+            assert_int_equal(pthread_create(&th[i], NULL, racer_main, &r[i]), 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            if (r[i].rc != 0) {
+                fail_msg("writer %d: %s", i, r[i].err.msg);
+            }
+            /* DESIGN's sortable form: YYYYMMDDTHHMMSSZ-<kind>. */
+            assert_int_equal(strlen(r[i].id), strlen("20260101T000000Z-full"));
+            assert_string_equal(r[i].id + 15, "Z-full");
+        }
+        pthread_barrier_destroy(&bar);
+        assert_string_not_equal(r[0].id, r[1].id);
+        tm_repo_set *rs = open_set(key2);
+        for (int i = 0; i < 2; i++) {
+            for (int repo = 0; repo < 2; repo++) {
+                tm_backup_reader *rd = NULL;
+                tm_err err = {0};
+                if (tm_backup_open(rs, "t4", r[i].id, repo ? "b" : "a", &rd, &err) != 0) {
+                    fail_msg("backup %s in %s: %s", r[i].id, repo ? "b" : "a", err.msg);
+                }
+                mem m = {0};
+                tm_sink sink = {mem_write, mem_commit, mem_abort, &m, "mem"};
+                assert_int_equal(tm_backup_get(rd, "o", &sink, &err), 0);
+                assert_int_equal(m.len, strlen(r[i].data));
+                assert_memory_equal(m.buf, r[i].data, m.len);
+                free(m.buf);
+                tm_backup_reader_free(rd);
+            }
+        }
+        tm_repo_set_free(rs);
+    }
+}
+
+/* No repository takes the key record: begin fails, and every repository
+ * still gets an outcome naming it. */
+static void test_begin_fails_everywhere_outcomes(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key2);
+    for (int r = 0; r < 2; r++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s/t6", dir, r ? "b" : "a");
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    tm_backup_writer *w = NULL;
+    tm_err err = {0};
+    int rc = tm_backup_begin(rs, "t6", NULL, "full", "", &w, &err);
+    assert_int_not_equal(rc, 0);
+    assert_null(w);
+    assert_non_null(strstr(err.msg, "repository a: put data key record"));
+    assert_non_null(strstr(err.msg, "repository b: put data key record"));
+    Tidemark__TaskResult tr = TIDEMARK__TASK_RESULT__INIT;
+    assert_int_equal(tm_repo_outcomes_failed(rs, &err, &tr), 0);
+    assert_int_equal(tr.n_repository_outcomes, 2);
+    for (size_t i = 0; i < tr.n_repository_outcomes; i++) {
+        Tidemark__RepositoryOutcome *o = tr.repository_outcomes[i];
+        assert_string_equal(o->repository, i ? "b" : "a");
+        assert_false(o->ok);
+        assert_string_equal(o->error_class, "io");
+        assert_non_null(strstr(o->message, "Not a directory"));
+        free(o->repository);
+        free(o->region);
+        free(o->error_class);
+        free(o->operation);
+        free(o->message);
+        free(o);
+    }
+    free(tr.repository_outcomes);
+    tm_repo_set_free(rs);
+}
+
+/* A manifest or key record already in place is never replaced. */
+static void test_put_new_never_replaces(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key2);
+    tm_storage *st = tm_repo_set_storage(rs, 0);
+    tm_err err = {0};
+    assert_int_equal(tm_storage_put_new(st, "t5/keys/K/m", "first", 5, &err), 0);
+    assert_int_equal(tm_storage_put_new(st, "t5/keys/K/m", "second", 6, &err), TM_EEXIST);
+    assert_non_null(strstr(err.msg, "never overwritten"));
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(tm_storage_get(st, "t5/keys/K/m", &buf, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "first", 5);
+    free(buf);
+    /* No temp file left beside it. */
+    tm_storage_info *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    assert_int_equal(tm_storage_list(st, "t5/", NULL, 10, &items, &n, &next, &err), 0);
+    assert_int_equal(n, 1);
+    tm_storage_infos_free(items, n);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/a/t5/keys/K", dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/a/t5/keys/K/m", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    /* A key record is claimed the same way: an id whose record exists is
+     * taken, even without a manifest. */
+    tm_backup_writer *w = NULL;
+    assert_int_equal(tm_storage_put_new(st, "t5/keys/Y/somekey", "x", 1, &err), 0);
+    assert_int_equal(tm_backup_begin(rs, "t5", "Y", "full", "", &w, &err), TM_EEXIST);
+    assert_null(w);
+    tm_repo_set_free(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_verify_rotate),
         cmocka_unit_test(test_failed_repo_gets_no_manifest),
         cmocka_unit_test(test_parallel_objects),
+        cmocka_unit_test(test_same_second_ids_unique),
+        cmocka_unit_test(test_put_new_never_replaces),
+        cmocka_unit_test(test_begin_fails_everywhere_outcomes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -365,6 +366,130 @@ static void test_bad_config(void **state)
     assert_int_equal(tm_storage_open(&s, &r, &err), TM_ECONFIG);
 }
 
+/* A full filesystem (a real 256 KiB tmpfs) fails the write or the commit
+ * with TM_ENOSPC and a message naming the path and the system's reason; the
+ * object does not exist, no temp file is left, and an object already there
+ * is untouched. */
+static void test_disk_full(void **state)
+{
+    fixture *f = *state;
+    if (geteuid() != 0) {
+        skip(); /* mounting a tmpfs needs root (CI runs as root) */
+    }
+    char mnt[300];
+    snprintf(mnt, sizeof(mnt), "%s/small", f->dir);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    assert_int_equal(mount("tmpfs", mnt, "tmpfs", 0, "size=256k"), 0);
+    tm_storage *s = NULL;
+    tm_storage_opts o = {.backend = "posix", .path = mnt};
+    tm_err err = {0};
+    assert_int_equal(tm_storage_open(&s, &o, &err), TM_OK);
+    assert_int_equal(tm_storage_put(s, "keep", "old", 3, &err), TM_OK);
+    size_t n = 1 << 20;
+    char *big = calloc(1, n);
+    tm_storage_writer *w = NULL;
+    assert_int_equal(tm_storage_put_open(s, "big", &w, &err), TM_OK);
+    int rc = tm_storage_write(w, big, n, &err);
+    if (rc == TM_OK) {
+        rc = tm_storage_put_commit(w, &err);
+    } else {
+        tm_storage_put_abort(w);
+    }
+    assert_int_equal(rc, TM_ENOSPC);
+    assert_non_null(strstr(err.msg, "No space left on device"));
+    assert_non_null(strstr(err.msg, mnt));
+    assert_string_equal(tm_storage_error_class(rc), "no_space");
+    /* The whole-buffer paths say the same. */
+    assert_int_equal(tm_storage_put(s, "big2", big, n, &err), TM_ENOSPC);
+    assert_int_equal(tm_storage_put_new(s, "big3", big, n, &err), TM_ENOSPC);
+    tm_storage_info info;
+    assert_int_equal(tm_storage_stat(s, "big", &info, &err), TM_ENOENT);
+    DIR *d = opendir(mnt);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        assert_true(strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    strcmp(de->d_name, "keep") == 0);
+    }
+    closedir(d);
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(tm_storage_get(s, "keep", &buf, &len, &err), TM_OK);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "old", 3);
+    free(buf);
+    free(big);
+    tm_storage_free(s);
+    umount(mnt);
+}
+
+/* Create-only puts never replace, and repositories are private. */
+static void test_put_new_and_modes(void **state)
+{
+    fixture *f = *state;
+    tm_err err = {0};
+    assert_int_equal(tm_storage_put_new(f->s, "a/manifest", "one", 3, &err), TM_OK);
+    assert_int_equal(tm_storage_put_new(f->s, "a/manifest", "two", 3, &err), TM_EEXIST);
+    assert_string_equal(tm_storage_error_class(TM_EEXIST), "exists");
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(tm_storage_get(f->s, "a/manifest", &buf, &len, &err), TM_OK);
+    assert_memory_equal(buf, "one", 3);
+    free(buf);
+    char path[400];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/repo", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/repo/a", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/repo/a/manifest", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+/* A repository root that disappeared is not_found, not an empty listing. */
+static void test_missing_root(void **state)
+{
+    fixture *f = *state;
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/repo'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    tm_storage_info *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    tm_err err = {0};
+    int rc = tm_storage_list(f->s, "", NULL, 10, &items, &n, &next, &err);
+    assert_int_equal(rc, TM_ENOENT);
+    assert_string_equal(tm_storage_error_class(rc), "not_found");
+    assert_non_null(strstr(err.msg, "repository root"));
+    /* A file in its place (a failed mount, a mistake) is no repository. */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/repo", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    rc = tm_storage_list(f->s, "", NULL, 10, &items, &n, &next, &err);
+    assert_int_not_equal(rc, TM_OK);
+    assert_non_null(strstr(err.msg, "Not a directory"));
+}
+
+/* Error classes and hints for every code a backend returns. */
+static void test_error_classes(void **state)
+{
+    (void)state;
+    assert_string_equal(tm_storage_error_class(TM_EAUTH), "auth");
+    assert_string_equal(tm_storage_error_class(TM_EPERM), "permission");
+    assert_string_equal(tm_storage_error_class(TM_EBUSY), "throttled");
+    assert_string_equal(tm_storage_error_class(TM_EUNAVAIL), "unreachable");
+    assert_string_equal(tm_storage_error_class(TM_ETIMEDOUT), "unreachable");
+    assert_string_equal(tm_storage_error_class(TM_ECORRUPT), "corrupt");
+    assert_string_equal(tm_storage_error_class(TM_EIO), "io");
+    assert_non_null(strstr(tm_storage_error_hint(TM_EAUTH), "secret key"));
+    assert_non_null(strstr(tm_storage_error_hint(TM_ENOSPC), "free space"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +502,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_permission_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_mid_write, setup, teardown),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_new_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_root, setup, teardown),
+        cmocka_unit_test(test_error_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
