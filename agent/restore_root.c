@@ -44,8 +44,8 @@ struct tm_restore_root {
 /* rel as it can be shown in a message: non-printable bytes as \xNN, cut. */
 static void shown(const char *s, size_t len, char *out, size_t cap)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < cap; i++) {
+    size_t o = 0, i = 0;
+    for (; i < len && o + 5 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c >= 0x7f || c == '\'') {
             o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
@@ -53,8 +53,9 @@ static void shown(const char *s, size_t len, char *out, size_t cap)
             out[o++] = (char)c;
         }
     }
-    if (o + 5 >= cap && cap > 4) {
-        o = cap - 4;
+    if (i < len && cap > 4) {
+        /* Cut: "..." in place of the rest (an escape may have run long). */
+        o = o > cap - 4 ? cap - 4 : o;
         memcpy(out + o, "...", 3);
         o += 3;
     }
