@@ -807,9 +807,13 @@ int tm_restore_env_new(const char *user, const char *const *extra, char ***out, 
     struct passwd pw, *pp = NULL;
     char buf[4096];
     if (ok && user != NULL && getpwnam_r(user, &pw, buf, sizeof(buf), &pp) == 0 && pp != NULL) {
-        ok = asprintf(&env[n++], "HOME=%s", pp->pw_dir) >= 0 &&
-             asprintf(&env[n++], "USER=%s", pp->pw_name) >= 0 &&
-             asprintf(&env[n++], "LOGNAME=%s", pp->pw_name) >= 0;
+        const char *kv[3][2] = {
+            {"HOME", pp->pw_dir}, {"USER", pp->pw_name}, {"LOGNAME", pp->pw_name}};
+        for (int i = 0; ok && i < 3; i++) {
+            ok = asprintf(&env[n], "%s=%s", kv[i][0], kv[i][1]) >= 0;
+            env[n] = ok ? env[n] : NULL;
+            n += ok;
+        }
     }
     for (size_t i = 0; ok && extra && extra[i]; i++) {
         ok = (env[n++] = strdup(extra[i])) != NULL;

@@ -174,14 +174,14 @@ static int pg_link_ok(const char *rel)
            strspn(rel + 10, "0123456789") == strlen(rel + 10);
 }
 
-/* What an entry becomes here: pg_wal recorded as a link (to the source's
- * WAL disk) is restored as a directory inside the target unless --waldir
- * maps it; writing through the recorded link would overwrite the live
- * cluster's WAL when restoring on its host. */
+/* What an entry becomes here: pg_wal (a directory, or a link to the
+ * source's WAL disk) is restored as a directory inside the target, or as a
+ * link to --waldir; never through the recorded link, which would overwrite
+ * the live cluster's WAL when restoring on its host. */
 static int eff_type(const rctx *r, const Tidemark__FileEntry *fe)
 {
-    if (fe->type == TM_PG_LINK && strcmp(fe->path, "pg_wal") == 0 && r->o->waldir == NULL) {
-        return TM_PG_DIR;
+    if ((fe->type == TM_PG_LINK || fe->type == TM_PG_DIR) && strcmp(fe->path, "pg_wal") == 0) {
+        return r->o->waldir != NULL ? TM_PG_LINK : TM_PG_DIR;
     }
     return (int)fe->type;
 }
@@ -555,6 +555,9 @@ static int make_tree(rctx *r, tm_err *err)
              * it came from the manifest, and may be the source's own. */
             if (rc == TM_OK) {
                 rc = tm_restore_root_link(r->rr, fe->path, dest, mapped && r->o->delta, err);
+            }
+            if (rc == TM_OK && strcmp(fe->path, "pg_wal") == 0) {
+                rc = tm_restore_root_mkdir(r->rr, "pg_wal/archive_status", 0700, err);
             }
             if (rc != TM_OK && !mapped && rc == TM_EEXIST) {
                 tm_err_prefix(err,
