@@ -559,7 +559,7 @@ static int make_tree(rctx *r, tm_err *err)
             if (rc == TM_OK && strcmp(fe->path, "pg_wal") == 0) {
                 rc = tm_restore_root_mkdir(r->rr, "pg_wal/archive_status", 0700, err);
             }
-            if (rc != TM_OK && !mapped && rc == TM_EEXIST) {
+            if (!mapped && (rc == TM_EEXIST || rc == TM_EBUSY)) {
                 tm_err_prefix(err,
                               "%s: relocate it with --tablespace-map %s=DIR or "
                               "--tablespace-map-all DIR",
