@@ -211,6 +211,32 @@ def a_restore_on_the_same_host_leaves_the_source_wal_alone():
     check(after2 == after, "the source's WAL still untouched")
 
 
+@test
+def a2_delta_removes_and_writes_only_beneath_the_directory():
+    # Over the stopped copy of (a): an extra file, and a link planted where
+    # the backup has a directory (global -> a canary outside).
+    dest = os.path.join(ctx.tmp, "scratch")
+    canary = os.path.join(ctx.tmp, "delta-canary")
+    os.makedirs(canary)
+    with open(os.path.join(canary, "keep"), "w") as f:
+        f.write("canary")
+    with open(os.path.join(dest, "extra"), "w") as f:
+        f.write("not in the backup")
+    shutil.rmtree(os.path.join(dest, "global"))
+    os.symlink(canary, os.path.join(dest, "global"))
+    r = agent_cli("restore", "--target", "pg", "--pgdata", dest, "--backup", ctx.full, "--delta")
+    check(r.returncode == 0, f"--delta restore: {r.stdout}{r.stderr}")
+    check(not os.path.exists(os.path.join(dest, "extra")), "the extra file removed")
+    g = os.path.join(dest, "global")
+    check(os.path.isdir(g) and not os.path.islink(g)
+          and os.path.exists(os.path.join(g, "pg_control")),
+          "the planted link replaced by the backup's directory")
+    check(sorted(os.listdir(canary)) == ["keep"], f"nothing written or removed through the link: "
+                                                  f"{os.listdir(canary)}")
+    check(tree_hashes(ctx.waldir) == tree_hashes(ctx.waldir) and ctx.pg.psql("SELECT 1") == "1",
+          "the source runs")
+
+
 HOSTILE = [
     ("dotdot", "../canary/pwned"),
     ("absolute", "/canary/pwned"),
