@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "           [--time 'YYYY-MM-DD HH:MM:SS+00' | --backup ID | --lsn LSN | --immediate]\n"
             "           [--delta] [--start [--port N]] [--owner USER]\n"
             "           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
+            "           [--waldir DIR]\n"
             "\n"
             "Restore a PostgreSQL backup of NAME from the configured repositories into DIR.\n"
             "Without a target the newest backup is restored and recovery replays all the\n"
@@ -33,6 +34,11 @@ static void usage(FILE *f)
             "--owner (default postgres). Tablespaces go back where they were, unless\n"
             "relocated: --tablespace-map OID=DIR (repeatable) or --tablespace-map-all DIR\n"
             "(each to DIR/OID); their directories must be empty (or --delta).\n"
+            "pg_wal is restored as a directory inside DIR, also when the source had it\n"
+            "on another disk (initdb --waldir); --waldir DIR (empty) makes it a link there.\n"
+            "Every file is written beneath DIR (and the mapped directories); a manifest\n"
+            "path or link that would leave them, or a DIR a running server uses, is\n"
+            "refused.\n"
             "\n"
             "Exit codes: 0 restored, 1 failed, 2 usage or configuration error.\n");
 }
@@ -52,6 +58,7 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
         {"owner", required_argument, NULL, 'o'},
         {"tablespace-map", required_argument, NULL, 'm'},
         {"tablespace-map-all", required_argument, NULL, 'M'},
+        {"waldir", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -110,6 +117,9 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
             break;
         case 'M':
             o.ts_map_all = optarg;
+            break;
+        case 'W':
+            o.waldir = optarg;
             break;
         case 'h':
             usage(stdout);

@@ -251,6 +251,8 @@ struct raw_encryption {
 struct raw_agent {
     struct raw_agent_coordinator coordinator;
     char *state_dir;
+    char **restore_roots;
+    uint32_t restore_roots_count;
     char *hostname;
     struct raw_target *targets;
     uint32_t targets_count;
@@ -541,6 +543,8 @@ static const cyaml_schema_field_t agent_fields[] = {
     CYAML_FIELD_MAPPING("coordinator", REQ, struct raw_agent, coordinator,
                         agent_coordinator_fields),
     STR("state_dir", OPT, struct raw_agent, state_dir),
+    CYAML_FIELD_SEQUENCE("restore_roots", OPT | CYAML_FLAG_POINTER, struct raw_agent, restore_roots,
+                         &string_entry, 0, 64),
     STR("hostname", OPT, struct raw_agent, hostname),
     /* Arbitrary keys: libcyaml cannot name them, so config_yaml's tree is
      * read directly (agent_labels). */
@@ -1628,6 +1632,13 @@ static const coord_section coord_sections[] = {
 
 typedef int (*agent_section)(vctx *v, const struct raw_agent *r, tm_agent_conf *c);
 
+static bool g_agent_offline;
+
+void tm_config_agent_offline(bool on)
+{
+    g_agent_offline = on;
+}
+
 static int agent_coordinator(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
 {
     const struct raw_agent_coordinator *rc_ = &r->coordinator;
@@ -1635,7 +1646,13 @@ static int agent_coordinator(vctx *v, const struct raw_agent *r, tm_agent_conf *
     if (rc == 0) {
         rc = dup_str(v, rc_->url, &c->coordinator_url);
     }
-    if (rc == 0) {
+    /* The WAL commands run by PostgreSQL (restore_command) get a minimal
+     * environment (agent/restore_root.c): the token they never use may be
+     * an env: reference to a variable they do not have. */
+    bool unused_env_token = g_agent_offline && rc_->enrollment_token != NULL &&
+                            strncmp(rc_->enrollment_token, "env:", 4) == 0 &&
+                            getenv(rc_->enrollment_token + 4) == NULL;
+    if (rc == 0 && !unused_env_token) {
         rc = v_secret(v, "coordinator", "enrollment_token", rc_->enrollment_token,
                       rc_->enrollment_token_file, &c->enrollment_token);
     }
@@ -1669,6 +1686,44 @@ static int agent_coordinator(vctx *v, const struct raw_agent *r, tm_agent_conf *
 static int agent_state_dir(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
 {
     return v_path(v, "state_dir", r->state_dir ? r->state_dir : "state", &c->state_dir);
+}
+
+/* Where restore and drill tasks may write (agent/restore_root.c): absolute
+ * or relative to the config, no `.`/`..` component; default the drill dir. */
+static int agent_restore_roots(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
+{
+    size_t n = r->restore_roots_count ? r->restore_roots_count : 1;
+    c->restore_roots = calloc(n, sizeof(*c->restore_roots));
+    if (c->restore_roots == NULL) {
+        return oom(v);
+    }
+    if (r->restore_roots_count == 0) {
+        if (asprintf(&c->restore_roots[0], "%s/drills", c->state_dir) < 0) {
+            c->restore_roots[0] = NULL;
+            return oom(v);
+        }
+        c->n_restore_roots = 1;
+        return 0;
+    }
+    for (uint32_t i = 0; i < r->restore_roots_count; i++) {
+        char p[48];
+        snprintf(p, sizeof(p), "restore_roots[%" PRIu32 "]", i);
+        int rc = v_path(v, p, r->restore_roots[i], &c->restore_roots[i]);
+        if (rc != 0) {
+            return rc;
+        }
+        c->n_restore_roots = i + 1;
+        const char *s = c->restore_roots[i];
+        if (strcmp(s, "/") == 0 || strstr(s, "/../") || strstr(s, "/./") || strstr(s, "//") ||
+            (strlen(s) >= 3 && strcmp(s + strlen(s) - 3, "/..") == 0) ||
+            (strlen(s) >= 2 && strcmp(s + strlen(s) - 2, "/.") == 0)) {
+            return tm_ydoc_err(v->doc, v->err, p,
+                               "'%.200s' is not a directory a restore may write under, expected "
+                               "a directory path without '.' or '..' components (not /)",
+                               s);
+        }
+    }
+    return 0;
 }
 
 static int agent_hostname(vctx *v, const struct raw_agent *r, tm_agent_conf *c)
@@ -2208,8 +2263,8 @@ static int agent_encryption(vctx *v, const struct raw_agent *r, tm_agent_conf *c
 }
 
 static const agent_section agent_sections[] = {
-    agent_coordinator, agent_state_dir,    agent_hostname,   agent_labels,
-    agent_targets,     agent_repositories, agent_encryption, agent_log,
+    agent_coordinator, agent_state_dir,    agent_restore_roots, agent_hostname, agent_labels,
+    agent_targets,     agent_repositories, agent_encryption,    agent_log,
 };
 
 /* ============================================================ public API */
@@ -2299,6 +2354,10 @@ void tm_agent_conf_free(tm_agent_conf *c)
     free_secret(c->enrollment_token);
     free_tls(&c->tls);
     free(c->state_dir);
+    for (size_t i = 0; i < c->n_restore_roots; i++) {
+        free(c->restore_roots[i]);
+    }
+    free(c->restore_roots);
     free(c->hostname);
     for (size_t i = 0; i < c->n_labels; i++) {
         free(c->labels[i].key);

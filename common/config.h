@@ -210,7 +210,11 @@ typedef struct tm_agent_conf {
     char *enrollment_token; /* resolved secret; required */
     bool tls_enabled;       /* true when tls.ca_file is set or the URL is tls+tcp:// */
     tm_tls_conf tls;
-    char *state_dir;       /* default "state" beside the config; identity lives here (0600) */
+    char *state_dir; /* default "state" beside the config; identity lives here (0600) */
+    /* Directories restore and drill tasks may write under (restore_roots:);
+     * default <state_dir>/drills. The local restore command is not bound. */
+    char **restore_roots;
+    size_t n_restore_roots;
     char *hostname;        /* default gethostname() */
     tm_label_conf *labels; /* `labels:` is a mapping of string to string */
     size_t n_labels;
@@ -238,6 +242,10 @@ int tm_coordinator_conf_parse(const char *name, const char *buf, size_t len,
 void tm_coordinator_conf_free(tm_coordinator_conf *c);
 
 int tm_agent_conf_load(const char *path, tm_agent_conf **out, tm_err *err);
+/* For commands that never talk to the coordinator (wal-get run by a restored
+ * PostgreSQL with a minimal environment): an env: enrollment token whose
+ * variable is unset is left NULL instead of failing the load. */
+void tm_config_agent_offline(bool on);
 int tm_agent_conf_parse(const char *name, const char *buf, size_t len, tm_agent_conf **out,
                         tm_err *err);
 void tm_agent_conf_free(tm_agent_conf *c);

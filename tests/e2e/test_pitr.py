@@ -54,7 +54,8 @@ def repo_yaml():
     return (f"repositories:\n"
             f"  - name: region-a\n    type: posix\n    path: {ctx.repo_a}\n"
             f"  - name: region-b\n    type: posix\n    path: {ctx.repo_b}\n"
-            f"encryption:\n  master_key_file: {ctx.key}\n")
+            f"encryption:\n  master_key_file: {ctx.key}\n"
+            f"restore_roots:\n  - {ctx.restores}\n")
 
 
 def handle(datadir, port):

@@ -169,7 +169,10 @@ def setup_cluster_and_full_backup():
     c = ctx.c
     c.start_coordinator()
     c.start_agent("db-1", targets=[("pg", "postgres", pgyaml)], extra=repo_yaml(ctx.key))
-    c.start_agent("staging", targets=[], extra=repo_yaml(ctx.key))
+    # Restore and drill tasks write only under restore_roots.
+    roots = "".join(f"  - {os.path.join(ctx.tmp, d)}\n"
+                    for d in ("drills", "staging-data", "staging-ts1"))
+    c.start_agent("staging", targets=[], extra=repo_yaml(ctx.key) + "restore_roots:\n" + roots)
     ctx.conf = os.path.join(c.dir, "agents", "db-1", "agent.yaml")
     wait_for(lambda: all(c.agents_by_host().get(h, {}).get("state") == "online"
                          for h in ("db-1", "staging")), 15, "agents online")

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/restore_root.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -82,7 +83,9 @@ static void add_check(drill *d, const char *name, int ok, const char *detail, ui
 {
     if (!ok && !d->failed) {
         d->failed = 1;
-        snprintf(d->first_failure, sizeof(d->first_failure), "check %s failed: %s", name,
+        /* Bounded pieces: a check's detail may be a server message of any
+         * length (and Release builds check the bound: -Wformat-truncation). */
+        snprintf(d->first_failure, sizeof(d->first_failure), "check %.160s failed: %.300s", name,
                  detail ? detail : "");
     }
     if (d->n_checks == MAX_DRILL_CHECKS) {
@@ -278,7 +281,12 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
     res->started_at_ms = started_ms;
     res->target_ms = target_ms;
 
-    int rc = tm_mkdir_p(base, 0755, err);
+    /* The coordinator chose the directory: only under restore_roots. */
+    int rc = tm_restore_under_roots("drill directory", base, conf->restore_roots,
+                                    conf->n_restore_roots, err);
+    if (rc == TM_OK) {
+        rc = tm_mkdir_p(base, 0755, err);
+    }
     struct stat sd;
     if (rc == TM_OK && geteuid() == 0 && (spec == NULL || spec->dir == NULL || !spec->dir[0]) &&
         conf->state_dir != NULL && stat(conf->state_dir, &sd) == 0 && (sd.st_mode & 0001) == 0) {
@@ -298,6 +306,10 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
     res->port = port;
     tm_info("drill", "event=started task=%s target=%s dir=%s port=%u time=\"%s\"", task->id,
             task->target, dir, port, time ? time : "latest");
+
+    /* Teardown removes only what this drill made: never a directory that
+     * was already there or lies outside restore_roots. */
+    int ours = rc == TM_OK;
 
     /* 1. restore + start + wait for promotion (the RTO clock starts here) */
     uint64_t t0 = tm_mono_ns();
@@ -359,9 +371,11 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
     tm_task_progress(ctx, "drill:teardown", 0, 0, 0, 0);
     uint64_t tt = tm_mono_ns();
     tm_err terr = {0};
-    int stopped = tm_pg_restore_stop(conf, task->target, dir, &terr) == TM_OK;
-    int removed = nftw(dir, rm_visit, 16, FTW_DEPTH | FTW_PHYS) == 0 || access(dir, F_OK) != 0;
-    removed &= nftw(tsdir, rm_visit, 16, FTW_DEPTH | FTW_PHYS) == 0 || access(tsdir, F_OK) != 0;
+    int stopped = !ours || tm_pg_restore_stop(conf, task->target, dir, &terr) == TM_OK;
+    int removed =
+        !ours || nftw(dir, rm_visit, 16, FTW_DEPTH | FTW_PHYS) == 0 || access(dir, F_OK) != 0;
+    removed &=
+        !ours || nftw(tsdir, rm_visit, 16, FTW_DEPTH | FTW_PHYS) == 0 || access(tsdir, F_OK) != 0;
     res->has_teardown_ms = res->has_cleaned_up = 1;
     res->teardown_ms = ms_since(tt);
     res->cleaned_up = stopped && removed;

@@ -196,7 +196,12 @@ typedef struct tm_pg_restore_opts {
     const char *const *ts_map;
     size_t n_ts_map;
     const char *ts_map_all;
-    tm_task_ctx *ctx; /* progress + cancel when run as a task; may be NULL */
+    /* pg_wal recorded as a link (initdb --waldir) becomes a link to this
+     * (empty) directory; NULL = a plain pg_wal directory inside pgdata. */
+    const char *waldir;
+    /* progress + cancel when run as a task; may be NULL. Non-NULL also means
+     * the coordinator asked: every directory must lie under restore_roots. */
+    tm_task_ctx *ctx;
 } tm_pg_restore_opts;
 
 typedef struct tm_pg_restore_report {
@@ -214,6 +219,9 @@ typedef struct tm_pg_restore_report {
 
 int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_restore_report *rep,
                   tm_err *err);
+/* A value quoted for postgresql.auto.conf (' and \\ doubled) into *out
+ * (malloc'd); TM_EINVAL naming what for a newline or other control char. */
+int tm_pg_conf_quote(const char *what, const char *s, char **out, tm_err *err);
 /* Stop a server started by tm_pg_restore (start = 1) in pgdata, at once
  * (-m immediate: the copy is thrown away). TM_OK if it is not running. */
 int tm_pg_restore_stop(const tm_agent_conf *conf, const char *target, const char *pgdata,

@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "agent/restore_root.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -157,7 +158,33 @@ typedef struct rctx {
     /* delta */
     uint64_t reused_files, reused_bytes, removed;
     const char *root;
+    /* Every write goes through it (agent/restore_root.h). */
+    tm_restore_root *rr;
+    int confined; /* a task: link destinations only under restore_roots */
+    const tm_agent_conf *conf;
 } rctx;
+
+/* PostgreSQL's links: pg_tblspc/<oid> and pg_wal (initdb --waldir). */
+static int pg_link_ok(const char *rel)
+{
+    if (strcmp(rel, "pg_wal") == 0) {
+        return 1;
+    }
+    return strncmp(rel, "pg_tblspc/", 10) == 0 && rel[10] != '\0' &&
+           strspn(rel + 10, "0123456789") == strlen(rel + 10);
+}
+
+/* What an entry becomes here: pg_wal (a directory, or a link to the
+ * source's WAL disk) is restored as a directory inside the target, or as a
+ * link to --waldir; never through the recorded link, which would overwrite
+ * the live cluster's WAL when restoring on its host. */
+static int eff_type(const rctx *r, const Tidemark__FileEntry *fe)
+{
+    if ((fe->type == TM_PG_LINK || fe->type == TM_PG_DIR) && strcmp(fe->path, "pg_wal") == 0) {
+        return r->o->waldir != NULL ? TM_PG_LINK : TM_PG_DIR;
+    }
+    return (int)fe->type;
+}
 
 static int path_cmp(const void *a, const void *b)
 {
@@ -187,10 +214,11 @@ static const Tidemark__FileEntry *find_path(rctx *r, const char *rel, size_t *id
     return NULL;
 }
 
-static int xxh3_file(const char *path, char out[33])
+static int xxh3_file(rctx *r, const char *rel, char out[33])
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    int fd = -1;
+    tm_err e = {0};
+    if (tm_restore_root_open_read(r->rr, rel, &fd, &e) != TM_OK) {
         return TM_EIO;
     }
     XXH3_state_t *st = XXH3_createState();
@@ -232,12 +260,12 @@ static int delta_visit(const char *path, const struct stat *st, int flag, struct
     const char *rel = path + strlen(r->root) + 1;
     size_t idx = 0;
     const Tidemark__FileEntry *fe = find_path(r, rel, &idx);
-    int want = fe ? (int)fe->type : -1;
+    int want = fe ? eff_type(r, fe) : -1;
     int have = S_ISLNK(st->st_mode) ? TM_PG_LINK : S_ISDIR(st->st_mode) ? TM_PG_DIR : TM_PG_FILE;
     if (fe != NULL && want == have) {
         if (have == TM_PG_FILE && (uint64_t)st->st_size == fe->size && fe->xxh3_128 != NULL) {
             char h[33];
-            if (xxh3_file(path, h) == TM_OK && strcmp(h, fe->xxh3_128) == 0) {
+            if (xxh3_file(r, rel, h) == TM_OK && strcmp(h, fe->xxh3_128) == 0) {
                 r->keep[idx] = 1;
                 r->reused_files++;
                 r->reused_bytes += fe->size;
@@ -248,10 +276,8 @@ static int delta_visit(const char *path, const struct stat *st, int flag, struct
     /* Not in the backup, or of another type: remove. FTW_DEPTH visits a
      * directory after its contents, so it is empty by now unless it held
      * something we keep (then its path is in the manifest as a directory). */
-    int rc = S_ISDIR(st->st_mode) ? rmdir(path) : unlink(path);
-    if (rc != 0 && errno != ENOENT) {
-        tm_err_set(&r->err, tm_err_from_errno(errno), "--delta: remove %s: %s", path,
-                   strerror(errno));
+    if (tm_restore_root_remove(r->rr, rel, S_ISDIR(st->st_mode), &r->err) != TM_OK) {
+        tm_err_prefix(&r->err, "--delta");
         return 1;
     }
     r->removed++;
@@ -279,13 +305,10 @@ static int dir_is_empty(const char *path, int *empty)
 static int prepare_dir(rctx *r, tm_err *err)
 {
     const char *dir = r->o->pgdata;
-    char pid[PATH_MAX + 32];
-    snprintf(pid, sizeof(pid), "%s/postmaster.pid", dir);
-    if (access(pid, F_OK) == 0) {
-        return tm_err_set(err, TM_EBUSY,
-                          "%s/postmaster.pid exists: a PostgreSQL server may be running from "
-                          "this directory; stop it (pg_ctl -D %s stop) before restoring into it",
-                          dir, dir);
+    /* Not a running server's directory (nor inside one, nor around one). */
+    int rc = tm_restore_dir_busy(dir, err);
+    if (rc != TM_OK) {
+        return rc;
     }
     int empty = 1;
     if (dir_is_empty(dir, &empty) != TM_OK) {
@@ -297,7 +320,9 @@ static int prepare_dir(rctx *r, tm_err *err)
                           "--delta to reuse the files that match the backup",
                           dir);
     }
-    int rc = tm_mkdir_p(dir, 0700, err);
+    tm_restore_root_opts ro = {
+        .chown = r->chown, .uid = r->uid, .gid = r->gid, .link_ok = pg_link_ok};
+    rc = tm_restore_root_new(dir, &ro, &r->rr, err);
     if (rc != TM_OK) {
         return rc;
     }
@@ -314,17 +339,15 @@ static int prepare_dir(rctx *r, tm_err *err)
                                : tm_err_set(err, TM_EIO, "--delta: walking %s failed", dir);
         }
     }
-    if (chmod(dir, 0700) != 0) {
-        return tm_err_set(err, tm_err_from_errno(errno), "chmod %s: %s", dir, strerror(errno));
-    }
-    return TM_OK;
+    return tm_restore_root_own(r->rr, 0700, err);
 }
 
 /* ---- writing files ---------------------------------------------------- */
 
 typedef struct fsink {
     int fd;
-    char *path;
+    rctx *r;
+    const Tidemark__FileEntry *fe;
 } fsink;
 
 static int fs_write(void *arg, const void *buf, size_t len, tm_err *err)
@@ -337,8 +360,8 @@ static int fs_write(void *arg, const void *buf, size_t len, tm_err *err)
             continue;
         }
         if (n < 0) {
-            return tm_err_set(err, tm_err_from_errno(errno), "write %s: %s", s->path,
-                              strerror(errno));
+            return tm_err_set(err, tm_err_from_errno(errno), "write %s/%s: %s", s->r->o->pgdata,
+                              s->fe->path, strerror(errno));
         }
         p += n;
         len -= (size_t)n;
@@ -346,12 +369,16 @@ static int fs_write(void *arg, const void *buf, size_t len, tm_err *err)
     return TM_OK;
 }
 
+/* Mode, time and owner through the descriptor, then close. */
 static int fs_commit(void *arg, tm_err *err)
 {
     fsink *s = arg;
-    int rc = close(s->fd) == 0 ? TM_OK
-                               : tm_err_set(err, TM_EIO, "close %s: %s", s->path, strerror(errno));
-    free(s->path);
+    int rc = tm_restore_root_attrs(s->r->rr, s->fd, s->fe->path, s->fe->mode ? s->fe->mode : 0600,
+                                   s->fe->mtime, err);
+    if (close(s->fd) != 0 && rc == TM_OK) {
+        rc = tm_err_set(err, TM_EIO, "close %s/%s: %s", s->r->o->pgdata, s->fe->path,
+                        strerror(errno));
+    }
     free(s);
     return rc;
 }
@@ -359,9 +386,9 @@ static int fs_commit(void *arg, tm_err *err)
 static void fs_abort(void *arg)
 {
     fsink *s = arg;
+    tm_err e = {0};
     close(s->fd);
-    unlink(s->path);
-    free(s->path);
+    tm_restore_root_remove(s->r->rr, s->fe->path, 0, &e);
     free(s);
 }
 
@@ -378,27 +405,19 @@ static tm_backup_reader *reader_for(rctx *r, const Tidemark__FileEntry *fe)
 
 static int restore_file(rctx *r, const Tidemark__FileEntry *fe, tm_err *err)
 {
-    char *path = NULL;
-    if (asprintf(&path, "%s/%s", r->o->pgdata, fe->path) < 0) {
-        return tm_err_set(err, TM_ENOMEM, "out of memory");
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int rc = tm_err_set(err, tm_err_from_errno(errno), "create %s: %s", path, strerror(errno));
-        free(path);
+    int fd = -1;
+    int rc = tm_restore_root_create(r->rr, fe->path, &fd, err);
+    if (rc != TM_OK) {
         return rc;
     }
     fsink *s = malloc(sizeof(*s));
     if (s == NULL) {
         close(fd);
-        free(path);
         return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
-    s->fd = fd;
-    s->path = strdup(path);
+    *s = (fsink){.fd = fd, .r = r, .fe = fe};
     tm_sink sink = {
         .write = fs_write, .commit = fs_commit, .abort = fs_abort, .arg = s, .name = "restore"};
-    int rc;
     if (fe->object == NULL || fe->object[0] == '\0') {
         rc = fs_commit(s, err); /* no content: an empty file */
     } else {
@@ -410,16 +429,6 @@ static int restore_file(rctx *r, const Tidemark__FileEntry *fe, tm_err *err)
                           fe->backup_id && fe->backup_id[0] ? fe->backup_id : r->ids[0]);
         }
     }
-    if (rc == TM_OK) {
-        struct timespec ts[2] = {{.tv_sec = fe->mtime}, {.tv_sec = fe->mtime}};
-        if (chmod(path, fe->mode ? (mode_t)fe->mode : 0600) != 0 ||
-            utimensat(AT_FDCWD, path, ts, 0) != 0 ||
-            (r->chown && lchown(path, r->uid, r->gid) != 0)) {
-            rc = tm_err_set(err, tm_err_from_errno(errno), "set attributes of %s: %s", path,
-                            strerror(errno));
-        }
-    }
-    free(path);
     return rc;
 }
 
@@ -509,72 +518,54 @@ static char *ts_map_rewrite(const tm_pg_restore_opts *o, const char *spc)
     return out;
 }
 
+/* Where a link entry goes, or NULL with *err for one that may not exist. */
+static const char *link_dest(rctx *r, const Tidemark__FileEntry *fe, char *buf, size_t cap,
+                             int *mapped)
+{
+    if (strcmp(fe->path, "pg_wal") == 0) {
+        *mapped = 1;
+        return r->o->waldir;
+    }
+    const char *d = ts_location(r->o, fe->path + 10, fe->link ? fe->link : "", buf, cap);
+    *mapped = d != fe->link;
+    return d;
+}
+
 static int make_tree(rctx *r, tm_err *err)
 {
     for (size_t i = 0; i < r->m->n_files; i++) {
         const Tidemark__FileEntry *fe = r->m->files[i];
-        if (fe->type == TM_PG_FILE) {
-            continue;
-        }
-        char *path = NULL;
-        if (asprintf(&path, "%s/%s", r->o->pgdata, fe->path) < 0) {
-            return tm_err_set(err, TM_ENOMEM, "out of memory");
-        }
+        int type = eff_type(r, fe);
         int rc = TM_OK;
-        struct stat st;
-        if (fe->type == TM_PG_DIR) {
-            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-                rc = tm_err_set(err, tm_err_from_errno(errno), "mkdir %s: %s", path,
-                                strerror(errno));
-            } else if (chmod(path, fe->mode ? (mode_t)fe->mode : 0700) != 0 ||
-                       (r->chown && lchown(path, r->uid, r->gid) != 0)) {
-                rc = tm_err_set(err, tm_err_from_errno(errno), "set attributes of %s: %s", path,
-                                strerror(errno));
+        if (type == TM_PG_DIR) {
+            rc = tm_restore_root_mkdir(r->rr, fe->path, fe->mode ? fe->mode : 0700, err);
+            if (rc == TM_OK && fe->type == TM_PG_LINK) {
+                /* pg_wal, as a directory here: the server wants archive_status. */
+                rc = tm_restore_root_mkdir(r->rr, "pg_wal/archive_status", 0700, err);
             }
-        } else if (fe->type == TM_PG_LINK && fe->link != NULL) {
-            int is_ts = strncmp(fe->path, "pg_tblspc/", 10) == 0;
-            char mapped[PATH_MAX];
-            const char *dest =
-                is_ts ? ts_location(r->o, fe->path + 10, fe->link, mapped, sizeof(mapped))
-                      : fe->link;
-            char cur[PATH_MAX];
-            ssize_t cl = -1;
-            if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-                cl = readlink(path, cur, sizeof(cur) - 1);
+        } else if (type == TM_PG_LINK) {
+            char buf[PATH_MAX];
+            int mapped = 0;
+            const char *dest = link_dest(r, fe, buf, sizeof(buf), &mapped);
+            if (r->confined) {
+                rc = tm_restore_under_roots(fe->path, dest, r->conf->restore_roots,
+                                            r->conf->n_restore_roots, err);
             }
-            if (cl >= 0) {
-                cur[cl] = '\0';
+            /* A recorded (not mapped) place must be empty even with --delta:
+             * it came from the manifest, and may be the source's own. */
+            if (rc == TM_OK) {
+                rc = tm_restore_root_link(r->rr, fe->path, dest, mapped && r->o->delta, err);
             }
-            if (cl >= 0 && strcmp(cur, dest) != 0) {
-                unlink(path); /* --delta over a link to the old location */
-                cl = -1;
+            if (rc == TM_OK && strcmp(fe->path, "pg_wal") == 0) {
+                rc = tm_restore_root_mkdir(r->rr, "pg_wal/archive_status", 0700, err);
             }
-            if (cl < 0 && lstat(path, &st) != 0 && symlink(dest, path) != 0) {
-                rc = tm_err_set(err, tm_err_from_errno(errno), "symlink %s -> %s: %s", path, dest,
-                                strerror(errno));
-            }
-            /* A tablespace: its directory must exist (empty, or --delta). */
-            if (rc == TM_OK && is_ts) {
-                int empty = 1;
-                dir_is_empty(dest, &empty);
-                if (!empty && !r->o->delta) {
-                    rc = tm_err_set(err, TM_EEXIST,
-                                    "tablespace directory %s (%s) is not empty; it may belong to "
-                                    "the running cluster: restore on another host, empty it, "
-                                    "relocate it with --tablespace-map %s=DIR, or use --delta",
-                                    dest, fe->path, fe->path + 10);
-                } else if ((rc = tm_mkdir_p_owned(dest, 0700, r->chown ? r->uid : (uid_t)-1, r->gid,
-                                                  err)) == TM_OK &&
-                           r->chown && chown(dest, r->uid, r->gid) != 0) {
-                    rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", dest,
-                                    strerror(errno));
-                }
-            }
-            if (rc == TM_OK && r->chown) {
-                lchown(path, r->uid, r->gid);
+            if (!mapped && (rc == TM_EEXIST || rc == TM_EBUSY)) {
+                tm_err_prefix(err,
+                              "%s: relocate it with --tablespace-map %s=DIR or "
+                              "--tablespace-map-all DIR",
+                              fe->path, fe->path + 10);
             }
         }
-        free(path);
         if (rc != TM_OK) {
             return rc;
         }
@@ -582,30 +573,97 @@ static int make_tree(rctx *r, tm_err *err)
     return TM_OK;
 }
 
+/* Every entry, before anything is written: a path that would leave the
+ * directory, a link where PostgreSQL has none, a duplicate or an unknown
+ * type refuses the whole restore (naming the entry). */
+static int check_manifest(rctx *r, const char *backup_id, tm_err *err)
+{
+    for (size_t i = 0; i < r->m->n_files; i++) {
+        const Tidemark__FileEntry *fe = r->m->files[i];
+        int rc = tm_restore_path_check(fe->path, fe->path ? strlen(fe->path) : 0, err);
+        if (rc == TM_OK && fe->type != TM_PG_FILE && fe->type != TM_PG_DIR &&
+            fe->type != TM_PG_LINK) {
+            rc = tm_err_set(err, TM_ECORRUPT, "manifest entry '%s': unknown type %d", fe->path,
+                            (int)fe->type);
+        }
+        if (rc == TM_OK && fe->type == TM_PG_LINK && !pg_link_ok(fe->path)) {
+            rc = tm_err_set(err, TM_EINVAL,
+                            "manifest entry '%s': a symbolic link where PostgreSQL has none "
+                            "(only pg_wal and pg_tblspc/<oid> may be links); refused",
+                            fe->path);
+        }
+        if (rc == TM_OK && fe->type == TM_PG_LINK && strncmp(fe->path, "pg_tblspc/", 10) == 0) {
+            char buf[PATH_MAX];
+            int mapped = 0;
+            const char *dest = link_dest(r, fe, buf, sizeof(buf), &mapped);
+            rc = tm_restore_dir_check("its link target", dest, err);
+            if (rc != TM_OK) {
+                tm_err_prefix(err, "manifest entry '%s'", fe->path);
+            }
+        }
+        if (rc != TM_OK) {
+            return tm_err_prefix(err, "backup %s", backup_id);
+        }
+    }
+    for (size_t i = 1; i < r->nsorted; i++) {
+        if (strcmp(r->sorted[i - 1]->path, r->sorted[i]->path) == 0) {
+            return tm_err_set(err, TM_ECORRUPT, "backup %s: manifest entry '%s' appears twice",
+                              backup_id, r->sorted[i]->path);
+        }
+    }
+    return TM_OK;
+}
+
 /* ---- recovery settings ------------------------------------------------ */
 
-/* A value for postgresql.auto.conf: single quotes doubled. */
-static void conf_quote(FILE *f, const char *s)
+int tm_pg_conf_quote(const char *what, const char *s, char **out, tm_err *err)
 {
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'') {
-            fputc('\'', f);
+    *out = NULL;
+    size_t n = 3;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f) {
+            return tm_err_set(err, TM_EINVAL,
+                              "%s contains a control character (0x%02x at byte %zu): refused, it "
+                              "would end or bend the line in postgresql.auto.conf",
+                              what, c, (size_t)(p - s));
         }
-        fputc(*s, f);
+        n += c == '\'' || c == '\\' ? 2 : 1;
     }
-    fputc('\'', f);
+    char *q = malloc(n);
+    if (q == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    q[k++] = '\'';
+    for (const char *p = s; *p; p++) {
+        /* PostgreSQL's configuration lexer reads \ as an escape and '' as a
+         * quote inside a quoted value: double both. */
+        if (*p == '\'' || *p == '\\') {
+            q[k++] = *p;
+        }
+        q[k++] = *p;
+    }
+    q[k++] = '\'';
+    q[k] = '\0';
+    *out = q;
+    return TM_OK;
+}
+
+static int conf_line(FILE *f, const char *key, const char *what, const char *v, tm_err *err)
+{
+    char *q = NULL;
+    int rc = tm_pg_conf_quote(what, v, &q, err);
+    if (rc == TM_OK) {
+        fprintf(f, "%s = %s\n", key, q);
+        free(q);
+    }
+    return rc;
 }
 
 static int write_small(rctx *r, const char *name, const char *content, tm_err *err)
 {
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof(path), "%s/%s", r->o->pgdata, name);
-    int rc = tm_file_write_atomic(path, content, strlen(content), 0600, err);
-    if (rc == TM_OK && r->chown && chown(path, r->uid, r->gid) != 0) {
-        rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", path, strerror(errno));
-    }
-    return rc;
+    return tm_restore_root_write(r->rr, name, content, strlen(content), 0600, err);
 }
 
 static int restores_in_place(const tm_agent_conf *conf, const tm_pg_restore_opts *o);
@@ -648,34 +706,29 @@ static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup
     if (asprintf(&cmd, "%s --config %s wal-get --target %s %%f %%p", exe, cfg, o->target) < 0) {
         return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", o->pgdata);
-    FILE *f = fopen(path, "a");
+    /* Composed in memory first: a refused value leaves the file as it was. */
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
     if (f == NULL) {
         free(cmd);
-        return tm_err_set(err, tm_err_from_errno(errno), "open %s: %s", path, strerror(errno));
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
     char now[40];
     tm_pg_time_fmt(tm_now_s(), now, sizeof(now));
     fprintf(f, "\n# Recovery settings written by tidemark-agent restore of %s at %s\n", backup_id,
             now);
-    fputs("restore_command = ", f);
-    conf_quote(f, cmd);
-    fputc('\n', f);
-    if (o->immediate) {
+    rc = conf_line(f, "restore_command", "restore_command", cmd, err);
+    if (rc == TM_OK && o->immediate) {
         fputs("recovery_target = 'immediate'\n", f);
         snprintf(rep->recovery_target, sizeof(rep->recovery_target), "immediate");
-    } else if (o->time != NULL) {
-        fputs("recovery_target_time = ", f);
-        conf_quote(f, o->time);
-        fputc('\n', f);
+    } else if (rc == TM_OK && o->time != NULL) {
+        rc = conf_line(f, "recovery_target_time", "--time", o->time, err);
         snprintf(rep->recovery_target, sizeof(rep->recovery_target), "time %s", o->time);
-    } else if (o->lsn != NULL) {
-        fputs("recovery_target_lsn = ", f);
-        conf_quote(f, o->lsn);
-        fputc('\n', f);
+    } else if (rc == TM_OK && o->lsn != NULL) {
+        rc = conf_line(f, "recovery_target_lsn", "--lsn", o->lsn, err);
         snprintf(rep->recovery_target, sizeof(rep->recovery_target), "lsn %s", o->lsn);
-    } else {
+    } else if (rc == TM_OK) {
         snprintf(rep->recovery_target, sizeof(rep->recovery_target), "end of archived WAL");
     }
     if (o->immediate || o->time != NULL || o->lsn != NULL) {
@@ -693,13 +746,29 @@ static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup
         fputs("archive_mode = off  # a restored copy; set on if it becomes the primary\n", f);
     }
     free(cmd);
-    if (fclose(f) != 0) {
-        return tm_err_set(err, TM_EIO, "write %s: %s", path, strerror(errno));
+    if (fclose(f) != 0 && rc == TM_OK) {
+        rc = tm_err_set(err, TM_ENOMEM, "out of memory");
     }
-    if (r->chown && chown(path, r->uid, r->gid) != 0) {
-        return tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", path, strerror(errno));
+    int fd = -1;
+    if (rc == TM_OK) {
+        rc = tm_restore_root_append(r->rr, "postgresql.auto.conf", &fd, err);
     }
-    return TM_OK;
+    for (size_t off = 0; rc == TM_OK && off < tlen;) {
+        ssize_t n = write(fd, text + off, tlen - off);
+        if (n < 0 && errno != EINTR) {
+            rc = tm_err_set(err, tm_err_from_errno(errno), "write %s/postgresql.auto.conf: %s",
+                            o->pgdata, strerror(errno));
+        }
+        off += n > 0 ? (size_t)n : 0;
+    }
+    if (fd >= 0) {
+        if (rc == TM_OK) {
+            rc = tm_restore_root_attrs(r->rr, fd, "postgresql.auto.conf", 0600, -1, err);
+        }
+        close(fd);
+    }
+    free(text);
+    return rc;
 }
 
 /* Is the destination the target's own configured data directory? */
@@ -773,20 +842,39 @@ static int find_bindir(const tm_pg_target_conf *pgc, const char *pgdata, char *o
                       "PATH");
 }
 
-/* Run argv as (uid, gid) when we are root; wait; exit status or -1. */
-static int run_as(char *const argv[], int chg, uid_t uid, gid_t gid, const char *user)
+/* Run argv as (uid, gid) when we are root; wait; exit status or -1. The
+ * program (pg_ctl, and through it the server and its restore_command) gets
+ * the minimal environment of tm_restore_env_new, never the agent's: a
+ * database superuser can read its server's environment (COPY ... FROM
+ * PROGRAM 'env'), and the agent's holds env: secrets. */
+static int run_as(char *const argv[], int chg, uid_t uid, gid_t gid, const char *user,
+                  const char *pgdata)
 {
+    char *extra = NULL;
+    char **env = NULL;
+    tm_err e = {0};
+    if (asprintf(&extra, "PGDATA=%s", pgdata) < 0) {
+        return -1;
+    }
+    const char *const ex[] = {extra, NULL};
+    if (tm_restore_env_new(user, ex, &env, &e) != TM_OK) {
+        free(extra);
+        return -1;
+    }
+    free(extra);
     pid_t pid = fork();
     if (pid < 0) {
+        tm_restore_env_free(env);
         return -1;
     }
     if (pid == 0) {
         if (chg && (setgid(gid) != 0 || initgroups(user, gid) != 0 || setuid(uid) != 0)) {
             _exit(127);
         }
-        execv(argv[0], argv);
+        execve(argv[0], argv, env);
         _exit(127);
     }
+    tm_restore_env_free(env);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
@@ -808,7 +896,7 @@ static int start_and_verify(rctx *r, const tm_agent_conf *conf, const tm_pg_targ
     snprintf(logf, sizeof(logf), "%s/tidemark-restore.log", o->pgdata);
     char *argv[] = {pgctl, "-D", (char *)o->pgdata, "-l", logf, "-w", "-t", "3600", "start", NULL};
     uint64_t t0 = tm_mono_ns();
-    int st = run_as(argv, r->chown, r->uid, r->gid, user);
+    int st = run_as(argv, r->chown, r->uid, r->gid, user, o->pgdata);
     if (st != 0) {
         return tm_err_set(
             err, TM_EIO, "pg_ctl start failed (exit %d); see %s for the server's reason", st, logf);
@@ -931,7 +1019,7 @@ int tm_pg_restore_stop(const tm_agent_conf *conf, const char *target, const char
     snprintf(pgctl, sizeof(pgctl), "%s/pg_ctl", bindir);
     char *argv[] = {pgctl, "-D", (char *)pgdata, "-m",   "immediate",
                     "-w",  "-t", "120",          "stop", NULL};
-    int code = run_as(argv, chg, uid, gid, user);
+    int code = run_as(argv, chg, uid, gid, user, pgdata);
     if (code != 0 && access(pidf, F_OK) == 0) {
         return tm_err_set(err, TM_EIO, "pg_ctl stop -D %s failed (exit %d)", pgdata, code);
     }
@@ -964,19 +1052,49 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
     if ((o->time != NULL) + (o->lsn != NULL) + (o->immediate != 0) > 1) {
         return tm_err_set(err, TM_EINVAL, "--time, --lsn and --immediate are exclusive");
     }
-    for (size_t i = 0; i < o->n_ts_map; i++) {
+    /* Always, also with --backup: they are written into postgresql.auto.conf. */
+    int64_t tt;
+    uint64_t tl;
+    if (o->time != NULL && tm_pg_time_parse(o->time, &tt) != TM_OK) {
+        return tm_err_set(err, TM_EINVAL,
+                          "--time is not a time, expected 'YYYY-MM-DD HH:MM:SS+00' (a zone is "
+                          "required)");
+    }
+    if (o->lsn != NULL && tm_pg_lsn_parse(o->lsn, &tl) != TM_OK) {
+        return tm_err_set(err, TM_EINVAL, "--lsn is not an LSN, expected e.g. 0/3000028");
+    }
+    int confined = o->ctx != NULL; /* a task from the coordinator */
+    const tm_agent_conf *cf = conf;
+    int vrc = tm_restore_dir_check("--pgdata", o->pgdata, err);
+    if (vrc == TM_OK && confined) {
+        vrc = tm_restore_under_roots("restore directory", o->pgdata, cf->restore_roots,
+                                     cf->n_restore_roots, err);
+    }
+    for (size_t i = 0; vrc == TM_OK && i < o->n_ts_map; i++) {
         const char *m = o->ts_map[i], *eq = strchr(m, '=');
         size_t ol = eq ? (size_t)(eq - m) : 0;
         if (eq == NULL || ol == 0 || strspn(m, "0123456789") != ol || eq[1] != '/') {
             return tm_err_set(err, TM_EINVAL, "--tablespace-map %s: expected OID=/absolute/dir", m);
         }
+        vrc = confined ? tm_restore_under_roots("--tablespace-map", eq + 1, cf->restore_roots,
+                                                cf->n_restore_roots, err)
+                       : tm_restore_dir_check("--tablespace-map", eq + 1, err);
     }
-    if (o->ts_map_all != NULL && o->ts_map_all[0] != '/') {
-        return tm_err_set(err, TM_EINVAL, "--tablespace-map-all %s: not an absolute directory",
-                          o->ts_map_all);
+    if (vrc == TM_OK && o->ts_map_all != NULL) {
+        vrc = confined ? tm_restore_under_roots("--tablespace-map-all", o->ts_map_all,
+                                                cf->restore_roots, cf->n_restore_roots, err)
+                       : tm_restore_dir_check("--tablespace-map-all", o->ts_map_all, err);
+    }
+    if (vrc == TM_OK && o->waldir != NULL) {
+        vrc = confined ? tm_restore_under_roots("--waldir", o->waldir, cf->restore_roots,
+                                                cf->n_restore_roots, err)
+                       : tm_restore_dir_check("--waldir", o->waldir, err);
+    }
+    if (vrc != TM_OK) {
+        return vrc;
     }
     const tm_pg_target_conf *pgc = target_pg(conf, o->target);
-    rctx r = {.o = o};
+    rctx r = {.o = o, .confined = confined, .conf = conf};
     pthread_mutex_init(&r.mu, NULL);
     const char *user = o->owner ? o->owner : (pgc && pgc->user ? pgc->user : "postgres");
     if (geteuid() == 0) {
@@ -1035,6 +1153,9 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
         }
         qsort(r.sorted, r.nsorted, sizeof(*r.sorted), path_cmp);
     }
+    if (rc == TM_OK) {
+        rc = check_manifest(&r, bs[pick].id, err);
+    }
     /* Open every backup the files come from, before any byte is written:
      * a missing ancestor or a wrong key fails here, not half-way. */
     for (size_t i = 0; rc == TM_OK && i < r.m->n_files; i++) {
@@ -1086,15 +1207,10 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
             }
             if (keep_m[i]) {
                 /* Matching content: only the attributes are set again. */
-                char *p = NULL;
-                if (asprintf(&p, "%s/%s", o->pgdata, fe->path) >= 0) {
-                    struct timespec ts[2] = {{.tv_sec = fe->mtime}, {.tv_sec = fe->mtime}};
-                    chmod(p, fe->mode ? (mode_t)fe->mode : 0600);
-                    utimensat(AT_FDCWD, p, ts, 0);
-                    if (r.chown) {
-                        lchown(p, r.uid, r.gid);
-                    }
-                    free(p);
+                tm_err e = {0};
+                if (tm_restore_root_set_attrs(r.rr, fe->path, fe->mode ? fe->mode : 0600, fe->mtime,
+                                              &e) != TM_OK) {
+                    tm_warn("postgres", "event=restore_attrs_failed msg=\"%s\"", e.msg);
                 }
                 continue;
             }
@@ -1127,10 +1243,7 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
         rc = write_recovery(&r, conf, bs[pick].id, rep, err);
     }
     if (rc == TM_OK) {
-        if (r.chown && chown(o->pgdata, r.uid, r.gid) != 0) {
-            rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s: %s", o->pgdata,
-                            strerror(errno));
-        }
+        rc = tm_restore_root_own(r.rr, 0700, err);
         /* One syncfs for the whole restore (files were written without
          * per-file fsync): its failure means the restore is not durable. */
         int dfd = open(o->pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1176,6 +1289,7 @@ int tm_pg_restore(const tm_agent_conf *conf, const tm_pg_restore_opts *o, tm_pg_
     free(r.jobs);
     tm_pg_backups_free(bs, nbs);
     tm_repo_set_free(rs);
+    tm_restore_root_free(r.rr);
     pthread_mutex_destroy(&r.mu);
     return rc;
 }

@@ -74,6 +74,7 @@ enum {
 static int load_conf(const char *config, tm_agent_conf **conf)
 {
     tm_err err = {0};
+    tm_config_agent_offline(true);
     if (tm_agent_conf_load(config, conf, &err) != TM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return EXIT_USAGE;
