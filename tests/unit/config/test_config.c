@@ -24,11 +24,11 @@ static void test_defaults(void **state)
     assert_string_equal(c->listen, "tcp://127.0.0.1:7800");
     assert_string_equal(c->http_listen, "http://127.0.0.1:9187");
     assert_string_equal(c->catalog_path, TEST_DIR "/catalog.db");
-    assert_string_equal(c->admin_token, "admin-secret-value");
+    assert_string_equal(c->admin_token, "admin-secret-value-0123456789abcdef");
     assert_int_equal(c->n_enrollments, 1);
     assert_string_equal(c->enrollments[0].name, "default");
     /* trailing newline of the env value stripped */
-    assert_string_equal(c->enrollments[0].token, "enroll-secret-value");
+    assert_string_equal(c->enrollments[0].token, "enroll-secret-value-0123456789abcdef");
     assert_false(c->enrollments[0].auto_approve);
     assert_int_equal(c->enrollments[0].expires_at, 0);
     assert_int_equal(c->heartbeat_interval_ms, 10000);
@@ -75,7 +75,7 @@ static void test_full(void **state)
     assert_true(c->enrollments[0].auto_approve);
     assert_int_equal(c->enrollments[0].expires_at, 1798761600);
     assert_string_equal(c->enrollments[1].name, "ops.team_2");
-    assert_string_equal(c->enrollments[1].token, "admin-secret-value");
+    assert_string_equal(c->enrollments[1].token, "admin-secret-value-0123456789abcdef");
     assert_int_equal(c->heartbeat_interval_ms, 500);
     assert_int_equal(c->stale_after_missed, 5);
     assert_int_equal(c->lost_after_missed, 6);
@@ -241,7 +241,7 @@ static void test_secret_file(void **state)
     char name[128], tok[128], yaml[512];
     snprintf(name, sizeof(name), "%s/coordinator.yaml", dir);
     snprintf(tok, sizeof(tok), "%s/admin.token", dir);
-    write_file(tok, "file-secret\r\n\n");
+    write_file(tok, "file-secret-0123456789abcdef-0123456789\r\n\n");
 
     /* relative *_file resolves against the config's directory */
     snprintf(yaml, sizeof(yaml),
@@ -251,8 +251,8 @@ static void test_secret_file(void **state)
     tm_coordinator_conf *c = NULL;
     tm_err err;
     assert_int_equal(tm_coordinator_conf_parse(name, yaml, strlen(yaml), &c, &err), 0);
-    assert_string_equal(c->admin_token, "file-secret");
-    assert_string_equal(c->enrollments[0].token, "file-secret");
+    assert_string_equal(c->admin_token, "file-secret-0123456789abcdef-0123456789");
+    assert_string_equal(c->enrollments[0].token, "file-secret-0123456789abcdef-0123456789");
     char want[160];
     snprintf(want, sizeof(want), "%s/catalog.db", dir);
     assert_string_equal(c->catalog_path, want);
@@ -300,7 +300,7 @@ static void test_secret_resolve_api(void **state)
     char *s = NULL;
     tm_err err;
     assert_int_equal(tm_secret_resolve("env:TM_TEST_ADMIN", NULL, &s, &err), 0);
-    assert_string_equal(s, "admin-secret-value");
+    assert_string_equal(s, "admin-secret-value-0123456789abcdef");
     free(s);
     assert_int_equal(tm_secret_resolve("plain", NULL, &s, &err), TM_ECONFIG);
     assert_null(s);
