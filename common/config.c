@@ -1666,8 +1666,8 @@ static int agent_coordinator(vctx *v, const struct raw_agent *r, tm_agent_conf *
         rc = dup_str(v, rc_->url, &c->coordinator_url);
     }
     if (rc == 0) {
-        rc = v_auth_token(v, "coordinator", "enrollment_token", rc_->enrollment_token,
-                          rc_->enrollment_token_file, &c->enrollment_token);
+        rc = v_secret(v, "coordinator", "enrollment_token", rc_->enrollment_token,
+                      rc_->enrollment_token_file, &c->enrollment_token);
     }
     if (rc == 0) {
         rc = v_duration(v, "coordinator.timeout", rc_->timeout, "10s", 100, 600000,
