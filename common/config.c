@@ -1972,6 +1972,14 @@ static int v_token(vctx *v, const char *path, const char *s, size_t max, char **
     bool ok = n >= 1 && n <= max;
     for (size_t i = 0; ok && i < n; i++) {
         ok = s[i] > ' ' && s[i] != 0x7f;
+        /* Not echoed: a CR/LF in the message would split it, and in a
+         * header value (storage class, SSE key id) it would split a request. */
+        if ((unsigned char)s[i] < ' ' || s[i] == 0x7f) {
+            return tm_ydoc_err(v->doc, v->err, path,
+                               "contains a control character (CR, LF, tab...), expected 1 to %zu "
+                               "characters without spaces",
+                               max);
+        }
     }
     if (!ok) {
         return tm_ydoc_err(v->doc, v->err, path,

@@ -414,6 +414,30 @@ static void test_null_err(void **state)
     assert_null(c);
 }
 
+/* Admin and enrollment tokens are guessed over the network: at least
+ * TM_TOKEN_MIN_LEN characters, the error at the key, the value not echoed. */
+static void test_token_min_length(void **state)
+{
+    (void)state;
+    setenv("TM_TEST_SHORT", "0123456789abcdef0123456789abcde", 1); /* 31 */
+    setenv("TM_TEST_32", "0123456789abcdef0123456789abcdef", 1);
+    coord_fails("admin_token: env:TM_TEST_SHORT\n"
+                "enrollment:\n  - name: a\n    token: env:TM_TEST_ENROLL\n",
+                F ":1:14: admin_token: ", "token is 31 characters, expected at least 32");
+    coord_fails("admin_token: env:TM_TEST_ADMIN\n"
+                "enrollment:\n  - name: a\n    token: env:TM_TEST_SHORT\n",
+                F ":4:12: enrollment[0].token: ", "expected at least 32");
+    tm_err err;
+    tm_coordinator_conf *c = NULL;
+    const char *y = "admin_token: env:TM_TEST_SHORT\n"
+                    "enrollment:\n  - name: a\n    token: env:TM_TEST_ENROLL\n";
+    check_msg(tm_coordinator_conf_parse(F, y, strlen(y), &c, &err), &err, F ":1:14: ", NULL,
+              "0123456789abcdef");
+    c = coord_ok("admin_token: env:TM_TEST_32\n"
+                 "enrollment:\n  - name: a\n    token: env:TM_TEST_32\n");
+    tm_coordinator_conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_enrollment_rules),
         cmocka_unit_test(test_log_level),
         cmocka_unit_test(test_malformed_yaml),
+        cmocka_unit_test(test_token_min_length),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_null_err),

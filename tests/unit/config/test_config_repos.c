@@ -186,12 +186,25 @@ static void test_encryption_errors(void **state)
     tm_agent_conf_free(c);
 }
 
+/* Values that become HTTP headers (x-amz-storage-class, SSE key id) cannot
+ * carry CR/LF: a second header (or request) could be smuggled in. */
+static void test_header_values(void **state)
+{
+    (void)state;
+    agent_fails(S3("    storage_class: \"STANDARD\\r\\nx-amz-acl: public-read\"\n"), F ":",
+                "without spaces");
+    agent_fails(S3("    sse: aws:kms\n    sse_kms_key_id: \"k\\nx-evil: 1\"\n"), F ":",
+                "without spaces");
+    agent_fails(S3("    sse: \"AES256\\r\\n\"\n"), F ":", "AES256 or aws:kms");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_none),
         cmocka_unit_test(test_full_set),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_header_values),
         cmocka_unit_test(test_encryption_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
