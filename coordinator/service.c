@@ -8,6 +8,7 @@
  * authenticated id only, so an agent can never speak for another.
  */
 #include "coordinator/service_internal.h"
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -218,6 +219,7 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
         snprintf(id, sizeof(id), "agt-%s", idhex);
         tm_random_bytes(rnd, sizeof(rnd));
         tm_hex(rnd, sizeof(rnd), secret);
+        tm_secure_zero(rnd, sizeof(rnd));
         tm_sha256_hex(secret, strlen(secret), hash);
         rec.approved = en->auto_approve ? 1 : 0;
         rec.registered_at = now / 1000;
@@ -274,7 +276,7 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
     if (!reuse) {
         resp->agent_secret = tm_arena_strdup(a, secret);
     }
-    memset(secret, 0, sizeof(secret));
+    tm_secure_zero(secret, sizeof(secret));
     resp->has_state = 1;
     resp->state = (Tidemark__AgentState)state;
     resp->has_heartbeat_interval_ms = 1;
