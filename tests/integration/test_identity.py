@@ -11,6 +11,7 @@ fields.
 """
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -152,6 +153,14 @@ def hostname_cannot_forge_log_fields():
 @test
 def rejoin_after_token_rotated_and_expired():
     tmp = tempfile.mkdtemp(prefix="tm-ident-")
+    try:
+        rejoin_in(tmp)
+    finally:
+        if not os.environ.get("TM_KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rejoin_in(tmp):
     os.chmod(tmp, 0o755)
     repo = os.path.join(tmp, "repo")
     key = os.path.join(tmp, "master.key")
