@@ -1150,17 +1150,22 @@ static int targets_write(tm_catalog *c, int st, const tm_agent_rec *a, const cha
 }
 
 /* The writes of agent_put, inside its transaction. */
-static int agent_put_tx(tm_catalog *c, const tm_agent_rec *a, tm_err *err)
+static int agent_put_tx(tm_catalog *c, const tm_agent_rec *in, tm_err *err)
 {
-    /* Ownership first, so a conflict writes nothing at all. A pending
-     * agent's names are only claims (see migration 10): checked when it is
-     * approved. */
-    int rc = a->approved ? targets_check_owner(c, a, err) : 0;
+    int found = 0, old_approved = 0, old_state = 0;
+    int rc = agent_state(c, in->id, &found, &old_approved, &old_state, err);
     if (rc != 0) {
         return rc;
     }
-    int found = 0, old_approved = 0, old_state = 0;
-    rc = agent_state(c, a->id, &found, &old_approved, &old_state, err);
+    /* Approval is never withdrawn by a put (a re-registration that read
+     * "pending" just before an approval must not undo it). */
+    tm_agent_rec eff = *in;
+    eff.approved |= old_approved;
+    const tm_agent_rec *a = &eff;
+    /* Ownership before any write, so a conflict writes nothing at all. A
+     * pending agent's names are only claims (see migration 10): checked when
+     * it is approved. */
+    rc = a->approved ? targets_check_owner(c, a, err) : 0;
     if (rc != 0) {
         return rc;
     }

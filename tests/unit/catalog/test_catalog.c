@@ -614,6 +614,14 @@ static void test_pending_claims(void **state)
     /* Approving twice is a no-op; an unknown id is TM_ENOENT. */
     assert_int_equal(tm_catalog_agent_approve(c, "ag-p", 3001, "approved", &err), 0);
     assert_int_equal(tm_catalog_agent_approve(c, "nope", 3001, "approved", &err), TM_ENOENT);
+    /* A re-registration that read "pending" before the approval does not
+     * undo it: still approved, the target still bound, no claim left. */
+    put_ok(c, &p);
+    assert_int_equal(tm_catalog_agent_get(c, "ag-p", &g, &err), 0);
+    assert_int_equal(g->approved, 1);
+    assert_int_equal(g->n_targets, 1);
+    assert_int_equal(g->n_claims, 0);
+    tm_agent_rec_free(g);
     /* A liveness write with a stale approved=0 does not withdraw approval. */
     assert_int_equal(tm_catalog_agent_set_state(c, "ag-p", 0, STALE, 3002, "late", &err), 0);
     assert_int_equal(tm_catalog_agent_get(c, "ag-p", &g, &err), 0);
