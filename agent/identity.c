@@ -1,4 +1,6 @@
 #include "agent/identity.h"
+#include "common/crypto.h"
+#include "common/secrets.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -17,7 +19,12 @@ int tm_identity_load(const char *state_dir, tm_identity *out, tm_err *err)
     char *buf = NULL;
     size_t len = 0;
     identity_path(state_dir, path, sizeof(path));
-    int rc = tm_file_read(path, &buf, &len, err);
+    /* Refused, not warned: whoever can read it can act as this agent. A
+     * missing file stays TM_ENOENT (first start: register). */
+    int rc = tm_secret_file_check(path, "agent identity", TM_SECRET_REFUSE, err);
+    if (rc == TM_OK) {
+        rc = tm_file_read(path, &buf, &len, err);
+    }
     if (rc != TM_OK) {
         return rc;
     }
@@ -31,6 +38,7 @@ int tm_identity_load(const char *state_dir, tm_identity *out, tm_err *err)
             snprintf(out->secret, sizeof(out->secret), "%s", line + 7);
         }
     }
+    tm_secure_zero(buf, len);
     free(buf);
     if (out->id[0] == '\0' || out->secret[0] == '\0') {
         return tm_err_set(err, TM_ECORRUPT,
@@ -50,7 +58,7 @@ int tm_identity_save(const char *state_dir, const tm_identity *id, tm_err *err)
     }
     identity_path(state_dir, path, sizeof(path));
     int n = snprintf(buf, sizeof(buf), "id=%s\nsecret=%s\n", id->id, id->secret);
-    rc = tm_file_write_atomic(path, buf, (size_t)n, 0600, err);
-    memset(buf, 0, sizeof(buf));
+    rc = tm_secret_file_write(path, buf, (size_t)n, 1, err);
+    tm_secure_zero(buf, sizeof(buf));
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "agent/engines/postgres/wal_cmd.h"
 #include "agent/repo_cmd.h"
 #include "agent/restore_cmd.h"
+#include "common/secrets.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -66,6 +67,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* Before any secret is read: no core dump may hold one. */
+    tm_secrets_harden_process();
     const char *config = DEFAULT_CONFIG;
     int check = 0, ch;
     while ((ch = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {

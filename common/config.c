@@ -33,6 +33,7 @@
 
 #include "common/config_yaml.h"
 #include "common/names.h"
+#include "common/secrets.h"
 #include "common/util.h"
 
 /* Secrets are tokens, not documents. */
@@ -990,6 +991,29 @@ static int v_secret(vctx *v, const char *base, const char *key, const char *ref,
     return 0;
 }
 
+static void free_secret(char *s);
+
+/* A secret that authenticates (admin and enrollment tokens): v_secret plus a
+ * minimum length, because a short token can be guessed over the network.
+ * The error points at whichever of key / key_file was given. */
+static int v_auth_token(vctx *v, const char *base, const char *key, const char *ref,
+                        const char *file, char **out)
+{
+    int rc = v_secret(v, base, key, ref, file, out);
+    if (rc != 0 || strlen(*out) >= TM_TOKEN_MIN_LEN) {
+        return rc;
+    }
+    char kp[170];
+    snprintf(kp, sizeof(kp), "%s%s%s%s", base, base[0] ? "." : "", key, file ? "_file" : "");
+    size_t len = strlen(*out);
+    free_secret(*out);
+    *out = NULL;
+    return tm_ydoc_err(v->doc, v->err, kp,
+                       "token is %zu characters, expected at least %d (generate one with: "
+                       "openssl rand -hex 32)",
+                       len, TM_TOKEN_MIN_LEN);
+}
+
 /* Strict RFC 3339 in UTC: "2027-01-01T00:00:00Z". */
 static bool parse_rfc3339_utc(const char *s, int64_t *out)
 {
@@ -1045,6 +1069,12 @@ static int v_tls_files(vctx *v, const char *base, const struct raw_tls *r, tm_tl
             }
         }
     }
+    if (t->key_file != NULL) {
+        /* Warned, not refused: Debian-style ssl-cert groups read keys on
+         * purpose. A missing file is reported when TLS is set up. */
+        tm_err ignored;
+        tm_secret_file_check(t->key_file, "TLS private key", TM_SECRET_WARN, &ignored);
+    }
     if ((r->cert_file != NULL) != (r->key_file != NULL)) {
         const char *set = r->cert_file ? "cert_file" : "key_file";
         const char *unset = r->cert_file ? "key_file" : "cert_file";
@@ -1086,7 +1116,7 @@ static int coord_catalog(vctx *v, const struct raw_coordinator *r, tm_coordinato
 
 static int coord_admin_token(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
 {
-    return v_secret(v, "", "admin_token", r->admin_token, r->admin_token_file, &c->admin_token);
+    return v_auth_token(v, "", "admin_token", r->admin_token, r->admin_token_file, &c->admin_token);
 }
 
 static int coord_enrollment(vctx *v, const struct raw_coordinator *r, tm_coordinator_conf *c)
@@ -1113,7 +1143,7 @@ static int coord_enrollment(vctx *v, const struct raw_coordinator *r, tm_coordin
             rc = dup_str(v, re->name, &e->name);
         }
         if (rc == 0) {
-            rc = v_secret(v, base, "token", re->token, re->token_file, &e->token);
+            rc = v_auth_token(v, base, "token", re->token, re->token_file, &e->token);
         }
         if (rc != 0) {
             return rc;
@@ -1997,6 +2027,14 @@ static int v_token(vctx *v, const char *path, const char *s, size_t max, char **
     bool ok = n >= 1 && n <= max;
     for (size_t i = 0; ok && i < n; i++) {
         ok = s[i] > ' ' && s[i] != 0x7f;
+        /* Not echoed: a CR/LF in the message would split it, and in a
+         * header value (storage class, SSE key id) it would split a request. */
+        if ((unsigned char)s[i] < ' ' || s[i] == 0x7f) {
+            return tm_ydoc_err(v->doc, v->err, path,
+                               "contains a control character (CR, LF, tab...), expected 1 to %zu "
+                               "characters without spaces",
+                               max);
+        }
     }
     if (!ok) {
         return tm_ydoc_err(v->doc, v->err, path,
@@ -2047,6 +2085,14 @@ static int repo_s3(vctx *v, const char *base, const struct raw_repo *rr, tm_repo
                              e);
         } else {
             rc = v_token(v, p, e, 1024, &r->endpoint);
+        }
+        /* Allowed (a bucket on the same host or a private network), but the
+         * signature does not hide the data, only the secret key. */
+        if (rc == 0 && strncmp(e, "http://", 7) == 0) {
+            tm_warn("config",
+                    "key=%s endpoint=%s msg=\"plain http: backup objects and request metadata "
+                    "travel unencrypted; use https:// unless the endpoint is on this host\"",
+                    p, e);
         }
     }
     snprintf(p, sizeof(p), "%s.signing_region", base);
@@ -2593,6 +2639,11 @@ int tm_secret_resolve(const char *ref, const char *file, char **out, tm_err *err
     }
     char *buf = NULL;
     size_t len = 0;
+    /* Warned, not refused: a token file shared with a group on purpose
+     * (e.g. a deploy tool's) is a choice; the warning makes it a visible one.
+     * A missing file is reported by the read below. */
+    tm_err ignored;
+    tm_secret_file_check(file, "secret file", TM_SECRET_WARN, &ignored);
     int rc = tm_file_read(file, &buf, &len, err);
     if (rc != 0) {
         if (rc == TM_ENOMEM) {

@@ -23,6 +23,9 @@
 #include "common/err.h"
 #include "common/log.h"
 
+/* Shortest admin or enrollment token accepted (32 hex chars = 128 bits). */
+#define TM_TOKEN_MIN_LEN 32
+
 typedef struct tm_tls_conf {
     char *cert_file;          /* PEM certificate (server: its own; client: for mutual TLS) */
     char *key_file;           /* PEM private key for cert_file */

@@ -28,6 +28,13 @@ static int verr_at(const tm_ydoc *d, tm_err *err, tm_ypos pos, const char *path,
 {
     char msg[TM_ERR_MSG_MAX];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* A value echoed from the file may hold CR/LF or other control bytes:
+     * the error stays one line that cannot pose as another. */
+    for (char *p = msg; *p != '\0'; p++) {
+        if ((unsigned char)*p < ' ' || *p == 0x7f) {
+            *p = '?';
+        }
+    }
     return tm_err_set(err, TM_ECONFIG, "%s:%d:%d: %s: %s", d->file, pos.line, pos.col,
                       (path != NULL && path[0] != '\0') ? path : "(document)", msg);
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/secrets.h"
 #include "common/util.h"
 
 #define RECORD_MAGIC "TMDK"
@@ -70,19 +71,20 @@ int tm_keys_generate_master(const char *path, tm_master_key *out, tm_err *err)
 {
     uint8_t key[TM_KEY_LEN];
     char hex[2 * TM_KEY_LEN + 2];
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        return tm_err_set(err, TM_EEXIST,
-                          "master key %s already exists; refusing to replace it (every backup "
-                          "wrapped with it would become unreadable)",
-                          path);
-    }
     if (tm_random_bytes(key, sizeof(key)) != TM_OK) {
         return tm_err_set(err, TM_EINTERNAL, "master key: no randomness");
     }
     tm_hex(key, sizeof(key), hex);
     hex[2 * TM_KEY_LEN] = '\n';
-    int rc = tm_file_write_atomic(path, hex, 2 * TM_KEY_LEN + 1, 0600, err);
+    /* No check-then-write: the no-replace rename is the check, so two
+     * generators racing cannot both think they own the key. */
+    int rc = tm_secret_file_write(path, hex, 2 * TM_KEY_LEN + 1, 0, err);
+    if (rc == TM_EEXIST) {
+        tm_err_set(err, TM_EEXIST,
+                   "master key %s already exists; refusing to replace it (every backup "
+                   "wrapped with it would become unreadable)",
+                   path);
+    }
     if (rc == TM_OK && out != NULL) {
         tm_master_key_from_bytes(key, out);
     }
@@ -95,7 +97,10 @@ int tm_keys_load_master_file(const char *path, tm_master_key *out, tm_err *err)
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = tm_file_read(path, &buf, &len, err);
+    int rc = tm_secret_file_check(path, "master key", TM_SECRET_REFUSE, err);
+    if (rc == TM_OK) {
+        rc = tm_file_read(path, &buf, &len, err);
+    }
     if (rc != TM_OK) {
         return tm_err_prefix(err, "loading master key");
     }

@@ -2,8 +2,12 @@
  * log.h - one line per event: "ts level component key=value ...".
  *
  * ts is RFC 3339 UTC with milliseconds. Callers write the key=value part
- * themselves; values with spaces are quoted by tm_log_q(). Secrets are never
- * passed here.
+ * themselves; every %s value is escaped by the logger so a value it did not
+ * write cannot add a field or a line: after "key=" a value with spaces, '=',
+ * quotes, backslashes or control characters (or an empty one) is quoted;
+ * after a '"' (key="%s") quotes and backslashes are backslash-escaped;
+ * control characters are escaped everywhere (\n, \r, \t, \xNN). Secrets are
+ * never passed here.
  */
 #ifndef TM_LOG_H
 #define TM_LOG_H

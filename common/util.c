@@ -104,11 +104,15 @@ int tm_str_eq_ct(const char *a, const char *b)
     if (a == NULL || b == NULL) {
         return 0;
     }
-    size_t la = strlen(a), lb = strlen(b);
-    if (la != lb) {
-        return 0;
-    }
-    return CRYPTO_memcmp(a, b, la) == 0;
+    /* Compare fixed-length digests: comparing the strings themselves would
+     * return early on a length mismatch and so tell a guesser the length. */
+    unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)a, strlen(a), da);
+    SHA256((const unsigned char *)b, strlen(b), db);
+    int eq = CRYPTO_memcmp(da, db, sizeof(da)) == 0;
+    OPENSSL_cleanse(da, sizeof(da));
+    OPENSSL_cleanse(db, sizeof(db));
+    return eq;
 }
 
 int tm_file_read(const char *path, char **out, size_t *len, tm_err *err)

@@ -29,7 +29,8 @@ uint64_t tm_rand_below(uint64_t n);
 void tm_hex(const void *buf, size_t len, char *out);
 /* SHA-256 of buf as 64 lowercase hex chars + NUL. */
 void tm_sha256_hex(const void *buf, size_t len, char out[65]);
-/* Constant-time comparison of two NUL-terminated strings. 1 if equal. */
+/* Constant-time comparison of two NUL-terminated strings (their SHA-256
+ * digests are compared, so neither content nor length leaks). 1 if equal. */
 int tm_str_eq_ct(const char *a, const char *b);
 
 /* Read a whole file (NUL-terminated, *len excludes the NUL). Caller frees. */

@@ -31,8 +31,12 @@ int tm_agent_info_fill(struct tm_coordinator *c, tm_rpc_call *call, const tm_age
     out->last_seen_at = seen_ms / 1000;
     out->n_labels = rec->n_labels;
     out->labels = tm_arena_alloc(a, sizeof(*out->labels) * (rec->n_labels + 1));
-    out->n_targets = rec->n_targets;
-    out->targets = tm_arena_alloc(a, sizeof(*out->targets) * (rec->n_targets + 1));
+    /* A pending agent serves nothing yet: show what it claims, which is what
+     * the operator approves. */
+    const tm_target_rec *targets = rec->n_targets > 0 ? rec->targets : rec->claims;
+    size_t n_targets = rec->n_targets > 0 ? rec->n_targets : rec->n_claims;
+    out->n_targets = n_targets;
+    out->targets = tm_arena_alloc(a, sizeof(*out->targets) * (n_targets + 1));
     if (out->labels == NULL || out->targets == NULL) {
         return TM_ENOMEM;
     }
@@ -46,16 +50,16 @@ int tm_agent_info_fill(struct tm_coordinator *c, tm_rpc_call *call, const tm_age
         l->value = tm_arena_strdup(a, rec->labels[i].value);
         out->labels[i] = l;
     }
-    for (size_t i = 0; i < rec->n_targets; i++) {
+    for (size_t i = 0; i < n_targets; i++) {
         Tidemark__Target *t = tm_arena_alloc(a, sizeof(*t));
         if (t == NULL) {
             return TM_ENOMEM;
         }
         tidemark__target__init(t);
-        t->name = tm_arena_strdup(a, rec->targets[i].name);
+        t->name = tm_arena_strdup(a, targets[i].name);
         t->has_kind = 1;
-        t->kind = (Tidemark__TargetKind)rec->targets[i].kind;
-        t->engine_version = tm_arena_strdup(a, rec->targets[i].engine_version);
+        t->kind = (Tidemark__TargetKind)targets[i].kind;
+        t->engine_version = tm_arena_strdup(a, targets[i].engine_version);
         out->targets[i] = t;
     }
     return TM_OK;
@@ -181,15 +185,33 @@ static int handle_approve(tm_rpc_call *call, const ProtobufCMessage *in, Protobu
                           void *arg)
 {
     struct tm_coordinator *c = arg;
+    const Tidemark__AgentRef *ref = (const Tidemark__AgentRef *)in;
     tm_agent_rec *rec = NULL;
     tm_err err;
-    int code = resolve(c, call, (const Tidemark__AgentRef *)in, &rec);
-    if (code != TM_RPC_OK) {
-        return code;
+    /* By id only: a hostname is whatever the agent said it was, so a pending
+     * impostor could register under the name the operator expects first. */
+    int rc = ref->id != NULL && ref->id[0] != '\0'
+                 ? tm_catalog_agent_get(c->catalog, ref->id, &rec, &err)
+                 : TM_ENOENT;
+    if (rc == TM_ENOENT) {
+        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND,
+                                 "no agent with id '%s'; approve takes the agent id, not a "
+                                 "hostname (hostnames are self-reported): see tidemarkctl agents "
+                                 "list --state pending",
+                                 ref->id != NULL ? ref->id : "");
+    }
+    if (rc != TM_OK) {
+        return catalog_failed(call, &err);
     }
     if (!rec->approved) {
-        if (tm_catalog_agent_set_state(c->catalog, rec->id, 1, rec->state, tm_now_s(), "approved",
-                                       &err) != TM_OK) {
+        rc = tm_catalog_agent_approve(c->catalog, rec->id, tm_now_s(), "approved", &err);
+        if (rc == TM_EEXIST) {
+            tm_warn("admin", "event=approve_refused agent=%s host=\"%s\" msg=\"%s\"", rec->id,
+                    rec->hostname, err.msg);
+            tm_agent_rec_free(rec);
+            return tm_rpc_call_error(call, TM_RPC_ALREADY_EXISTS, "%s", err.msg);
+        }
+        if (rc != TM_OK) {
             tm_agent_rec_free(rec);
             return catalog_failed(call, &err);
         }

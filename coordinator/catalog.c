@@ -217,6 +217,22 @@ static const migration migrations[] = {
      "  record     BLOB NOT NULL," /* RepositoryStatus */
      "  PRIMARY KEY (agent_id, repository)"
      ") WITHOUT ROWID;"},
+    /* A pending agent has proved nothing but knowledge of an enrollment
+     * token, so its target names are kept aside here and bound (moved into
+     * targets) only when an operator approves it: a pending agent cannot
+     * squat a name. Names pending agents had bound before are released. */
+    {10, "pending target claims",
+     "CREATE TABLE pending_targets ("
+     "  agent_id       TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+     "  name           TEXT NOT NULL,"
+     "  kind           INTEGER NOT NULL,"
+     "  engine_version TEXT NOT NULL DEFAULT '',"
+     "  PRIMARY KEY (agent_id, name)"
+     ") WITHOUT ROWID;"
+     "INSERT INTO pending_targets(agent_id, name, kind, engine_version) "
+     "  SELECT agent_id, name, kind, engine_version FROM targets "
+     "  WHERE agent_id IN (SELECT id FROM agents WHERE approved = 0);"
+     "DELETE FROM targets WHERE agent_id IN (SELECT id FROM agents WHERE approved = 0);"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -253,6 +269,9 @@ enum {
     ST_TARGET_DELETE,
     ST_TARGET_UPSERT,
     ST_TARGETS_GET,
+    ST_CLAIMS_DELETE,
+    ST_CLAIM_INSERT,
+    ST_CLAIMS_GET,
     ST_EVENT_INSERT,
     ST_EVENTS_ALL,
     ST_EVENTS_AGENT,
@@ -307,6 +326,11 @@ static const char *const stmt_sql[ST__N] = {
                          "WHERE targets.agent_id = excluded.agent_id",
     [ST_TARGETS_GET] = "SELECT name, kind, engine_version FROM targets WHERE agent_id = ?1 "
                        "ORDER BY name",
+    [ST_CLAIMS_DELETE] = "DELETE FROM pending_targets WHERE agent_id = ?1",
+    [ST_CLAIM_INSERT] = "INSERT INTO pending_targets(agent_id, name, kind, engine_version) "
+                        "VALUES (?2, ?1, ?3, ?4)",
+    [ST_CLAIMS_GET] = "SELECT name, kind, engine_version FROM pending_targets "
+                      "WHERE agent_id = ?1 ORDER BY name",
     [ST_EVENT_INSERT] = "INSERT INTO agent_events(agent_id, at, from_state, to_state, reason) "
                         "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_EVENTS_ALL] = "SELECT agent_id, at, from_state, to_state, reason FROM agent_events "
@@ -772,7 +796,47 @@ static int agent_from_row(sqlite3_stmt *s, tm_agent_rec *a)
     return 0;
 }
 
-/* Load a's labels and targets. */
+/* The targets (st = ST_TARGETS_GET) or pending claims (ST_CLAIMS_GET) of
+ * agent id, appended to *out. */
+static int targets_load(tm_catalog *c, int st, const char *id, tm_target_rec **out, size_t *n,
+                        tm_err *err)
+{
+    sqlite3_stmt *s = stmt(c, st, err);
+    if (s == NULL) {
+        return err != NULL ? err->code : TM_EINTERNAL;
+    }
+    size_t cap = *n;
+    int rc = 0;
+    int src;
+    bind_text(s, 1, id);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t ncap = cap != 0 ? cap * 2 : 4;
+            tm_target_rec *t = realloc(*out, ncap * sizeof(*t));
+            if (t == NULL) {
+                stmt_done(s);
+                return nomem(c, err);
+            }
+            *out = t;
+            cap = ncap;
+        }
+        tm_target_rec *t = &(*out)[*n];
+        memset(t, 0, sizeof(*t));
+        (*n)++;
+        t->kind = sqlite3_column_int(s, 1);
+        if (col_dup(s, 0, 0, &t->name) || col_dup(s, 2, 0, &t->engine_version)) {
+            stmt_done(s);
+            return nomem(c, err);
+        }
+    }
+    if (src != SQLITE_DONE) {
+        rc = sql_fail(c, err, src, "read targets");
+    }
+    stmt_done(s);
+    return rc;
+}
+
+/* Load a's labels and targets (and a pending agent's claims). */
 static int agent_load_children(tm_catalog *c, tm_agent_rec *a, tm_err *err)
 {
     sqlite3_stmt *s = stmt(c, ST_LABELS_GET, err);
@@ -810,36 +874,10 @@ static int agent_load_children(tm_catalog *c, tm_agent_rec *a, tm_err *err)
         return rc;
     }
 
-    s = stmt(c, ST_TARGETS_GET, err);
-    if (s == NULL) {
-        return err != NULL ? err->code : TM_EINTERNAL;
+    rc = targets_load(c, ST_TARGETS_GET, a->id, &a->targets, &a->n_targets, err);
+    if (rc == 0 && !a->approved) {
+        rc = targets_load(c, ST_CLAIMS_GET, a->id, &a->claims, &a->n_claims, err);
     }
-    cap = 0;
-    bind_text(s, 1, a->id);
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        if (a->n_targets == cap) {
-            size_t ncap = cap != 0 ? cap * 2 : 4;
-            tm_target_rec *t = realloc(a->targets, ncap * sizeof(*t));
-            if (t == NULL) {
-                stmt_done(s);
-                return nomem(c, err);
-            }
-            a->targets = t;
-            cap = ncap;
-        }
-        tm_target_rec *t = &a->targets[a->n_targets];
-        memset(t, 0, sizeof(*t));
-        a->n_targets++;
-        t->kind = sqlite3_column_int(s, 1);
-        if (col_dup(s, 0, 0, &t->name) || col_dup(s, 2, 0, &t->engine_version)) {
-            stmt_done(s);
-            return nomem(c, err);
-        }
-    }
-    if (src != SQLITE_DONE) {
-        rc = sql_fail(c, err, src, "read targets");
-    }
-    stmt_done(s);
     return rc;
 }
 
@@ -864,6 +902,11 @@ void tm_agent_rec_free(tm_agent_rec *a)
         free(a->targets[i].engine_version);
     }
     free(a->targets);
+    for (size_t i = 0; i < a->n_claims; i++) {
+        free(a->claims[i].name);
+        free(a->claims[i].engine_version);
+    }
+    free(a->claims);
     free(a);
 }
 
@@ -1084,16 +1127,45 @@ static int targets_prune(tm_catalog *c, const tm_agent_rec *a, tm_err *err)
     return rc;
 }
 
-/* The writes of agent_put, inside its transaction. */
-static int agent_put_tx(tm_catalog *c, const tm_agent_rec *a, tm_err *err)
+/* Write a's targets with st: ST_TARGET_UPSERT or ST_CLAIM_INSERT (both take
+ * name, agent id, kind, engine version). */
+static int targets_write(tm_catalog *c, int st, const tm_agent_rec *a, const char *what,
+                         tm_err *err)
 {
-    /* Ownership first, so a conflict writes nothing at all. */
-    int rc = targets_check_owner(c, a, err);
+    sqlite3_stmt *s = stmt(c, st, err);
+    if (s == NULL) {
+        return err != NULL ? err->code : TM_EINTERNAL;
+    }
+    for (size_t i = 0; i < a->n_targets; i++) {
+        bind_text(s, 1, a->targets[i].name);
+        bind_text(s, 2, a->id);
+        sqlite3_bind_int(s, 3, a->targets[i].kind);
+        bind_text(s, 4, a->targets[i].engine_version);
+        int rc = exec_done(c, s, what, err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The writes of agent_put, inside its transaction. */
+static int agent_put_tx(tm_catalog *c, const tm_agent_rec *in, tm_err *err)
+{
+    int found = 0, old_approved = 0, old_state = 0;
+    int rc = agent_state(c, in->id, &found, &old_approved, &old_state, err);
     if (rc != 0) {
         return rc;
     }
-    int found = 0, old_approved = 0, old_state = 0;
-    rc = agent_state(c, a->id, &found, &old_approved, &old_state, err);
+    /* Approval is never withdrawn by a put (a re-registration that read
+     * "pending" just before an approval must not undo it). */
+    tm_agent_rec eff = *in;
+    eff.approved |= old_approved;
+    const tm_agent_rec *a = &eff;
+    /* Ownership before any write, so a conflict writes nothing at all. A
+     * pending agent's names are only claims (see migration 10): checked when
+     * it is approved. */
+    rc = a->approved ? targets_check_owner(c, a, err) : 0;
     if (rc != 0) {
         return rc;
     }
@@ -1135,21 +1207,22 @@ static int agent_put_tx(tm_catalog *c, const tm_agent_rec *a, tm_err *err)
         }
     }
 
-    /* Targets keep their row id across re-registration: prune, then upsert. */
-    if ((rc = targets_prune(c, a, err)) != 0) {
-        return rc;
-    }
-    if ((s = stmt(c, ST_TARGET_UPSERT, err)) == NULL) {
+    /* Claims are replaced wholesale; an approved agent has none left. */
+    if ((s = stmt(c, ST_CLAIMS_DELETE, err)) == NULL) {
         return err != NULL ? err->code : TM_EINTERNAL;
     }
-    for (size_t i = 0; i < a->n_targets; i++) {
-        bind_text(s, 1, a->targets[i].name);
-        bind_text(s, 2, a->id);
-        sqlite3_bind_int(s, 3, a->targets[i].kind);
-        bind_text(s, 4, a->targets[i].engine_version);
-        if ((rc = exec_done(c, s, "insert target", err)) != 0) {
-            return rc;
-        }
+    bind_text(s, 1, a->id);
+    if ((rc = exec_done(c, s, "delete pending targets", err)) != 0) {
+        return rc;
+    }
+    if (!a->approved) {
+        rc = targets_write(c, ST_CLAIM_INSERT, a, "insert pending target", err);
+    } else if ((rc = targets_prune(c, a, err)) == 0) {
+        /* Targets keep their row id across re-registration: prune, then upsert. */
+        rc = targets_write(c, ST_TARGET_UPSERT, a, "insert target", err);
+    }
+    if (rc != 0) {
+        return rc;
     }
 
     /* The event log starts at registration; a put that changes approval or
@@ -1315,6 +1388,10 @@ static int agent_set_state_tx(tm_catalog *c, const char *id, int approved, int s
     if (!found) {
         return tm_err_set(err, TM_ENOENT, "catalog %s: set state: no agent %s", c->path, id);
     }
+    /* Approval is never withdrawn here (there is no such operation): a
+     * liveness write that read approved=0 just before an approval must not
+     * undo it. Approval itself goes through agent_approve (claims bound). */
+    approved |= old_approved;
     if (old_approved == approved && old_state == state) {
         return 0; /* nothing changed, nothing to log */
     }
@@ -1331,6 +1408,29 @@ static int agent_set_state_tx(tm_catalog *c, const char *id, int approved, int s
     return event_insert(c, id, at, old_state, state, reason, err);
 }
 
+static int agent_approve_tx(tm_catalog *c, const char *id, int64_t at, const char *reason,
+                            tm_err *err);
+
+/* One write transaction: an approval (claims bound) or a state change. */
+static int agent_state_write(tm_catalog *c, const char *id, int approve, int approved, int state,
+                             int64_t at, const char *reason, tm_err *err)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = tx_begin(c, 1, err);
+    if (rc == 0) {
+        rc = approve ? agent_approve_tx(c, id, at, reason, err)
+                     : agent_set_state_tx(c, id, approved, state, at, reason, err);
+        if (rc == 0) {
+            rc = tx_commit(c, err);
+        }
+        if (rc != 0) {
+            tx_rollback(c);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 int tm_catalog_agent_set_state(tm_catalog *c, const char *id, int approved, int state, int64_t at,
                                const char *reason, tm_err *err)
 {
@@ -1341,19 +1441,56 @@ int tm_catalog_agent_set_state(tm_catalog *c, const char *id, int approved, int 
         return tm_err_set(err, TM_EINVAL, "catalog %s: set state of %s: bad approved=%d state=%d",
                           c->path, id, approved, state);
     }
-    pthread_mutex_lock(&c->mu);
-    int rc = tx_begin(c, 1, err);
-    if (rc == 0) {
-        rc = agent_set_state_tx(c, id, approved, state, at, reason, err);
-        if (rc == 0) {
-            rc = tx_commit(c, err);
-        }
-        if (rc != 0) {
-            tx_rollback(c);
-        }
+    return agent_state_write(c, id, 0, approved, state, at, reason, err);
+}
+
+/* Approval inside its transaction: the claims become targets, unless a name
+ * is already served by another agent (TM_EEXIST, nothing written). */
+static int agent_approve_tx(tm_catalog *c, const char *id, int64_t at, const char *reason,
+                            tm_err *err)
+{
+    int found = 0, approved = 0, state = 0;
+    int rc = agent_state(c, id, &found, &approved, &state, err);
+    if (rc != 0) {
+        return rc;
     }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
+    if (!found) {
+        return tm_err_set(err, TM_ENOENT, "catalog %s: approve: no agent %s", c->path, id);
+    }
+    if (approved) {
+        return 0;
+    }
+    tm_agent_rec a = {.id = (char *)id};
+    rc = targets_load(c, ST_CLAIMS_GET, id, &a.targets, &a.n_targets, err);
+    if (rc == 0) {
+        rc = targets_check_owner(c, &a, err);
+    }
+    if (rc == 0) {
+        rc = targets_write(c, ST_TARGET_UPSERT, &a, "insert target", err);
+    }
+    for (size_t i = 0; i < a.n_targets; i++) {
+        free(a.targets[i].name);
+        free(a.targets[i].engine_version);
+    }
+    free(a.targets);
+    sqlite3_stmt *s = rc == 0 ? stmt(c, ST_CLAIMS_DELETE, err) : NULL;
+    if (rc == 0 && s == NULL) {
+        rc = err != NULL ? err->code : TM_EINTERNAL;
+    }
+    if (rc == 0) {
+        bind_text(s, 1, id);
+        rc = exec_done(c, s, "delete pending targets", err);
+    }
+    return rc != 0 ? rc : agent_set_state_tx(c, id, 1, state, at, reason, err);
+}
+
+int tm_catalog_agent_approve(tm_catalog *c, const char *id, int64_t at, const char *reason,
+                             tm_err *err)
+{
+    if (c == NULL || id == NULL) {
+        return tm_err_set(err, TM_EINVAL, "catalog: approve: bad arguments");
+    }
+    return agent_state_write(c, id, 1, 1, 0, at, reason, err);
 }
 
 /* Unknown ids are skipped, not errors: an agent removed between its last

@@ -44,6 +44,10 @@ typedef struct tm_agent_rec {
     size_t n_labels;
     tm_target_rec *targets;
     size_t n_targets;
+    /* A pending agent's target names, bound only on approval (read only:
+     * agent_put takes a pending agent's names from targets). */
+    tm_target_rec *claims;
+    size_t n_claims;
 } tm_agent_rec;
 
 typedef struct tm_agent_event {
@@ -82,6 +86,11 @@ int tm_catalog_agent_list(tm_catalog *c, tm_agent_rec ***out, size_t *n, tm_err 
 /* Change state (and approval) and record an event; no-op event if unchanged. */
 int tm_catalog_agent_set_state(tm_catalog *c, const char *id, int approved, int state, int64_t at,
                                const char *reason, tm_err *err);
+/* Approve a pending agent: its claimed target names are bound to it in the
+ * same transaction. TM_EEXIST (nothing changed) if another agent already
+ * serves one of them; TM_ENOENT if no such agent; no-op if approved. */
+int tm_catalog_agent_approve(tm_catalog *c, const char *id, int64_t at, const char *reason,
+                             tm_err *err);
 /* Batched last-seen update: one transaction for n agents. last_seen_at only
  * moves forward; ids not in the catalog are skipped (not an error). */
 int tm_catalog_agent_touch(tm_catalog *c, const char *const *ids, const int64_t *last_seen,

@@ -89,6 +89,11 @@ static int put_locked(tm_registry *r, const char *id, const char *secret_hash, i
                       int live, int64_t now_ms)
 {
     entry *e = find(r, id);
+    if (e != NULL && e->approved) {
+        /* Approval is never withdrawn by a put: a re-registration that read
+         * "pending" just before an approval must not undo it. */
+        approved = 1;
+    }
     if (e == NULL) {
         if (r->count + 1 > r->n_buckets && grow(r) != TM_OK) {
             return TM_ENOMEM;

@@ -8,6 +8,7 @@
  * authenticated id only, so an agent can never speak for another.
  */
 #include "coordinator/service_internal.h"
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -37,6 +38,20 @@ int tm_coordinator_auth(tm_rpc_call *call, const char *service, const Tidemark__
     if (tm_registry_auth(c->registry, cred->agent_id, cred->agent_secret) != TM_OK) {
         return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED,
                                  "unknown agent or wrong secret; the agent must register again");
+    }
+    /* A pending agent has only shown an enrollment token: it may heartbeat
+     * (to learn it was approved) and nothing else. Checked here, once, so no
+     * handler can forget it. */
+    const char *method = tm_rpc_call_method(call);
+    int state;
+    int64_t seen;
+    if (method != NULL && strcmp(method, "Coordinator.Heartbeat") != 0 &&
+        tm_registry_get(c->registry, cred->agent_id, &state, &seen) == TM_OK &&
+        state == TIDEMARK__AGENT_STATE__PENDING) {
+        return tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
+                                 "agent %s is pending approval and may not call %s until an "
+                                 "operator runs tidemarkctl agents approve %s",
+                                 cred->agent_id, method, cred->agent_id);
     }
     tm_rpc_call_set_principal(call, cred->agent_id);
     return TM_RPC_OK;
@@ -70,9 +85,6 @@ static int text_ok(const char *s, size_t max)
 
 static int validate_register(tm_rpc_call *call, const Tidemark__RegisterRequest *req)
 {
-    if (req->enrollment_token == NULL || req->enrollment_token[0] == '\0') {
-        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "enrollment token missing");
-    }
     if (!text_ok(req->hostname, 255) || req->hostname[0] == '\0') {
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
                                  "hostname missing, too long, or has control characters");
@@ -129,6 +141,33 @@ static const tm_enrollment_conf *find_enrollment(struct tm_coordinator *c, const
     return found;
 }
 
+/* The enrollment token of a new registration: known and not expired. */
+static int check_enrollment(struct tm_coordinator *c, tm_rpc_call *call,
+                            const Tidemark__RegisterRequest *req, int64_t now,
+                            const tm_enrollment_conf **out)
+{
+    if (req->enrollment_token == NULL || req->enrollment_token[0] == '\0') {
+        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED,
+                                 "enrollment token missing (and no valid stored identity)");
+    }
+    const tm_enrollment_conf *en = find_enrollment(c, req->enrollment_token);
+    if (en == NULL) {
+        tm_warn("service", "event=register_refused host=%s peer=%s reason=bad_token", req->hostname,
+                tm_rpc_call_peer(call));
+        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "invalid enrollment token");
+    }
+    if (en->expires_at != 0 && now / 1000 >= en->expires_at) {
+        char when[32];
+        tm_fmt_time(en->expires_at, when, sizeof(when));
+        tm_warn("service", "event=register_refused host=%s enrollment=%s reason=expired",
+                req->hostname, en->name);
+        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED,
+                                 "enrollment token '%s' expired at %s", en->name, when);
+    }
+    *out = en;
+    return TM_RPC_OK;
+}
+
 static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
                            void *arg)
 {
@@ -142,23 +181,11 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
     if (code != TM_RPC_OK) {
         return code;
     }
-    const tm_enrollment_conf *en = find_enrollment(c, req->enrollment_token);
-    if (en == NULL) {
-        tm_warn("service", "event=register_refused host=\"%s\" peer=%s reason=bad_token",
-                req->hostname, tm_rpc_call_peer(call));
-        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "invalid enrollment token");
-    }
-    if (en->expires_at != 0 && now / 1000 >= en->expires_at) {
-        char when[32];
-        tm_fmt_time(en->expires_at, when, sizeof(when));
-        tm_warn("service", "event=register_refused host=\"%s\" enrollment=%s reason=expired",
-                req->hostname, en->name);
-        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED,
-                                 "enrollment token '%s' expired at %s", en->name, when);
-    }
 
     /* A stored identity that still checks out keeps its id, approval and
-     * secret; anything else gets a new identity. */
+     * secret, and needs no enrollment token: the token admits new hosts, and
+     * its expiry or rotation must not lock out a host that rebooted. Anything
+     * else gets a new identity, for which the token is checked. */
     tm_agent_rec rec = {0};
     tm_agent_rec *old = NULL;
     char id[40], secret[65], hash[65];
@@ -170,11 +197,19 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
             reuse = 1;
         }
     }
+    const tm_enrollment_conf *en = NULL;
+    if (!reuse) {
+        code = check_enrollment(c, call, req, now, &en);
+        if (code != TM_RPC_OK) {
+            return code;
+        }
+    }
     if (reuse) {
         snprintf(id, sizeof(id), "%s", old->id);
         snprintf(hash, sizeof(hash), "%s", old->secret_hash);
         rec.approved = old->approved;
         rec.registered_at = old->registered_at;
+        rec.enrollment = old->enrollment;
         secret[0] = '\0';
     } else {
         unsigned char rnd[32];
@@ -184,6 +219,7 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
         snprintf(id, sizeof(id), "agt-%s", idhex);
         tm_random_bytes(rnd, sizeof(rnd));
         tm_hex(rnd, sizeof(rnd), secret);
+        tm_secure_zero(rnd, sizeof(rnd));
         tm_sha256_hex(secret, strlen(secret), hash);
         rec.approved = en->auto_approve ? 1 : 0;
         rec.registered_at = now / 1000;
@@ -192,7 +228,9 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
     rec.hostname = req->hostname;
     rec.version = req->version;
     rec.secret_hash = hash;
-    rec.enrollment = en->name;
+    if (en != NULL) {
+        rec.enrollment = en->name;
+    }
     rec.address = (char *)tm_rpc_call_peer(call);
     rec.state = TIDEMARK__AGENT_STATE__ONLINE;
     rec.last_seen_at = now / 1000;
@@ -213,10 +251,12 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
         rec.targets[i].kind = req->targets[i]->kind;
         rec.targets[i].engine_version = req->targets[i]->engine_version;
     }
-    tm_agent_rec_free(old);
 
     tm_err err;
     int rc = tm_catalog_agent_put(c->catalog, &rec, &err);
+    char enrollment[72];
+    snprintf(enrollment, sizeof(enrollment), "%s", rec.enrollment ? rec.enrollment : "-");
+    tm_agent_rec_free(old);
     if (rc == TM_EEXIST) {
         return tm_rpc_call_error(call, TM_RPC_ALREADY_EXISTS, "%s", err.msg);
     }
@@ -229,14 +269,14 @@ static int handle_register(tm_rpc_call *call, const ProtobufCMessage *in, Protob
     }
     int state = tm_registry_reported_state(rec.approved, TIDEMARK__AGENT_STATE__ONLINE);
     tm_info("service", "event=%s agent=%s host=\"%s\" enrollment=%s state=%s targets=%zu peer=%s",
-            reuse ? "reregistered" : "registered", id, req->hostname, en->name,
+            reuse ? "reregistered" : "registered", id, req->hostname, enrollment,
             tm_agent_state_name(state), req->n_targets, tm_rpc_call_peer(call));
 
     resp->agent_id = tm_arena_strdup(a, id);
     if (!reuse) {
         resp->agent_secret = tm_arena_strdup(a, secret);
     }
-    memset(secret, 0, sizeof(secret));
+    tm_secure_zero(secret, sizeof(secret));
     resp->has_state = 1;
     resp->state = (Tidemark__AgentState)state;
     resp->has_heartbeat_interval_ms = 1;
@@ -255,7 +295,9 @@ static int handle_heartbeat(tm_rpc_call *call, const ProtobufCMessage *in, Proto
         TM_OK) {
         return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "agent was removed; register again");
     }
-    if (req->n_repositories > 0) {
+    /* A pending agent's repository reports are not taken: it has not been
+     * trusted to speak for any repository yet. */
+    if (req->n_repositories > 0 && state != TIDEMARK__AGENT_STATE__PENDING) {
         tm_replication_health(c->replication, tm_rpc_call_principal(call), req->repositories,
                               req->n_repositories);
     }

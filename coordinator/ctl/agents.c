@@ -13,10 +13,14 @@ static void agents_usage(FILE *f)
 {
     fprintf(f, "Usage: tidemarkctl agents list [--state pending|online|stale|lost] [--json]\n"
                "       tidemarkctl agents show AGENT [--json]\n"
-               "       tidemarkctl agents approve AGENT [--json]\n"
+               "       tidemarkctl agents approve AGENT_ID [--json]\n"
                "       tidemarkctl agents remove AGENT [--json]\n"
                "\n"
                "AGENT is an agent id (agt-...) or a hostname that names exactly one agent.\n"
+               "approve takes the id only: a hostname is whatever the agent said it was,\n"
+               "so an impostor could have registered under it first. A pending agent's\n"
+               "targets are claims; approving binds them, unless another agent serves\n"
+               "one of the names already (then approval is refused).\n"
                "remove forgets the agent: a still-running agent registers again (pending\n"
                "unless its token auto-approves), so stop it first to retire a host.\n");
 }
@@ -95,7 +99,9 @@ static void show_text(const Tidemark__AgentInfo *a)
         printf(" %s=%s", a->labels[i]->key, a->labels[i]->value);
     }
     printf("%s\n", a->n_labels ? "" : " -");
-    printf("targets:\n");
+    printf("%s\n", a->state == TIDEMARK__AGENT_STATE__PENDING
+                       ? "targets (claimed; bound when approved):"
+                       : "targets:");
     for (size_t i = 0; i < a->n_targets; i++) {
         printf("  %-24s %-9s %s\n", a->targets[i]->name, tm_target_kind_name(a->targets[i]->kind),
                a->targets[i]->engine_version ? a->targets[i]->engine_version : "");
@@ -191,7 +197,8 @@ static int agents_one(ctl *c, const char *verb, const char *method, int argc, ch
         }
     }
     if (optind + 1 != argc) {
-        fprintf(stderr, "tidemarkctl: agents %s takes one AGENT (id or hostname)\n", verb);
+        fprintf(stderr, "tidemarkctl: agents %s takes one %s\n", verb,
+                strcmp(verb, "approve") == 0 ? "AGENT_ID" : "AGENT (id or hostname)");
         return CTL_USAGE;
     }
     Tidemark__AgentRef req = TIDEMARK__AGENT_REF__INIT;

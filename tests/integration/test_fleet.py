@@ -143,7 +143,11 @@ def approval_and_removal():
         wait_for(lambda: states(c).get("manual-1") == "pending", 10, "pending agent")
         r = c.ctl("agents", "list", "--state", "pending")
         check("manual-1" in r.stdout and "pending" in r.stdout, "pending shown in the table")
-        r = c.ctl("agents", "approve", "manual-1")
+        # Approval takes the agent id: a hostname is the agent's own claim.
+        r = c.ctl("agents", "approve", "manual-1", check=False)
+        check(r.returncode == 1 and "agent id" in r.stderr, f"approve by hostname refused: {r.stderr}")
+        pending_id = c.agents_by_host()["manual-1"]["id"]
+        r = c.ctl("agents", "approve", pending_id)
         check("approved" in r.stdout, "approve says so")
         wait_for(lambda: states(c)["manual-1"] == "online", 5, "approved agent online")
         wait_for(lambda: "state=online" in c.agents["manual-1"].output(), 5,
@@ -167,7 +171,8 @@ def approval_and_removal():
         r = c.ctl("agents", "list", "--help")
         check("Usage: tidemarkctl agents" in r.stdout, "--help on a command")
 
-        # A target can belong to one agent only.
+        # A target can belong to one (approved) agent only.
+        c.ctl("agents", "approve", c.agents_by_host()["manual-1"]["id"])
         c.start_agent("dup", targets=[("manual-1-pg", "postgres")])
         wait_for(lambda: "ALREADY_EXISTS" in c.agents["dup"].output(), 10, "target conflict refused")
 

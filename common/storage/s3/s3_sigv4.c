@@ -8,6 +8,7 @@
  * strings. Here the caller passes the canonical URI and query it will also
  * put on the wire, so what is signed is exactly what is sent.
  */
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -100,6 +101,11 @@ int s3_sigv4_authorization(const s3 *s, const char *method, const char *canonica
     hmac(k2, 32, "s3", k3);
     hmac(k3, 32, "aws4_request", k4);
     hmac(k4, 32, sts, sig);
+    /* The derived keys sign any request of the day: wiped like the secret. */
+    OPENSSL_cleanse(k1, sizeof(k1));
+    OPENSSL_cleanse(k2, sizeof(k2));
+    OPENSSL_cleanse(k3, sizeof(k3));
+    OPENSSL_cleanse(k4, sizeof(k4));
     char sighex[65];
     tm_hex(sig, 32, sighex);
     int n = snprintf(out, cap, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",

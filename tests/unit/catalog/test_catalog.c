@@ -214,7 +214,14 @@ static const char *const fixture_sql[] = {
           "'not kept by any rule', 't-0');",
     /* ReplicationState{target "pg-main", repository "us", state "gap"}. */
     [9] = "INSERT INTO replication_state(target, repository, record) VALUES ('pg-main', 'us', "
-          "X'0a0770672d6d61696e120275732203676170');",
+          "X'0a0770672d6d61696e120275732203676170');"
+          /* A pending agent that bound a name before v10: released to a claim. */
+          "INSERT INTO agents(id, hostname, secret_hash, approved, state) VALUES "
+          "('ag-sq', 'db1', 'ee', 0, 1);"
+          "INSERT INTO targets(name, agent_id, kind) VALUES ('squat', 'ag-sq', 1);",
+    [10] = "INSERT INTO agents(id, hostname, secret_hash, approved, state) VALUES "
+           "('ag-2', 'db2', 'ee', 0, 1);"
+           "INSERT INTO pending_targets(agent_id, name, kind) VALUES ('ag-2', 'claimed', 1);",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -290,6 +297,12 @@ static void check_fixture(tm_catalog *c, int v)
         assert_string_equal(r[0]->repository, "us");
         assert_string_equal(r[0]->state, "gap");
         tm_catalog_repl_free(r, n);
+        tm_agent_rec *sq = NULL;
+        assert_int_equal(tm_catalog_agent_get(c, "ag-sq", &sq, &err), 0);
+        assert_int_equal(sq->n_targets, 0);
+        assert_int_equal(sq->n_claims, 1);
+        assert_string_equal(sq->claims[0].name, "squat");
+        tm_agent_rec_free(sq);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);
@@ -395,6 +408,8 @@ static void test_put_get_list(void **state)
     tm_target_rec ta[] = {{"pg-orders", POSTGRES, "16.2"}, {"app-sqlite", SQLITE, "3.45"}};
     tm_agent_rec a = agent("ag-a", "zeta", la, 2, ta, 2);
     a.address = "10.1.2.3:4444";
+    a.approved = 1; /* a pending agent's targets are only claims */
+    a.state = ONLINE;
     put_ok(c, &a);
     tm_agent_rec b = agent("ag-b", "alpha", NULL, 0, NULL, 0);
     put_ok(c, &b);
@@ -407,8 +422,8 @@ static void test_put_get_list(void **state)
     assert_string_equal(g->secret_hash, "ab12");
     assert_string_equal(g->enrollment, "default");
     assert_string_equal(g->address, "10.1.2.3:4444");
-    assert_int_equal(g->state, PENDING);
-    assert_int_equal(g->approved, 0);
+    assert_int_equal(g->state, ONLINE);
+    assert_int_equal(g->approved, 1);
     assert_int_equal(g->n_labels, 2);
     assert_string_equal(g->labels[0].key, "env"); /* sorted by key */
     assert_string_equal(g->labels[0].value, "prod");
@@ -434,6 +449,8 @@ static void test_put_get_list(void **state)
     tm_label la2[] = {{"env", "staging"}};
     tm_target_rec ta2[] = {{"pg-orders", POSTGRES, "17.0"}, {"redis-q", REDIS, "7.2"}};
     tm_agent_rec a2 = agent("ag-a", "zeta", la2, 1, ta2, 2);
+    a2.approved = 1;
+    a2.state = ONLINE;
     put_ok(c, &a2);
     assert_int_equal(raw_int(fx->path, "SELECT id FROM targets WHERE name = 'pg-orders'"), pg_id);
 
@@ -487,6 +504,15 @@ static void test_put_invalid(void **state)
     tm_catalog_free(c);
 }
 
+static tm_agent_rec approved_agent(const char *id, const char *host, tm_label *labels,
+                                   size_t n_labels, tm_target_rec *targets, size_t n_targets)
+{
+    tm_agent_rec a = agent(id, host, labels, n_labels, targets, n_targets);
+    a.approved = 1;
+    a.state = ONLINE;
+    return a;
+}
+
 static void test_target_conflict(void **state)
 {
     fixture *fx = *state;
@@ -494,13 +520,13 @@ static void test_target_conflict(void **state)
     tm_err err = {0};
 
     tm_target_rec ta[] = {{"pg-main", POSTGRES, "16"}};
-    tm_agent_rec a = agent("ag-a", "host-a", NULL, 0, ta, 1);
+    tm_agent_rec a = approved_agent("ag-a", "host-a", NULL, 0, ta, 1);
     put_ok(c, &a);
 
     /* A new agent claiming pg-main: refused, nothing of it written. */
     tm_label lb[] = {{"env", "prod"}};
     tm_target_rec tb[] = {{"redis-1", REDIS, "7"}, {"pg-main", POSTGRES, "16"}};
-    tm_agent_rec b = agent("ag-b", "host-b", lb, 1, tb, 2);
+    tm_agent_rec b = approved_agent("ag-b", "host-b", lb, 1, tb, 2);
     assert_int_equal(tm_catalog_agent_put(c, &b, &err), TM_EEXIST);
     print_message("conflict: %s\n", err.msg);
     assert_non_null(strstr(err.msg, "pg-main"));
@@ -514,10 +540,10 @@ static void test_target_conflict(void **state)
 
     /* An existing agent claiming it: refused, its old record untouched. */
     tm_target_rec tb0[] = {{"redis-1", REDIS, "6"}};
-    b = agent("ag-b", "host-b", lb, 1, tb0, 1);
+    b = approved_agent("ag-b", "host-b", lb, 1, tb0, 1);
     put_ok(c, &b);
     tm_label lb2[] = {{"env", "dev"}};
-    b = agent("ag-b", "host-b2", lb2, 1, tb, 2);
+    b = approved_agent("ag-b", "host-b2", lb2, 1, tb, 2);
     assert_int_equal(tm_catalog_agent_put(c, &b, &err), TM_EEXIST);
     assert_int_equal(tm_catalog_agent_get(c, "ag-b", &g, &err), 0);
     assert_string_equal(g->hostname, "host-b");
@@ -533,6 +559,74 @@ static void test_target_conflict(void **state)
     /* Once ag-a is gone the name is free. */
     assert_int_equal(tm_catalog_agent_delete(c, "ag-a", &err), 0);
     put_ok(c, &b);
+    tm_catalog_free(c);
+}
+
+/* A pending agent's names are claims: they bind nothing, so it cannot squat
+ * a name, and they become targets only on approval, which is refused if the
+ * name was taken meanwhile. */
+static void test_pending_claims(void **state)
+{
+    fixture *fx = *state;
+    tm_catalog *c = open_ok(fx->path);
+    tm_err err = {0};
+    tm_agent_rec *g = NULL;
+
+    /* The squatter registers first, pending, claiming pg-main. */
+    tm_target_rec ts[] = {{"pg-main", POSTGRES, "16"}, {"sq-only", REDIS, "7"}};
+    tm_agent_rec sq = agent("ag-sq", "db1", NULL, 0, ts, 2);
+    put_ok(c, &sq);
+    assert_int_equal(stats(c).targets, 0);
+    assert_int_equal(tm_catalog_agent_get(c, "ag-sq", &g, &err), 0);
+    assert_int_equal(g->n_targets, 0);
+    assert_int_equal(g->n_claims, 2);
+    assert_string_equal(g->claims[0].name, "pg-main");
+    tm_agent_rec_free(g);
+
+    /* The real agent (approved) still gets the name. */
+    tm_target_rec tr[] = {{"pg-main", POSTGRES, "16"}};
+    tm_agent_rec real = approved_agent("ag-real", "db1", NULL, 0, tr, 1);
+    put_ok(c, &real);
+    assert_int_equal(stats(c).targets, 1);
+
+    /* Approving the squatter now is refused and changes nothing. */
+    assert_int_equal(tm_catalog_agent_approve(c, "ag-sq", 3000, "approved", &err), TM_EEXIST);
+    assert_non_null(strstr(err.msg, "pg-main"));
+    assert_non_null(strstr(err.msg, "ag-real"));
+    assert_int_equal(tm_catalog_agent_get(c, "ag-sq", &g, &err), 0);
+    assert_int_equal(g->approved, 0);
+    assert_int_equal(g->n_claims, 2);
+    tm_agent_rec_free(g);
+    assert_int_equal(stats(c).targets, 1);
+
+    /* A pending agent with free names: approval binds them. */
+    tm_target_rec tp[] = {{"redis-2", REDIS, "7"}};
+    tm_agent_rec p = agent("ag-p", "db2", NULL, 0, tp, 1);
+    put_ok(c, &p);
+    assert_int_equal(tm_catalog_agent_approve(c, "ag-p", 3000, "approved", &err), 0);
+    assert_int_equal(tm_catalog_agent_get(c, "ag-p", &g, &err), 0);
+    assert_int_equal(g->approved, 1);
+    assert_int_equal(g->n_targets, 1);
+    assert_string_equal(g->targets[0].name, "redis-2");
+    assert_int_equal(g->n_claims, 0);
+    tm_agent_rec_free(g);
+    assert_int_equal(raw_int(fx->path, "SELECT COUNT(*) FROM pending_targets"), 2);
+    /* Approving twice is a no-op; an unknown id is TM_ENOENT. */
+    assert_int_equal(tm_catalog_agent_approve(c, "ag-p", 3001, "approved", &err), 0);
+    assert_int_equal(tm_catalog_agent_approve(c, "nope", 3001, "approved", &err), TM_ENOENT);
+    /* A re-registration that read "pending" before the approval does not
+     * undo it: still approved, the target still bound, no claim left. */
+    put_ok(c, &p);
+    assert_int_equal(tm_catalog_agent_get(c, "ag-p", &g, &err), 0);
+    assert_int_equal(g->approved, 1);
+    assert_int_equal(g->n_targets, 1);
+    assert_int_equal(g->n_claims, 0);
+    tm_agent_rec_free(g);
+    /* A liveness write with a stale approved=0 does not withdraw approval. */
+    assert_int_equal(tm_catalog_agent_set_state(c, "ag-p", 0, STALE, 3002, "late", &err), 0);
+    assert_int_equal(tm_catalog_agent_get(c, "ag-p", &g, &err), 0);
+    assert_int_equal(g->approved, 1);
+    tm_agent_rec_free(g);
     tm_catalog_free(c);
 }
 
@@ -747,7 +841,8 @@ static void test_reopen_persists(void **state)
     tm_target_rec ta[] = {{"turso-edge", TURSO, ""}};
     tm_agent_rec a = agent("ag-p", "persist", la, 1, ta, 1);
     put_ok(c, &a);
-    assert_int_equal(tm_catalog_agent_set_state(c, "ag-p", 1, ONLINE, 2000, "approved", &err), 0);
+    assert_int_equal(tm_catalog_agent_approve(c, "ag-p", 2000, "approved", &err), 0);
+    assert_int_equal(tm_catalog_agent_set_state(c, "ag-p", 1, ONLINE, 2000, "online", &err), 0);
     const char *id = "ag-p";
     int64_t seen = 2500;
     assert_int_equal(tm_catalog_agent_touch(c, &id, &seen, 1, &err), 0);
@@ -763,7 +858,7 @@ static void test_reopen_persists(void **state)
     assert_int_equal(g->targets[0].kind, TURSO);
     tm_agent_rec_free(g);
     tm_catalog_stats st = stats(c);
-    assert_int_equal(st.events, 2);
+    assert_int_equal(st.events, 3); /* registered, approved, online */
     assert_int_equal(st.schema_version, tm_catalog_latest_version());
     tm_catalog_free(c);
 }
@@ -828,6 +923,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_get_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_state_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_cascades_keeps_events, setup, teardown),

@@ -38,8 +38,8 @@
 
 static inline void test_env_setup(void)
 {
-    setenv("TM_TEST_ADMIN", "admin-secret-value", 1);
-    setenv("TM_TEST_ENROLL", "enroll-secret-value\n", 1);
+    setenv("TM_TEST_ADMIN", "admin-secret-value-0123456789abcdef", 1);
+    setenv("TM_TEST_ENROLL", "enroll-secret-value-0123456789abcdef\n", 1);
     unsetenv("TM_TEST_UNSET");
 }
 

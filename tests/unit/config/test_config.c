@@ -24,11 +24,11 @@ static void test_defaults(void **state)
     assert_string_equal(c->listen, "tcp://127.0.0.1:7800");
     assert_string_equal(c->http_listen, "http://127.0.0.1:9187");
     assert_string_equal(c->catalog_path, TEST_DIR "/catalog.db");
-    assert_string_equal(c->admin_token, "admin-secret-value");
+    assert_string_equal(c->admin_token, "admin-secret-value-0123456789abcdef");
     assert_int_equal(c->n_enrollments, 1);
     assert_string_equal(c->enrollments[0].name, "default");
     /* trailing newline of the env value stripped */
-    assert_string_equal(c->enrollments[0].token, "enroll-secret-value");
+    assert_string_equal(c->enrollments[0].token, "enroll-secret-value-0123456789abcdef");
     assert_false(c->enrollments[0].auto_approve);
     assert_int_equal(c->enrollments[0].expires_at, 0);
     assert_int_equal(c->heartbeat_interval_ms, 10000);
@@ -75,7 +75,7 @@ static void test_full(void **state)
     assert_true(c->enrollments[0].auto_approve);
     assert_int_equal(c->enrollments[0].expires_at, 1798761600);
     assert_string_equal(c->enrollments[1].name, "ops.team_2");
-    assert_string_equal(c->enrollments[1].token, "admin-secret-value");
+    assert_string_equal(c->enrollments[1].token, "admin-secret-value-0123456789abcdef");
     assert_int_equal(c->heartbeat_interval_ms, 500);
     assert_int_equal(c->stale_after_missed, 5);
     assert_int_equal(c->lost_after_missed, 6);
@@ -241,7 +241,7 @@ static void test_secret_file(void **state)
     char name[128], tok[128], yaml[512];
     snprintf(name, sizeof(name), "%s/coordinator.yaml", dir);
     snprintf(tok, sizeof(tok), "%s/admin.token", dir);
-    write_file(tok, "file-secret\r\n\n");
+    write_file(tok, "file-secret-0123456789abcdef-0123456789\r\n\n");
 
     /* relative *_file resolves against the config's directory */
     snprintf(yaml, sizeof(yaml),
@@ -251,8 +251,8 @@ static void test_secret_file(void **state)
     tm_coordinator_conf *c = NULL;
     tm_err err;
     assert_int_equal(tm_coordinator_conf_parse(name, yaml, strlen(yaml), &c, &err), 0);
-    assert_string_equal(c->admin_token, "file-secret");
-    assert_string_equal(c->enrollments[0].token, "file-secret");
+    assert_string_equal(c->admin_token, "file-secret-0123456789abcdef-0123456789");
+    assert_string_equal(c->enrollments[0].token, "file-secret-0123456789abcdef-0123456789");
     char want[160];
     snprintf(want, sizeof(want), "%s/catalog.db", dir);
     assert_string_equal(c->catalog_path, want);
@@ -300,7 +300,7 @@ static void test_secret_resolve_api(void **state)
     char *s = NULL;
     tm_err err;
     assert_int_equal(tm_secret_resolve("env:TM_TEST_ADMIN", NULL, &s, &err), 0);
-    assert_string_equal(s, "admin-secret-value");
+    assert_string_equal(s, "admin-secret-value-0123456789abcdef");
     free(s);
     assert_int_equal(tm_secret_resolve("plain", NULL, &s, &err), TM_ECONFIG);
     assert_null(s);
@@ -414,6 +414,30 @@ static void test_null_err(void **state)
     assert_null(c);
 }
 
+/* Admin and enrollment tokens are guessed over the network: at least
+ * TM_TOKEN_MIN_LEN characters, the error at the key, the value not echoed. */
+static void test_token_min_length(void **state)
+{
+    (void)state;
+    setenv("TM_TEST_SHORT", "0123456789abcdef0123456789abcde", 1); /* 31 */
+    setenv("TM_TEST_32", "0123456789abcdef0123456789abcdef", 1);
+    coord_fails("admin_token: env:TM_TEST_SHORT\n"
+                "enrollment:\n  - name: a\n    token: env:TM_TEST_ENROLL\n",
+                F ":1:14: admin_token: ", "token is 31 characters, expected at least 32");
+    coord_fails("admin_token: env:TM_TEST_ADMIN\n"
+                "enrollment:\n  - name: a\n    token: env:TM_TEST_SHORT\n",
+                F ":4:12: enrollment[0].token: ", "expected at least 32");
+    tm_err err;
+    tm_coordinator_conf *c = NULL;
+    const char *y = "admin_token: env:TM_TEST_SHORT\n"
+                    "enrollment:\n  - name: a\n    token: env:TM_TEST_ENROLL\n";
+    check_msg(tm_coordinator_conf_parse(F, y, strlen(y), &c, &err), &err, F ":1:14: ", NULL,
+              "0123456789abcdef");
+    c = coord_ok("admin_token: env:TM_TEST_32\n"
+                 "enrollment:\n  - name: a\n    token: env:TM_TEST_32\n");
+    tm_coordinator_conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_enrollment_rules),
         cmocka_unit_test(test_log_level),
         cmocka_unit_test(test_malformed_yaml),
+        cmocka_unit_test(test_token_min_length),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_null_err),

@@ -21,7 +21,7 @@ static void test_defaults(void **state)
     tm_agent_conf *c = agent_ok(MIN_AGENT);
     assert_string_equal(c->path, F);
     assert_string_equal(c->coordinator_url, "tcp://coord.example:7800");
-    assert_string_equal(c->enrollment_token, "enroll-secret-value");
+    assert_string_equal(c->enrollment_token, "enroll-secret-value-0123456789abcdef");
     assert_false(c->tls_enabled);
     assert_string_equal(c->state_dir, TEST_DIR "/state");
     char host[256];
@@ -224,8 +224,8 @@ static const char *source_dir(void)
 static void test_example_coordinator(void **state)
 {
     (void)state;
-    setenv("TIDEMARK_ADMIN_TOKEN", "example-admin", 1);
-    setenv("TIDEMARK_ENROLL_TOKEN", "example-enroll", 1);
+    setenv("TIDEMARK_ADMIN_TOKEN", "example-admin-0123456789abcdef-0123456789", 1);
+    setenv("TIDEMARK_ENROLL_TOKEN", "example-enroll-0123456789abcdef-0123456789", 1);
     char path[4096], want[4200];
     snprintf(path, sizeof(path), "%s/deploy/examples/coordinator.yaml", source_dir());
     tm_coordinator_conf *c = NULL;
@@ -235,8 +235,8 @@ static void test_example_coordinator(void **state)
     if (rc != 0) {
         fail_msg("%s", err.msg);
     }
-    assert_string_equal(c->admin_token, "example-admin");
-    assert_string_equal(c->enrollments[0].token, "example-enroll");
+    assert_string_equal(c->admin_token, "example-admin-0123456789abcdef-0123456789");
+    assert_string_equal(c->enrollments[0].token, "example-enroll-0123456789abcdef-0123456789");
     assert_true(c->catalog_path[0] == '/');
     snprintf(want, sizeof(want), "/deploy/examples/catalog.db");
     assert_string_equal(c->catalog_path + strlen(c->catalog_path) - strlen(want), want);
@@ -246,7 +246,7 @@ static void test_example_coordinator(void **state)
 static void test_example_agent(void **state)
 {
     (void)state;
-    setenv("TIDEMARK_ENROLL_TOKEN", "example-enroll", 1);
+    setenv("TIDEMARK_ENROLL_TOKEN", "example-enroll-0123456789abcdef-0123456789", 1);
     char path[4096];
     snprintf(path, sizeof(path), "%s/deploy/examples/agent.yaml", source_dir());
     tm_agent_conf *c = NULL;
@@ -256,7 +256,7 @@ static void test_example_agent(void **state)
     if (rc != 0) {
         fail_msg("%s", err.msg);
     }
-    assert_string_equal(c->enrollment_token, "example-enroll");
+    assert_string_equal(c->enrollment_token, "example-enroll-0123456789abcdef-0123456789");
     assert_true(c->state_dir[0] == '/');
     const char *want = "/deploy/examples/state";
     assert_string_equal(c->state_dir + strlen(c->state_dir) - strlen(want), want);

@@ -186,12 +186,49 @@ static void test_encryption_errors(void **state)
     tm_agent_conf_free(c);
 }
 
+/* Values that become HTTP headers (x-amz-storage-class, SSE key id) cannot
+ * carry CR/LF: a second header (or request) could be smuggled in. */
+static void test_header_values(void **state)
+{
+    (void)state;
+    agent_fails(S3("    storage_class: \"STANDARD\\r\\nx-amz-acl: public-read\"\n"), F ":",
+                "without spaces");
+    agent_fails(S3("    sse: aws:kms\n    sse_kms_key_id: \"k\\nx-evil: 1\"\n"), F ":",
+                "without spaces");
+    agent_fails(S3("    sse: \"AES256\\r\\n\"\n"), F ":", "AES256 or aws:kms");
+}
+
+/* A plain http:// endpoint is allowed but warned about; https is quiet. */
+static void test_http_endpoint_warns(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tm_log_set_stream(f);
+    tm_agent_conf *c = agent_ok(S3("    endpoint: https://s3.example.net\n"));
+    tm_agent_conf_free(c);
+    fflush(f);
+    assert_int_equal(len, 0);
+    c = agent_ok(S3("    endpoint: http://10.1.2.3:9000/s3\n"));
+    assert_string_equal(c->repos[0].endpoint, "http://10.1.2.3:9000/s3");
+    tm_agent_conf_free(c);
+    fflush(f);
+    assert_non_null(strstr(buf, "repositories[0].endpoint"));
+    assert_non_null(strstr(buf, "plain http"));
+    tm_log_set_stream(NULL);
+    fclose(f);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_none),
         cmocka_unit_test(test_full_set),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_header_values),
+        cmocka_unit_test(test_http_endpoint_warns),
         cmocka_unit_test(test_encryption_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

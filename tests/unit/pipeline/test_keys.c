@@ -5,6 +5,7 @@
 #include "tests/unit/pipeline/helpers.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/keys.h"
 #include "common/util.h"
@@ -46,6 +47,13 @@ static void test_generate_and_load(void **state)
     FILE *f = fopen(path, "wb");
     fwrite(a.key, 1, TM_KEY_LEN, f);
     fclose(f);
+    /* Readable by group or others: refused, with the fix in the message. */
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(tm_keys_load_master_file(path, &b, &err), TM_ECONFIG);
+    assert_non_null(strstr(err.msg, "chmod 600"));
+    assert_int_equal(chmod(path, 0604), 0);
+    assert_int_equal(tm_keys_load_master_file(path, &b, &err), TM_ECONFIG);
+    assert_int_equal(chmod(path, 0600), 0);
     assert_int_equal(tm_keys_load_master_file(path, &b, &err), TM_OK);
     assert_string_equal(a.id_hex, b.id_hex);
     /* Garbage is refused with a useful message. */
@@ -53,11 +61,54 @@ static void test_generate_and_load(void **state)
     f = fopen(path, "w");
     fputs("not a key\n", f);
     fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);
     assert_int_equal(tm_keys_load_master_file(path, &b, &err), TM_ECONFIG);
     assert_non_null(strstr(err.msg, "64 hex characters"));
     unsetenv("TM_TEST_MASTER");
     assert_int_equal(tm_keys_load_master_ref("env:TM_TEST_MASTER", &b, &err), TM_ECONFIG);
     free(hex);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Key generation writes through a random O_EXCL|O_NOFOLLOW temporary name
+ * and a no-replace rename: a symlink planted at the old predictable name
+ * (path.tmp.<pid>) or at the key path itself is never followed, and the
+ * umask cannot widen the mode. */
+static void test_generate_planted_links(void **state)
+{
+    (void)state;
+    char *dir = tmp_dir();
+    char path[300], victim[300], planted[340];
+    snprintf(path, sizeof(path), "%s/master.key", dir);
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    snprintf(planted, sizeof(planted), "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(victim, "w");
+    fputs("precious\n", f);
+    fclose(f);
+    assert_int_equal(symlink(victim, planted), 0);
+    mode_t old_mask = umask(0);
+    tm_master_key a;
+    tm_err err = {0};
+    assert_int_equal(tm_keys_generate_master(path, &a, &err), TM_OK);
+    umask(old_mask);
+    char *got = NULL;
+    size_t len = 0;
+    assert_int_equal(tm_file_read_for_test(victim, &got, &len), 0);
+    assert_string_equal(got, "precious\n");
+    free(got);
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* A dangling symlink at the key path: not followed, not replaced. */
+    char path2[300], target[300];
+    snprintf(path2, sizeof(path2), "%s/other.key", dir);
+    snprintf(target, sizeof(target), "%s/elsewhere", dir);
+    assert_int_equal(symlink(target, path2), 0);
+    assert_int_equal(tm_keys_generate_master(path2, NULL, &err), TM_EEXIST);
+    assert_int_equal(access(target, F_OK), -1);
     rm_rf(dir);
     free(dir);
 }
@@ -123,6 +174,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_and_load),
+        cmocka_unit_test(test_generate_planted_links),
         cmocka_unit_test(test_wrap_unwrap_rotate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
