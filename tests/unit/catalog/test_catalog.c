@@ -215,6 +215,11 @@ static const char *const fixture_sql[] = {
     /* ReplicationState{target "pg-main", repository "us", state "gap"}. */
     [9] = "INSERT INTO replication_state(target, repository, record) VALUES ('pg-main', 'us', "
           "X'0a0770672d6d61696e120275732203676170');",
+    /* BackupInfo{id "b-2", target "pg-main", type 1, partial true,
+     * missing_repositories ["us"]}. */
+    [10] = "INSERT INTO backups(target, id, type, finished_at, record, partial, missing) VALUES "
+           "('pg-main', 'b-2', 1, 300, X'0a03622d32120770672d6d61696e1801900101' || "
+           "X'9a01027573', 1, 'us');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -290,6 +295,20 @@ static void check_fixture(tm_catalog *c, int v)
         assert_string_equal(r[0]->repository, "us");
         assert_string_equal(r[0]->state, "gap");
         tm_catalog_repl_free(r, n);
+    }
+    {
+        /* Before v10 every backup was complete; from v10 b-2 is partial. */
+        Tidemark__BackupInfo **b = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_backup_partial_list(c, "pg-main", &b, &n, &err), 0);
+        assert_int_equal(n, v >= 10 ? 1 : 0);
+        if (v >= 10) {
+            assert_string_equal(b[0]->id, "b-2");
+            assert_true(b[0]->partial);
+            assert_int_equal(b[0]->n_missing_repositories, 1);
+            assert_string_equal(b[0]->missing_repositories[0], "us");
+        }
+        tm_catalog_backups_free(b, n);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);
