@@ -188,6 +188,12 @@ def wrong_secret_makes_a_partial_backup():
           f"status shows the partial backup: {row}")
     check(metric("tidemark_backup_partial_total", target="pg", kind="full") == 1,
           "tidemark_backup_partial_total{pg,full} 1")
+    # Restorable: retention plans over it like any backup, PITR starts at it.
+    plan = ctx.c.ctl("retention", "plan", "--target", "pg", "--json").stdout
+    check(ctx.bid in plan, f"retention plans over the partial backup: {plan[:500]}")
+    win = ctx.c.ctl("pitr", "window", "--target", "pg", "--json", check=False)
+    check(win.returncode == 0 and json.loads(win.stdout).get("start"),
+          f"the PITR window starts at the partial backup: {win.stdout}{win.stderr}")
 
     body = wait_for(lambda: hook_events("replication_gap", "firing", "pg/s3"), 30,
                     "replication_gap firing for pg/s3", interval=0.1)[0]
