@@ -5,6 +5,7 @@
 #include "common/util.h"
 #include "coordinator/policy.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,19 @@ void tm_backup_verdict_clear(tm_backup_verdict *v)
     free(v->missing);
     v->missing = NULL;
     v->n_missing = 0;
+}
+
+/* Append to the string in buf (cap bytes); what does not fit is cut. */
+static void appendf(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t l = strlen(buf);
+    if (l + 1 >= cap) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + l, cap - l, fmt, ap);
+    va_end(ap);
 }
 
 static int in_list(char *const *v, size_t n, const char *s)
@@ -88,8 +102,7 @@ static int synthesize(Tidemark__TaskResult *r, const char *const *written, size_
 {
     char held[512] = "";
     for (size_t i = 0; i < r->n_repositories; i++) {
-        size_t l = strlen(held);
-        snprintf(held + l, sizeof(held) - l, "%s%s", l ? ", " : "", r->repositories[i]);
+        appendf(held, sizeof(held), "%s%s", i ? ", " : "", r->repositories[i]);
     }
     Tidemark__RepositoryOutcome **v = calloc(n ? n : 1, sizeof(*v));
     if (v == NULL) {
@@ -112,16 +125,17 @@ static int synthesize(Tidemark__TaskResult *r, const char *const *written, size_
         o->has_ok = 1;
         o->ok = in_list(r->repositories, r->n_repositories, written[i]);
         if (!o->ok) {
-            char msg[1024];
-            snprintf(msg, sizeof(msg), "the agent reported the backup complete only in %s%s%.600s",
-                     held[0] ? held : "no repository",
-                     k != NULL && k->error != NULL && k->error[0] ? "; its last probe here: " : "",
-                     k != NULL && k->error != NULL ? k->error : "");
+            char msg[1024] = "";
+            appendf(msg, sizeof(msg), "the agent reported the backup complete only in %s%s%.600s",
+                    held[0] ? held : "no repository",
+                    k != NULL && k->error != NULL && k->error[0] ? "; its last probe here: " : "",
+                    k != NULL && k->error != NULL ? k->error : "");
             o->error_class = strdup("");
             o->operation = strdup("backup");
             o->message = strdup(msg);
         }
     }
+    free(r->repository_outcomes); /* empty, but may be allocated */
     r->repository_outcomes = v;
     r->n_repository_outcomes = n;
     return TM_OK;
@@ -173,8 +187,7 @@ int tm_outcome_decide(Tidemark__TaskResult *r, char *const *required, size_t n_r
     }
     for (size_t i = 0; i < nr; i++) {
         if (holds(r, req[i])) {
-            size_t l = strlen(have);
-            snprintf(have + l, sizeof(have) - l, "%s%s", l ? ", " : "", req[i]);
+            appendf(have, sizeof(have), "%s%s", nhave ? ", " : "", req[i]);
             nhave++;
             continue;
         }
@@ -185,34 +198,31 @@ int tm_outcome_decide(Tidemark__TaskResult *r, char *const *required, size_t n_r
         }
         v->n_missing++;
         v->retryable |= class_retryable(o != NULL ? o->error_class : "");
-        size_t l = strlen(miss);
-        snprintf(miss + l, sizeof(miss) - l, "%s%s (%s%s%s%s%.300s)", l ? "; " : "", req[i],
-                 o != NULL && o->error_class != NULL && o->error_class[0] ? o->error_class : "",
-                 o != NULL && o->error_class != NULL && o->error_class[0] ? " " : "",
-                 o != NULL && o->operation != NULL && o->operation[0] ? o->operation : "",
-                 o != NULL && o->operation != NULL && o->operation[0] ? ": " : "",
-                 o != NULL && o->message != NULL && o->message[0] ? o->message : "not written");
+        appendf(miss, sizeof(miss), "%s%s (%s%s%s%s%.300s)", v->n_missing > 1 ? "; " : "", req[i],
+                o != NULL && o->error_class != NULL && o->error_class[0] ? o->error_class : "",
+                o != NULL && o->error_class != NULL && o->error_class[0] ? " " : "",
+                o != NULL && o->operation != NULL && o->operation[0] ? o->operation : "",
+                o != NULL && o->operation != NULL && o->operation[0] ? ": " : "",
+                o != NULL && o->message != NULL && o->message[0] ? o->message : "not written");
     }
     if (v->n_missing == 0) {
         return TM_OK;
     }
     if (nhave > 0) {
         v->state = TIDEMARK__TASK_STATE__TASK_PARTIAL;
-        snprintf(v->reason, sizeof(v->reason),
-                 "partial: backup %.80s is complete in %.200s; missing from %s", r->backup_id, have,
-                 miss);
+        appendf(v->reason, sizeof(v->reason),
+                "partial: backup %.80s is complete in %.200s; missing from %s", r->backup_id, have,
+                miss);
         return TM_OK;
     }
     v->state = TIDEMARK__TASK_STATE__TASK_FAILED;
     char extra[300] = "";
     for (size_t i = 0; i < r->n_repositories; i++) {
-        size_t l = strlen(extra);
-        snprintf(extra + l, sizeof(extra) - l, "%s%s", l ? ", " : "", r->repositories[i]);
+        appendf(extra, sizeof(extra), "%s%s", i ? ", " : "", r->repositories[i]);
     }
-    snprintf(v->reason, sizeof(v->reason),
-             "backup %.80s is complete in none of the required repositories%s%s%s: %s",
-             r->backup_id, extra[0] ? " (only in " : "", extra, extra[0] ? ", not required)" : "",
-             miss);
+    appendf(v->reason, sizeof(v->reason),
+            "backup %.80s is complete in none of the required repositories%s%s%s: %s", r->backup_id,
+            extra[0] ? " (only in " : "", extra, extra[0] ? ", not required)" : "", miss);
     return TM_OK;
 }
 

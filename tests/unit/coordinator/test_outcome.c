@@ -34,11 +34,12 @@ static Tidemark__TaskResult *result(const char *const *held, const char *const *
     while (outcomes[no] != NULL) {
         no++;
     }
-    r->repositories = calloc(nh + 1, sizeof(char *));
+    /* Empty repeated fields are NULL, as protobuf-c unpacks them. */
+    r->repositories = nh ? calloc(nh, sizeof(char *)) : NULL;
     for (size_t i = 0; i < nh; i++) {
         r->repositories[r->n_repositories++] = strdup(held[i]);
     }
-    r->repository_outcomes = calloc(no + 1, sizeof(*r->repository_outcomes));
+    r->repository_outcomes = no ? calloc(no, sizeof(*r->repository_outcomes)) : NULL;
     for (size_t i = 0; i < no; i++) {
         Tidemark__RepositoryOutcome *o = calloc(1, sizeof(*o));
         tidemark__repository_outcome__init(o);
