@@ -167,7 +167,9 @@ static void rule_task_failed(tm_alert_rules *r, const char *target, Tidemark__Ta
 {
     const Tidemark__Task *last = NULL;
     for (size_t i = 0; i < n; i++) {
+        /* A partial backup is not a failure (replication_gap covers it). */
         if ((int)t[i]->kind != kind || (t[i]->state != TIDEMARK__TASK_STATE__TASK_SUCCEEDED &&
+                                        t[i]->state != TIDEMARK__TASK_STATE__TASK_PARTIAL &&
                                         t[i]->state != TIDEMARK__TASK_STATE__TASK_FAILED)) {
             continue;
         }

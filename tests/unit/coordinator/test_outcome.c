@@ -62,19 +62,34 @@ static Tidemark__TaskResult *result(const char *const *held, const char *const *
 
 static const char *const none[] = {NULL};
 
+/* The verdict on result(held, outcomes); release both with done(). */
+static Tidemark__TaskResult *decide(const char *const *held, const char *const *outcomes,
+                                    char *const *required, size_t n_required,
+                                    Tidemark__RepositoryStatus *const *known, size_t n_known,
+                                    tm_backup_verdict *v)
+{
+    Tidemark__TaskResult *r = result(held, outcomes);
+    tm_err err = {0};
+    assert_int_equal(tm_outcome_decide(r, required, n_required, known, n_known, v, &err), TM_OK);
+    return r;
+}
+
+static void done(Tidemark__TaskResult *r, tm_backup_verdict *v)
+{
+    tm_backup_verdict_clear(v);
+    tidemark__task_result__free_unpacked(r, NULL);
+}
+
 static void test_every_required_repository_holds_it(void **state)
 {
     (void)state;
     const char *held[] = {"local", "s3", NULL};
     const char *out[] = {"local:ok", "s3:ok", NULL};
-    Tidemark__TaskResult *r = result(held, out);
     tm_backup_verdict v;
-    tm_err err = {0};
-    assert_int_equal(tm_outcome_decide(r, NULL, 0, NULL, 0, &v, &err), TM_OK);
+    Tidemark__TaskResult *r = decide(held, out, NULL, 0, NULL, 0, &v);
     assert_int_equal(v.state, SUCCEEDED);
     assert_int_equal(v.n_missing, 0);
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 }
 
 static void test_some_hold_it_is_partial_with_the_reason(void **state)
@@ -82,42 +97,34 @@ static void test_some_hold_it_is_partial_with_the_reason(void **state)
     (void)state;
     const char *held[] = {"local", NULL};
     const char *out[] = {"local:ok", "s3:auth:put:403 SignatureDoesNotMatch on b/k", NULL};
-    Tidemark__TaskResult *r = result(held, out);
     tm_backup_verdict v;
-    tm_err err = {0};
-    assert_int_equal(tm_outcome_decide(r, NULL, 0, NULL, 0, &v, &err), TM_OK);
+    Tidemark__TaskResult *r = decide(held, out, NULL, 0, NULL, 0, &v);
     assert_int_equal(v.state, PARTIAL);
     assert_int_equal(v.n_missing, 1);
     assert_string_equal(v.missing[0], "s3");
     assert_non_null(strstr(v.reason, "complete in local"));
     assert_non_null(strstr(v.reason, "s3 (auth put: 403 SignatureDoesNotMatch"));
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 }
 
 static void test_none_holds_it_is_failed_and_auth_is_not_retried(void **state)
 {
     (void)state;
     const char *out[] = {"local:permission:rename:EACCES", "s3:auth:put:403", NULL};
-    Tidemark__TaskResult *r = result(none, out);
     tm_backup_verdict v;
-    tm_err err = {0};
-    assert_int_equal(tm_outcome_decide(r, NULL, 0, NULL, 0, &v, &err), TM_OK);
+    Tidemark__TaskResult *r = decide(none, out, NULL, 0, NULL, 0, &v);
     assert_int_equal(v.state, FAILED);
     assert_int_equal(v.n_missing, 2);
     assert_false(v.retryable);
     assert_non_null(strstr(v.reason, "complete in none"));
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 
     /* An outage may pass: worth another attempt. */
     const char *out2[] = {"local:unreachable:put:timeout", "s3:auth:put:403", NULL};
-    r = result(none, out2);
-    assert_int_equal(tm_outcome_decide(r, NULL, 0, NULL, 0, &v, &err), TM_OK);
+    r = decide(none, out2, NULL, 0, NULL, 0, &v);
     assert_int_equal(v.state, FAILED);
     assert_true(v.retryable);
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 }
 
 static void test_policy_names_the_required_repositories(void **state)
@@ -127,34 +134,27 @@ static void test_policy_names_the_required_repositories(void **state)
     const char *held[] = {"eu", "us", NULL};
     const char *out[] = {"eu:ok", "us:ok", "scratch:no_space:put:ENOSPC", NULL};
     char *required[] = {"eu", "us"};
-    Tidemark__TaskResult *r = result(held, out);
     tm_backup_verdict v;
-    tm_err err = {0};
-    assert_int_equal(tm_outcome_decide(r, required, 2, NULL, 0, &v, &err), TM_OK);
+    Tidemark__TaskResult *r = decide(held, out, required, 2, NULL, 0, &v);
     assert_int_equal(v.state, SUCCEEDED);
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 
     /* Only in the repository the policy does not require: failed. */
     const char *held2[] = {"scratch", NULL};
     const char *out2[] = {"scratch:ok", "eu:io:fsync:EIO", "us:io:put:reset", NULL};
-    r = result(held2, out2);
-    assert_int_equal(tm_outcome_decide(r, required, 2, NULL, 0, &v, &err), TM_OK);
+    r = decide(held2, out2, required, 2, NULL, 0, &v);
     assert_int_equal(v.state, FAILED);
     assert_non_null(strstr(v.reason, "only in scratch, not required"));
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 
     /* A required name the agent does not have is the check's problem
      * ("unsatisfied"), not a flaw of every backup. */
     char *required3[] = {"eu", "mars"};
     const char *out3[] = {"eu:ok", NULL};
     const char *held3[] = {"eu", NULL};
-    r = result(held3, out3);
-    assert_int_equal(tm_outcome_decide(r, required3, 2, NULL, 0, &v, &err), TM_OK);
+    r = decide(held3, out3, required3, 2, NULL, 0, &v);
     assert_int_equal(v.state, SUCCEEDED);
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 }
 
 static void test_no_outcomes_uses_the_agents_repositories_and_fills_them_in(void **state)
@@ -163,7 +163,6 @@ static void test_no_outcomes_uses_the_agents_repositories_and_fills_them_in(void
     /* An agent that sends no outcomes listed only "local"; its heartbeats
      * say it also has "s3", whose probe fails. */
     const char *held[] = {"local", NULL};
-    Tidemark__TaskResult *r = result(held, none);
     Tidemark__RepositoryStatus local = TIDEMARK__REPOSITORY_STATUS__INIT;
     Tidemark__RepositoryStatus s3 = TIDEMARK__REPOSITORY_STATUS__INIT;
     local.name = "local";
@@ -175,8 +174,7 @@ static void test_no_outcomes_uses_the_agents_repositories_and_fills_them_in(void
     s3.error = "403 SignatureDoesNotMatch";
     Tidemark__RepositoryStatus *known[] = {&local, &s3};
     tm_backup_verdict v;
-    tm_err err = {0};
-    assert_int_equal(tm_outcome_decide(r, NULL, 0, known, 2, &v, &err), TM_OK);
+    Tidemark__TaskResult *r = decide(held, none, NULL, 0, known, 2, &v);
     assert_int_equal(v.state, PARTIAL);
     assert_int_equal(v.n_missing, 1);
     assert_string_equal(v.missing[0], "s3");
@@ -188,15 +186,12 @@ static void test_no_outcomes_uses_the_agents_repositories_and_fills_them_in(void
     assert_non_null(strstr(o->message, "only in local"));
     assert_non_null(strstr(o->message, "403 SignatureDoesNotMatch"));
     assert_true(r->repository_outcomes[0]->ok);
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 
     /* Nothing known beyond the listed repositories: succeeded, as before. */
-    r = result(held, none);
-    assert_int_equal(tm_outcome_decide(r, NULL, 0, NULL, 0, &v, &err), TM_OK);
+    r = decide(held, none, NULL, 0, NULL, 0, &v);
     assert_int_equal(v.state, SUCCEEDED);
-    tm_backup_verdict_clear(&v);
-    tidemark__task_result__free_unpacked(r, NULL);
+    done(r, &v);
 }
 
 int main(void)
