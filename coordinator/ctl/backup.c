@@ -29,7 +29,7 @@ static void backup_usage(FILE *f)
             "  0  succeeded: every repository the policy requires holds the backup\n"
             "  1  failed (no required repository holds it), cancelled, the agent stopped\n"
             "     reporting, --wait-timeout passed, or the coordinator could not be asked\n"
-            "  2  usage error\n"
+            "  2  usage error (bad arguments, no admin token)\n"
             "  3  partial: complete in some required repositories, missing from others;\n"
             "     restorable from those that hold it, replication_gap fires and a copy\n"
             "     fills the gap when the repository is back (backups list: PARTIAL)\n");
