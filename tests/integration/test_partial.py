@@ -15,8 +15,9 @@ with a WRONG S3 secret (generated here), so the S3 writes fail with 403.
   queues a COPY local -> s3, the backup becomes complete (partial cleared,
   "s3" among its repositories, its manifest in the bucket) and the alert
   resolves;
-- both repositories broken (wrong secret, the posix directory replaced by
-  a file): the backup fails and `--wait` exits 1.
+- both repositories broken (wrong secret, and the target's directory in the
+  posix repository replaced by a file, so every write there fails): the
+  backup fails and `--wait` exits 1, nothing is recorded.
 """
 import json
 import os
@@ -253,9 +254,12 @@ def copy_fills_the_gap_when_the_repository_is_back():
 @test
 def no_repository_holds_it_is_a_failure():
     start_agent(ctx.bad_secret)
-    away = ctx.local + ".away"
-    os.rename(ctx.local, away)
-    with open(ctx.local, "w") as f:
+    # The repository opens and probes fine; every write under pg/ fails
+    # (ENOTDIR), as the S3 writes do (403).
+    target_dir = os.path.join(ctx.local, "pg")
+    away = target_dir + ".away"
+    os.rename(target_dir, away)
+    with open(target_dir, "w") as f:
         f.write("not a directory\n")
     try:
         before = {b["id"] for b in backups()}
@@ -263,11 +267,16 @@ def no_repository_holds_it_is_a_failure():
         check(r.returncode == 1, f"backup run --wait exits 1 (failed): {r.returncode}\n"
                                  f"{r.stdout}\n{r.stderr}")
         check(task is not None and task["state"] == "failed", f"task failed: {task}")
+        check("no repository" in task["error"] and "local" in task["error"],
+              f"the error says no repository holds it: {task['error']}")
+        print(f"  none case: {task['error'][:300]}")
         new = [b for b in backups() if b["id"] not in before]
         check(not new, f"no backup recorded: {new}")
+        check(metric("tidemark_backup_partial_total", target="pg", kind="full") == 1,
+              "not counted as partial")
     finally:
-        os.unlink(ctx.local)
-        os.rename(away, ctx.local)
+        os.unlink(target_dir)
+        os.rename(away, target_dir)
 
 
 @test
