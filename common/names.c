@@ -6,8 +6,8 @@ static const char *const agent_states[] = {"unknown", "pending", "online", "stal
 static const char *const target_kinds[] = {"unknown", "postgres", "redis", "sqlite", "turso"};
 static const char *const task_kinds[] = {"unknown", "backup", "restore", "log",
                                          "verify",  "copy",   "drill",   "expire"};
-static const char *const task_states[] = {"unknown",   "queued", "running",
-                                          "succeeded", "failed", "cancelled"};
+static const char *const task_states[] = {"unknown", "queued",    "running", "succeeded",
+                                          "failed",  "cancelled", "partial"};
 static const char *const backup_types[] = {"unknown", "full", "incremental", "snapshot"};
 
 #define NAME(table, v)                                                                             \

@@ -167,7 +167,9 @@ static void rule_task_failed(tm_alert_rules *r, const char *target, Tidemark__Ta
 {
     const Tidemark__Task *last = NULL;
     for (size_t i = 0; i < n; i++) {
+        /* A partial backup is not a failure (replication_gap covers it). */
         if ((int)t[i]->kind != kind || (t[i]->state != TIDEMARK__TASK_STATE__TASK_SUCCEEDED &&
+                                        t[i]->state != TIDEMARK__TASK_STATE__TASK_PARTIAL &&
                                         t[i]->state != TIDEMARK__TASK_STATE__TASK_FAILED)) {
             continue;
         }
@@ -434,6 +436,23 @@ static void rule_drills(tm_alert_rules *r, const char *target, Tidemark__DrillIn
     observe(r, "drill_rpo_over_goal", target, TM_ALERT_WARNING, rpo_over, summary, kv, 3, now_ms);
 }
 
+/* The oldest partial backup of s's target that s's repository lacks. */
+static const Tidemark__BackupInfo *partial_missing(Tidemark__BackupInfo *const *b, size_t n,
+                                                   const Tidemark__ReplicationState *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(b[i]->target, s->target) != 0) {
+            continue;
+        }
+        for (size_t k = 0; k < b[i]->n_missing_repositories; k++) {
+            if (strcmp(b[i]->missing_repositories[k], s->repository) == 0) {
+                return b[i];
+            }
+        }
+    }
+    return NULL;
+}
+
 /* replication_gap / replication_lag per (target, repository) of the last
  * replication checks; alert target "<target>/<repository>" ("<target>" for a
  * policy the agent cannot satisfy). */
@@ -445,10 +464,19 @@ static void rule_replication(tm_alert_rules *r, int64_t now_ms)
     if (tm_catalog_repl_list(r->cat, NULL, &st, &n, &err) != TM_OK) {
         return; /* no verdict on a failed read */
     }
+    /* A partial backup is a gap until a copy completes it, even while its
+     * repository is unreachable (which the check alone would not call a gap). */
+    Tidemark__BackupInfo **pb = NULL;
+    size_t npb = 0;
+    if (tm_catalog_backup_partial_list(r->cat, NULL, &pb, &npb, &err) != TM_OK) {
+        tm_catalog_repl_free(st, n);
+        return;
+    }
     int64_t now = now_ms / 1000;
     for (size_t i = 0; i < n; i++) {
         const Tidemark__ReplicationState *s = st[i];
         int wide = s->repository == NULL || s->repository[0] == '\0';
+        const Tidemark__BackupInfo *partial = wide ? NULL : partial_missing(pb, npb, s);
         char target[160], summary[512] = "", gaps[32], lag_s[32], limit_s[32];
         snprintf(target, sizeof(target), "%s%s%s", s->target, wide ? "" : "/",
                  wide ? "" : s->repository);
@@ -459,13 +487,20 @@ static void rule_replication(tm_alert_rules *r, int64_t now_ms)
                             {"region", s->region != NULL ? s->region : ""}};
         int gap = s->required && s->unresolved && strcmp(s->state, "ok") != 0 &&
                   strcmp(s->state, "unreachable") != 0;
-        if (gap) {
+        if (partial != NULL) {
+            int w = snprintf(summary, sizeof(summary),
+                             "replication gap of %s: backup %s is partial, not in %s until a "
+                             "copy completes it (%s)",
+                             target, partial->id, s->repository, s->state);
+            (void)w; /* a long name cuts the summary short, which is fine */
+        } else if (gap) {
             snprintf(summary, sizeof(summary),
                      wide ? "replication policy of %s cannot be met: %.400s"
                           : "replication gap of %s unresolved: %.400s",
                      target, s->detail != NULL && s->detail[0] ? s->detail : s->state);
         }
-        observe(r, "replication_gap", target, TM_ALERT_CRITICAL, gap, summary, d, 4, now_ms);
+        observe(r, "replication_gap", target, TM_ALERT_CRITICAL, gap || partial != NULL, summary, d,
+                4, now_ms);
         if (wide) {
             continue;
         }
@@ -489,6 +524,7 @@ static void rule_replication(tm_alert_rules *r, int64_t now_ms)
         }
         observe(r, "replication_lag", target, TM_ALERT_WARNING, lagging, summary, l, 3, now_ms);
     }
+    tm_catalog_backups_free(pb, npb);
     tm_catalog_repl_free(st, n);
 }
 

@@ -126,8 +126,9 @@ int tm_catalog_task_expired(tm_catalog *c, int64_t now_ms, struct Tidemark__Task
 /* Count of tasks of one kind in one state for a target (e.g. running backups). */
 int tm_catalog_task_count(tm_catalog *c, const char *target, int kind, int state, int64_t *n,
                           tm_err *err);
-/* counts[state] for states 0..5. */
-int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err);
+/* counts[state] for states 0..6 (TASK_PARTIAL is 6). */
+#define TM_TASK_STATES 7
+int tm_catalog_task_counts(tm_catalog *c, int64_t counts[TM_TASK_STATES], tm_err *err);
 void tm_catalog_tasks_free(struct Tidemark__Task **t, size_t n);
 
 int tm_catalog_backup_put(tm_catalog *c, const struct Tidemark__BackupInfo *b, tm_err *err);
@@ -137,6 +138,10 @@ int tm_catalog_backup_get(tm_catalog *c, const char *target, const char *id,
 int tm_catalog_backup_list(tm_catalog *c, const char *target, struct Tidemark__BackupInfo ***out,
                            size_t *n, tm_err *err);
 void tm_catalog_backups_free(struct Tidemark__BackupInfo **b, size_t n);
+/* The partial backups (BackupInfo.partial) of target (NULL = all), oldest
+ * first: those a copy has yet to complete. */
+int tm_catalog_backup_partial_list(tm_catalog *c, const char *target,
+                                   struct Tidemark__BackupInfo ***out, size_t *n, tm_err *err);
 /* The agent that serves a target and the target's kind; TM_ENOENT if none. */
 int tm_catalog_target_owner(tm_catalog *c, const char *target, char **agent_id, int *kind,
                             tm_err *err);
@@ -176,6 +181,8 @@ typedef struct tm_failure_count {
     int64_t n;
 } tm_failure_count;
 int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err);
+/* The same for tasks that ended partial (tidemark_backup_partial_total). */
+int tm_catalog_task_partials(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err);
 
 /* The repositories each target writes to, as far as the catalog knows:
  * those of its newest backup and those its log shipping reports. Sorted by

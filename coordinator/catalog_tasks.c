@@ -203,9 +203,9 @@ int tm_catalog_task_count(tm_catalog *c, const char *target, int kind, int state
     return rc;
 }
 
-int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err)
+int tm_catalog_task_counts(tm_catalog *c, int64_t counts[TM_TASK_STATES], tm_err *err)
 {
-    memset(counts, 0, 6 * sizeof(int64_t));
+    memset(counts, 0, TM_TASK_STATES * sizeof(int64_t));
     sqlite3 *db = tm_catalog_lock(c);
     sqlite3_stmt *s = NULL;
     int rc = prepare(c, db, "SELECT state, COUNT(*) FROM tasks GROUP BY state", &s, err);
@@ -213,7 +213,7 @@ int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err)
         int src;
         while ((src = sqlite3_step(s)) == SQLITE_ROW) {
             int st = sqlite3_column_int(s, 0);
-            if (st >= 0 && st < 6) {
+            if (st >= 0 && st < TM_TASK_STATES) {
                 counts[st] = sqlite3_column_int64(s, 1);
             }
         }
@@ -226,7 +226,9 @@ int tm_catalog_task_counts(tm_catalog *c, int64_t counts[6], tm_err *err)
     return rc;
 }
 
-int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err)
+/* Tasks that ended in state, per target and kind (backups by type). */
+static int task_state_counts(tm_catalog *c, int state, tm_failure_count **out, size_t *n,
+                             tm_err *err)
 {
     *out = NULL;
     *n = 0;
@@ -238,7 +240,7 @@ int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, t
         c, db, "SELECT target, kind, record FROM tasks WHERE state = ?1 ORDER BY target", &s, err);
     int src = SQLITE_DONE;
     if (rc == TM_OK) {
-        sqlite3_bind_int(s, 1, TIDEMARK__TASK_STATE__TASK_FAILED);
+        sqlite3_bind_int(s, 1, state);
     }
     while (rc == TM_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
         const char *target = (const char *)sqlite3_column_text(s, 0);
@@ -276,7 +278,7 @@ int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, t
         items[i].n++;
     }
     if (rc == TM_OK && src != SQLITE_DONE) {
-        rc = tm_catalog_sql_fail(c, err, src, "count failed tasks");
+        rc = tm_catalog_sql_fail(c, err, src, "count tasks by target and kind");
     }
     sqlite3_finalize(s);
     tm_catalog_unlock(c);
@@ -287,6 +289,16 @@ int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, t
     *out = items;
     *n = cnt;
     return TM_OK;
+}
+
+int tm_catalog_task_failures(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err)
+{
+    return task_state_counts(c, TIDEMARK__TASK_STATE__TASK_FAILED, out, n, err);
+}
+
+int tm_catalog_task_partials(tm_catalog *c, tm_failure_count **out, size_t *n, tm_err *err)
+{
+    return task_state_counts(c, TIDEMARK__TASK_STATE__TASK_PARTIAL, out, n, err);
 }
 
 void tm_catalog_tasks_free(Tidemark__Task **t, size_t n)
@@ -311,11 +323,18 @@ int tm_catalog_backup_put(tm_catalog *c, const Tidemark__BackupInfo *b, tm_err *
     sqlite3 *db = tm_catalog_lock(c);
     sqlite3_stmt *s = NULL;
     int rc = prepare(c, db,
-                     "INSERT INTO backups(target, id, type, finished_at, keep, record) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(target, id) DO UPDATE SET "
-                     "type = excluded.type, finished_at = excluded.finished_at, keep = "
-                     "excluded.keep, record = excluded.record",
+                     "INSERT INTO backups(target, id, type, finished_at, keep, record, partial, "
+                     "missing) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(target, id) "
+                     "DO UPDATE SET type = excluded.type, finished_at = excluded.finished_at, "
+                     "keep = excluded.keep, record = excluded.record, partial = "
+                     "excluded.partial, missing = excluded.missing",
                      &s, err);
+    char missing[1024] = "";
+    for (size_t i = 0; i < b->n_missing_repositories; i++) {
+        size_t l = strlen(missing);
+        snprintf(missing + l, sizeof(missing) - l, "%s%s", l ? "," : "",
+                 b->missing_repositories[i]);
+    }
     if (rc == TM_OK) {
         bind_str(s, 1, b->target);
         bind_str(s, 2, b->id);
@@ -323,6 +342,8 @@ int tm_catalog_backup_put(tm_catalog *c, const Tidemark__BackupInfo *b, tm_err *
         sqlite3_bind_int64(s, 4, b->finished_at);
         sqlite3_bind_int(s, 5, b->keep ? 1 : 0);
         sqlite3_bind_blob(s, 6, buf, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int(s, 7, b->partial ? 1 : 0);
+        bind_str(s, 8, missing);
         int src = sqlite3_step(s);
         if (src != SQLITE_DONE) {
             rc = tm_catalog_sql_fail(c, err, src, "write backup");
@@ -369,6 +390,16 @@ int tm_catalog_backup_list(tm_catalog *c, const char *target, Tidemark__BackupIn
     return tm_catalog_query_records(
         c,
         "SELECT record FROM backups WHERE (?1 = '' OR target = ?1) AND ?2 = ?2 "
+        "AND ?3 = ?4 ORDER BY finished_at, id",
+        target, "", 0, 0, &tidemark__backup_info__descriptor, (void ***)out, n, err);
+}
+
+int tm_catalog_backup_partial_list(tm_catalog *c, const char *target, Tidemark__BackupInfo ***out,
+                                   size_t *n, tm_err *err)
+{
+    return tm_catalog_query_records(
+        c,
+        "SELECT record FROM backups WHERE partial = 1 AND (?1 = '' OR target = ?1) AND ?2 = ?2 "
         "AND ?3 = ?4 ORDER BY finished_at, id",
         target, "", 0, 0, &tidemark__backup_info__descriptor, (void ***)out, n, err);
 }

@@ -118,12 +118,11 @@ static void collect(tm_metrics_writer *w, void *arg)
                                 "Schema version of the catalog.");
         tm_metrics_write_sample(w, "tidemark_catalog_schema_version", NULL, st.schema_version);
     }
-    int64_t tasks[6];
+    int64_t tasks[TM_TASK_STATES];
     if (tm_catalog_task_counts(c->catalog, tasks, &err) == TM_OK) {
-        static const char *names[] = {"", "queued", "running", "succeeded", "failed", "cancelled"};
         tm_metrics_write_family(w, "tidemark_tasks", TM_METRIC_GAUGE, "Tasks by state.");
-        for (int s = 1; s < 6; s++) {
-            snprintf(labels, sizeof(labels), "state=\"%s\"", names[s]);
+        for (int s = 1; s < TM_TASK_STATES; s++) {
+            snprintf(labels, sizeof(labels), "state=\"%s\"", tm_task_state_name(s));
             tm_metrics_write_sample(w, "tidemark_tasks", labels, (double)tasks[s]);
         }
     }
@@ -249,6 +248,8 @@ int tm_coordinator_new(tm_coordinator **out, const tm_coordinator_conf *conf, tm
         goto fail;
     }
     tm_dispatcher_on_done(c->dispatcher, tm_replication_task_done, c->replication);
+    c->outcome = (tm_outcome_ctx){.conf = conf, .cat = c->catalog};
+    tm_dispatcher_on_backup(c->dispatcher, tm_outcome_backup, &c->outcome);
     if ((rc = tm_retention_apply_new(&c->retention, conf, c->catalog, c->dispatcher, NULL, NULL,
                                      err)) != TM_OK) {
         goto fail;

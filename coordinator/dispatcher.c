@@ -38,6 +38,8 @@ struct tm_dispatcher {
     void *on_success_arg;
     tm_dispatcher_ended_fn on_done;
     void *on_done_arg;
+    tm_dispatcher_verdict_fn on_backup;
+    void *on_backup_arg;
 };
 
 static int64_t clock_ms(const tm_dispatcher *d)
@@ -74,6 +76,12 @@ static int has_note(const Tidemark__Task *t, const char *prefix)
         }
     }
     return 0;
+}
+
+void tm_dispatcher_on_backup(tm_dispatcher *d, tm_dispatcher_verdict_fn fn, void *arg)
+{
+    d->on_backup = fn;
+    d->on_backup_arg = arg;
 }
 
 void tm_dispatcher_on_done(tm_dispatcher *d, tm_dispatcher_ended_fn fn, void *arg)
@@ -570,7 +578,8 @@ static int fail_or_retry(tm_dispatcher *d, Tidemark__Task *t, const char *why, i
     return t->state;
 }
 
-static int record_backup(tm_dispatcher *d, const Tidemark__Task *t, tm_err *err)
+static int record_backup(tm_dispatcher *d, const Tidemark__Task *t, const tm_backup_verdict *v,
+                         tm_err *err)
 {
     const Tidemark__TaskResult *r = t->result;
     Tidemark__BackupInfo b = TIDEMARK__BACKUP_INFO__INIT;
@@ -595,6 +604,10 @@ static int record_backup(tm_dispatcher *d, const Tidemark__Task *t, tm_err *err)
     b.repositories = r->repositories;
     b.n_extra = r->n_extra;
     b.extra = r->extra;
+    b.has_partial = 1;
+    b.partial = v->state == TIDEMARK__TASK_STATE__TASK_PARTIAL;
+    b.n_missing_repositories = v->n_missing;
+    b.missing_repositories = v->missing;
     return tm_catalog_backup_put(d->cat, &b, err);
 }
 
@@ -757,13 +770,25 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
         }
     }
     tm_err err;
+    /* Succeeded, partial or failed: every required repository must hold it. */
+    tm_backup_verdict v = {.state = TIDEMARK__TASK_STATE__TASK_SUCCEEDED};
+    if (ok && t->kind == TIDEMARK__TASK_KIND__BACKUP && t->result != NULL && d->on_backup != NULL) {
+        if (d->on_backup(d->on_backup_arg, t, &v, &err) != TM_OK) {
+            tidemark__task__free_unpacked(t, NULL);
+            pthread_mutex_unlock(&d->mu);
+            return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
+        }
+        ok = v.state != TIDEMARK__TASK_STATE__TASK_FAILED;
+    }
     if (ok) {
-        t->state = TIDEMARK__TASK_STATE__TASK_SUCCEEDED;
+        t->state = v.state;
         t->finished_at = now / 1000;
         t->has_finished_at = 1;
         free(t->error);
-        t->error = NULL;
-        if (t->kind == TIDEMARK__TASK_KIND__BACKUP && record_backup(d, t, &err) != TM_OK) {
+        t->error = v.state == TIDEMARK__TASK_STATE__TASK_PARTIAL ? strdup(v.reason) : NULL;
+        int rb = t->kind == TIDEMARK__TASK_KIND__BACKUP ? record_backup(d, t, &v, &err) : TM_OK;
+        tm_backup_verdict_clear(&v);
+        if (rb != TM_OK) {
             tidemark__task__free_unpacked(t, NULL);
             pthread_mutex_unlock(&d->mu);
             return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
@@ -778,16 +803,23 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
             pthread_mutex_unlock(&d->mu);
             return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog: %s", err.msg);
         }
-        tm_info("dispatcher", "event=succeeded task=%s kind=%s target=%s backup=%s", t->id,
-                tm_task_kind_name(t->kind), t->target,
-                t->result && t->result->backup_id ? t->result->backup_id : "-");
+        tm_info("dispatcher", "event=%s task=%s kind=%s target=%s backup=%s%s%s%s",
+                tm_task_state_name(t->state), t->id, tm_task_kind_name(t->kind), t->target,
+                t->result && t->result->backup_id ? t->result->backup_id : "-",
+                t->error ? " why=\"" : "", t->error ? t->error : "", t->error ? "\"" : "");
     } else {
-        const char *why = req->error && req->error[0] ? req->error
-                          : !(req->has_ok && req->ok) ? "failed without a reason"
+        const char *why = v.state == TIDEMARK__TASK_STATE__TASK_FAILED ? v.reason
+                          : req->error && req->error[0]                ? req->error
+                          : !(req->has_ok && req->ok)                  ? "failed without a reason"
                           : t->kind == TIDEMARK__TASK_KIND__EXPIRE
                               ? "expire finished without a per-repository result"
                               : "backup finished without a backup id";
-        fail_or_retry(d, t, why, req->has_retryable && req->retryable, now);
+        fail_or_retry(d, t, why,
+                      v.state == TIDEMARK__TASK_STATE__TASK_FAILED
+                          ? v.retryable
+                          : req->has_retryable && req->retryable,
+                      now);
+        tm_backup_verdict_clear(&v);
     }
     if (tm_drills_record(d->cat, t, &err) != TM_OK) {
         tm_error("dispatcher", "event=drill_record_failed task=%s msg=\"%s\"", t->id, err.msg);
@@ -796,6 +828,7 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
     resp->state = t->state;
     pthread_mutex_unlock(&d->mu);
     if (d->on_done != NULL && (t->state == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ||
+                               t->state == TIDEMARK__TASK_STATE__TASK_PARTIAL ||
                                t->state == TIDEMARK__TASK_STATE__TASK_FAILED)) {
         d->on_done(d->on_done_arg, t);
     }

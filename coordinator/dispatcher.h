@@ -18,6 +18,8 @@
 #include "common/rpc.h"
 #include "coordinator/catalog.h"
 
+#include "coordinator/outcome.h"
+
 #include "tidemark.pb-c.h"
 
 typedef struct tm_dispatcher tm_dispatcher;
@@ -77,10 +79,19 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
 void tm_dispatcher_conn_closed(tm_dispatcher *d, uint32_t conn_id);
 
 /* Called (outside the dispatcher's lock, on the completing call's thread)
- * with every task an agent completed as SUCCEEDED or terminally FAILED; the
+ * with every task an agent completed as SUCCEEDED, PARTIAL or terminally FAILED; the
  * replication checker follows backups, checks and copies this way. */
 typedef void (*tm_dispatcher_ended_fn)(void *arg, const Tidemark__Task *t);
 void tm_dispatcher_on_done(tm_dispatcher *d, tm_dispatcher_ended_fn fn, void *arg);
+
+/* Called (under the dispatcher's lock) when an agent reports a BACKUP done
+ * with a backup id: the verdict (outcome.h) makes it SUCCEEDED, PARTIAL
+ * (recorded with its missing repositories) or FAILED. May add
+ * repository_outcomes to t->result. An error answers the agent UNAVAILABLE.
+ * Without a hook, every such backup succeeds. */
+typedef int (*tm_dispatcher_verdict_fn)(void *arg, Tidemark__Task *t, tm_backup_verdict *v,
+                                        tm_err *err);
+void tm_dispatcher_on_backup(tm_dispatcher *d, tm_dispatcher_verdict_fn fn, void *arg);
 
 /* Periodic work: expire leases, answer parked polls whose time is up. */
 void tm_dispatcher_tick(tm_dispatcher *d, int64_t now_ms);

@@ -32,7 +32,13 @@ struct tm_replication {
     size_t n_health, cap_health;
     uint64_t checks[3]; /* ok, gap, failed */
     uint64_t copies[2]; /* ok, failed */
+    int64_t partial_at; /* last check queued for partial backups (unix s) */
+    int health_up;      /* a repository probe turned ok: look at partial backups now */
 };
+
+/* While a backup is partial, its target is checked at least this often, so
+ * the copy that completes it starts soon after the repository is back. */
+#define PARTIAL_RECHECK_S 30
 
 static const char *const check_results[] = {"ok", "gap", "failed"};
 static const char *const copy_results[] = {"ok", "failed"};
@@ -173,8 +179,40 @@ int tm_replication_queue_check(tm_replication *r, const char *target, const char
     return TM_OK;
 }
 
+/* Queue a check of every target with a partial backup (at most one queued
+ * per target): its result queues the copy once the repository answers. */
+static void recheck_partials(tm_replication *r, int64_t now_s)
+{
+    pthread_mutex_lock(&r->mu);
+    int due = r->health_up || now_s - r->partial_at >= PARTIAL_RECHECK_S || now_s < r->partial_at;
+    if (due) {
+        r->health_up = 0;
+        r->partial_at = now_s;
+    }
+    pthread_mutex_unlock(&r->mu);
+    Tidemark__BackupInfo **b = NULL;
+    size_t n = 0;
+    tm_err err;
+    if (!due || tm_catalog_backup_partial_list(r->cat, NULL, &b, &n, &err) != TM_OK) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++) {
+            seen = strcmp(b[k]->target, b[i]->target) == 0;
+        }
+        Tidemark__Task *t = NULL;
+        if (!seen && tm_replication_queue_check(r, b[i]->target, "partial", &t, &err) == TM_OK) {
+            tidemark__task__free_unpacked(t, NULL);
+        }
+    }
+    tm_catalog_backups_free(b, n);
+}
+
 void tm_replication_tick(tm_replication *r, int64_t now_s)
 {
+    /* Not paused with the scheduler: a partial backup is a gap to repair. */
+    recheck_partials(r, now_s);
     if (r->conf->sched_paused) {
         return; /* scheduler.paused: no scheduled checks either (on demand still works) */
     }
@@ -359,6 +397,127 @@ out:
     return unsourced;
 }
 
+/* A partial backup that a check found complete in a repository it was
+ * missing from (a copy filled the gap) is recorded there; with none left
+ * missing it is partial no more. */
+static void complete_partials(tm_replication *r, const char *target,
+                              const Tidemark__ReplicationReport *rep)
+{
+    Tidemark__BackupInfo **b = NULL;
+    size_t n = 0;
+    tm_err err;
+    if (tm_catalog_backup_partial_list(r->cat, target, &b, &n, &err) != TM_OK) {
+        tm_error("replication", "event=read_failed target=%s msg=\"%s\"", target, err.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Tidemark__BackupInfo *bi = b[i];
+        if (bi->n_missing_repositories == 0) {
+            continue;
+        }
+        char **repos = realloc(bi->repositories,
+                               (bi->n_repositories + bi->n_missing_repositories) * sizeof(*repos));
+        if (repos == NULL) {
+            continue;
+        }
+        bi->repositories = repos;
+        size_t kept = 0, moved = 0;
+        for (size_t m = 0; m < bi->n_missing_repositories; m++) {
+            const Tidemark__RepositoryReplication *rr = NULL;
+            for (size_t k = 0; k < rep->n_repositories && rr == NULL; k++) {
+                if (rep->repositories[k]->repository != NULL &&
+                    strcmp(rep->repositories[k]->repository, bi->missing_repositories[m]) == 0) {
+                    rr = rep->repositories[k];
+                }
+            }
+            if (rr != NULL && rr->reachable && !has_gap(rr, "backup", bi->id)) {
+                tm_info("replication", "event=partial_filled target=%s backup=%s repository=%s",
+                        target, bi->id, bi->missing_repositories[m]);
+                bi->repositories[bi->n_repositories++] = bi->missing_repositories[m];
+                moved++;
+            } else {
+                bi->missing_repositories[kept++] = bi->missing_repositories[m];
+            }
+        }
+        bi->n_missing_repositories = kept;
+        if (moved == 0) {
+            continue;
+        }
+        bi->partial = kept > 0;
+        if (!bi->partial) {
+            tm_info("replication", "event=backup_complete target=%s backup=%s repositories=%zu",
+                    target, bi->id, bi->n_repositories);
+        }
+        if (tm_catalog_backup_put(r->cat, bi, &err) != TM_OK) {
+            tm_error("replication", "event=save_failed target=%s backup=%s msg=\"%s\"", target,
+                     bi->id, err.msg);
+        }
+    }
+    tm_catalog_backups_free(b, n);
+}
+
+/* A backup just ended partial: its missing repositories are a replication
+ * gap now, not at the next scheduled check (replication_gap fires on the
+ * next alert evaluation), and a check is queued at once; its result queues
+ * the copy as soon as the repository answers. */
+static void mark_partial(tm_replication *r, const Tidemark__Task *t)
+{
+    Tidemark__BackupInfo *b = NULL;
+    tm_err err;
+    const char *id = t->result != NULL ? t->result->backup_id : NULL;
+    if (id == NULL || tm_catalog_backup_get(r->cat, t->target, id, &b, &err) != TM_OK) {
+        return;
+    }
+    Tidemark__ReplicationState **old = NULL;
+    size_t nold = 0;
+    if (tm_catalog_repl_list(r->cat, t->target, &old, &nold, &err) != TM_OK) {
+        tidemark__backup_info__free_unpacked(b, NULL);
+        return;
+    }
+    for (size_t i = 0; i < b->n_missing_repositories; i++) {
+        const char *repo = b->missing_repositories[i];
+        const Tidemark__ReplicationState *prev = find_state(old, nold, repo);
+        const Tidemark__RepositoryOutcome *o = NULL;
+        for (size_t k = 0; t->result != NULL && k < t->result->n_repository_outcomes; k++) {
+            const Tidemark__RepositoryOutcome *x = t->result->repository_outcomes[k];
+            if (x->repository != NULL && strcmp(x->repository, repo) == 0) {
+                o = x;
+            }
+        }
+        int cls = o != NULL && o->error_class != NULL && o->error_class[0];
+        int msg = o != NULL && o->message != NULL && o->message[0];
+        char detail[1024];
+        snprintf(detail, sizeof(detail), "backup %s is partial: not complete in %s%s%s%s%s%.600s",
+                 id, repo, cls ? " (" : "", cls ? o->error_class : "", cls ? ")" : "",
+                 msg ? ": " : "", msg ? o->message : "");
+        Tidemark__ReplicationState st = TIDEMARK__REPLICATION_STATE__INIT;
+        st.target = t->target;
+        st.repository = (char *)repo;
+        st.region = o != NULL ? o->region : (prev != NULL ? prev->region : NULL);
+        st.state = "gap";
+        st.has_checked_at = st.has_gaps = st.has_unresolved = st.has_required = 1;
+        st.has_copies = st.has_oldest_missing_time = st.has_mismatches = 1;
+        st.checked_at = tm_now_s();
+        st.gaps = (prev != NULL ? prev->gaps : 0) + 1;
+        st.mismatches = prev != NULL ? prev->mismatches : 0;
+        st.copies = prev != NULL ? prev->copies : 0;
+        st.oldest_missing_time = prev != NULL && prev->oldest_missing_time > 0
+                                     ? prev->oldest_missing_time
+                                     : (int64_t)b->finished_at;
+        st.newest_backup = prev != NULL ? prev->newest_backup : NULL;
+        st.newest_log = prev != NULL ? prev->newest_log : NULL;
+        st.required = 1;
+        st.unresolved = 1;
+        st.detail = detail;
+        st.last_task = t->id;
+        put_state(r, &st);
+        tm_warn("replication", "event=gap target=%s repository=%s state=gap backup=%s why=partial",
+                t->target, repo, id);
+    }
+    tm_catalog_repl_free(old, nold);
+    tidemark__backup_info__free_unpacked(b, NULL);
+}
+
 static void on_check(tm_replication *r, const Tidemark__Task *task)
 {
     const Tidemark__ReplicationReport *rep = task->result ? task->result->replication : NULL;
@@ -428,6 +587,7 @@ static void on_check(tm_replication *r, const Tidemark__Task *task)
                                     : "ok";
         if (!rr->reachable) {
             snprintf(detail, sizeof(detail), "%s", rr->error ? rr->error : "not reachable");
+            st.copies = 0; /* copies get their tries again once it answers */
         } else if (!dirty) {
             st.copies = 0;
             st.unresolved = 0;
@@ -475,6 +635,7 @@ static void on_check(tm_replication *r, const Tidemark__Task *task)
         put_state(r, &st);
     }
     tm_catalog_repl_free(old, nold);
+    complete_partials(r, task->target, rep);
     pthread_mutex_lock(&r->mu);
     r->checks[clean ? 0 : 1]++;
     pthread_mutex_unlock(&r->mu);
@@ -512,7 +673,15 @@ void tm_replication_task_done(void *arg, const Tidemark__Task *t)
     int ok = t->state == TIDEMARK__TASK_STATE__TASK_SUCCEEDED;
     Tidemark__Task *queued = NULL;
     tm_err err;
-    if (t->kind == TIDEMARK__TASK_KIND__BACKUP && ok) {
+    if (t->kind == TIDEMARK__TASK_KIND__BACKUP && t->state == TIDEMARK__TASK_STATE__TASK_PARTIAL) {
+        mark_partial(r, t);
+        if (tm_replication_queue_check(r, t->target, "partial", &queued, &err) == TM_OK) {
+            tidemark__task__free_unpacked(queued, NULL);
+        } else {
+            tm_error("replication", "event=check_submit_failed target=%s msg=\"%s\"", t->target,
+                     err.msg);
+        }
+    } else if (t->kind == TIDEMARK__TASK_KIND__BACKUP && ok) {
         const tm_policy_conf *p = NULL;
         if (tm_policy_for_target(r->conf, r->cat, t->target, &p, &err) == TM_OK && p != NULL &&
             p->has_replication &&
@@ -566,6 +735,9 @@ void tm_replication_health(tm_replication *r, const char *agent_id,
         while (k < r->n_health && !(str_eq(r->health[k]->agent_id, agent_id) &&
                                     str_eq(r->health[k]->name, in->name))) {
             k++;
+        }
+        if (in->ok && (k == r->n_health || !r->health[k]->ok)) {
+            r->health_up = 1; /* a partial backup may be completed now */
         }
         int changed = k == r->n_health || r->health[k]->ok != in->ok ||
                       !str_eq(r->health[k]->error, in->error) ||

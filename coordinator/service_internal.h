@@ -32,6 +32,7 @@ struct tm_coordinator {
     struct tm_target_metrics *target_metrics;
     struct tm_retention_apply *retention; /* EXPIRE tasks (retention_apply.h) */
     struct tm_replication *replication;
+    tm_outcome_ctx outcome; /* the verdict on finished backups (outcome.h) */
     tm_rpc_server *rpc;
     tm_metrics *metrics;
     tm_http *http;

@@ -73,6 +73,32 @@ static const char *running_of(tm_arena *a, Tidemark__Task *const *open, size_t n
     return "";
 }
 
+/* "ID missing A,B" for each partial backup of target (arena memory). */
+static int fill_partial(tm_arena *a, Tidemark__BackupInfo *const *b, size_t n, const char *target,
+                        Tidemark__TargetStatus *ts)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(b[i]->target, target) != 0) {
+            continue;
+        }
+        if (ts->partial_backups == NULL &&
+            (ts->partial_backups = tm_arena_alloc(a, n * sizeof(char *))) == NULL) {
+            return TM_ENOMEM;
+        }
+        char line[512];
+        int off = snprintf(line, sizeof(line), "%s missing ", b[i]->id);
+        for (size_t k = 0;
+             off > 0 && (size_t)off < sizeof(line) && k < b[i]->n_missing_repositories; k++) {
+            off += snprintf(line + off, sizeof(line) - (size_t)off, "%s%s", k ? "," : "",
+                            b[i]->missing_repositories[k]);
+        }
+        if ((ts->partial_backups[ts->n_partial_backups++] = tm_arena_strdup(a, line)) == NULL) {
+            return TM_ENOMEM;
+        }
+    }
+    return TM_OK;
+}
+
 int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__StatusResponse *resp)
 {
     tm_arena *a = tm_rpc_call_arena(call);
@@ -96,6 +122,11 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
     size_t n_drills = 0;
     if (rc == TM_OK) {
         rc = tm_catalog_drill_latest(c->catalog, &drills, &n_drills, &err);
+    }
+    Tidemark__BackupInfo **partial = NULL;
+    size_t n_partial = 0;
+    if (rc == TM_OK) {
+        rc = tm_catalog_backup_partial_list(c->catalog, NULL, &partial, &n_partial, &err);
     }
     size_t total = 0;
     for (size_t i = 0; rc == TM_OK && i < n_agents; i++) {
@@ -178,10 +209,15 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
             ts->has_alerts_firing = 1;
             ts->alerts_firing = firing_for(al, n_alerts, name);
             ts->running = (char *)running_of(a, open, n_open, name);
+            if (fill_partial(a, partial, n_partial, name, ts) != TM_OK) {
+                rc = tm_err_set(&err, TM_ENOMEM, "out of memory");
+                break;
+            }
             resp->target_status[resp->n_target_status++] = ts;
         }
     }
     tm_catalog_drills_free(drills, n_drills);
+    tm_catalog_backups_free(partial, n_partial);
     tm_alert_info_free(al, n_alerts);
     tm_catalog_tasks_free(open, n_open);
     free(f);

@@ -83,25 +83,40 @@ static void refresh_windows(tm_target_metrics *m, int64_t now)
     m->computed_at = now;
 }
 
-void tm_target_metrics_collect(tm_metrics_writer *w, void *arg)
+/* One counter family of tasks per target and kind (failed, partial). */
+static void write_counts(tm_metrics_writer *w, const char *name, const char *help,
+                         int (*read)(tm_catalog *, tm_failure_count **, size_t *, tm_err *),
+                         tm_catalog *cat)
 {
-    tm_target_metrics *m = arg;
     char labels[200], esc[160], esc2[48];
     tm_failure_count *fc = NULL;
     size_t nf = 0;
     tm_err err;
-    if (tm_catalog_task_failures(m->c->catalog, &fc, &nf, &err) == TM_OK) {
-        tm_metrics_write_family(w, "tidemark_backup_failures_total", TM_METRIC_COUNTER,
-                                "Tasks that ended failed, by target and kind (full, incremental, "
-                                "snapshot, restore, verify, copy, drill, expire).");
-        for (size_t i = 0; i < nf; i++) {
-            snprintf(labels, sizeof(labels), "target=\"%s\",kind=\"%s\"",
-                     tm_metrics_escape(fc[i].target, esc, sizeof(esc)),
-                     tm_metrics_escape(fc[i].kind, esc2, sizeof(esc2)));
-            tm_metrics_write_sample(w, "tidemark_backup_failures_total", labels, (double)fc[i].n);
-        }
-        free(fc);
+    if (read(cat, &fc, &nf, &err) != TM_OK) {
+        return;
     }
+    tm_metrics_write_family(w, name, TM_METRIC_COUNTER, help);
+    for (size_t i = 0; i < nf; i++) {
+        snprintf(labels, sizeof(labels), "target=\"%s\",kind=\"%s\"",
+                 tm_metrics_escape(fc[i].target, esc, sizeof(esc)),
+                 tm_metrics_escape(fc[i].kind, esc2, sizeof(esc2)));
+        tm_metrics_write_sample(w, name, labels, (double)fc[i].n);
+    }
+    free(fc);
+}
+
+void tm_target_metrics_collect(tm_metrics_writer *w, void *arg)
+{
+    tm_target_metrics *m = arg;
+    char labels[200], esc[160];
+    write_counts(w, "tidemark_backup_failures_total",
+                 "Tasks that ended failed, by target and kind (full, incremental, "
+                 "snapshot, restore, verify, copy, drill, expire).",
+                 tm_catalog_task_failures, m->c->catalog);
+    write_counts(w, "tidemark_backup_partial_total",
+                 "Backups that ended partial (complete in some, not all, of the "
+                 "repositories their policy requires), by target and type.",
+                 tm_catalog_task_partials, m->c->catalog);
     int64_t now = tm_now_s();
     pthread_mutex_lock(&m->mu);
     if (m->computed_at == 0 || now - m->computed_at >= WINDOW_REFRESH_S || now < m->computed_at) {

@@ -24,8 +24,15 @@ static void backup_usage(FILE *f)
             "                           [--delta] [--start] [--port N] [--wait] [--json]\n"
             "                           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
             "\n"
-            "--wait follows the task to its end (exit 0 succeeded, 1 failed) and fails\n"
-            "early if the agent stops reporting.\n");
+            "--wait follows the task to its end and fails early if the agent stops\n"
+            "reporting. Exit codes of backup run --wait:\n"
+            "  0  succeeded: every repository the policy requires holds the backup\n"
+            "  1  failed (no required repository holds it), cancelled, the agent stopped\n"
+            "     reporting, --wait-timeout passed, or the coordinator could not be asked\n"
+            "  2  usage error (bad arguments, no admin token)\n"
+            "  3  partial: complete in some required repositories, missing from others;\n"
+            "     restorable from those that hold it, replication_gap fires and a copy\n"
+            "     fills the gap when the repository is back (backups list: PARTIAL)\n");
 }
 
 static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
@@ -50,11 +57,16 @@ static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
     tm_json_str(f, b->start_lsn);
     fputs(",\"stop_lsn\":", f);
     tm_json_str(f, b->stop_lsn);
-    fprintf(f, ",\"timeline\":%u,\"keep\":%s,\"repositories\":[", b->timeline,
-            b->keep ? "true" : "false");
+    fprintf(f, ",\"timeline\":%u,\"keep\":%s,\"partial\":%s,\"repositories\":[", b->timeline,
+            b->keep ? "true" : "false", b->partial ? "true" : "false");
     for (size_t i = 0; i < b->n_repositories; i++) {
         fputs(i ? "," : "", f);
         tm_json_str(f, b->repositories[i]);
+    }
+    fputs("],\"missing_repositories\":[", f);
+    for (size_t i = 0; i < b->n_missing_repositories; i++) {
+        fputs(i ? "," : "", f);
+        tm_json_str(f, b->missing_repositories[i]);
     }
     fputs("],\"extra\":{", f);
     for (size_t i = 0; i < b->n_extra; i++) {
@@ -130,6 +142,11 @@ static int backups_list(ctl *c, int argc, char **argv)
             for (size_t j = 0; j < b->n_repositories; j++) {
                 size_t l = strlen(repos);
                 snprintf(repos + l, sizeof(repos) - l, "%s%s", j ? "," : "", b->repositories[j]);
+            }
+            for (size_t j = 0; j < b->n_missing_repositories; j++) {
+                size_t l = strlen(repos);
+                snprintf(repos + l, sizeof(repos) - l, "%s%s",
+                         j ? "," : " PARTIAL, missing: ", b->missing_repositories[j]);
             }
             printf("%-20s %-28s %-12s %-21s %10s %10s %s%s\n", b->target, b->id,
                    tm_backup_type_name(b->type), when, size, stored, repos,
@@ -270,6 +287,13 @@ static int backup_show(ctl *c, int argc, char **argv)
         printf("repositories:");
         for (size_t i = 0; i < b->n_repositories; i++) {
             printf(" %s", b->repositories[i]);
+        }
+        if (b->partial) {
+            printf("\nstate:        PARTIAL (restorable from the above; missing from");
+            for (size_t i = 0; i < b->n_missing_repositories; i++) {
+                printf(" %s", b->missing_repositories[i]);
+            }
+            printf(" until a copy fills the gap)");
         }
         printf("\nagent:        %s\ntask:         %s\n", b->agent_id ? b->agent_id : "-",
                b->task_id ? b->task_id : "-");

@@ -18,6 +18,9 @@
 #define CTL_OK 0
 #define CTL_FAIL 1
 #define CTL_USAGE 2
+/* --wait: the backup ended partial (complete in some, not all, of the
+ * repositories its policy requires; restorable, a copy will fill the gap). */
+#define CTL_PARTIAL 3
 
 typedef struct ctl {
     const char *url;
@@ -62,8 +65,8 @@ int ctl_replication(ctl *c, int argc, char **argv); /* replication status|check 
 struct Tidemark__Task;
 void ctl_json_task(FILE *f, const struct Tidemark__Task *t);
 int ctl_get_task(ctl *c, const char *id, struct Tidemark__Task **out);
-/* Follow a task to its end: CTL_OK if it succeeded. Fails, never hangs, when
- * the agent stops reporting. */
+/* Follow a task to its end: CTL_OK if it succeeded, CTL_PARTIAL if it ended
+ * partial, else CTL_FAIL. Fails, never hangs, when the agent stops reporting. */
 int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s);
 /* Call an Admin method that answers a TaskResponse; copy the new task's id
  * into id. With announce, print the task (--json) or "queued WHAT as task

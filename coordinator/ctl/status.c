@@ -73,7 +73,12 @@ static void json_target(FILE *f, const Tidemark__TargetStatus *t)
     } else {
         fputs("null", f);
     }
-    fputc('}', f);
+    fputs(",\"partial_backups\":[", f);
+    for (size_t i = 0; i < t->n_partial_backups; i++) {
+        fputs(i ? "," : "", f);
+        tm_json_str(f, t->partial_backups[i]);
+    }
+    fputs("]}", f);
 }
 
 static void text_target(const Tidemark__TargetStatus *t)
@@ -132,6 +137,10 @@ static void text_target(const Tidemark__TargetStatus *t)
     printf("    alerts:       %u firing\n", t->alerts_firing);
     if (t->running && t->running[0]) {
         printf("    running:      %s\n", t->running);
+    }
+    for (size_t i = 0; i < t->n_partial_backups; i++) {
+        printf("    PARTIAL:      %s (restorable; a copy will fill the gap)\n",
+               t->partial_backups[i]);
     }
 }
 

@@ -68,7 +68,22 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
             fputc(':', f);
             tm_json_str(f, r->extra[i]->value);
         }
-        fputs("}}", f);
+        fputs("},\"repository_outcomes\":[", f);
+        for (size_t i = 0; i < r->n_repository_outcomes; i++) {
+            const Tidemark__RepositoryOutcome *o = r->repository_outcomes[i];
+            fputs(i ? ",{\"repository\":" : "{\"repository\":", f);
+            tm_json_str(f, o->repository);
+            fputs(",\"region\":", f);
+            tm_json_str(f, o->region);
+            fprintf(f, ",\"ok\":%s,\"error_class\":", o->ok ? "true" : "false");
+            tm_json_str(f, o->error_class);
+            fputs(",\"operation\":", f);
+            tm_json_str(f, o->operation);
+            fputs(",\"message\":", f);
+            tm_json_str(f, o->message);
+            fputc('}', f);
+        }
+        fputs("]}", f);
     }
     if (t->kind == TIDEMARK__TASK_KIND__EXPIRE) {
         ctl_json_expire(f, t); /* retention.c */
@@ -102,6 +117,20 @@ static void text_task(const Tidemark__Task *t)
         printf("backup:    %s (%" PRIu64 " bytes read, %" PRIu64 " stored, %" PRIu64 " ms)\n",
                t->result->backup_id, t->result->bytes, t->result->stored_bytes,
                t->result->duration_ms);
+    }
+    /* Per repository: where the backup is complete, and why not elsewhere. */
+    for (size_t i = 0; t->result != NULL && i < t->result->n_repository_outcomes; i++) {
+        const Tidemark__RepositoryOutcome *o = t->result->repository_outcomes[i];
+        int cls = o->error_class != NULL && o->error_class[0];
+        int op = o->operation != NULL && o->operation[0];
+        printf("%-10s %s%s%s: %s%s%s%s%s\n", i == 0 ? "repos:" : "",
+               o->repository ? o->repository : "?", o->region && o->region[0] ? " " : "",
+               o->region && o->region[0] ? o->region : "", o->ok ? "ok" : "FAILED",
+               cls ? " class=" : "", cls ? o->error_class : "", op ? " operation=" : "",
+               op ? o->operation : "");
+        if (!o->ok && o->message != NULL && o->message[0]) {
+            printf("%-10s   %s\n", "", o->message);
+        }
     }
 }
 
@@ -156,7 +185,8 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
         }
         int st = t->state;
         if (st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED || st == TIDEMARK__TASK_STATE__TASK_FAILED ||
-            st == TIDEMARK__TASK_STATE__TASK_CANCELLED) {
+            st == TIDEMARK__TASK_STATE__TASK_CANCELLED ||
+            st == TIDEMARK__TASK_STATE__TASK_PARTIAL) {
             if (tty) {
                 fputs("\r\033[K", stderr);
             }
@@ -169,7 +199,9 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
                 text_task(t);
             }
             tidemark__task__free_unpacked(t, NULL);
-            return st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ? CTL_OK : CTL_FAIL;
+            return st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ? CTL_OK
+                   : st == TIDEMARK__TASK_STATE__TASK_PARTIAL ? CTL_PARTIAL
+                                                              : CTL_FAIL;
         }
         /* Never hang on a dead agent: a running task whose lease is well
          * past due means nobody is working on it (the coordinator will

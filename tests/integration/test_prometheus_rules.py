@@ -34,7 +34,7 @@ KNOWN = {
     "tidemark_drill_rto_goal_seconds", "tidemark_drill_rpo_goal_seconds", "tidemark_drills_total",
     "tidemark_repository_up", "tidemark_replication_gaps",
     "tidemark_replication_checks_total", "tidemark_replication_copies_total",
-    "tidemark_replication_last_check_timestamp_seconds",
+    "tidemark_replication_last_check_timestamp_seconds", "tidemark_backup_partial_total",
 }
 
 

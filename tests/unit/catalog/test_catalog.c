@@ -222,6 +222,11 @@ static const char *const fixture_sql[] = {
     [10] = "INSERT INTO agents(id, hostname, secret_hash, approved, state) VALUES "
            "('ag-2', 'db2', 'ee', 0, 1);"
            "INSERT INTO pending_targets(agent_id, name, kind) VALUES ('ag-2', 'claimed', 1);",
+    /* BackupInfo{id "b-2", target "pg-main", type 1, partial true,
+     * missing_repositories ["us"]}. */
+    [11] = "INSERT INTO backups(target, id, type, finished_at, record, partial, missing) VALUES "
+           "('pg-main', 'b-2', 1, 300, X'0a03622d32120770672d6d61696e1801900101' || "
+           "X'9a01027573', 1, 'us');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -297,12 +302,30 @@ static void check_fixture(tm_catalog *c, int v)
         assert_string_equal(r[0]->repository, "us");
         assert_string_equal(r[0]->state, "gap");
         tm_catalog_repl_free(r, n);
+        /* The squat is released to a claim only by migration 10 itself: a
+         * catalog already at v10 when the row was written keeps it bound. */
         tm_agent_rec *sq = NULL;
         assert_int_equal(tm_catalog_agent_get(c, "ag-sq", &sq, &err), 0);
-        assert_int_equal(sq->n_targets, 0);
-        assert_int_equal(sq->n_claims, 1);
-        assert_string_equal(sq->claims[0].name, "squat");
+        assert_int_equal(sq->n_targets, v < 10 ? 0 : 1);
+        assert_int_equal(sq->n_claims, v < 10 ? 1 : 0);
+        if (v < 10) {
+            assert_string_equal(sq->claims[0].name, "squat");
+        }
         tm_agent_rec_free(sq);
+    }
+    {
+        /* Before v11 every backup was complete; from v11 b-2 is partial. */
+        Tidemark__BackupInfo **b = NULL;
+        size_t n = 0;
+        assert_int_equal(tm_catalog_backup_partial_list(c, "pg-main", &b, &n, &err), 0);
+        assert_int_equal(n, v >= 11 ? 1 : 0);
+        if (v >= 11) {
+            assert_string_equal(b[0]->id, "b-2");
+            assert_true(b[0]->partial);
+            assert_int_equal(b[0]->n_missing_repositories, 1);
+            assert_string_equal(b[0]->missing_repositories[0], "us");
+        }
+        tm_catalog_backups_free(b, n);
     }
     tm_agent_rec *a = NULL;
     tm_catalog_stats st = stats(c);
