@@ -106,8 +106,10 @@ enum {
  * reply slot (the nng context it came in on), so a reply the client does not
  * read, or a parked long-poll, never holds a receiving context; the bounds
  * below close the connection of a client that overdoes it. nng itself drops
- * a connection that has not finished its SP (and TLS) handshake within 10 s
- * and one that announces a message over max_message_bytes. */
+ * a TCP connection that has not finished its SP handshake within 10 s and
+ * one that announces a message over max_message_bytes; a TLS handshake that
+ * never finishes nng keeps forever, so the server shuts those down after
+ * first_request_timeout_ms (Linux: found through /proc). */
 typedef struct tm_rpc_server_opts {
     const char *url;            /* tcp://, ipc://, tls+tcp:// */
     const tm_tls_conf *tls;     /* required for tls+tcp:// */
@@ -121,8 +123,9 @@ typedef struct tm_rpc_server_opts {
      * connection closed; default 10 s. */
     uint32_t send_timeout_ms;
     /* A connection with no call in progress is closed when it has sent no
-     * complete request for first_request_timeout_ms since it opened (default
-     * 10 s), or idle_timeout_ms since its last one (default 5 min). */
+     * complete request for first_request_timeout_ms since it opened or
+     * started its TLS handshake (default 10 s), or idle_timeout_ms since its
+     * last one (default 5 min). */
     uint32_t first_request_timeout_ms;
     uint32_t idle_timeout_ms;
     /* New connections from one address are refused while that address

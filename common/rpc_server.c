@@ -30,6 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <dirent.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 #define MAX_METHODS 128
 
@@ -73,6 +79,7 @@ typedef struct conn {
     uint32_t id;
     nng_pipe pipe;
     char addr[48];    /* peer address without port; "" (not capped) for ipc */
+    uint16_t rport;   /* peer port (tcp) */
     uint64_t last_ns; /* opened, or last complete request or finished call */
     uint32_t calls;   /* in progress: handled, parked or replying */
     int requested;    /* sent at least one complete request */
@@ -124,6 +131,9 @@ struct tm_rpc_server {
     pthread_t reaper;
     int reaper_started;
     atomic_int_fast64_t last_warn_s; /* rate limit for connection warnings */
+    atomic_int listen_port;          /* tls+tcp:// only: see reap_handshakes() */
+    struct hs_entry *hs;             /* reaper thread only */
+    size_t n_hs, cap_hs;
 };
 
 struct tm_rpc_call {
@@ -742,6 +752,13 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
         k->pipe = p;
         k->last_ns = tm_mono_ns();
         pipe_addr(p, k->addr, sizeof(k->addr), 0);
+        nng_sockaddr sa;
+        if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0) {
+            uint16_t port = sa.s_family == NNG_AF_INET    ? sa.s_in.sa_port
+                            : sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port
+                                                          : 0;
+            k->rport = (uint16_t)((port & 0xff) << 8 | port >> 8);
+        }
         uint32_t pending = 0;
         pthread_mutex_lock(&s->conn_mu);
         if (k->addr[0] != '\0') {
@@ -778,6 +795,152 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
     }
 }
 
+#ifdef __linux__
+/* A TCP connection on the TLS listener that is not a pipe yet. */
+typedef struct hs_entry {
+    unsigned long inode;
+    uint64_t first_ns;
+    int seen;
+} hs_entry;
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+/* Note this file's sockets on the listening port that are no pipe's (by peer
+ * port, so a doubt leaves a socket alone); collect those older than the
+ * first-request timeout. */
+static void hs_scan(tm_rpc_server *s, const char *path, const uint16_t *ports, size_t n_ports,
+                    uint64_t now, unsigned long *victims, size_t *n_victims, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    if (f == NULL) {
+        return;
+    }
+    int listen_port = atomic_load(&s->listen_port);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char local[64], remote[64];
+        unsigned st;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote, &st,
+                   &inode) != 4 ||
+            inode == 0 || (st != 0x01 && st != 0x08)) { /* ESTABLISHED, CLOSE_WAIT */
+            continue;
+        }
+        char *lp = strrchr(local, ':'), *rp = strrchr(remote, ':');
+        if (lp == NULL || rp == NULL || strtol(lp + 1, NULL, 16) != listen_port) {
+            continue;
+        }
+        uint16_t rport = (uint16_t)strtol(rp + 1, NULL, 16);
+        if (bsearch(&rport, ports, n_ports, sizeof(*ports), cmp_u16) != NULL) {
+            continue;
+        }
+        hs_entry *e = NULL;
+        for (size_t i = 0; i < s->n_hs && e == NULL; i++) {
+            e = s->hs[i].inode == inode ? &s->hs[i] : NULL;
+        }
+        if (e == NULL) {
+            if (s->n_hs == s->cap_hs) {
+                size_t ncap = s->cap_hs ? s->cap_hs * 2 : 64;
+                hs_entry *n = realloc(s->hs, ncap * sizeof(*n));
+                if (n == NULL) {
+                    continue;
+                }
+                s->hs = n;
+                s->cap_hs = ncap;
+            }
+            e = &s->hs[s->n_hs++];
+            e->inode = inode;
+            e->first_ns = now;
+        }
+        e->seen = 1;
+        if (now - e->first_ns > s->opts.first_request_timeout_ms * 1000000ULL && *n_victims < cap) {
+            victims[(*n_victims)++] = inode;
+        }
+    }
+    fclose(f);
+}
+
+/* nng 1.5 never closes a TLS connection whose handshake does not finish (its
+ * 10 s negotiation timeout does not fire there; measured), and such a
+ * connection is not a pipe, so the connection table cannot see it: find
+ * them among this process's sockets on the listening port and shut them
+ * down, which makes nng fail the negotiation and close them. */
+static void reap_handshakes(tm_rpc_server *s, uint64_t now)
+{
+    size_t n_ports = 0, cap_ports = 0;
+    uint16_t *ports = NULL;
+    pthread_mutex_lock(&s->conn_mu);
+    for (size_t b = 0; b < CONN_BUCKETS; b++) {
+        for (conn *k = s->conns[b]; k != NULL; k = k->next) {
+            if (n_ports == cap_ports) {
+                cap_ports = cap_ports ? cap_ports * 2 : 256;
+                uint16_t *n = realloc(ports, cap_ports * sizeof(*n));
+                if (n == NULL) {
+                    pthread_mutex_unlock(&s->conn_mu);
+                    free(ports);
+                    return; /* try again next time */
+                }
+                ports = n;
+            }
+            ports[n_ports++] = k->rport;
+        }
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    qsort(ports, n_ports, sizeof(*ports), cmp_u16);
+    unsigned long victims[256];
+    size_t n_victims = 0;
+    for (size_t i = 0; i < s->n_hs; i++) {
+        s->hs[i].seen = 0;
+    }
+    hs_scan(s, "/proc/net/tcp", ports, n_ports, now, victims, &n_victims, 256);
+    hs_scan(s, "/proc/net/tcp6", ports, n_ports, now, victims, &n_victims, 256);
+    free(ports);
+    size_t j = 0;
+    for (size_t i = 0; i < s->n_hs; i++) {
+        if (s->hs[i].seen) {
+            s->hs[j++] = s->hs[i];
+        }
+    }
+    s->n_hs = j;
+    if (n_victims == 0) {
+        return;
+    }
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char path[300], link[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        unsigned long inode;
+        if (n <= 0) {
+            continue;
+        }
+        link[n] = '\0';
+        if (sscanf(link, "socket:[%lu]", &inode) != 1) {
+            continue;
+        }
+        for (size_t i = 0; i < n_victims; i++) {
+            struct stat st;
+            int fd = atoi(de->d_name);
+            /* Still the same socket (fd numbers are reused)? */
+            if (victims[i] == inode && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+                st.st_ino == inode) {
+                if (conn_warn_ok(s)) {
+                    tm_warn("rpc", "event=connection_closed reason=tls_handshake_not_finished");
+                }
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+#endif
+
 /* Closes connections that sent no complete request in time and have no call
  * in progress (half-open, slowloris, idle). */
 static void *reaper_main(void *arg)
@@ -787,6 +950,8 @@ static void *reaper_main(void *arg)
                         ? s->opts.first_request_timeout_ms
                         : s->opts.idle_timeout_ms;
     step = step / 4 < 50 ? 50 : step / 4 > 1000 ? 1000 : step / 4;
+    uint64_t hs_last_ns = 0;
+    (void)hs_last_ns;
     pthread_mutex_lock(&s->conn_mu);
     while (!atomic_load(&s->closing)) {
         struct timespec ts;
@@ -811,6 +976,12 @@ static void *reaper_main(void *arg)
             pipe_addr(victims[i], peer, sizeof(peer), 1);
             conn_close(s, victims[i], peer, "no_request_in_time");
         }
+#ifdef __linux__
+        if (atomic_load(&s->listen_port) > 0 && now - hs_last_ns >= 1000000000ULL) {
+            hs_last_ns = now;
+            reap_handshakes(s, now);
+        }
+#endif
         pthread_mutex_lock(&s->conn_mu);
     }
     pthread_mutex_unlock(&s->conn_mu);
@@ -1010,6 +1181,14 @@ int tm_rpc_server_start(tm_rpc_server *s, tm_err *err)
         return tm_err_set(err, rv == NNG_EADDRINUSE ? TM_EBUSY : TM_EIO, "rpc listen %s: %s",
                           s->url, nng_strerror(rv));
     }
+    if (strncmp(s->url, "tls+", 4) == 0) {
+        int port = 0;
+        const char *colon = strrchr(s->url, ':');
+        if (nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port) != 0 || port <= 0) {
+            port = colon != NULL ? atoi(colon + 1) : 0;
+        }
+        atomic_store(&s->listen_port, port);
+    }
     s->workers = calloc((size_t)s->opts.contexts, sizeof(*s->workers));
     if (s->workers == NULL) {
         return tm_err_set(err, TM_ENOMEM, "rpc: out of memory");
@@ -1097,6 +1276,7 @@ void tm_rpc_server_free(tm_rpc_server *s)
     }
     free(s->fifo);
     free(s->buckets);
+    free(s->hs);
     free(s->tls);
     free(s->url);
     pthread_mutex_destroy(&s->cache_mu);

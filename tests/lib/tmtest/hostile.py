@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import threading
@@ -232,12 +233,16 @@ def main():
     ap.add_argument("--rate", type=int, default=100, help="requests/s per non-reader")
     ap.add_argument("--floods", type=int, default=2, help="non-readers sending flat out")
     a = ap.parse_args()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_term)
     h = Hostile(a.port, a.count, a.tls_port, a.rate, a.floods).start()
     try:
         time.sleep(a.seconds)
     except KeyboardInterrupt:
         pass
-    print(json.dumps(h.stop()), flush=True)
+    print("hostile connections: " + json.dumps(h.stop()), flush=True)
 
 
 if __name__ == "__main__":
