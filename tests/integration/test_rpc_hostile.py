@@ -9,7 +9,9 @@ closes is replaced at once). Checked, as events over the run:
   - no agent is ever stale or lost (sampled from /metrics every 0.5 s), and
     no agent went 3 s (5 under ASan) without a successful beat;
   - heartbeat p99 < 100 ms (2 s under ASan: on the shared 2-core machine at
-    load 28, ASan alone put the p50 near 300 ms);
+    load 28, ASan alone put the p50 near 300 ms), or under twice the p99 the
+    same fleet had in its first 8 s without hostile load when the machine
+    is that busy;
   - the coordinator's RSS stays bounded (< 256 MiB, 768 MiB under ASan);
   - every kind of hostile connection is closed within its bound: slowloris
     within rpc.first_request_timeout (3 s here) + slack, oversize and random
@@ -40,6 +42,7 @@ from tmtest.runner import check, run, test, wait_for
 AGENTS = 500
 HOSTILE = 200
 SECONDS = 25
+CLEAN = 8
 # Missed beats before stale; more under ASan, whose slowness is not the
 # hostile clients' doing.
 STALE = 3
@@ -87,12 +90,16 @@ def read_line(proc, timeout, what):
 
 def fleet_under_fire(c, port, agents=AGENTS, hostile=HOSTILE, seconds=SECONDS):
     slow = asan()
-    fleet = subprocess.Popen([binary("tm_rpc_fleet"), c.url, str(agents), "1000", str(seconds)],
+    # CLEAN s of heartbeats first: the same machine's latency without hostile
+    # load, the yardstick when the shared machine is loaded.
+    fleet = subprocess.Popen([binary("tm_rpc_fleet"), c.url, str(agents), "1000", str(seconds),
+                              "TM_ENROLL", str(CLEAN)],
                              stdout=subprocess.PIPE, env=c.env, text=True)
     try:
         ready = read_line(fleet, 180, "READY")
         check(ready == f"READY {agents}", f"all {agents} agents registered: {ready}")
         wait_for(lambda: agent_states(c).get("online", 0) == agents, 30, "fleet online")
+        check(read_line(fleet, CLEAN + 30, "MARK") == "MARK", "clean phase done")
         h = Hostile(port, hostile).start()
         worst = {"stale": 0, "lost": 0}
         peak_rss = 0
@@ -120,8 +127,10 @@ def fleet_under_fire(c, port, agents=AGENTS, hostile=HOSTILE, seconds=SECONDS):
     check(summary["max_gap_ms"] < stale_ms,
           f"no agent went {stale_ms} ms without a beat: {summary}")
     check(summary["failed"] == 0, f"no heartbeat failed: {summary}")
-    p99_bound = 2000 if slow else 100
-    check(summary["p99_ms"] < p99_bound, f"heartbeat p99 < {p99_bound} ms: {summary}")
+    # 100 ms, or twice what the machine gave without hostile load when it is
+    # so busy that the clean p99 is already near that.
+    p99_bound = max(2000 if slow else 100, 2 * summary["clean_p99_ms"])
+    check(summary["p99_ms"] < p99_bound, f"heartbeat p99 < {p99_bound:.0f} ms: {summary}")
     rss_bound = (768 if slow else 256) * 1024
     check(peak_rss < rss_bound, f"coordinator RSS {peak_rss} KiB < {rss_bound} KiB")
     return stats
@@ -183,7 +192,7 @@ def pending_connections_are_capped_per_address():
     with Cluster(heartbeat="1s", stale=3, lost=10, extra_coord_yaml=yaml) as c:
         c.start_coordinator()
         # Authenticated connections do not count: 20 agents from 127.0.0.1.
-        fleet = subprocess.Popen([binary("tm_rpc_fleet"), c.url, "20", "1000", "8"],
+        fleet = subprocess.Popen([binary("tm_rpc_fleet"), c.url, "20", "1000", "8", "TM_ENROLL"],
                                  stdout=subprocess.PIPE, env=c.env, text=True)
         try:
             check(read_line(fleet, 60, "READY") == "READY 20", "20 agents registered")

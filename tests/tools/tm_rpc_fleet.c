@@ -4,13 +4,16 @@
  * connection), registers with the enrollment token, then heartbeats every
  * interval like tidemark-agent does.
  *
- * Usage: tm_rpc_fleet URL AGENTS INTERVAL_MS SECONDS [TOKEN_ENV]
+ * Usage: tm_rpc_fleet URL AGENTS INTERVAL_MS SECONDS [TOKEN_ENV [CLEAN_SECONDS]]
  *
  * Prints "READY <registered>" once every agent has registered (or given up),
- * then heartbeats for SECONDS and prints one JSON line of figures: beats,
- * failures, latency p50/p99/max in ms, and the longest gap between two
- * successful beats of one agent (what decides "stale"). Exit 0 if it could
- * run (what the figures mean is for the test to judge).
+ * then heartbeats for CLEAN_SECONDS (default 0), prints "MARK", and
+ * heartbeats for SECONDS more; then one JSON line of figures for the part
+ * after MARK: beats, failures, latency p50/p99/max in ms, the longest gap
+ * between two successful beats of one agent (what decides "stale"), and
+ * clean_p50_ms/clean_p99_ms for the part before MARK (the same machine's
+ * noise, for comparison). Exit 0 if it could run (what the figures mean is
+ * for the test to judge).
  */
 #include "common/rpc.h"
 #include "common/util.h"
@@ -31,6 +34,8 @@ typedef struct fleet_agent {
     int registered;
     uint64_t *lat_ns;
     size_t n_lat, cap_lat;
+    uint64_t *clean_ns; /* before MARK */
+    size_t n_clean, cap_clean;
     uint64_t failed;
     uint64_t max_gap_ns;
     char first_error[160];
@@ -44,6 +49,22 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 static int g_go; /* heartbeats may start */
 static uint64_t g_end_ns;
+static _Atomic uint64_t g_mark_ns;
+
+/* Append v to a growing array; a lost sample beats a crash. */
+static void push(uint64_t **a, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        uint64_t *p = realloc(*a, ncap * sizeof(*p));
+        if (p == NULL) {
+            return;
+        }
+        *a = p;
+        *cap = ncap;
+    }
+    (*a)[(*n)++] = v;
+}
 
 static void sleep_ns(uint64_t ns)
 {
@@ -113,18 +134,13 @@ static void *agent_main(void *arg)
                                     &tidemark__heartbeat_response__descriptor,
                                     (ProtobufCMessage **)&resp, 5000, NULL, &err);
         uint64_t t1 = tm_mono_ns();
+        int clean = t0 < atomic_load(&g_mark_ns);
         if (rc == TM_OK) {
             tidemark__heartbeat_response__free_unpacked(resp, NULL);
-            if (a->n_lat == a->cap_lat) {
-                size_t cap = a->cap_lat ? a->cap_lat * 2 : 64;
-                uint64_t *n = realloc(a->lat_ns, cap * sizeof(*n));
-                if (n != NULL) {
-                    a->lat_ns = n;
-                    a->cap_lat = cap;
-                }
-            }
-            if (a->n_lat < a->cap_lat) {
-                a->lat_ns[a->n_lat++] = t1 - t0;
+            if (clean) {
+                push(&a->clean_ns, &a->n_clean, &a->cap_clean, t1 - t0);
+            } else {
+                push(&a->lat_ns, &a->n_lat, &a->cap_lat, t1 - t0);
             }
             if (t1 - last_ok > a->max_gap_ns) {
                 a->max_gap_ns = t1 - last_ok;
@@ -162,6 +178,7 @@ int main(int argc, char **argv)
     g_interval_ms = (uint32_t)atoi(argv[3]);
     int seconds = atoi(argv[4]);
     g_token = getenv(argc > 5 ? argv[5] : "TM_ENROLL");
+    int clean_seconds = argc > 6 ? atoi(argv[6]) : 0;
     if (n <= 0 || n > 10000 || g_interval_ms < 10 || seconds <= 0 || g_token == NULL) {
         fprintf(stderr, "tm_rpc_fleet: bad arguments or no enrollment token\n");
         return 2;
@@ -198,10 +215,16 @@ int main(int argc, char **argv)
         registered += agents[i].registered;
     }
     printf("READY %d\n", registered);
-    g_end_ns = tm_mono_ns() + (uint64_t)seconds * 1000000000ULL;
+    uint64_t mark = tm_mono_ns() + (uint64_t)clean_seconds * 1000000000ULL;
+    atomic_store(&g_mark_ns, mark);
+    g_end_ns = mark + (uint64_t)seconds * 1000000000ULL;
     g_go = 1;
     pthread_cond_broadcast(&g_cv);
     pthread_mutex_unlock(&g_mu);
+    if (clean_seconds > 0) {
+        sleep_ns(mark - tm_mono_ns());
+        printf("MARK\n");
+    }
 
     size_t total = 0;
     uint64_t failed = 0, max_gap = 0;
@@ -222,6 +245,19 @@ int main(int argc, char **argv)
         k += agents[i].n_lat;
     }
     qsort(all, k, sizeof(*all), cmp_u64);
+    size_t kc = 0;
+    for (int i = 0; i < n; i++) {
+        kc += agents[i].n_clean;
+    }
+    uint64_t *cl = malloc((kc ? kc : 1) * sizeof(*cl));
+    size_t m = 0;
+    for (int i = 0; cl != NULL && i < n; i++) {
+        memcpy(cl + m, agents[i].clean_ns, agents[i].n_clean * sizeof(*cl));
+        m += agents[i].n_clean;
+    }
+    qsort(cl, m, sizeof(*cl), cmp_u64);
+    double c50 = m ? (double)cl[m / 2] / 1e6 : 0;
+    double c99 = m ? (double)cl[(m * 99) / 100] / 1e6 : 0;
     double p50 = k ? (double)all[k / 2] / 1e6 : 0;
     double p99 = k ? (double)all[(k * 99) / 100] / 1e6 : 0;
     double mx = k ? (double)all[k - 1] / 1e6 : 0;
@@ -233,13 +269,16 @@ int main(int argc, char **argv)
     esc[j] = '\0';
     printf("{\"agents\": %d, \"registered\": %d, \"beats\": %zu, \"failed\": %llu, "
            "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, \"max_gap_ms\": %.1f, "
-           "\"first_error\": \"%s\"}\n",
-           n, registered, k, (unsigned long long)failed, p50, p99, mx, (double)max_gap / 1e6, esc);
+           "\"clean_p50_ms\": %.3f, \"clean_p99_ms\": %.3f, \"first_error\": \"%s\"}\n",
+           n, registered, k, (unsigned long long)failed, p50, p99, mx, (double)max_gap / 1e6, c50,
+           c99, esc);
     for (int i = 0; i < n; i++) {
         tm_rpc_client_free(agents[i].rpc);
         free(agents[i].lat_ns);
+        free(agents[i].clean_ns);
     }
     free(all);
+    free(cl);
     free(agents);
     free(th);
     return 0;
