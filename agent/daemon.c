@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/rpc.h"
+#include "common/shutdown.h"
 #include "common/util.h"
 
 #include "tidemark.pb-c.h"
@@ -24,6 +25,8 @@
 #include <unistd.h>
 
 #define BACKOFF_MIN_MS 200
+/* Within the 5 s a supervisor (and the tests) give a stopping agent. */
+#define SHUTDOWN_GRACE_MS 4000
 
 struct tm_daemon {
     const tm_agent_conf *conf;
@@ -312,6 +315,10 @@ int tm_daemon_run(tm_daemon *d)
             break;
         }
     }
+    /* The identity is durable since registration and a task interrupted
+     * here is re-leased by the coordinator: nothing left to lose, so the
+     * teardown (nng_close under a dead coordinator) is bounded. */
+    tm_shutdown_watchdog("agent", SHUTDOWN_GRACE_MS);
     /* Stop the task runner: tell it, then interrupt its long-poll. */
     tm_runner_stop(d->runner);
     tm_log_reporter_stop(d->reporter);

@@ -82,6 +82,12 @@ struct raw_heartbeat {
 struct raw_rpc {
     char *max_message_size;
     int64_t contexts;
+    char *max_unauthenticated_message_size;
+    char *send_timeout;
+    char *first_request_timeout;
+    char *idle_timeout;
+    int64_t max_pending_connections_per_address;
+    int64_t max_calls_per_connection;
 };
 
 struct raw_tasks {
@@ -325,6 +331,13 @@ static const cyaml_schema_field_t heartbeat_fields[] = {
 static const cyaml_schema_field_t rpc_fields[] = {
     STR("max_message_size", OPT, struct raw_rpc, max_message_size),
     CYAML_FIELD_INT("contexts", OPT, struct raw_rpc, contexts),
+    STR("max_unauthenticated_message_size", OPT, struct raw_rpc, max_unauthenticated_message_size),
+    STR("send_timeout", OPT, struct raw_rpc, send_timeout),
+    STR("first_request_timeout", OPT, struct raw_rpc, first_request_timeout),
+    STR("idle_timeout", OPT, struct raw_rpc, idle_timeout),
+    CYAML_FIELD_INT("max_pending_connections_per_address", OPT, struct raw_rpc,
+                    max_pending_connections_per_address),
+    CYAML_FIELD_INT("max_calls_per_connection", OPT, struct raw_rpc, max_calls_per_connection),
     CYAML_FIELD_END,
 };
 
@@ -1193,6 +1206,34 @@ static int coord_rpc(vctx *v, const struct raw_coordinator *r, tm_coordinator_co
                     256u * 1024 * 1024, &c->rpc_max_message_bytes);
     if (rc == 0) {
         rc = v_int(v, "rpc.contexts", r->rpc.contexts, 64, 1, 4096, &c->rpc_contexts);
+    }
+    /* Bounds on what one client can hold (see rpc.h): defaults that no
+     * well-behaved agent or tidemarkctl comes near. */
+    if (rc == 0) {
+        rc = v_size(v, "rpc.max_unauthenticated_message_size",
+                    r->rpc.max_unauthenticated_message_size, "64KiB", 1024, 16u * 1024 * 1024,
+                    &c->rpc_max_unauth_message_bytes);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "rpc.send_timeout", r->rpc.send_timeout, "10s", 100, 3600000,
+                        &c->rpc_send_timeout_ms);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "rpc.first_request_timeout", r->rpc.first_request_timeout, "10s", 100,
+                        3600000, &c->rpc_first_request_timeout_ms);
+    }
+    if (rc == 0) {
+        rc = v_duration(v, "rpc.idle_timeout", r->rpc.idle_timeout, "5m", 1000, 86400000,
+                        &c->rpc_idle_timeout_ms);
+    }
+    if (rc == 0) {
+        rc = v_int(v, "rpc.max_pending_connections_per_address",
+                   r->rpc.max_pending_connections_per_address, 128, 1, 1000000,
+                   &c->rpc_max_pending_per_addr);
+    }
+    if (rc == 0) {
+        rc = v_int(v, "rpc.max_calls_per_connection", r->rpc.max_calls_per_connection, 64, 1,
+                   100000, &c->rpc_max_calls_per_conn);
     }
     return rc;
 }

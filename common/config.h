@@ -124,8 +124,15 @@ typedef struct tm_coordinator_conf {
     uint32_t lost_after_missed;     /* default 10; > stale_after_missed */
     uint32_t rpc_max_message_bytes; /* default 4 MiB; 4 KiB .. 256 MiB */
     uint32_t rpc_contexts;          /* default 64; 1 .. 4096 */
-    uint32_t task_lease_ms;         /* tasks.lease: default 60s; 1s .. 24h */
-    uint32_t task_max_attempts;     /* tasks.max_attempts: default 3; 1 .. 100 */
+    /* What one client can hold (rpc.*; see tm_rpc_server_opts). */
+    uint32_t rpc_max_unauth_message_bytes; /* default 64 KiB */
+    uint32_t rpc_send_timeout_ms;          /* default 10s */
+    uint32_t rpc_first_request_timeout_ms; /* default 10s */
+    uint32_t rpc_idle_timeout_ms;          /* default 5m */
+    uint32_t rpc_max_pending_per_addr;     /* default 128 */
+    uint32_t rpc_max_calls_per_conn;       /* default 64 */
+    uint32_t task_lease_ms;                /* tasks.lease: default 60s; 1s .. 24h */
+    uint32_t task_max_attempts;            /* tasks.max_attempts: default 3; 1 .. 100 */
     uint32_t
         task_retry_backoff_ms; /* tasks.retry_backoff: first retry delay, doubled; default 5s */
     uint32_t task_poll_max_ms; /* tasks.poll_max: longest NextTask long-poll; default 25s */

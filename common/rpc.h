@@ -94,16 +94,49 @@ typedef void (*tm_rpc_observe_fn)(const char *method, int code, uint64_t latency
 typedef void (*tm_rpc_conn_closed_fn)(uint32_t conn_id, void *arg);
 
 enum {
-    TM_RPC_NOAUTH = 1u << 0,   /* no credential required (e.g. RegisterAgent: token in body) */
-    TM_RPC_MUTATING = 1u << 1, /* answers to a repeated request_id come from the reply cache */
+    TM_RPC_NOAUTH = 1u << 0, /* no credential required (e.g. RegisterAgent: token in body) */
+    /* A repeated request_id from the same principal is answered from the
+     * reply cache, which holds successful replies only (an error leaves
+     * nothing done, so a retry runs again). Ignored with TM_RPC_NOAUTH: a
+     * reply with no principal to bind it to is never cached. */
+    TM_RPC_MUTATING = 1u << 1,
 };
 
+/* One client costs only itself. Every call's reply leaves through its own
+ * reply slot (the nng context it came in on), so a reply the client does not
+ * read, or a parked long-poll, never holds a receiving context; the bounds
+ * below close the connection of a client that overdoes it. nng itself drops
+ * a TCP connection that has not finished its SP handshake within 10 s and
+ * one that announces a message over max_message_bytes; a TLS handshake that
+ * never finishes nng keeps forever, so the server shuts those down after
+ * first_request_timeout_ms (Linux: found through /proc). */
 typedef struct tm_rpc_server_opts {
     const char *url;            /* tcp://, ipc://, tls+tcp:// */
     const tm_tls_conf *tls;     /* required for tls+tcp:// */
     size_t max_message_bytes;   /* NNG_OPT_RECVMAXSZ; default 4 MiB */
-    int contexts;               /* concurrent calls in flight; default 64 */
+    int contexts;               /* calls decoded and handled at once; default 64 */
     size_t reply_cache_entries; /* idempotency cache; default 8192 */
+    /* Requests for TM_RPC_NOAUTH methods larger than this are refused before
+     * their body is decoded; default 64 KiB. */
+    size_t max_unauth_message_bytes;
+    /* A reply not taken by the client within this is abandoned and its
+     * connection closed; default 10 s. */
+    uint32_t send_timeout_ms;
+    /* A connection with no call in progress is closed when it has sent no
+     * complete request for first_request_timeout_ms since it opened or
+     * started its TLS handshake (default 10 s), or idle_timeout_ms since its
+     * last one (default 5 min). */
+    uint32_t first_request_timeout_ms;
+    uint32_t idle_timeout_ms;
+    /* New connections from one address are refused while that address
+     * already has this many "pending" ones: not yet carried an authenticated
+     * call (or a successful TM_RPC_NOAUTH call). Authenticated connections
+     * are not counted, so a fleet behind one address is not limited; ipc://
+     * is exempt. Default 128. */
+    uint32_t max_pending_per_addr;
+    /* Calls in progress (being handled, parked or replying) on one
+     * connection; one more closes it. Default 64. */
+    uint32_t max_calls_per_conn;
     tm_rpc_auth_fn auth;
     void *auth_arg;
     tm_rpc_observe_fn observe;

@@ -19,10 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A call in progress, so shutdown can cancel it before closing the socket. */
+typedef struct inflight {
+    nng_aio *aio;
+    struct inflight *next;
+} inflight;
+
 struct tm_rpc_client {
     nng_socket sock;
     nng_dialer dialer;
     int closed;
+    inflight *calls; /* under mu */
     char *url;
     uint32_t resend_ms;
     pthread_mutex_t mu;
@@ -82,13 +89,45 @@ static void wipe_free(char *s)
 
 void tm_rpc_client_shutdown(tm_rpc_client *c)
 {
+    /* Cancel every call in progress first (they return at once with an
+     * error), then stop dialing, then close: nng_close() then has no
+     * operation of ours to wait for. No new call starts once closed. */
     pthread_mutex_lock(&c->mu);
     int was = c->closed;
     c->closed = 1;
+    for (inflight *f = c->calls; f != NULL; f = f->next) {
+        nng_aio_cancel(f->aio);
+    }
     pthread_mutex_unlock(&c->mu);
     if (!was) {
+        nng_dialer_close(c->dialer);
         nng_close(c->sock);
     }
+}
+
+/* Register a call's aio; fails once the client is shut down. */
+static int inflight_add(tm_rpc_client *c, inflight *f)
+{
+    pthread_mutex_lock(&c->mu);
+    int closed = c->closed;
+    if (!closed) {
+        f->next = c->calls;
+        c->calls = f;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return closed ? TM_EUNAVAIL : TM_OK;
+}
+
+static void inflight_remove(tm_rpc_client *c, inflight *f)
+{
+    pthread_mutex_lock(&c->mu);
+    for (inflight **pp = &c->calls; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
 }
 
 void tm_rpc_client_free(tm_rpc_client *c)
@@ -205,6 +244,13 @@ int tm_rpc_client_call(tm_rpc_client *c, const char *method, const ProtobufCMess
         nng_ctx_close(ctx);
         return tm_err_set(err, TM_ENOMEM, "%s: %s", method, nng_strerror(rv));
     }
+    inflight self = {.aio = aio};
+    if (inflight_add(c, &self) != TM_OK) {
+        nng_msg_free(m);
+        nng_aio_free(aio);
+        nng_ctx_close(ctx);
+        return tm_err_set(err, TM_EUNAVAIL, "%s: client is shut down", method);
+    }
     /* One deadline for send + receive: REQ send completes at once (queued). */
     uint64_t start = tm_mono_ns();
     nng_aio_set_timeout(aio, (nng_duration)timeout_ms);
@@ -223,6 +269,7 @@ int tm_rpc_client_call(tm_rpc_client *c, const char *method, const ProtobufCMess
         goto fail;
     }
     m = nng_aio_get_msg(aio);
+    inflight_remove(c, &self);
     nng_aio_free(aio);
     nng_ctx_close(ctx);
 
@@ -256,6 +303,7 @@ int tm_rpc_client_call(tm_rpc_client *c, const char *method, const ProtobufCMess
     return TM_OK;
 
 fail:
+    inflight_remove(c, &self);
     nng_aio_free(aio);
     nng_ctx_close(ctx);
     if (rv == NNG_ETIMEDOUT) {

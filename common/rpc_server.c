@@ -5,8 +5,15 @@
  * tm_rpc_server_handle() is the whole request path on bytes, so the fuzzer
  * and the unit tests exercise exactly what the network does. The nng part
  * below it only moves bytes: each worker owns a context and an aio and loops
- * RECV -> handle -> SEND; a parked call (long-poll) keeps its worker until
- * tm_rpc_call_complete(), and the other workers go on serving.
+ * RECV -> handle; the context that received a request is then swapped with
+ * an idle one from a reply slot, which carries the reply (now, or when a
+ * parked long-poll completes) while the worker receives again. So a client
+ * that never reads its replies holds slots (bounded per connection, and by
+ * the send timeout), never the workers every other client needs.
+ *
+ * A connection table, kept by nng's pipe events, enforces the per-address
+ * cap on pending connections and lets a reaper thread close connections
+ * that sent no complete request in time.
  */
 #include "common/rpc.h"
 #include "common/log.h"
@@ -23,6 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <dirent.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 #define MAX_METHODS 128
 
@@ -48,10 +61,41 @@ typedef struct worker {
     tm_rpc_server *srv;
     nng_aio *aio;
     nng_ctx ctx;
-    int state; /* W_RECV, W_SEND, W_PARKED */
 } worker;
 
-enum { W_RECV, W_SEND, W_PARKED };
+/* One reply on its way: the context its request came in on. */
+typedef struct slot {
+    tm_rpc_server *srv;
+    nng_aio *aio;
+    nng_ctx ctx;
+    nng_pipe pipe;
+    uint32_t conn;
+    struct slot *next_free;
+    struct slot *next_all;
+} slot;
+
+/* One client connection (nng pipe). */
+typedef struct conn {
+    uint32_t id;
+    nng_pipe pipe;
+    char addr[48];    /* peer address without port; "" (not capped) for ipc */
+    uint16_t rport;   /* peer port (tcp) */
+    uint64_t last_ns; /* opened, or last complete request or finished call */
+    uint32_t calls;   /* in progress: handled, parked or replying */
+    int requested;    /* sent at least one complete request */
+    int trusted;      /* carried an authenticated call */
+    struct conn *next;
+} conn;
+
+#define CONN_BUCKETS 1024
+/* Reply slots in use at most, over all connections: beyond it, requests
+ * are dropped (the client's resend retries) rather than memory spent. */
+#define SLOTS_MAX 65536
+/* Decoded protobuf-c structures may be this many times larger than their
+ * wire bytes before a request is refused: empty submessages cost 2 bytes on
+ * the wire and ~50 in memory, anything real far less. */
+#define UNPACK_RATIO 32
+#define NOAUTH_UNPACK_BUDGET (1u << 20)
 
 struct tm_rpc_server {
     tm_rpc_server_opts opts;
@@ -75,6 +119,21 @@ struct tm_rpc_server {
     int started;
     worker *workers;
     int n_workers;
+
+    pthread_mutex_t slot_mu;
+    slot *free_slots;
+    slot *all_slots;
+    size_t n_slots;
+
+    pthread_mutex_t conn_mu;
+    conn *conns[CONN_BUCKETS];
+    pthread_cond_t reaper_cv; /* with conn_mu */
+    pthread_t reaper;
+    int reaper_started;
+    atomic_int_fast64_t last_warn_s; /* rate limit for connection warnings */
+    atomic_int listen_port;          /* tls+tcp:// only: see reap_handshakes() */
+    struct hs_entry *hs;             /* reaper thread only */
+    size_t n_hs, cap_hs;
 };
 
 struct tm_rpc_call {
@@ -91,6 +150,11 @@ struct tm_rpc_call {
     uint64_t start_ns;
     tm_rpc_done_fn done;
     void *done_arg;
+    /* protobuf-c allocator over the arena with a byte budget, so a small
+     * hostile message cannot unpack into a huge tree. */
+    ProtobufCAllocator budget_pb;
+    size_t budget;
+    int over_budget;
 };
 
 /* ---- reply cache ---- */
@@ -218,6 +282,25 @@ ProtobufCMessage *tm_rpc_call_response(tm_rpc_call *c)
     return c->resp;
 }
 
+static void *budget_alloc(void *data, size_t n)
+{
+    tm_rpc_call *c = data;
+    if (n > c->budget) {
+        c->over_budget = 1;
+        return NULL; /* protobuf-c fails the unpack cleanly */
+    }
+    c->budget -= n;
+    return tm_arena_alloc(c->arena, n);
+}
+
+static void budget_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* the arena frees everything with the call */
+}
+
+static void conn_trust(tm_rpc_server *s, uint32_t id);
+
 static void call_free(tm_rpc_call *c)
 {
     tm_arena_free(c->arena);
@@ -271,7 +354,15 @@ static int call_finish(tm_rpc_call *c, int code, void **out, size_t *out_len)
         code = TM_RPC_INTERNAL;
     }
     int rc = encode_reply(c, code, out, out_len);
-    if (rc == TM_OK && c->m != NULL && (c->m->flags & TM_RPC_MUTATING) && c->request_id[0]) {
+    if (code == TM_RPC_OK && c->m != NULL && (c->m->flags & TM_RPC_NOAUTH) && c->conn != 0) {
+        conn_trust(c->srv, c->conn); /* e.g. a registration with a valid token */
+    }
+    /* Only a success is final: an error reply (UNAVAILABLE, a refused
+     * token) left nothing done, so a retry of the same request must run
+     * again. A NOAUTH reply has no principal to bind it to and may carry a
+     * secret (RegisterAgent): never cached. */
+    if (rc == TM_OK && code == TM_RPC_OK && c->m != NULL && (c->m->flags & TM_RPC_MUTATING) &&
+        !(c->m->flags & TM_RPC_NOAUTH) && c->request_id[0]) {
         char key[320];
         cache_key(c, key, sizeof(key));
         cache_put(c->srv, key, *out, *out_len);
@@ -339,7 +430,10 @@ int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, con
     c->done_arg = done_arg;
     c->conn = conn_id;
     snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "");
-    ProtobufCAllocator *alloc = tm_arena_allocator(c->arena);
+    c->budget_pb.alloc = budget_alloc;
+    c->budget_pb.free = budget_free;
+    c->budget_pb.allocator_data = c;
+    ProtobufCAllocator *alloc = &c->budget_pb;
     int code;
 
     if (len > s->opts.max_message_bytes) {
@@ -347,9 +441,12 @@ int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, con
                                  len, s->opts.max_message_bytes);
         return call_finish(c, code, out, out_len);
     }
+    /* The envelope holds its body as one copy plus a few short strings. */
+    c->budget = 2 * len + 16384;
     Tidemark__Envelope *env = tidemark__envelope__unpack(alloc, len, req);
     if (env == NULL) {
-        code = tm_rpc_call_error(c, TM_RPC_INVALID_ARGUMENT, "malformed envelope");
+        code = tm_rpc_call_error(c, TM_RPC_INVALID_ARGUMENT, "malformed envelope%s",
+                                 c->over_budget ? " (decodes past its memory budget)" : "");
         return call_finish(c, code, out, out_len);
     }
     if (!env->has_version || env->version != TM_RPC_VERSION) {
@@ -372,6 +469,13 @@ int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, con
                                  env->method ? env->method : "");
         return call_finish(c, code, out, out_len);
     }
+    if ((c->m->flags & TM_RPC_NOAUTH) && len > s->opts.max_unauth_message_bytes) {
+        /* Anyone may call these: refuse big ones before decoding the body. */
+        code = tm_rpc_call_error(c, TM_RPC_RESOURCE_EXHAUSTED,
+                                 "%s request of %zu bytes exceeds %zu for unauthenticated calls",
+                                 c->m->full, len, s->opts.max_unauth_message_bytes);
+        return call_finish(c, code, out, out_len);
+    }
     const Tidemark__Credential *cred = env->credential;
     if (cred != NULL && (!str_ok(cred->agent_id, TM_RPC_CREDENTIAL_MAX) ||
                          !str_ok(cred->agent_secret, TM_RPC_CREDENTIAL_MAX) ||
@@ -388,8 +492,12 @@ int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, con
         if (code != TM_RPC_OK) {
             return call_finish(c, code, out, out_len);
         }
+        if (c->conn != 0) {
+            conn_trust(s, c->conn);
+        }
     }
-    if ((c->m->flags & TM_RPC_MUTATING) && c->request_id[0] != '\0') {
+    if ((c->m->flags & TM_RPC_MUTATING) && !(c->m->flags & TM_RPC_NOAUTH) &&
+        c->request_id[0] != '\0') {
         char key[320];
         cache_key(c, key, sizeof(key));
         void *cached = cache_get(s, key, out_len);
@@ -405,8 +513,17 @@ int tm_rpc_server_handle_conn(tm_rpc_server *s, const void *req, size_t len, con
     }
     const ProtobufCMessageDescriptor *in_desc = c->m->md->input;
     const ProtobufCMessageDescriptor *out_desc = c->m->md->output;
+    size_t body_len = env->has_body ? env->body.len : 0;
+    c->budget = (c->m->flags & TM_RPC_NOAUTH) ? NOAUTH_UNPACK_BUDGET
+                                              : UNPACK_RATIO * body_len + NOAUTH_UNPACK_BUDGET;
     ProtobufCMessage *in = protobuf_c_message_unpack(
         in_desc, alloc, env->has_body ? env->body.len : 0, env->has_body ? env->body.data : NULL);
+    if (in == NULL && c->over_budget) {
+        code = tm_rpc_call_error(c, TM_RPC_RESOURCE_EXHAUSTED,
+                                 "%s body of %zu bytes decodes past its memory budget", c->m->full,
+                                 body_len);
+        return call_finish(c, code, out, out_len);
+    }
     if (in == NULL) {
         code = tm_rpc_call_error(c, TM_RPC_INVALID_ARGUMENT, "malformed %s body for %s",
                                  in_desc->name, c->m->full);
@@ -440,7 +557,29 @@ int tm_rpc_server_new(tm_rpc_server **out, const tm_rpc_server_opts *opts, tm_er
     if (s == NULL) {
         return tm_err_set(err, TM_ENOMEM, "rpc server: out of memory");
     }
+    pthread_mutex_init(&s->cache_mu, NULL);
+    pthread_mutex_init(&s->slot_mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_cond_init(&s->reaper_cv, NULL);
     s->opts = *opts;
+    if (s->opts.max_unauth_message_bytes == 0) {
+        s->opts.max_unauth_message_bytes = 64u << 10;
+    }
+    if (s->opts.send_timeout_ms == 0) {
+        s->opts.send_timeout_ms = 10000;
+    }
+    if (s->opts.first_request_timeout_ms == 0) {
+        s->opts.first_request_timeout_ms = 10000;
+    }
+    if (s->opts.idle_timeout_ms == 0) {
+        s->opts.idle_timeout_ms = 300000;
+    }
+    if (s->opts.max_pending_per_addr == 0) {
+        s->opts.max_pending_per_addr = 128;
+    }
+    if (s->opts.max_calls_per_conn == 0) {
+        s->opts.max_calls_per_conn = 64;
+    }
     if (s->opts.max_message_bytes == 0) {
         s->opts.max_message_bytes = 4u << 20;
     }
@@ -467,7 +606,6 @@ int tm_rpc_server_new(tm_rpc_server **out, const tm_rpc_server_opts *opts, tm_er
         }
         *s->tls = *opts->tls; /* the strings belong to the config, which outlives us */
     }
-    pthread_mutex_init(&s->cache_mu, NULL);
     *out = s;
     return TM_OK;
 }
@@ -501,105 +639,504 @@ int tm_rpc_server_register(tm_rpc_server *s, const ProtobufCServiceDescriptor *s
     return TM_OK;
 }
 
-/* ---- nng workers ---- */
+/* ---- connections ---- */
 
-static void format_peer(nng_msg *msg, char *out, size_t cap)
+/* "127.0.0.1" (with_port: "127.0.0.1:5123"); "ipc"/"" for ipc. */
+static void pipe_addr(nng_pipe p, char *out, size_t cap, int with_port)
 {
     nng_sockaddr sa;
     out[0] = '\0';
-    nng_pipe p = nng_msg_get_pipe(msg);
     if (nng_pipe_id(p) < 0 || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0) {
         return;
     }
     if (sa.s_family == NNG_AF_INET) {
         const unsigned char *a = (const unsigned char *)&sa.s_in.sa_addr;
-        snprintf(out, cap, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
-                 (unsigned)((sa.s_in.sa_port & 0xff) << 8 | sa.s_in.sa_port >> 8));
-    } else if (sa.s_family == NNG_AF_IPC) {
-        snprintf(out, cap, "ipc");
+        unsigned port = (unsigned)((sa.s_in.sa_port & 0xff) << 8 | sa.s_in.sa_port >> 8);
+        if (with_port) {
+            snprintf(out, cap, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], port);
+        } else {
+            snprintf(out, cap, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+        }
     } else if (sa.s_family == NNG_AF_INET6) {
-        snprintf(out, cap, "ipv6");
+        const unsigned char *a = sa.s_in6.sa_addr;
+        size_t n = 0;
+        for (int i = 0; i < 16 && n + 3 < cap; i += 2) {
+            n += (size_t)snprintf(out + n, cap - n, "%s%02x%02x", i ? ":" : "", a[i], a[i + 1]);
+        }
+    } else if (sa.s_family == NNG_AF_IPC && with_port) {
+        snprintf(out, cap, "ipc");
     }
 }
 
-static void worker_send(worker *w, void *buf, size_t len)
+static conn **conn_find(tm_rpc_server *s, uint32_t id)
 {
-    if (atomic_load(&w->srv->closing)) {
-        free(buf);
-        return; /* the server is going away: nothing more is started */
+    conn **pp = &s->conns[id % CONN_BUCKETS];
+    while (*pp != NULL && (*pp)->id != id) {
+        pp = &(*pp)->next;
     }
-    nng_msg *m = NULL;
-    if (buf == NULL || nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
-        /* Could not build a reply: drop it; the client's resend will retry. */
-        if (m != NULL) {
-            nng_msg_free(m);
-        }
-        free(buf);
-        w->state = W_RECV;
-        nng_ctx_recv(w->ctx, w->aio);
-        return;
-    }
-    free(buf);
-    w->state = W_SEND;
-    nng_aio_set_msg(w->aio, m);
-    nng_ctx_send(w->ctx, w->aio);
+    return pp;
 }
 
-static void worker_done(void *arg, void *reply, size_t len)
+/* Rate-limited: an attack must not turn into a log flood. */
+static int conn_warn_ok(tm_rpc_server *s)
 {
-    worker_send(arg, reply, len);
+    int64_t now = tm_now_ms() / 1000;
+    int64_t last = atomic_load(&s->last_warn_s);
+    return now != last && atomic_compare_exchange_strong(&s->last_warn_s, &last, now);
 }
 
-static void worker_cb(void *arg)
+static void conn_close(tm_rpc_server *s, nng_pipe p, const char *peer, const char *why)
 {
-    worker *w = arg;
-    int rv = nng_aio_result(w->aio);
-    switch (w->state) {
-    case W_RECV: {
-        if (rv != 0) {
-            if (rv == NNG_ECLOSED || atomic_load(&w->srv->closing)) {
-                return;
-            }
-            nng_ctx_recv(w->ctx, w->aio);
-            return;
-        }
-        nng_msg *msg = nng_aio_get_msg(w->aio);
-        char peer[64];
-        format_peer(msg, peer, sizeof(peer));
-        void *out = NULL;
-        size_t len = 0;
-        w->state = W_PARKED; /* until the reply exists */
-        int pid = nng_pipe_id(nng_msg_get_pipe(msg));
-        int r = tm_rpc_server_handle_conn(w->srv, nng_msg_body(msg), nng_msg_len(msg), peer,
-                                          pid > 0 ? (uint32_t)pid : 0, &out, &len, worker_done, w);
-        nng_msg_free(msg);
-        if (r == TM_RPC_PENDING) {
-            return;
-        }
-        worker_send(w, r == TM_OK ? out : NULL, len);
-        break;
+    if (conn_warn_ok(s)) {
+        tm_warn("rpc", "event=connection_closed peer=%s reason=%s", peer, why);
+    } else {
+        tm_debug("rpc", "event=connection_closed peer=%s reason=%s", peer, why);
     }
-    case W_SEND:
-        if (rv != 0) {
-            nng_msg_free(nng_aio_get_msg(w->aio));
-        }
-        if (rv == NNG_ECLOSED || atomic_load(&w->srv->closing)) {
-            return;
-        }
-        w->state = W_RECV;
-        nng_ctx_recv(w->ctx, w->aio);
-        break;
-    default:
-        break;
+    nng_pipe_close(p);
+}
+
+static void conn_trust(tm_rpc_server *s, uint32_t id)
+{
+    pthread_mutex_lock(&s->conn_mu);
+    conn *k = *conn_find(s, id);
+    if (k != NULL) {
+        k->trusted = 1;
     }
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* A complete request arrived: 0, or -1 if the connection has too many calls. */
+static int conn_begin(tm_rpc_server *s, uint32_t id)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->conn_mu);
+    conn *k = *conn_find(s, id);
+    if (k != NULL) {
+        if (k->calls >= s->opts.max_calls_per_conn) {
+            rc = -1;
+        } else {
+            k->calls++;
+            k->requested = 1;
+            k->last_ns = tm_mono_ns();
+        }
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return rc;
+}
+
+static void conn_end(tm_rpc_server *s, uint32_t id)
+{
+    pthread_mutex_lock(&s->conn_mu);
+    conn *k = *conn_find(s, id);
+    if (k != NULL && k->calls > 0) {
+        k->calls--;
+        k->last_ns = tm_mono_ns();
+    }
+    pthread_mutex_unlock(&s->conn_mu);
 }
 
 static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     tm_rpc_server *s = arg;
     int id = nng_pipe_id(p);
-    if (ev == NNG_PIPE_EV_REM_POST && id > 0 && s->opts.conn_closed != NULL) {
-        s->opts.conn_closed((uint32_t)id, s->opts.conn_closed_arg);
+    if (id <= 0) {
+        return;
+    }
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        conn *k = calloc(1, sizeof(*k));
+        if (k == NULL) {
+            nng_pipe_close(p); /* closed in ADD_PRE: no REM_POST follows */
+            return;
+        }
+        k->id = (uint32_t)id;
+        k->pipe = p;
+        k->last_ns = tm_mono_ns();
+        pipe_addr(p, k->addr, sizeof(k->addr), 0);
+        nng_sockaddr sa;
+        if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0) {
+            uint16_t port = sa.s_family == NNG_AF_INET    ? sa.s_in.sa_port
+                            : sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port
+                                                          : 0;
+            k->rport = (uint16_t)((port & 0xff) << 8 | port >> 8);
+        }
+        uint32_t pending = 0;
+        pthread_mutex_lock(&s->conn_mu);
+        if (k->addr[0] != '\0') {
+            for (size_t b = 0; b < CONN_BUCKETS; b++) {
+                for (conn *o = s->conns[b]; o != NULL; o = o->next) {
+                    pending += !o->trusted && strcmp(o->addr, k->addr) == 0;
+                }
+            }
+        }
+        if (pending >= s->opts.max_pending_per_addr) {
+            pthread_mutex_unlock(&s->conn_mu);
+            char peer[64];
+            pipe_addr(p, peer, sizeof(peer), 1);
+            free(k);
+            conn_close(s, p, peer, "too_many_pending_connections_from_address");
+            return;
+        }
+        conn **b = &s->conns[k->id % CONN_BUCKETS];
+        k->next = *b;
+        *b = k;
+        pthread_mutex_unlock(&s->conn_mu);
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        pthread_mutex_lock(&s->conn_mu);
+        conn **pp = conn_find(s, (uint32_t)id);
+        conn *k = *pp;
+        if (k != NULL) {
+            *pp = k->next;
+        }
+        pthread_mutex_unlock(&s->conn_mu);
+        free(k);
+        if (s->opts.conn_closed != NULL) {
+            s->opts.conn_closed((uint32_t)id, s->opts.conn_closed_arg);
+        }
+    }
+}
+
+#ifdef __linux__
+/* A TCP connection on the TLS listener that is not a pipe yet. */
+typedef struct hs_entry {
+    unsigned long inode;
+    uint64_t first_ns;
+    int seen;
+} hs_entry;
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+/* Note this file's sockets on the listening port that are no pipe's (by peer
+ * port, so a doubt leaves a socket alone); collect those older than the
+ * first-request timeout. */
+static void hs_scan(tm_rpc_server *s, const char *path, const uint16_t *ports, size_t n_ports,
+                    uint64_t now, unsigned long *victims, size_t *n_victims, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    if (f == NULL) {
+        return;
+    }
+    int listen_port = atomic_load(&s->listen_port);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char local[64], remote[64];
+        unsigned st;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote, &st,
+                   &inode) != 4 ||
+            inode == 0 || (st != 0x01 && st != 0x08)) { /* ESTABLISHED, CLOSE_WAIT */
+            continue;
+        }
+        char *lp = strrchr(local, ':'), *rp = strrchr(remote, ':');
+        if (lp == NULL || rp == NULL || strtol(lp + 1, NULL, 16) != listen_port) {
+            continue;
+        }
+        uint16_t rport = (uint16_t)strtol(rp + 1, NULL, 16);
+        if (n_ports > 0 && bsearch(&rport, ports, n_ports, sizeof(*ports), cmp_u16) != NULL) {
+            continue;
+        }
+        hs_entry *e = NULL;
+        for (size_t i = 0; i < s->n_hs && e == NULL; i++) {
+            e = s->hs[i].inode == inode ? &s->hs[i] : NULL;
+        }
+        if (e == NULL) {
+            if (s->n_hs == s->cap_hs) {
+                size_t ncap = s->cap_hs ? s->cap_hs * 2 : 64;
+                hs_entry *n = realloc(s->hs, ncap * sizeof(*n));
+                if (n == NULL) {
+                    continue;
+                }
+                s->hs = n;
+                s->cap_hs = ncap;
+            }
+            e = &s->hs[s->n_hs++];
+            e->inode = inode;
+            e->first_ns = now;
+        }
+        e->seen = 1;
+        if (now - e->first_ns > s->opts.first_request_timeout_ms * 1000000ULL && *n_victims < cap) {
+            victims[(*n_victims)++] = inode;
+        }
+    }
+    fclose(f);
+}
+
+/* nng 1.5 never closes a TLS connection whose handshake does not finish (its
+ * 10 s negotiation timeout does not fire there; measured), and such a
+ * connection is not a pipe, so the connection table cannot see it: find
+ * them among this process's sockets on the listening port and shut them
+ * down, which makes nng fail the negotiation and close them. */
+static void reap_handshakes(tm_rpc_server *s, uint64_t now)
+{
+    size_t n_ports = 0, cap_ports = 0;
+    uint16_t *ports = NULL;
+    pthread_mutex_lock(&s->conn_mu);
+    for (size_t b = 0; b < CONN_BUCKETS; b++) {
+        for (conn *k = s->conns[b]; k != NULL; k = k->next) {
+            if (n_ports == cap_ports) {
+                cap_ports = cap_ports ? cap_ports * 2 : 256;
+                uint16_t *n = realloc(ports, cap_ports * sizeof(*n));
+                if (n == NULL) {
+                    pthread_mutex_unlock(&s->conn_mu);
+                    free(ports);
+                    return; /* try again next time */
+                }
+                ports = n;
+            }
+            ports[n_ports++] = k->rport;
+        }
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    if (n_ports > 0) {
+        qsort(ports, n_ports, sizeof(*ports), cmp_u16);
+    }
+    unsigned long victims[256];
+    size_t n_victims = 0;
+    for (size_t i = 0; i < s->n_hs; i++) {
+        s->hs[i].seen = 0;
+    }
+    hs_scan(s, "/proc/net/tcp", ports, n_ports, now, victims, &n_victims, 256);
+    hs_scan(s, "/proc/net/tcp6", ports, n_ports, now, victims, &n_victims, 256);
+    free(ports);
+    size_t j = 0;
+    for (size_t i = 0; i < s->n_hs; i++) {
+        if (s->hs[i].seen) {
+            s->hs[j++] = s->hs[i];
+        }
+    }
+    s->n_hs = j;
+    if (n_victims == 0) {
+        return;
+    }
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char path[300], link[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        unsigned long inode;
+        if (n <= 0) {
+            continue;
+        }
+        link[n] = '\0';
+        if (sscanf(link, "socket:[%lu]", &inode) != 1) {
+            continue;
+        }
+        for (size_t i = 0; i < n_victims; i++) {
+            struct stat st;
+            int fd = atoi(de->d_name);
+            /* Still the same socket (fd numbers are reused)? */
+            if (victims[i] == inode && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+                st.st_ino == inode) {
+                if (conn_warn_ok(s)) {
+                    tm_warn("rpc", "event=connection_closed reason=tls_handshake_not_finished");
+                }
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+#endif
+
+/* Closes connections that sent no complete request in time and have no call
+ * in progress (half-open, slowloris, idle). */
+static void *reaper_main(void *arg)
+{
+    tm_rpc_server *s = arg;
+    uint32_t step = s->opts.first_request_timeout_ms < s->opts.idle_timeout_ms
+                        ? s->opts.first_request_timeout_ms
+                        : s->opts.idle_timeout_ms;
+    step = step / 4 < 50 ? 50 : step / 4 > 1000 ? 1000 : step / 4;
+    uint64_t hs_last_ns = 0;
+    (void)hs_last_ns;
+    pthread_mutex_lock(&s->conn_mu);
+    while (!atomic_load(&s->closing)) {
+        struct timespec ts;
+        tm_deadline_after_ms(&ts, step);
+        pthread_cond_timedwait(&s->reaper_cv, &s->conn_mu, &ts);
+        uint64_t now = tm_mono_ns();
+        nng_pipe victims[64];
+        int n = 0;
+        for (size_t b = 0; b < CONN_BUCKETS && n < 64; b++) {
+            for (conn *k = s->conns[b]; k != NULL && n < 64; k = k->next) {
+                uint64_t limit_ms =
+                    k->requested ? s->opts.idle_timeout_ms : s->opts.first_request_timeout_ms;
+                if (k->calls == 0 && now - k->last_ns > limit_ms * 1000000ULL) {
+                    k->last_ns = now; /* not again before REM_POST removes it */
+                    victims[n++] = k->pipe;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->conn_mu);
+        for (int i = 0; i < n; i++) {
+            char peer[64];
+            pipe_addr(victims[i], peer, sizeof(peer), 1);
+            conn_close(s, victims[i], peer, "no_request_in_time");
+        }
+#ifdef __linux__
+        if (atomic_load(&s->listen_port) > 0 && now - hs_last_ns >= 1000000000ULL) {
+            hs_last_ns = now;
+            reap_handshakes(s, now);
+        }
+#endif
+        pthread_mutex_lock(&s->conn_mu);
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return NULL;
+}
+
+/* ---- reply slots ---- */
+
+static void slot_cb(void *arg);
+
+static slot *slot_take(tm_rpc_server *s)
+{
+    pthread_mutex_lock(&s->slot_mu);
+    slot *sl = s->free_slots;
+    if (sl != NULL) {
+        s->free_slots = sl->next_free;
+        pthread_mutex_unlock(&s->slot_mu);
+        return sl;
+    }
+    if (s->n_slots >= SLOTS_MAX || (sl = calloc(1, sizeof(*sl))) == NULL) {
+        pthread_mutex_unlock(&s->slot_mu);
+        return NULL;
+    }
+    sl->srv = s;
+    if (nng_aio_alloc(&sl->aio, slot_cb, sl) != 0) {
+        pthread_mutex_unlock(&s->slot_mu);
+        free(sl);
+        return NULL;
+    }
+    if (nng_ctx_open(&sl->ctx, s->sock) != 0) {
+        pthread_mutex_unlock(&s->slot_mu);
+        nng_aio_free(sl->aio);
+        free(sl);
+        return NULL;
+    }
+    sl->next_all = s->all_slots;
+    s->all_slots = sl;
+    s->n_slots++;
+    pthread_mutex_unlock(&s->slot_mu);
+    return sl;
+}
+
+static void slot_release(slot *sl)
+{
+    tm_rpc_server *s = sl->srv;
+    if (sl->conn != 0) {
+        conn_end(s, sl->conn);
+    }
+    sl->conn = 0;
+    pthread_mutex_lock(&s->slot_mu);
+    sl->next_free = s->free_slots;
+    s->free_slots = sl;
+    pthread_mutex_unlock(&s->slot_mu);
+}
+
+static void slot_send(slot *sl, void *buf, size_t len)
+{
+    nng_msg *m = NULL;
+    if (atomic_load(&sl->srv->closing) || buf == NULL || nng_msg_alloc(&m, 0) != 0 ||
+        nng_msg_append(m, buf, len) != 0) {
+        /* Going away, or no reply could be built: drop it (the client's
+         * resend retries); the context forgets the request on its next use. */
+        if (m != NULL) {
+            nng_msg_free(m);
+        }
+        free(buf);
+        slot_release(sl);
+        return;
+    }
+    free(buf);
+    nng_aio_set_msg(sl->aio, m);
+    nng_aio_set_timeout(sl->aio, (nng_duration)sl->srv->opts.send_timeout_ms);
+    nng_ctx_send(sl->ctx, sl->aio);
+}
+
+static void slot_cb(void *arg)
+{
+    slot *sl = arg;
+    int rv = nng_aio_result(sl->aio);
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(sl->aio));
+        nng_aio_set_msg(sl->aio, NULL);
+    }
+    if (rv == NNG_ETIMEDOUT) {
+        /* The client does not read its replies: it loses its connection
+         * (and every other reply queued on it), nobody else waits. */
+        char peer[64];
+        pipe_addr(sl->pipe, peer, sizeof(peer), 1);
+        conn_close(sl->srv, sl->pipe, peer, "reply_not_read");
+    }
+    slot_release(sl);
+}
+
+static void slot_done(void *arg, void *reply, size_t len)
+{
+    slot_send(arg, reply, len);
+}
+
+/* ---- workers ---- */
+
+static void worker_cb(void *arg)
+{
+    worker *w = arg;
+    tm_rpc_server *s = w->srv;
+    int rv = nng_aio_result(w->aio);
+    if (rv != 0) {
+        if (rv == NNG_ECLOSED || atomic_load(&s->closing)) {
+            return;
+        }
+        nng_ctx_recv(w->ctx, w->aio);
+        return;
+    }
+    nng_msg *msg = nng_aio_get_msg(w->aio);
+    nng_pipe pipe = nng_msg_get_pipe(msg);
+    int pid = nng_pipe_id(pipe);
+    uint32_t conn_id = pid > 0 ? (uint32_t)pid : 0;
+    char peer[64];
+    pipe_addr(pipe, peer, sizeof(peer), 1);
+    slot *sl = NULL;
+    if (conn_id != 0 && conn_begin(s, conn_id) != 0) {
+        conn_close(s, pipe, peer, "too_many_calls_on_connection");
+    } else if ((sl = slot_take(s)) == NULL) {
+        if (conn_id != 0) {
+            conn_end(s, conn_id);
+        }
+        if (conn_warn_ok(s)) {
+            tm_warn("rpc", "event=request_dropped peer=%s reason=reply_slots_exhausted", peer);
+        }
+    }
+    if (sl == NULL) {
+        nng_msg_free(msg);
+        if (!atomic_load(&s->closing)) {
+            nng_ctx_recv(w->ctx, w->aio); /* forgets the dropped request */
+        }
+        return;
+    }
+    /* The request's context goes with its reply; the worker takes the
+     * slot's idle one and is free as soon as the handler returns. */
+    nng_ctx mine = w->ctx;
+    w->ctx = sl->ctx;
+    sl->ctx = mine;
+    sl->pipe = pipe;
+    sl->conn = conn_id;
+    void *out = NULL;
+    size_t len = 0;
+    int r = tm_rpc_server_handle_conn(s, nng_msg_body(msg), nng_msg_len(msg), peer, conn_id, &out,
+                                      &len, slot_done, sl);
+    nng_msg_free(msg);
+    if (r != TM_RPC_PENDING) {
+        slot_send(sl, r == TM_OK ? out : NULL, len);
+    }
+    if (!atomic_load(&s->closing)) {
+        nng_ctx_recv(w->ctx, w->aio);
     }
 }
 
@@ -626,8 +1163,13 @@ int tm_rpc_server_start(tm_rpc_server *s, tm_err *err)
         return tm_err_set(err, TM_EINTERNAL, "rpc: open REP socket: %s", nng_strerror(rv));
     }
     s->sock_open = 1;
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, pipe_event, s);
     nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_event, s);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->opts.max_message_bytes);
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        return tm_err_set(err, TM_EINTERNAL, "rpc: cannot start the connection reaper");
+    }
+    s->reaper_started = 1;
     if ((rv = nng_listener_create(&s->listener, s->sock, s->url)) != 0) {
         return tm_err_set(err, TM_ECONFIG, "rpc listen %s: %s", s->url, nng_strerror(rv));
     }
@@ -641,6 +1183,14 @@ int tm_rpc_server_start(tm_rpc_server *s, tm_err *err)
         return tm_err_set(err, rv == NNG_EADDRINUSE ? TM_EBUSY : TM_EIO, "rpc listen %s: %s",
                           s->url, nng_strerror(rv));
     }
+    if (strncmp(s->url, "tls+", 4) == 0) {
+        int port = 0;
+        const char *colon = strrchr(s->url, ':');
+        if (nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port) != 0 || port <= 0) {
+            port = colon != NULL ? atoi(colon + 1) : 0;
+        }
+        atomic_store(&s->listen_port, port);
+    }
     s->workers = calloc((size_t)s->opts.contexts, sizeof(*s->workers));
     if (s->workers == NULL) {
         return tm_err_set(err, TM_ENOMEM, "rpc: out of memory");
@@ -648,12 +1198,14 @@ int tm_rpc_server_start(tm_rpc_server *s, tm_err *err)
     for (int i = 0; i < s->opts.contexts; i++) {
         worker *w = &s->workers[i];
         w->srv = s;
-        if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0 ||
-            (rv = nng_ctx_open(&w->ctx, s->sock)) != 0) {
+        if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0) {
+            return tm_err_set(err, TM_EINTERNAL, "rpc: context %d: %s", i, nng_strerror(rv));
+        }
+        if ((rv = nng_ctx_open(&w->ctx, s->sock)) != 0) {
+            nng_aio_free(w->aio);
             return tm_err_set(err, TM_EINTERNAL, "rpc: context %d: %s", i, nng_strerror(rv));
         }
         s->n_workers++;
-        w->state = W_RECV;
         nng_ctx_recv(w->ctx, w->aio);
     }
     s->started = 1;
@@ -674,15 +1226,28 @@ void tm_rpc_server_free(tm_rpc_server *s)
     if (s == NULL) {
         return;
     }
-    /* Stop every worker first (cancel its operation, wait for its callback,
-     * which no longer re-arms), close the contexts, then the socket: closing
-     * the socket under live contexts could wait for them forever. */
+    /* Stop every worker and reply slot first (cancel its operation, wait for
+     * its callback, which no longer re-arms), close the contexts, then the
+     * socket: closing the socket under live contexts could wait for them
+     * forever. */
     atomic_store(&s->closing, 1);
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->conn_mu);
+        pthread_cond_signal(&s->reaper_cv);
+        pthread_mutex_unlock(&s->conn_mu);
+        pthread_join(s->reaper, NULL);
+    }
     for (int i = 0; i < s->n_workers; i++) {
         nng_aio_stop(s->workers[i].aio);
     }
+    for (slot *sl = s->all_slots; sl != NULL; sl = sl->next_all) {
+        nng_aio_stop(sl->aio);
+    }
     for (int i = 0; i < s->n_workers; i++) {
         nng_ctx_close(s->workers[i].ctx);
+    }
+    for (slot *sl = s->all_slots; sl != NULL; sl = sl->next_all) {
+        nng_ctx_close(sl->ctx);
     }
     if (s->sock_open) {
         nng_close(s->sock);
@@ -691,6 +1256,19 @@ void tm_rpc_server_free(tm_rpc_server *s)
         nng_aio_free(s->workers[i].aio);
     }
     free(s->workers);
+    while (s->all_slots != NULL) {
+        slot *sl = s->all_slots;
+        s->all_slots = sl->next_all;
+        nng_aio_free(sl->aio);
+        free(sl);
+    }
+    for (size_t b = 0; b < CONN_BUCKETS; b++) {
+        while (s->conns[b] != NULL) {
+            conn *k = s->conns[b];
+            s->conns[b] = k->next;
+            free(k);
+        }
+    }
     if (s->fifo != NULL) {
         for (size_t i = 0; i < s->fifo_cap; i++) {
             if (s->fifo[i] != NULL) {
@@ -700,8 +1278,12 @@ void tm_rpc_server_free(tm_rpc_server *s)
     }
     free(s->fifo);
     free(s->buckets);
+    free(s->hs);
     free(s->tls);
     free(s->url);
     pthread_mutex_destroy(&s->cache_mu);
+    pthread_mutex_destroy(&s->slot_mu);
+    pthread_mutex_destroy(&s->conn_mu);
+    pthread_cond_destroy(&s->reaper_cv);
     free(s);
 }

@@ -6,6 +6,7 @@
 #include "common/secrets.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/shutdown.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/cron.h"
 
@@ -18,19 +19,8 @@
 
 #define DEFAULT_CONFIG "/etc/tidemark/coordinator.yaml"
 
-#define SHUTDOWN_GRACE_S 10
-
-static void *shutdown_watchdog(void *arg)
-{
-    (void)arg;
-    sleep(SHUTDOWN_GRACE_S);
-    tm_error("coordinator",
-             "event=shutdown_stuck grace_s=%d msg=\"exiting without a clean "
-             "teardown; the catalog is consistent\"",
-             SHUTDOWN_GRACE_S);
-    _exit(1);
-    return NULL;
-}
+/* Within the 5 s a supervisor (and the e2e tests) give a stopping process. */
+#define SHUTDOWN_GRACE_MS 4000
 
 /* The config loader (common/) cannot link the cron parser; lend it ours so a
  * bad schedule is a config error with its line, caught by --check-config. */
@@ -130,10 +120,7 @@ int main(int argc, char **argv)
     /* Every state change is already committed to the catalog (WAL,
      * synchronous=FULL): a shutdown that gets stuck in a library call must
      * not keep the process, and with it a restart, waiting. */
-    pthread_t wd;
-    if (pthread_create(&wd, NULL, shutdown_watchdog, NULL) == 0) {
-        pthread_detach(wd);
-    }
+    tm_shutdown_watchdog("coordinator", SHUTDOWN_GRACE_MS);
     tm_coordinator_free(c);
     tm_coordinator_conf_free(conf);
     tm_info("coordinator", "event=stopped");

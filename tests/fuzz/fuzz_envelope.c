@@ -56,8 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (server == NULL) {
         tm_log_set_level(TM_LOG_ERROR);
-        tm_rpc_server_opts o = {
-            .auth = auth, .max_message_bytes = 1 << 20, .reply_cache_entries = 64};
+        /* A small cap for unauthenticated calls, so inputs of fuzzing size
+         * reach both sides of it (and the unpack memory budget behind it). */
+        tm_rpc_server_opts o = {.auth = auth,
+                                .max_message_bytes = 1 << 20,
+                                .reply_cache_entries = 64,
+                                .max_unauth_message_bytes = 2048};
         tm_err err;
         if (tm_rpc_server_new(&server, &o, &err) != TM_OK) {
             abort();

@@ -5,6 +5,11 @@
 #
 #   tests/bench/rpc/run.sh [--agents N] [--concurrency C] [--sockets K]
 #                          [--seconds S] [--runs R] [--contexts N] [--build DIR]
+#                          [--hostile H]
+#
+# --hostile H (default 200, 0 = off): the heartbeat runs are repeated while
+# tests/lib/tmtest/hostile.py holds H hostile connections open (non-readers,
+# slowloris, half-open, oversize, random bytes); the ratio is printed.
 #
 # Needs a build (cmake --build build --target tidemark-coordinator bench_rpc)
 # and curl. Everything binds 127.0.0.1 on free ports and lives in a temp dir
@@ -18,9 +23,10 @@ SECONDS_=10
 RUNS=3
 CONTEXTS=256
 BUILD=build
+HOSTILE=200
 usage() {
     echo "usage: $0 [--agents N] [--concurrency C] [--sockets K] [--seconds S] [--runs R]" \
-        "[--contexts N] [--build DIR]" >&2
+        "[--contexts N] [--build DIR] [--hostile H]" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2 ;;
     --contexts) CONTEXTS=$2 ;;
     --build) BUILD=$2 ;;
+    --hostile) HOSTILE=$2 ;;
     *) usage ;;
     esac
     shift 2
@@ -113,9 +120,15 @@ echo "== machine: $(nproc) CPUs, $(uname -r)"
 # 30 s); timeout(1) is the last resort if the coordinator wedges.
 LIMIT=$((RUNS * (SECONDS_ + 2) * 2 + AGENTS / 20 + 120))
 rc=0
-timeout -k 5 "$LIMIT" "$BENCH" --url "tcp://127.0.0.1:$PORT" --token-env TM_BENCH_ENROLL \
-    --agents "$AGENTS" --concurrency "$CONC" --sockets "$SOCKS" --seconds "$SECONDS_" \
-    --runs "$RUNS" --echo-contexts "$CONTEXTS" || rc=$?
+set -- --url "tcp://127.0.0.1:$PORT" --token-env TM_BENCH_ENROLL --agents "$AGENTS" \
+    --concurrency "$CONC" --sockets "$SOCKS" --seconds "$SECONDS_" --runs "$RUNS" \
+    --echo-contexts "$CONTEXTS"
+if [ "$HOSTILE" -gt 0 ]; then
+    LIMIT=$((LIMIT * 2))
+    HERE=$(cd "$(dirname "$0")" && pwd)
+    set -- "$@" --hostile-cmd "exec python3 $HERE/../../lib/tmtest/hostile.py --port $PORT --count $HOSTILE --seconds 3600"
+fi
+timeout -k 5 "$LIMIT" "$BENCH" "$@" || rc=$?
 
 echo "== coordinator view after the run"
 curl -fs "http://127.0.0.1:$HTTP_PORT/metrics" | grep -E '^tidemark_agents\{|^tidemark_rpc_requests_total' || true

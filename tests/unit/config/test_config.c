@@ -36,6 +36,12 @@ static void test_defaults(void **state)
     assert_int_equal(c->lost_after_missed, 10);
     assert_int_equal(c->rpc_max_message_bytes, 4 * 1024 * 1024);
     assert_int_equal(c->rpc_contexts, 64);
+    assert_int_equal(c->rpc_max_unauth_message_bytes, 64 * 1024);
+    assert_int_equal(c->rpc_send_timeout_ms, 10000);
+    assert_int_equal(c->rpc_first_request_timeout_ms, 10000);
+    assert_int_equal(c->rpc_idle_timeout_ms, 300000);
+    assert_int_equal(c->rpc_max_pending_per_addr, 128);
+    assert_int_equal(c->rpc_max_calls_per_conn, 64);
     assert_false(c->tls_enabled);
     assert_null(c->tls.cert_file);
     assert_int_equal(c->log_level, TM_LOG_INFO);
@@ -61,6 +67,12 @@ static void test_full(void **state)
                  "rpc:\n"
                  "  max_message_size: 64KiB\n"
                  "  contexts: 4096\n"
+                 "  max_unauthenticated_message_size: 16KiB\n"
+                 "  send_timeout: 2s\n"
+                 "  first_request_timeout: 3s\n"
+                 "  idle_timeout: 1m\n"
+                 "  max_pending_connections_per_address: 8\n"
+                 "  max_calls_per_connection: 16\n"
                  "tls:\n"
                  "  cert_file: tls/c.crt\n"
                  "  key_file: /k/c.key\n"
@@ -81,6 +93,12 @@ static void test_full(void **state)
     assert_int_equal(c->lost_after_missed, 6);
     assert_int_equal(c->rpc_max_message_bytes, 65536);
     assert_int_equal(c->rpc_contexts, 4096);
+    assert_int_equal(c->rpc_max_unauth_message_bytes, 16 * 1024);
+    assert_int_equal(c->rpc_send_timeout_ms, 2000);
+    assert_int_equal(c->rpc_first_request_timeout_ms, 3000);
+    assert_int_equal(c->rpc_idle_timeout_ms, 60000);
+    assert_int_equal(c->rpc_max_pending_per_addr, 8);
+    assert_int_equal(c->rpc_max_calls_per_conn, 16);
     assert_true(c->tls_enabled);
     assert_string_equal(c->tls.cert_file, TEST_DIR "/tls/c.crt");
     assert_string_equal(c->tls.key_file, "/k/c.key");

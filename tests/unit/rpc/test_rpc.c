@@ -12,6 +12,8 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,6 +80,38 @@ static int h_approve(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
     return TM_RPC_OK;
 }
 
+static int complete_calls;
+static int register_calls;
+
+/* CompleteTask stand-in: the catalog is down on the first call only. */
+static int h_complete(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                      void *arg)
+{
+    (void)arg;
+    (void)in;
+    (void)out;
+    if (++complete_calls == 1) {
+        return tm_rpc_call_error(call, TM_RPC_UNAVAILABLE, "catalog unavailable; retry");
+    }
+    return TM_RPC_OK;
+}
+
+/* RegisterAgent stand-in: a new identity for the right enrollment token. */
+static int h_register(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+                      void *arg)
+{
+    (void)arg;
+    const Tidemark__RegisterRequest *req = (const Tidemark__RegisterRequest *)in;
+    Tidemark__RegisterResponse *resp = (Tidemark__RegisterResponse *)out;
+    register_calls++;
+    if (req->enrollment_token == NULL || strcmp(req->enrollment_token, "good-token") != 0) {
+        return tm_rpc_call_error(call, TM_RPC_UNAUTHENTICATED, "invalid enrollment token");
+    }
+    resp->agent_id = tm_arena_printf(tm_rpc_call_arena(call), "agt-%d", register_calls);
+    resp->agent_secret = tm_arena_printf(tm_rpc_call_arena(call), "secret-%d", register_calls);
+    return TM_RPC_OK;
+}
+
 static tm_rpc_server *new_server(const char *url)
 {
     tm_rpc_server *s = NULL;
@@ -90,6 +124,13 @@ static tm_rpc_server *new_server(const char *url)
                      TM_OK);
     assert_int_equal(tm_rpc_server_register(s, &tidemark__admin__descriptor, "ApproveAgent",
                                             h_approve, NULL, TM_RPC_MUTATING),
+                     TM_OK);
+    /* Flags as the coordinator registers them. */
+    assert_int_equal(tm_rpc_server_register(s, &tidemark__coordinator__descriptor, "CompleteTask",
+                                            h_complete, NULL, TM_RPC_MUTATING),
+                     TM_OK);
+    assert_int_equal(tm_rpc_server_register(s, &tidemark__coordinator__descriptor, "RegisterAgent",
+                                            h_register, NULL, TM_RPC_NOAUTH | TM_RPC_MUTATING),
                      TM_OK);
     /* Unknown method names and duplicates are refused at registration. */
     assert_int_equal(
@@ -245,6 +286,155 @@ static void test_idempotent_replay(void **state)
     tidemark__reply__free_unpacked(c, NULL);
     tidemark__reply__free_unpacked(d, NULL);
     tm_rpc_server_free(s);
+}
+
+/* A transient error is not the answer to the request: the retry with the
+ * same request id runs again (issue 11, section 3). */
+static void test_cache_keeps_only_success(void **state)
+{
+    (void)state;
+    tm_rpc_server *s = new_server(NULL);
+    Tidemark__CompleteTaskRequest req = TIDEMARK__COMPLETE_TASK_REQUEST__INIT;
+    req.task_id = "tsk-1";
+    complete_calls = 0;
+    Tidemark__Reply *r =
+        call(s, 1, "Coordinator.CompleteTask", "done-1", "agt-1", "s3cret", NULL, &req.base);
+    assert_int_equal(r->code, TM_RPC_UNAVAILABLE);
+    tidemark__reply__free_unpacked(r, NULL);
+    r = call(s, 1, "Coordinator.CompleteTask", "done-1", "agt-1", "s3cret", NULL, &req.base);
+    assert_int_equal(r->code, TM_RPC_OK); /* ran again, not the cached UNAVAILABLE */
+    assert_int_equal(complete_calls, 2);
+    tidemark__reply__free_unpacked(r, NULL);
+    /* The success is final: a third resend comes from the cache. */
+    r = call(s, 1, "Coordinator.CompleteTask", "done-1", "agt-1", "s3cret", NULL, &req.base);
+    assert_int_equal(r->code, TM_RPC_OK);
+    assert_int_equal(complete_calls, 2);
+    tidemark__reply__free_unpacked(r, NULL);
+    tm_rpc_server_free(s);
+}
+
+/* A registration reply holds a new secret: repeating its request id with a
+ * wrong token must not hand it out (issue 12, section 2). */
+static void test_register_never_cached(void **state)
+{
+    (void)state;
+    tm_rpc_server *s = new_server(NULL);
+    Tidemark__RegisterRequest req = TIDEMARK__REGISTER_REQUEST__INIT;
+    req.hostname = "db1";
+    req.enrollment_token = "good-token";
+    register_calls = 0;
+    Tidemark__Reply *r =
+        call(s, 1, "Coordinator.RegisterAgent", "reg-1", NULL, NULL, NULL, &req.base);
+    assert_int_equal(r->code, TM_RPC_OK);
+    Tidemark__RegisterResponse *rr =
+        tidemark__register_response__unpack(NULL, r->body.len, r->body.data);
+    assert_non_null(rr);
+    assert_string_equal(rr->agent_secret, "secret-1");
+    tidemark__register_response__free_unpacked(rr, NULL);
+    tidemark__reply__free_unpacked(r, NULL);
+
+    req.enrollment_token = "wrong-token";
+    r = call(s, 1, "Coordinator.RegisterAgent", "reg-1", NULL, NULL, NULL, &req.base);
+    assert_int_equal(r->code, TM_RPC_UNAUTHENTICATED);
+    assert_false(r->has_body && r->body.len > 0);
+    assert_null(strstr(r->message ? r->message : "", "secret"));
+    assert_int_equal(register_calls, 2); /* the token was checked */
+    tidemark__reply__free_unpacked(r, NULL);
+    tm_rpc_server_free(s);
+}
+
+/* Peak RSS growth (KiB) of one call of `len` bytes: a RegisterAgent whose
+ * body is nothing but empty labels (2 bytes each on the wire), run in a
+ * child so the peak is this call's alone. Returns the reply code. */
+static int hostile_register(size_t len, long *grew_kib, char *msg, size_t msg_cap)
+{
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct {
+            int code;
+            long grew;
+            char msg[200];
+        } res = {0};
+        tm_rpc_server *s = NULL;
+        tm_err err;
+        tm_rpc_server_opts o = {.auth = auth}; /* defaults: 4 MiB messages */
+        size_t body_len = len - 64;
+        uint8_t *body = malloc(body_len);
+        if (body == NULL || tm_rpc_server_new(&s, &o, &err) != TM_OK ||
+            tm_rpc_server_register(s, &tidemark__coordinator__descriptor, "RegisterAgent",
+                                   h_register, NULL, TM_RPC_NOAUTH) != TM_OK) {
+            _exit(3);
+        }
+        for (size_t i = 0; i + 1 < body_len; i += 2) {
+            body[i] = 0x22; /* field 4 (labels), length-delimited */
+            body[i + 1] = 0x00;
+        }
+        Tidemark__Envelope env = TIDEMARK__ENVELOPE__INIT;
+        env.has_version = 1;
+        env.version = 1;
+        env.method = "Coordinator.RegisterAgent";
+        env.has_body = 1;
+        env.body.data = body;
+        env.body.len = body_len & ~(size_t)1;
+        size_t n = tidemark__envelope__get_packed_size(&env);
+        uint8_t *buf = malloc(n);
+        if (buf == NULL) {
+            _exit(3);
+        }
+        tidemark__envelope__pack(&env, buf);
+        struct rusage before, after;
+        getrusage(RUSAGE_SELF, &before);
+        void *out = NULL;
+        size_t out_len = 0;
+        tm_rpc_server_handle(s, buf, n, "hostile", &out, &out_len, NULL, NULL);
+        getrusage(RUSAGE_SELF, &after);
+        Tidemark__Reply *r = tidemark__reply__unpack(NULL, out_len, out);
+        res.code = r != NULL ? (int)r->code : -1;
+        snprintf(res.msg, sizeof(res.msg), "%s", r != NULL && r->message ? r->message : "");
+        res.grew = after.ru_maxrss - before.ru_maxrss;
+        if (write(pfd[1], &res, sizeof(res)) != (ssize_t)sizeof(res)) {
+            _exit(4);
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    struct {
+        int code;
+        long grew;
+        char msg[200];
+    } res = {0};
+    assert_int_equal(read(pfd[0], &res, sizeof(res)), (ssize_t)sizeof(res));
+    close(pfd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    *grew_kib = res.grew;
+    snprintf(msg, msg_cap, "%s", res.msg);
+    return res.code;
+}
+
+/* Unauthenticated calls are cheap to refuse (issue 12, section 2): a 4 MiB
+ * RegisterAgent of empty submessages once decoded into ~130 MiB. */
+static void test_hostile_register_is_cheap(void **state)
+{
+    (void)state;
+    long grew = 0;
+    char msg[200];
+    int code = hostile_register(4u << 20, &grew, msg, sizeof(msg));
+    printf("4 MiB hostile RegisterAgent: %s \"%s\", peak RSS +%ld KiB\n", tm_rpc_status_name(code),
+           msg, grew);
+    assert_int_equal(code, TM_RPC_RESOURCE_EXHAUSTED);
+    assert_true(grew < 16 * 1024);
+    /* Under the size cap, the allocation budget stops it. */
+    code = hostile_register(60u << 10, &grew, msg, sizeof(msg));
+    printf("60 KiB hostile RegisterAgent: %s \"%s\", peak RSS +%ld KiB\n", tm_rpc_status_name(code),
+           msg, grew);
+    assert_int_equal(code, TM_RPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(msg, "budget"));
+    assert_true(grew < 4 * 1024);
 }
 
 static void test_hostile_bytes(void **state)
@@ -442,9 +632,15 @@ static void test_ipc_roundtrip_and_parked_call(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_names),  cmocka_unit_test(test_dispatch_ok_and_error),
-        cmocka_unit_test(test_auth),          cmocka_unit_test(test_idempotent_replay),
-        cmocka_unit_test(test_hostile_bytes), cmocka_unit_test(test_ipc_roundtrip_and_parked_call),
+        cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_dispatch_ok_and_error),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_idempotent_replay),
+        cmocka_unit_test(test_hostile_bytes),
+        cmocka_unit_test(test_ipc_roundtrip_and_parked_call),
+        cmocka_unit_test(test_cache_keeps_only_success),
+        cmocka_unit_test(test_register_never_cached),
+        cmocka_unit_test(test_hostile_register_is_cheap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
