@@ -442,8 +442,8 @@ static int ship_incr(tm_aof_tail *t, const tm_aof_tail_cbs *cbs, int final, int 
     return 0;
 }
 
-static int ship_base(tm_aof_tail *t, const tm_aof_tail_cbs *cbs, const tm_aof_file *b, int *ranges,
-                     tm_err *err)
+static int ship_base(tm_aof_tail *t, const tm_aof_tail_cbs *cbs, const tm_aof_file *b,
+                     int64_t first_incr, int *ranges, tm_err *err)
 {
     int fd = -1;
     int rc = pin_open(t, b->name, &fd, err);
@@ -456,11 +456,13 @@ static int ship_base(tm_aof_tail *t, const tm_aof_tail_cbs *cbs, const tm_aof_fi
         goto out;
     }
     /* The newest time the base's data can be from: the fork. A .base.aof
-     * starts with the fork's "#TS:"; otherwise the newest annotation we saw
-     * before it (the old chain ends at the fork) or, knowing nothing, the
+     * starts with the fork's "#TS:"; otherwise the time at the end of the
+     * incr file just before the base's first one (Redis opens that one, then
+     * forks), else the newest annotation seen or, knowing nothing, the
      * file's mtime (after the fork: later is the safe side for choosing a
      * base for a restore). */
-    int64_t ts = t->cur_ts;
+    int64_t ts = first_incr > 0 && t->final_seq == first_incr - 1 && t->final_ts > 0 ? t->final_ts
+                                                                                     : t->cur_ts;
     char head[32];
     ssize_t hn = pread(fd, head, sizeof(head) - 1, 0);
     if (hn > 4 && memcmp(head, "#TS:", 4) == 0) {
@@ -542,7 +544,7 @@ static int step(tm_aof_tail *t, const tm_aof_manifest *m, const tm_aof_tail_cbs 
     if (!t->have_cur) {
         /* From scratch: the base, then its first incr file from byte 0. */
         if (base != NULL && strcmp(base->name, t->base) != 0 &&
-            (rc = ship_base(t, cbs, base, ranges, err)) != 0) {
+            (rc = ship_base(t, cbs, base, ni > 0 ? incr[0]->seq : 0, ranges, err)) != 0) {
             return rc == TM_ENOENT ? AGAIN : rc;
         }
         if (ni == 0) {
@@ -593,6 +595,8 @@ static int step(tm_aof_tail *t, const tm_aof_manifest *m, const tm_aof_tail_cbs 
         if (!final) {
             break;
         }
+        t->final_seq = t->cur_seq;
+        t->final_ts = t->cur_ts;
         if (next == NULL) {
             /* Retired, and nothing newer listed: only while a manifest is
              * being replaced; the next poll sees the new one. */
@@ -622,7 +626,7 @@ static int step(tm_aof_tail *t, const tm_aof_manifest *m, const tm_aof_tail_cbs 
     /* A rewrite installed a new base: ship it (its chain is the incr files
      * this manifest lists, shipped or being shipped). */
     if (base != NULL && strcmp(base->name, t->base) != 0 &&
-        (rc = ship_base(t, cbs, base, ranges, err)) != 0) {
+        (rc = ship_base(t, cbs, base, ni > 0 ? incr[0]->seq : 0, ranges, err)) != 0) {
         return rc == TM_ENOENT ? AGAIN : rc;
     }
     return 0;
