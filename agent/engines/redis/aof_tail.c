@@ -41,10 +41,12 @@ struct tm_aof_tail {
     char base[TM_AOF_NAME_MAX + 1]; /* the last base delivered */
     char pos[TM_AOF_POS_MAX];
 
-    int64_t cur_ts; /* the "#TS:" in effect; 0 = none yet */
-    int ts_seen;    /* any annotation */
-    int cmd_seen;   /* any command */
-    int64_t rfirst; /* time of the range's first command; -1 = none yet */
+    int64_t cur_ts;    /* the "#TS:" in effect; 0 = none yet */
+    int ts_seen;       /* any annotation */
+    int cmd_seen;      /* any command */
+    int64_t rfirst;    /* time of the range's first command; -1 = none yet */
+    int64_t final_seq; /* the last incr file finished, and the time in effect */
+    int64_t final_ts;  /* at its end: a new base's data is from then */
 };
 
 static int join(char *out, size_t cap, const char *a, const char *b, tm_err *err)
