@@ -6,8 +6,8 @@ yes).
 
 A writer logs (key, value, time) for every write across several seconds; the
 tail ships the AOF into a directory of ranges while BGREWRITEAOF is forced
-twice, once with the tail frozen (SIGSTOP) until Redis has deleted the old
-incr file: only the pin keeps it. The ranges must be gap-free per file and
+twice, once with the tail killed (SIGKILL) until Redis has deleted the old
+incr file, then restarted: only the pin on disk keeps that file. The ranges must be gap-free per file and
 hold every logged write exactly once. Then, for several target times, the
 restore (newest base old enough + its incr files cut at the target) is
 loaded into a fresh redis-server: exactly the writes up to the target exist.
@@ -72,9 +72,14 @@ class Client:
 class Tail:
     def __init__(self, aofdir, ship, interval_ms=50):
         self.ship = ship
-        self.err = open(os.path.join(os.path.dirname(ship), os.path.basename(ship) + ".stderr"), "w")
+        self.err = open(ship + ".stderr", "a")
         self.p = subprocess.Popen([TOOL, "tail", aofdir, ship, "--interval-ms", str(interval_ms)],
                                   stderr=self.err)
+
+    def kill(self):
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait(timeout=60)
+        self.err.close()
 
     def stop(self):
         open(os.path.join(self.ship, "stop"), "w").close()
@@ -188,10 +193,11 @@ def ship_across_rewrites_gap_free_and_restore_to_times():
             if i == 3:
                 r.cli("BGREWRITEAOF")
             if i == 6:
-                # Freeze the tail, retire the incr file it follows, and only
-                # then let it go on: the pin is all that is left of that file.
+                # Kill the tail (an agent crash), retire the incr file it
+                # follows, and only then restart it: the pin on disk is all
+                # that is left of that file's unshipped end.
                 manifest_before = open(os.path.join(aofdir, "appendonly.aof.manifest")).read()
-                tail.p.send_signal(signal.SIGSTOP)
+                tail.kill()
                 seconds.append(w.second(15))
                 r.cli("BGREWRITEAOF")
                 wait_rewrite_done(r)
@@ -200,7 +206,7 @@ def ship_across_rewrites_gap_free_and_restore_to_times():
                          f"Redis deleting the retired incr files {old}")
                 pinned = os.listdir(aofdir + ".tidemark-pin")
                 check(set(old) <= set(pinned), f"retired {old} still pinned: {pinned}")
-                tail.p.send_signal(signal.SIGCONT)
+                tail = Tail(aofdir, ship)
         wait_rewrite_done(r)
         final = r.info("persistence")
         check(tail.stop() == 0, "tail exits cleanly")

@@ -10,8 +10,8 @@
  *         n=N type=b|i file=F seq=S start=A end=B first_ts=T1 last_ts=T2
  *         bytes=N final=0|1 torn=N shipped_ms=MS
  *       each changed manifest SHIPDIR/m<NNNNNN>; SHIPDIR/state holds
- *       "position=... base=... timestamps=-1|0|1 ranges=N" after each poll
- *       (and is read back at start: a restart resumes there).
+ *       "position=... base=... timestamps=-1|0|1 ranges=N" after each poll.
+ *       A restart resumes after the last whole line of ranges.log.
  *   tm_aof_tool truncate SHIPDIR T OUTDIR [--manifest NAME]
  *       restore to unix time T from shipped ranges: the newest shipped base
  *       whose time is <= T, its incr files assembled from their ranges
@@ -167,19 +167,41 @@ static int cmd_tail(int argc, char **argv)
     if (tm_mkdir_p(s.dir, 0700, &err) != 0) {
         return die(&err);
     }
-    char path[4096], pos[TM_AOF_POS_MAX + 1], base[TM_AOF_NAME_MAX + 1], nbuf[32];
-    char *state = NULL;
-    size_t slen = 0;
-    snprintf(path, sizeof(path), "%s/state", s.dir);
-    if (tm_file_read(path, &state, &slen, NULL) == 0) {
-        state_field(state, "position", pos, sizeof(pos));
-        state_field(state, "base", base, sizeof(base));
-        state_field(state, "ranges", nbuf, sizeof(nbuf));
+    /* Resume from ranges.log: a line is written after its range file is
+     * synced, so the last whole line is the last range shipped (a torn last
+     * line, from a kill mid-write, is dropped and its range shipped again). */
+    char path[4096], pos[TM_AOF_POS_MAX + 40] = "", base[TM_AOF_NAME_MAX + 1] = "";
+    char *old = NULL;
+    size_t olen = 0;
+    snprintf(path, sizeof(path), "%s/ranges.log", s.dir);
+    if (tm_file_read(path, &old, &olen, NULL) == 0) {
+        while (olen > 0 && old[olen - 1] != '\n') {
+            olen--;
+        }
+        if (truncate(path, (off_t)olen) != 0) {
+            fprintf(stderr, "truncate %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+        old[olen] = '\0';
+        for (char *line = old; *line != '\0';) {
+            char *nl = strchr(line, '\n');
+            *nl = '\0';
+            char type[4], file[TM_AOF_NAME_MAX + 1], end[32];
+            state_field(line, "type", type, sizeof(type));
+            state_field(line, "file", file, sizeof(file));
+            state_field(line, "end", end, sizeof(end));
+            if (type[0] == 'b') {
+                snprintf(base, sizeof(base), "%s", file);
+            } else {
+                snprintf(pos, sizeof(pos), "%s:%s", file, end);
+            }
+            s.n++;
+            line = nl + 1;
+        }
         o.position = pos;
         o.base = base;
-        s.n = atoi(nbuf);
-        free(state);
     }
+    free(old);
     snprintf(path, sizeof(path), "%s/ranges.log", s.dir);
     s.log = fopen(path, "a");
     if (s.log == NULL) {
