@@ -20,88 +20,12 @@ whole seconds T whose writes in T and T+1 are all unambiguous, and the check
 is: every write of a second <= T exists with its value, none after."""
 import os
 import random
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 
+from tmtest.aof import AOF_CONF, Client, Tail, kv, parse_sets, range_bytes, ranges, state, tool
 from tmtest.redis import Redis
 from tmtest.runner import check, run, test, wait_for
-
-TOOL = os.path.join(os.environ.get("TM_BUILD_DIR", "build"), "tests", "tm_aof_tool")
-AOF_CONF = {"appendonly": "yes", "aof-timestamp-enabled": "yes", "appenddirname": "appendonlydir"}
-
-
-class Client:
-    """A minimal RESP client: one command, one reply (enough for SET/GET)."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.f = self.s.makefile("rb")
-
-    def cmd(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.s.sendall(b"".join(out))
-        return self.reply()
-
-    def reply(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            raise AssertionError(f"redis error: {rest.decode()}")
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)[:-2]
-            return data.decode()
-        raise AssertionError(f"unexpected reply {line!r}")
-
-    def close(self):
-        self.s.close()
-
-
-class Tail:
-    def __init__(self, aofdir, ship, interval_ms=50):
-        self.ship = ship
-        self.err = open(ship + ".stderr", "a")
-        self.p = subprocess.Popen([TOOL, "tail", aofdir, ship, "--interval-ms", str(interval_ms)],
-                                  stderr=self.err)
-
-    def kill(self):
-        self.p.send_signal(signal.SIGKILL)
-        self.p.wait(timeout=60)
-        self.err.close()
-
-    def stop(self):
-        open(os.path.join(self.ship, "stop"), "w").close()
-        rc = self.p.wait(timeout=120)
-        self.err.close()
-        return rc
-
-
-def ranges(ship):
-    out = []
-    with open(os.path.join(ship, "ranges.log")) as f:
-        for line in f:
-            d = dict(x.split("=", 1) for x in line.split())
-            for k in ("n", "seq", "start", "end", "first_ts", "last_ts", "bytes", "final", "torn"):
-                d[k] = int(d[k])
-            out.append(d)
-    return out
-
-
-def state(ship):
-    with open(os.path.join(ship, "state")) as f:
-        return dict(x.split("=", 1) for x in f.read().split())
 
 
 def incr_files(ship):
@@ -110,42 +34,12 @@ def incr_files(ship):
     for r in sorted((r for r in ranges(ship) if r["type"] == "i"), key=lambda r: (r["seq"], r["start"])):
         have = files.setdefault(r["seq"], bytearray())
         check(r["start"] == len(have), f"gap in {r['file']}: shipped up to {len(have)}, next range at {r['start']}")
-        with open(os.path.join(ship, "r%06d" % r["n"]), "rb") as f:
-            data = f.read()
+        data = range_bytes(ship, r)
         check(len(data) == r["bytes"] == r["end"] - r["start"], f"range {r} has {len(data)} bytes")
         have += data
     seqs = sorted(files)
     check(seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"incr files shipped: {seqs}")
     return files
-
-
-def parse_sets(data):
-    """Every SET key value in AOF bytes, in order (other commands skipped)."""
-    out, i = [], 0
-    while i < len(data):
-        if data[i:i + 1] == b"#":
-            i = data.index(b"\r\n", i) + 2
-            continue
-        j = data.index(b"\r\n", i)
-        argc = int(data[i + 1:j])
-        i = j + 2
-        args = []
-        for _ in range(argc):
-            j = data.index(b"\r\n", i)
-            n = int(data[i + 1:j])
-            args.append(data[j + 2:j + 2 + n])
-            i = j + 2 + n + 2
-        if args[0].lower() == b"set":
-            out.append((args[1].decode(), args[2].decode()))
-    return out
-
-
-def tool(*args, timeout=300):
-    return subprocess.run([TOOL, *[str(a) for a in args]], capture_output=True, text=True, timeout=timeout)
-
-
-def kv(line):
-    return dict(x.split("=", 1) for x in line.split() if "=" in x)
 
 
 class Writer:
