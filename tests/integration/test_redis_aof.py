@@ -238,5 +238,41 @@ def truncation_equals_redis_check_aof():
                     check(a.read() == b.read(), f"{name} differs from redis-check-aof's")
 
 
+@test
+def a_file_lost_unshipped_is_a_gap_and_shipping_goes_on():
+    """Pins lost too (say, a host restore wiped them): the tail must say
+    which file is gone, start a new chain at the current base, and a restore
+    to after that base has everything."""
+    with tempfile.TemporaryDirectory(prefix="tm-aof-") as base, Redis(base, conf=AOF_CONF) as r:
+        aofdir = os.path.join(r.dir, "appendonlydir")
+        ship = os.path.join(base, "ship")
+        c = Client(r.port)
+        c.cmd("SET", "a", "1")
+        p = tool("tail", aofdir, ship, "--once")
+        check(p.returncode == 0, f"first tail: {p.stderr}")
+        followed = state(ship)["position"].rsplit(":", 1)[0]
+        c.cmd("SET", "b", "2")  # never shipped
+        for f in os.listdir(aofdir + ".tidemark-pin"):
+            os.unlink(os.path.join(aofdir + ".tidemark-pin", f))
+        r.cli("BGREWRITEAOF")
+        wait_rewrite_done(r)
+        wait_for(lambda: not os.path.exists(os.path.join(aofdir, followed)), 60, f"{followed} deleted")
+        c.cmd("SET", "c", "3")
+        p = tool("tail", aofdir, ship, "--once")
+        check(p.returncode == 0, f"tail after the loss: {p.stderr}")
+        with open(os.path.join(ship, "gaps")) as f:
+            gaps = f.read()
+        check("gap" in gaps and followed in gaps, f"the gap names {followed}: {gaps!r}")
+        bases = [x["file"] for x in ranges(ship) if x["type"] == "b"]
+        check(len(bases) == 2 and bases[0] != bases[1], f"a new chain at the new base: {bases}")
+        c.close()
+        out = os.path.join(base, "restored", "appendonlydir")
+        p = tool("truncate", ship, int(time.time()) + 5, out)
+        check(p.returncode == 0 and kv(p.stdout)["base"] == bases[1], f"restore: {p.stdout} {p.stderr}")
+        with Redis(base, name="restored", conf=AOF_CONF) as fresh:
+            got = [fresh.cli("GET", k) for k in ("a", "b", "c")]
+        check(got == ["1", "2", "3"], f"everything from the new chain: {got}")
+
+
 if __name__ == "__main__":
     run()

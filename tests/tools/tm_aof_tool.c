@@ -11,7 +11,8 @@
  *         bytes=N final=0|1 torn=N shipped_ms=MS
  *       each changed manifest SHIPDIR/m<NNNNNN>; SHIPDIR/state holds
  *       "position=... base=... timestamps=-1|0|1 ranges=N" after each poll.
- *       A restart resumes after the last whole line of ranges.log.
+ *       A restart resumes after the last whole line of ranges.log. A gap
+ *       (a file lost unshipped) goes to stderr and SHIPDIR/gaps.
  *   tm_aof_tool truncate SHIPDIR T OUTDIR [--manifest NAME]
  *       restore to unix time T from shipped ranges: the newest shipped base
  *       whose time is <= T, its incr files assembled from their ranges
@@ -121,6 +122,22 @@ static int ship_manifest(void *arg, const char *text, size_t len, tm_err *err)
     return tm_file_write_atomic(path, text, len, 0600, err);
 }
 
+/* A gap: said on stderr and recorded in SHIPDIR/gaps (the agent alerts). */
+static int ship_gap(void *arg, const char *what, tm_err *err)
+{
+    shipper *s = arg;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/gaps", s->dir);
+    FILE *f = fopen(path, "a");
+    if (f == NULL) {
+        return tm_err_set(err, TM_EIO, "open %s: %s", path, strerror(errno));
+    }
+    fprintf(f, "%s\n", what);
+    fclose(f);
+    fprintf(stderr, "%s\n", what);
+    return 0;
+}
+
 static int save_state(shipper *s, tm_aof_tail *t, tm_err *err)
 {
     char path[4096], text[2048];
@@ -212,7 +229,8 @@ static int cmd_tail(int argc, char **argv)
     if (tm_aof_tail_new(&o, &t, &err) != 0) {
         return die(&err);
     }
-    tm_aof_tail_cbs cbs = {.range = ship_range, .manifest = ship_manifest, .arg = &s};
+    tm_aof_tail_cbs cbs = {
+        .range = ship_range, .manifest = ship_manifest, .gap = ship_gap, .arg = &s};
     char stop[4096];
     snprintf(stop, sizeof(stop), "%s/stop", s.dir);
     int rc = 0;

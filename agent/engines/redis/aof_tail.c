@@ -567,10 +567,17 @@ static int step(tm_aof_tail *t, const tm_aof_manifest *m, const tm_aof_tail_cbs 
         t->have_cur = 0;
         t->base[0] = '\0';
         set_pos(t);
-        return tm_err_set(err, TM_ENOENT,
-                          "gap: AOF file %s (seq %" PRId64 ") is gone from %s before it was "
-                          "shipped to its end; the next poll starts a new chain at the base",
-                          lost, seq, t->dir);
+        tm_err gap = {0};
+        tm_err_set(&gap, TM_ENOENT,
+                   "gap: AOF file %s (seq %" PRId64 ") is gone from %s before it was shipped to "
+                   "its end; a new chain starts at the current base",
+                   lost, seq, t->dir);
+        if (cbs->gap == NULL) {
+            return tm_err_set(err, TM_ENOENT, "%s", gap.msg);
+        }
+        rc = cbs->gap(cbs->arg, gap.msg, err);
+        /* Read the manifest again and start from scratch. */
+        return rc != 0 ? rc : AGAIN;
     }
     /* Keep every newer incr file alive: a second rewrite could retire one
      * before we reach it. */
@@ -613,10 +620,18 @@ static int step(tm_aof_tail *t, const tm_aof_manifest *m, const tm_aof_tail_cbs 
             if ((rc = follow(t, next, err)) != 0) {
                 return rc;
             }
-            return tm_err_set(err, TM_ENOENT,
-                              "gap: AOF incr files after %s (seq %" PRId64 ") up to seq %" PRId64
-                              " are gone unshipped; following %s",
-                              done, seq, next->seq, next->name);
+            tm_err gap = {0};
+            tm_err_set(&gap, TM_ENOENT,
+                       "gap: AOF incr files after %s (seq %" PRId64 ") up to seq %" PRId64
+                       " are gone unshipped; following %s",
+                       done, seq, next->seq, next->name);
+            if (cbs->gap == NULL) {
+                return tm_err_set(err, TM_ENOENT, "%s", gap.msg);
+            }
+            if ((rc = cbs->gap(cbs->arg, gap.msg, err)) != 0) {
+                return rc;
+            }
+            continue;
         }
         char done[TM_AOF_NAME_MAX + 1];
         snprintf(done, sizeof(done), "%s", t->cur);

@@ -14,8 +14,8 @@
  * its final length before the tail moves to the next incr file: no gap.
  * Pins persist on disk, so an agent killed mid-ship and restarted with its
  * last position still finds the file. A file that is gone before it was
- * pinned (the agent was down across two rewrites) is a gap: the poll says so
- * (TM_ENOENT, "gap") and starts a new chain at the current base.
+ * pinned (the agent was down across a rewrite and lost its pins) is a gap:
+ * the gap callback hears it, and a new chain starts at the current base.
  *
  * Positions are engine-opaque strings "<file>:<offset>".
  */
@@ -56,6 +56,10 @@ typedef struct tm_aof_tail_cbs {
     /* Optional: the manifest's text whenever it changed (the restore needs the
      * chain: which incr files follow which base). */
     int (*manifest)(void *arg, const char *text, size_t len, tm_err *err);
+    /* Optional: a gap (what is lost, as a message). With it the poll goes on
+     * with a new chain (the current base, then its incr files); without it
+     * the poll fails with TM_ENOENT and the next one does that. */
+    int (*gap)(void *arg, const char *what, tm_err *err);
     void *arg;
 } tm_aof_tail_cbs;
 
