@@ -205,6 +205,11 @@ def timestamps_off_is_reported_snapshot_only():
         p = tool("tail", os.path.join(r.dir, "appendonlydir"), ship, "--once")
         check(p.returncode == 0, f"tail: {p.stderr}")
         check(state(ship)["timestamps"] == "0", f"no annotations seen: {state(ship)}")
+        aofdir = os.path.join(r.dir, "appendonlydir")
+        p = tool("truncate-dir", aofdir, int(time.time()), os.path.join(base, "to-time"))
+        check(p.returncode == 1 and "aof-timestamp-enabled" in p.stderr, f"restore to a time refused: {p.stderr}")
+        p = tool("truncate-dir", aofdir, -1, os.path.join(base, "to-end"))
+        check(p.returncode == 0, f"restore to the end still works: {p.stderr}")
         r.cli("CONFIG", "SET", "aof-timestamp-enabled", "yes")
         p = tool("config", "127.0.0.1", r.port)
         check("mode=pitr" in p.stdout, f"config after enabling: {p.stdout}")
@@ -213,8 +218,18 @@ def timestamps_off_is_reported_snapshot_only():
 @test
 def truncation_equals_redis_check_aof():
     """Our cut and `redis-check-aof --truncate-to-timestamp`'s, on copies of
-    the same AOF directory, give the same bytes."""
-    with tempfile.TemporaryDirectory(prefix="tm-aof-") as base, Redis(base, conf=AOF_CONF) as r:
+    the same AOF directory, give the same bytes; with an RDB base and with an
+    AOF base (aof-use-rdb-preamble no)."""
+    for preamble in ("yes", "no"):
+        truncation_equals_redis_check_aof_with(preamble)
+
+
+def truncation_equals_redis_check_aof_with(preamble):
+    conf = {**AOF_CONF, "aof-use-rdb-preamble": preamble}
+    with tempfile.TemporaryDirectory(prefix="tm-aof-") as base, Redis(base, conf=conf) as r:
+        r.cli("SET", "before", "0")
+        r.cli("BGREWRITEAOF")  # a base with data in it
+        wait_rewrite_done(r)
         w = Writer(r.port)
         seconds = [w.second(10) for _ in range(4)]
         w.c.close()
@@ -232,8 +247,11 @@ def truncation_equals_redis_check_aof():
         check(p.returncode == 0, f"truncate-dir: {p.stderr}")
         res = kv(p.stdout)
         check(res["cut"] == "1" and int(res["cut_ts"]) > t, f"cut after {t}: {res}")
-        for name in os.listdir(theirs):
-            if name.endswith(".incr.aof") or name.endswith(".base.rdb"):
+        names = os.listdir(theirs)
+        check(any(n.endswith(".base." + ("rdb" if preamble == "yes" else "aof")) for n in names),
+              f"the base's kind: {names}")
+        for name in names:
+            if ".incr." in name or ".base." in name:
                 with open(os.path.join(theirs, name), "rb") as a, open(os.path.join(ours, name), "rb") as b:
                     check(a.read() == b.read(), f"{name} differs from redis-check-aof's")
 

@@ -22,6 +22,7 @@ typedef struct cut_ctx {
     int64_t stop_ts;
     int in_multi;
     uint64_t multi_start;
+    uint64_t commands;
 } cut_ctx;
 
 static int on_unit(void *arg, const tm_aof_unit *u, tm_err *err)
@@ -44,6 +45,7 @@ static int on_unit(void *arg, const tm_aof_unit *u, tm_err *err)
         c->last_ts = u->ts;
         return 0;
     }
+    c->commands++;
     if (u->multi) {
         c->in_multi = 1;
         c->multi_start = u->start;
@@ -214,6 +216,14 @@ int tm_aof_truncate(const tm_aof_truncate_opts *o, const tm_aof_source *base,
             res->dropped_incrs = nincrs - i - 1;
             break;
         }
+    }
+    if (o->target != INT64_MAX && c.commands > 0 && c.first_ts < 0) {
+        /* Without annotations nothing says when a write happened: the
+         * result would be "everything", not the target. */
+        rc = tm_err_set(err, TM_EINVAL,
+                        "the incr files have no \"#TS:\" annotations (aof-timestamp-enabled was "
+                        "off): no restore to a time, only to the end of the log or a snapshot");
+        goto out;
     }
     res->cut = c.stop;
     res->cut_ts = c.stop ? c.stop_ts : 0;

@@ -13,7 +13,8 @@
  * reported, and so is a MULTI without its EXEC at the cut (Redis would
  * refuse or revert it); anything else that is not RESP is an error with its
  * file and offset. The sink sees file names from the caller, never paths:
- * the agent's restore writer decides where the bytes go.
+ * the agent's restore writer decides where the bytes go. After an error the
+ * sink's files are incomplete: the caller discards them.
  */
 #ifndef TM_REDIS_AOF_TRUNCATE_H
 #define TM_REDIS_AOF_TRUNCATE_H
@@ -43,7 +44,9 @@ typedef struct tm_aof_sink {
 } tm_aof_sink;
 
 typedef struct tm_aof_truncate_opts {
-    int64_t target;            /* unix seconds: keep writes with a time <= target */
+    /* Unix seconds: keep writes with a time <= target; INT64_MAX = keep all
+     * (any other target needs "#TS:" annotations in the incr data). */
+    int64_t target;
     const char *manifest_name; /* e.g. "appendonly.aof.manifest" */
     /* The base's time when known (a shipped base range's last_ts): a base
      * newer than the target cannot serve it. 0 = unknown; a .base.aof's own
