@@ -111,6 +111,12 @@ def ship_across_rewrites_gap_free_and_restore_to_times():
         rs = ranges(ship)
         bases = [x for x in rs if x["type"] == "b"]
         check(len(bases) == 3, f"three bases shipped (start + two rewrites): {[b['file'] for b in bases]}")
+        # Time spans: known for every range (also the first after the restart),
+        # never backwards, within the writing.
+        spans = [(x["first_ts"], x["last_ts"]) for x in sorted(rs, key=lambda x: (x["seq"], x["start"]))
+                 if x["type"] == "i" and x["bytes"] > 0]
+        check(all(seconds[0] - 1 <= a <= b <= seconds[-1] + 1 for a, b in spans), f"time spans {spans}")
+        check(all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)), f"spans in order {spans}")
         files = incr_files(ship)
         check(len(files) >= 3, f"at least three incr files: {sorted(files)}")
         # The followed file ends where Redis's current incr file ends.

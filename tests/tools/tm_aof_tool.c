@@ -203,7 +203,9 @@ static int cmd_tail(int argc, char **argv)
         for (char *line = old; *line != '\0';) {
             char *nl = strchr(line, '\n');
             *nl = '\0';
-            char type[4], file[TM_AOF_NAME_MAX + 1], end[32];
+            char type[4], file[TM_AOF_NAME_MAX + 1], end[32], last_ts[32];
+            state_field(line, "last_ts", last_ts, sizeof(last_ts));
+            o.last_ts = strtoll(last_ts, NULL, 10);
             state_field(line, "type", type, sizeof(type));
             state_field(line, "file", file, sizeof(file));
             state_field(line, "end", end, sizeof(end));

@@ -240,6 +240,7 @@ int tm_aof_tail_new(const tm_aof_tail_opts *o, tm_aof_tail **out, tm_err *err)
             goto fail;
         }
         t->have_cur = 1;
+        t->cur_ts = o->last_ts > 0 ? o->last_ts : 0;
     }
     set_pos(t);
     *out = t;

@@ -71,6 +71,7 @@ typedef struct tm_aof_tail_opts {
      * shipped (NULL for both = start from scratch: the base, then its incr). */
     const char *position;
     const char *base;
+    int64_t last_ts;    /* resume: the last range's last_ts (the time in effect) */
     uint64_t max_range; /* split larger ranges; 0 = 64 MiB */
 } tm_aof_tail_opts;
 
