@@ -351,9 +351,9 @@ static void print_result(const tm_aof_truncate_result *r, const char *base)
 {
     printf("base=%s kept_incrs=%zu dropped_incrs=%zu cut=%d cut_file=%s cut_offset=%" PRIu64
            " cut_ts=%" PRId64 " last_ts=%" PRId64 " torn=%" PRIu64 " multi_cut=%" PRIu64
-           " bytes=%" PRIu64 "\n",
+           " bytes=%" PRIu64 " annotations=%" PRIu64 "\n",
            base, r->kept_incrs, r->dropped_incrs, r->cut, r->cut_file, r->cut_offset, r->cut_ts,
-           r->last_ts, r->torn, r->multi_cut, r->bytes);
+           r->last_ts, r->torn, r->multi_cut, r->bytes, r->annotations);
 }
 
 static int load_ranges(const char *dir, rng **out, int *n)

@@ -22,7 +22,7 @@ typedef struct cut_ctx {
     int64_t stop_ts;
     int in_multi;
     uint64_t multi_start;
-    uint64_t commands;
+    uint64_t annotations;
 } cut_ctx;
 
 static int on_unit(void *arg, const tm_aof_unit *u, tm_err *err)
@@ -43,9 +43,9 @@ static int on_unit(void *arg, const tm_aof_unit *u, tm_err *err)
             return 1;
         }
         c->last_ts = u->ts;
+        c->annotations++;
         return 0;
     }
-    c->commands++;
     if (u->multi) {
         c->in_multi = 1;
         c->multi_start = u->start;
@@ -217,14 +217,12 @@ int tm_aof_truncate(const tm_aof_truncate_opts *o, const tm_aof_source *base,
             break;
         }
     }
-    if (o->target != INT64_MAX && c.commands > 0 && c.first_ts < 0) {
-        /* Without annotations nothing says when a write happened: the
-         * result would be "everything", not the target. */
-        rc = tm_err_set(err, TM_EINVAL,
-                        "the incr files have no \"#TS:\" annotations (aof-timestamp-enabled was "
-                        "off): no restore to a time, only to the end of the log or a snapshot");
-        goto out;
-    }
+    /* Commands before a chain's first annotation are fine (Redis writes one
+     * only when the second changes, so a new incr file can begin without
+     * one: those writes share the base's second). No annotation at all
+     * means aof-timestamp-enabled was off: the caller, who knows the
+     * server's setting, must not call that a restore to a time. */
+    res->annotations = c.annotations;
     res->cut = c.stop;
     res->cut_ts = c.stop ? c.stop_ts : 0;
     if (c.last_ts > 0) {

@@ -44,8 +44,9 @@ typedef struct tm_aof_sink {
 } tm_aof_sink;
 
 typedef struct tm_aof_truncate_opts {
-    /* Unix seconds: keep writes with a time <= target; INT64_MAX = keep all
-     * (any other target needs "#TS:" annotations in the incr data). */
+    /* Unix seconds: keep writes with a time <= target; INT64_MAX = keep all.
+     * A time means something only with aof-timestamp-enabled (see
+     * annotations in the result). */
     int64_t target;
     const char *manifest_name; /* e.g. "appendonly.aof.manifest" */
     /* The base's time when known (a shipped base range's last_ts): a base
@@ -65,6 +66,9 @@ typedef struct tm_aof_truncate_result {
     uint64_t torn;      /* bytes of a torn last command cut off */
     uint64_t multi_cut; /* bytes of an unfinished MULTI block cut off */
     uint64_t bytes;     /* bytes kept, base included */
+    /* "#TS:" annotations kept from the incr data; 0 with data = the timestamps
+     * were off, and a cut means nothing: not a restore to a time. */
+    uint64_t annotations;
 } tm_aof_truncate_result;
 
 int tm_aof_truncate(const tm_aof_truncate_opts *o, const tm_aof_source *base,

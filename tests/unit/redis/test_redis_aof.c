@@ -326,13 +326,15 @@ static void truncate_cuts_at_time_and_drops_later_files(void **state)
     assert_int_equal(run_trunc(99, AOF, incr2, 5, &out, &res, &err), 0);
     assert_int_equal(out.len[1], 0);
     assert_int_equal(res.kept_incrs, 1);
-    /* Without annotations there is no time to cut at: refused, unless the
-     * whole log is asked for. */
+    /* Without annotations there is no time to cut at: all is kept, and the
+     * result says no annotation was read (the caller refuses to call it a
+     * restore to a time). */
     static const char no_ts[] = SET("a", "1") SET("b", "2");
-    assert_int_equal(run_trunc(101, no_ts, "", 5, &out, &res, &err), TM_EINVAL);
-    assert_non_null(strstr(err.msg, "aof-timestamp-enabled"));
-    assert_int_equal(run_trunc(INT64_MAX, no_ts, "", 5, &out, &res, &err), 0);
+    assert_int_equal(run_trunc(101, no_ts, "", 5, &out, &res, &err), 0);
+    assert_int_equal(res.annotations, 0);
     assert_int_equal(out.len[1], sizeof(no_ts) - 1);
+    assert_int_equal(run_trunc(101, AOF, "", 5, &out, &res, &err), 0);
+    assert_int_equal(res.annotations, 2); /* 100, 101; 103 stops the cut */
     /* A base newer than the target is refused. */
     assert_int_equal(run_trunc(80, AOF, incr2, 5, &out, &res, &err), TM_EINVAL);
     assert_non_null(strstr(err.msg, "after the target"));
