@@ -240,7 +240,11 @@ int tm_aof_tail_new(const tm_aof_tail_opts *o, tm_aof_tail **out, tm_err *err)
             goto fail;
         }
         t->have_cur = 1;
+        /* A new incr file can begin without "#TS:" (Redis writes one when
+         * the second changes): the time, and that there are annotations at
+         * all, carry over from what was shipped before. */
         t->cur_ts = o->last_ts > 0 ? o->last_ts : 0;
+        t->ts_seen = o->last_ts > 0;
     }
     set_pos(t);
     *out = t;
