@@ -96,6 +96,7 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+@runner.setup
 def setup():
     ctx.dir = tempfile.mkdtemp(prefix="tm-wal-")
     os.chmod(ctx.dir, 0o755)
@@ -337,18 +338,18 @@ def test_async_never_acknowledges_local_only():
         check(not missing, "%s misses %s" % (repo, missing[:5]))
 
 
-def main():
-    if shutil.which("pg_config") is None:
-        print("0 passed, 0 failed, 1 skipped: no PostgreSQL")
-        return
-    setup()
-    try:
-        runner.run()
-    finally:
+@runner.teardown
+def teardown():
+    if hasattr(ctx, "pg"):
         ctx.pg.stop("immediate")
-        if os.environ.get("TM_KEEP") is None:
-            shutil.rmtree(ctx.dir, ignore_errors=True)
+    if os.environ.get("TM_KEEP") is None and hasattr(ctx, "dir"):
+        shutil.rmtree(ctx.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    # PostgreSQL is part of what this tests (deploy/install-deps.sh --test):
+    # without it the module fails, it does not pass or skip.
+    runner.require(AGENT)
+    if shutil.which("pg_config") is None:
+        runner.fail_all("no PostgreSQL (pg_config): deploy/install-deps.sh --test")
+    runner.run()

@@ -18,23 +18,17 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 
+from tmtest import runner
 from tmtest.faultproxy import FaultProxy
+from tmtest.runner import test
 from tmtest.s3server import S3Server
 
 BUILD = os.environ.get("TM_BUILD_DIR", "build")
 TOOL = os.path.join(BUILD, "tests", "tm_storage_tool")
 MIB = 1024 * 1024
 BUCKET = "tmtest"
-
-results = []
-
-
-def test(fn):
-    results.append(fn)
-    return fn
 
 
 class Ctx:
@@ -327,12 +321,8 @@ def throughput_100mib():
 
 
 def main():
-    if not os.path.exists(TOOL):
-        print("missing %s (build first)" % TOOL)
-        print("0 passed, 1 failed")
-        return 1
+    runner.require(TOOL)
     ctx.dir = tempfile.mkdtemp(prefix="tm-storage-s3-")
-    passed = failed = 0
     try:
         t0 = time.monotonic()
         ctx.s3 = S3Server(os.path.join(ctx.dir, "swift")).start()
@@ -341,28 +331,17 @@ def main():
         ctx.fp = FaultProxy(ctx.s3.ports["proxy"])
         ctx.env = dict(os.environ, AK=ctx.s3.access_key, SK=ctx.s3.secret_key,
                        BADSK="wrong-secret")
-        only = sys.argv[1:]
-        for fn in results:
-            if only and fn.__name__ not in only:
-                continue
-            t0 = time.monotonic()
-            try:
-                fn()
-                passed += 1
-                print("PASS %s (%.1fs)" % (fn.__name__, time.monotonic() - t0))
-            except Exception:
-                failed += 1
-                print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t0))
-                traceback.print_exc()
+        if sys.argv[1:]:
+            os.environ["TM_TEST_ONLY"] = sys.argv[1]
+        runner.run()
     finally:
         if hasattr(ctx, "fp"):
             ctx.fp.close()
         if hasattr(ctx, "s3"):
             ctx.s3.stop()
         shutil.rmtree(ctx.dir, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    runner.fail_all("runner.run() returned")
