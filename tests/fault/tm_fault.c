@@ -198,7 +198,10 @@ static void abs_of_path(int dirfd, const char *path, char *out, size_t cap)
     } else {
         abs_of_fd(dirfd, dir, sizeof(dir));
     }
-    snprintf(out, cap, "%s/%s", dir, path);
+    int n = snprintf(out, cap, "%s/%s", dir, path);
+    if (n < 0 || (size_t)n >= cap) {
+        out[0] = '\0'; /* too long to name: matches no prefix */
+    }
 }
 
 /* Counts the call when it is the chosen op on a path under the prefix;
