@@ -24,13 +24,14 @@ weakened.
 """
 import errno
 import glob
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 
 from tmtest import runner
-from tmtest.runner import check, test
+from tmtest.runner import check, test, wait_for
 
 BUILD = os.environ.get("TM_BUILD_DIR", "build")
 AGENT = os.path.join(BUILD, "agent", "tidemark-agent")
@@ -219,9 +220,9 @@ def wal_case(op, n, err, i):
     return calls, injected
 
 
-def walk_operation(name, case):
+def walk_operation(name, case, ops=OPS):
     i = 0
-    for op in OPS:
+    for op in ops:
         calls, _ = case(op, 0, "ENOSPC", i)
         i += 1
         table.pop()  # the counting run is not a case
@@ -246,7 +247,7 @@ def setup():
     for d in (ctx.r1, ctx.r2, ctx.reports, ctx.work, os.path.join(ctx.dir, "state")):
         os.makedirs(d)
     ctx.env = dict(os.environ, TM_ENROLL="unused")
-    key = os.path.join(ctx.dir, "master.key")
+    key = ctx.key = os.path.join(ctx.dir, "master.key")
     subprocess.run([AGENT, "repo", "keygen", key], check=True, capture_output=True)
     ctx.conf = os.path.join(ctx.dir, "agent.yaml")
     with open(ctx.conf, "w") as f:
@@ -290,6 +291,143 @@ def wal_push_under_faults():
     walk_operation("wal-push", wal_case)
     bad = [t for t in table if t[0] == "wal-push" and t[4] == "BAD"]
     check(not bad, "\n".join(f"{t[1]} N={t[2]} {t[3]}: {t[5]}" for t in bad))
+
+
+# -- a PostgreSQL backup through the agent daemon, and its restore ---------
+
+def pg_env_faults(op, n, err):
+    e = with_fault(op, n, err)
+    return {k: v for k, v in e.items() if k.startswith(("TM_FAULT", "LD_PRELOAD", "ASAN_OPTIONS"))}
+
+
+def restart_agent(extra_env):
+    c = ctx.c
+    if "db-1" in c.agents:
+        c.agents["db-1"].stop()
+    saved = c.env
+    c.env = dict(saved, **extra_env)
+    try:
+        c.start_agent("db-1", targets=[("pg", "postgres", ctx.pgyaml)], extra=ctx.repo_yaml)
+    finally:
+        c.env = saved
+    wait_for(lambda: c.agents_by_host().get("db-1", {}).get("state") == "online", 30,
+             "agent online")
+
+
+def pg_backup_case(op, n, err, i):
+    restart_agent(pg_env_faults(op, n, err) if op else {})
+    r = ctx.c.ctl("backup", "run", "--target", "pg", "--type", "full", "--wait", "--json",
+                  timeout=600, check=False)
+    ctx.c.agents["db-1"].stop()  # the report is complete once the agent ended
+    calls, injected = reports()
+    problems = []
+    try:
+        task = json.loads(r.stdout)
+    except ValueError:
+        task = {}
+    text = json.dumps(task) + r.stdout + r.stderr
+    if r.returncode == 0:
+        outcome = "ok"
+    else:
+        outcome = "clean"
+        want = os.strerror(getattr(errno, err)) if op != "write-short" else ""
+        if want not in text:
+            problems.append(f"the task's error lacks {want!r}: {text[-300:]}")
+    for repo in ("r1", "r2"):
+        v = agent("repo", "verify", "--target", "pg", "--repo", repo)
+        if v.returncode != 0:
+            problems.append(f"a backup with a manifest in {repo} does not verify: "
+                            f"{(v.stdout + v.stderr)[-400:]}")
+    if r.returncode == 0 and injected and op != "write-short":
+        problems.append(f"exit 0 although {op} of {injected} failed ({NEEDS_FIX})")
+    if problems:
+        outcome = "BAD"
+    record("pg backup", op, n, err, outcome, "; ".join(problems)
+           + ("" if outcome != "clean" else (task.get("error") or text)[-160:]))
+    return calls, injected
+
+
+def restore_case(op, n, err, i):
+    d = os.path.join(ctx.dir, "restore-%d" % i)
+    e = with_fault(op, n, err)
+    e["TM_FAULT_PATH"] = d + "/"
+    r = agent("restore", "--target", "pg", "--pgdata", d, "--backup", ctx.good, env=e)
+    calls, injected = reports()
+    problems = []
+    if r.returncode == 0:
+        outcome = "ok"
+        if not os.path.exists(os.path.join(d, "PG_VERSION")):
+            problems.append("exit 0 without PG_VERSION in the restored directory")
+    else:
+        outcome = "clean"
+        problems += clean_failure(r, None if op == "write-short" else err, injected)
+    v = agent("repo", "verify", "--target", "pg", "--backup", ctx.good)
+    if v.returncode != 0:
+        problems.append(f"the backup no longer verifies: {v.stdout[-300:]}")
+    if r.returncode == 0 and injected and op != "write-short":
+        problems.append(f"exit 0 although {op} of {injected} failed ({NEEDS_FIX})")
+    shutil.rmtree(d, ignore_errors=True)
+    if problems:
+        outcome = "BAD"
+    record("restore", op, n, err, outcome, "; ".join(problems)
+           + ("" if outcome != "clean" else r.stderr.strip().splitlines()[-1][:160]))
+    return calls, injected
+
+
+PG_OPS = ("write", "fsync", "close", "rename", "mkdir")
+
+
+@test
+def pg_backup_and_restore_under_faults():
+    """A real PostgreSQL, backed up by the agent daemon through the
+    coordinator (faults in r1), then restored by `tidemark-agent restore`
+    (faults in the target directory). Fewer N per op (TM_FAULT_MAX_N_PG,
+    default 3: the first, middle and last call): each case is a whole backup or restore."""
+    global MAX_N
+    if shutil.which("pg_config") is None:
+        runner.fail_all("no PostgreSQL (pg_config): deploy/install-deps.sh --test")
+    from tmtest.cluster import Cluster
+    from tmtest.pg import Postgres
+    saved_max = MAX_N
+    MAX_N = int(os.environ.get("TM_FAULT_MAX_N_PG", "3"))
+    os.chmod(ctx.dir, 0o755)
+    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml="""tasks:
+  lease: 30s
+  max_attempts: 1
+  poll_max: 5s
+policies:
+  - name: pg
+    match:
+      kind: postgres
+    schedule:
+      full: "0 3 * * *"
+      incremental: ""
+""")
+    ctx.c.__enter__()
+    try:
+        ctx.pg = Postgres(ctx.dir, "src").initdb().start()
+        ctx.pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")
+        ctx.pgyaml = (f"postgres:\n  pgdata: {ctx.pg.datadir}\n  host: 127.0.0.1\n"
+                      f"  port: {ctx.pg.port}\n  user: postgres\n")
+        ctx.repo_yaml = (f"repositories:\n"
+                         f"  - name: r1\n    type: posix\n    path: {ctx.r1}\n"
+                         f"  - name: r2\n    type: posix\n    path: {ctx.r2}\n"
+                         f"encryption:\n  master_key_file: {ctx.key}\n")
+        ctx.c.start_coordinator()
+        restart_agent({})
+        r = ctx.c.ctl("backup", "run", "--target", "pg", "--type", "full", "--wait", "--json",
+                      timeout=600)
+        ctx.good = json.loads(r.stdout)["result"]["backup_id"]
+        walk_operation("pg backup", pg_backup_case, PG_OPS)
+        walk_operation("restore", restore_case, PG_OPS)
+    finally:
+        MAX_N = saved_max
+        try:
+            ctx.pg.stop("immediate")
+        finally:
+            ctx.c.__exit__(None, None, None)
+    bad = [t for t in table if t[0] in ("pg backup", "restore") and t[4] == "BAD"]
+    check(not bad, "\n".join(f"{t[0]} {t[1]} N={t[2]} {t[3]}: {t[5]}" for t in bad))
 
 
 @runner.teardown
