@@ -45,6 +45,9 @@ SEG = "000000010000000000000007"
 # close results in the storage code) is to fix; they fail this module until
 # it is merged.
 NEEDS_FIX = "NEEDS_FIX diskfull"
+# A backup complete in some repositories only, reported as a plain success:
+# the "partial" branch (TASK_PARTIAL, RepositoryOutcome) is to fix it.
+NEEDS_PARTIAL = "NEEDS_FIX partial"
 
 
 class Ctx:
@@ -318,9 +321,14 @@ def pg_backup_case(op, n, err, i):
     restart_agent(pg_env_faults(op, n, err) if op else {})
     r = ctx.c.ctl("backup", "run", "--target", "pg", "--type", "full", "--wait", "--json",
                   timeout=600, check=False)
-    ctx.c.agents["db-1"].stop()  # the report is complete once the agent ended
-    calls, injected = reports()
     problems = []
+    try:
+        ctx.c.agents["db-1"].stop()  # the report is complete once the agent ended
+    except AssertionError as e:
+        # A daemon that ends badly is a finding of its own; keep walking.
+        problems.append(str(e).splitlines()[0])
+        ctx.c.agents["db-1"].kill9()
+    calls, injected = reports()
     try:
         task = json.loads(r.stdout)
     except ValueError:
@@ -339,7 +347,15 @@ def pg_backup_case(op, n, err, i):
             problems.append(f"a backup with a manifest in {repo} does not verify: "
                             f"{(v.stdout + v.stderr)[-400:]}")
     if r.returncode == 0 and injected and op != "write-short":
-        problems.append(f"exit 0 although {op} of {injected} failed ({NEEDS_FIX})")
+        # The backup is complete in r2 only. That is a success only if the
+        # task says r1 failed and why (the "partial" outcome); a plain
+        # success hides the failed repository.
+        want = os.strerror(getattr(errno, err))
+        if "r1" in text and want in text:
+            outcome = "partial"
+        else:
+            problems.append(f"success although {op} of {injected} failed, and the task does not "
+                            f"say r1 failed ({NEEDS_PARTIAL}): {text[-300:]}")
     if problems:
         outcome = "BAD"
     record("pg backup", op, n, err, outcome, "; ".join(problems)
