@@ -145,27 +145,32 @@ def daemon(code):
 @test
 def case():
     p = daemon(%r)
-    time.sleep(0.5)
+    # Event, not a sleep: the fake daemon says "ready" once its handlers are
+    # in place (or it has died, which is what some cases are about).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.alive() and "ready" not in p.output():
+        time.sleep(0.05)
     p.SIGTERM_BOUND = 2
     p.stop(timeout=2)
 """
 
 DAEMONS = {
     # a daemon that ends well on SIGTERM
-    "daemon_clean": ("import time\nwhile True: time.sleep(0.1)", 0, "Passed"),
+    "daemon_clean": ("import time\nprint('ready', flush=True)\nwhile True: time.sleep(0.1)", 0,
+                     "Passed"),
     "daemon_exit_nonzero": ("import sys, signal, time\n"
                             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n"
-                            "while True: time.sleep(0.1)", 1, "Failed"),
+                            "print('ready', flush=True)\nwhile True: time.sleep(0.1)", 1, "Failed"),
     "daemon_crashed": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", 1, "Failed"),
     "daemon_ignores_sigterm": ("import signal, time\n"
                                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                               "while True: time.sleep(0.1)", 1, "Failed"),
+                               "print('ready', flush=True)\nwhile True: time.sleep(0.1)", 1, "Failed"),
     "daemon_asan_in_log": ("import sys, time\n"
                            "print('==1==ERROR: LeakSanitizer: detected memory leaks', flush=True)\n"
-                           "while True: time.sleep(0.1)", 1, "Failed"),
+                           "print('ready', flush=True)\nwhile True: time.sleep(0.1)", 1, "Failed"),
     "daemon_ubsan_in_log": ("import sys, time\n"
                             "print('x.c:3:5: runtime error: signed integer overflow', flush=True)\n"
-                            "while True: time.sleep(0.1)", 1, "Failed"),
+                            "print('ready', flush=True)\nwhile True: time.sleep(0.1)", 1, "Failed"),
 }
 
 
