@@ -9,7 +9,7 @@ build=(cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev libnng-de
        libhiredis-dev libcurl4-openssl-dev libssl-dev libcyaml-dev libyaml-dev libsqlite3-dev
        libzstd-dev libxxhash-dev libcmocka-dev)
 run=(sqlite3 ca-certificates curl)
-test=(python3 postgresql redis-server clang libfuzzer-14-dev libclang-rt-14-dev clang-format
+test=(python3 postgresql redis-server clang libfuzzer-14-dev libclang-rt-14-dev clang-format gcovr
       zstd xxhash openssl bc procps iproute2 psmisc
       swift swift-proxy swift-account swift-container swift-object python3-swift memcached
       prometheus prometheus-alertmanager)

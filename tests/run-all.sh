@@ -1,68 +1,154 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): build with -Werror, run every unit,
-# integration and e2e test, then the sanitizer pass and a short fuzz pass.
+# The test command (README, .ci/run). On a fresh Debian 12 machine it first
+# installs what it needs (deploy/install-deps.sh --test skips what is
+# present), then:
+#   1. builds the programs in every build type (Debug, Release,
+#      RelWithDebInfo, MinSizeRel) with gcc and clang, -Werror;
+#   2. a gcov build (RelWithDebInfo): every unit, integration and e2e test,
+#      then a line/branch report per folder checked against
+#      tests/coverage-gate.txt;
+#   3. an ASan/UBSan build: every unit, integration and e2e test;
+#   4. a short fuzz pass per decoder of untrusted bytes; clang-format.
 #   tests/run-all.sh            everything
-#   tests/run-all.sh --quick    build + unit + integration only
+#   tests/run-all.sh --quick    build + unit + integration only (no matrix,
+#                               no sanitizers, no fuzz, no coverage gate)
 # Every server a test needs is started by the test harness itself on
-# 127.0.0.1 with random ports and temp dirs.
+# 127.0.0.1 with random ports and temp dirs. A test that cannot run its real
+# parts fails, or reports itself skipped (ctest SKIP_RETURN_CODE 77); the
+# last line counts passed, failed and skipped checks, and CI reads it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 fuzz_seconds=${TM_FUZZ_SECONDS:-30}
-status=0
+passed=0 failed=0 skipped=0
+failures=() skips=()
+t_start=$SECONDS
 
-step() { printf '\n==== %s\n' "$*"; }
+step() { printf '\n==== %s (%ds)\n' "$*" $((SECONDS - t_start)); }
+ok() { passed=$((passed + 1)); echo "ok   $*"; }
+bad() { failed=$((failed + 1)); failures+=("$*"); echo "FAIL $*"; }
 
-step "build (RelWithDebInfo, -Werror)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDEMARK_WERROR=ON >/dev/null
-cmake --build build -j"$jobs"
+# ctest LABEL... in DIR with ENV: every test counts once (passed, failed or
+# skipped), and --no-tests=error makes an empty selection a failure.
+run_ctest() {
+    local dir=$1 what=$2; shift 2
+    local log
+    log=$(mktemp)
+    (cd "$dir" && ctest --no-tests=error --output-on-failure "$@") 2>&1 | tee "$log" || true
+    local p f s
+    p=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed ' "$log" || true)
+    f=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*(Failed|Timeout|Exception|Not Run)' "$log" || true)
+    s=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(\*\*\*| )Skipped ' "$log" || true)
+    while read -r n; do failures+=("$what: $n"); done < <(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*' "$log" | grep -v Skipped | sed -E 's/.*Test +#[0-9]+: ([^ ]+).*/\1/')
+    while read -r n; do skips+=("$what: $n"); done < <(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(\*\*\*| )Skipped ' "$log" | sed -E 's/.*Test +#[0-9]+: ([^ ]+).*/\1/')
+    if ((p + f + s == 0)); then
+        f=1; failures+=("$what: no tests ran")
+    fi
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+    echo "---- $what: $p passed, $f failed, $s skipped"
+    rm -f "$log"
+}
 
-step "unit tests"
-(cd build && ctest -L unit --output-on-failure -j"$jobs") || status=1
+# Tests skipped inside a module that otherwise passed (tmtest.runner).
+export TM_SKIP_LOG
+TM_SKIP_LOG=$(mktemp)
 
-step "integration + e2e tests (real servers on loopback)"
-(cd build && ctest -L 'integration|e2e' --output-on-failure) || status=1
+step "dependencies (deploy/install-deps.sh --test)"
+if deploy/install-deps.sh --test; then ok "install-deps"; else bad "install-deps"; fi
 
-if ((quick == 0)); then
-    step "ASan/UBSan build + unit tests"
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTIDEMARK_SANITIZE=ON >/dev/null
-    cmake --build build-asan -j"$jobs"
-    (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -L unit --output-on-failure -j"$jobs") || status=1
-    step "ASan/UBSan: integration and e2e tests of the coordinator, agent and engine"
-    (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest -L 'integration|e2e' -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication' --output-on-failure) || status=1
+cfg=(-DTIDEMARK_WERROR=ON -DTIDEMARK_TESTS=ON)
+san_env=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
 
+if ((quick == 1)); then
+    step "build (RelWithDebInfo, gcc, -Werror)"
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cfg[@]}" >/dev/null
+    if cmake --build build -j"$jobs"; then ok "build"; else bad "build"; fi
+    step "unit tests"
+    run_ctest build unit -L unit -j"$jobs"
+    step "integration + e2e tests (real servers on loopback)"
+    run_ctest build integration -L 'integration|e2e'
+else
+    # 1. Every build type with both compilers, -Werror: the programs and
+    #    libraries only (the tests are built, with -Werror, in 2 and 3).
+    step "build matrix: gcc and clang x Debug, Release, RelWithDebInfo, MinSizeRel (-Werror)"
+    for cc in gcc clang; do
+        for type in Debug Release RelWithDebInfo MinSizeRel; do
+            d=build-matrix/$cc-$type
+            if CC=$cc cmake -S . -B "$d" -DCMAKE_BUILD_TYPE=$type -DTIDEMARK_WERROR=ON \
+                    -DTIDEMARK_TESTS=OFF >"$d.log" 2>&1 \
+                && cmake --build "$d" -j"$jobs" >>"$d.log" 2>&1; then
+                ok "build $cc $type"
+            else
+                bad "build $cc $type"; grep -E 'error|warning' "$d.log" | head -30
+            fi
+        done
+    done
+
+    # 2. The tests in a gcov build (RelWithDebInfo, gcc, -Werror): it is the
+    #    plain pass as well, so the suite runs once here, not twice.
+    step "build (RelWithDebInfo, gcc, -Werror, gcov)"
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cfg[@]}" -DTIDEMARK_COVERAGE=ON >/dev/null
+    if cmake --build build -j"$jobs"; then ok "build"; else bad "build"; fi
+    find build -name '*.gcda' -delete
+    step "unit tests"
+    run_ctest build unit -L unit -j"$jobs"
+    step "integration + e2e tests (real servers on loopback)"
+    run_ctest build integration -L 'integration|e2e'
+    step "coverage per folder (gate: tests/coverage-gate.txt)"
+    if tests/coverage.sh build; then ok "coverage gate"; else bad "coverage gate"; fi
+
+    # 3. Sanitizers over every test.
+    step "ASan/UBSan build"
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTIDEMARK_SANITIZE=ON "${cfg[@]}" >/dev/null
+    if cmake --build build-asan -j"$jobs"; then ok "build-asan"; else bad "build-asan"; fi
+    export "${san_env[@]}"
+    step "ASan/UBSan: unit tests"
+    run_ctest build-asan asan-unit -L unit -j"$jobs"
+    step "ASan/UBSan: every integration and e2e test"
+    run_ctest build-asan asan-integration -L 'integration|e2e'
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+
+    # 4. Fuzz and format.
     step "fuzz pass (${fuzz_seconds}s per decoder of untrusted bytes)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDEMARK_FUZZ=ON \
         -DTIDEMARK_TESTS=OFF >/dev/null
-    cmake --build build-fuzz -j"$jobs"
+    if cmake --build build-fuzz -j"$jobs"; then ok "build-fuzz"; else bad "build-fuzz"; fi
+    nfuzz=0
     for f in build-fuzz/tests/fuzz_*; do
+        [[ -x "$f" ]] || continue
+        nfuzz=$((nfuzz + 1))
         name=$(basename "$f")
         corpus_src="tests/fuzz/corpus/${name#fuzz_}"
         work=$(mktemp -d)
         [[ -d "$corpus_src" ]] && cp -r "$corpus_src/." "$work/"
         if "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -artifact_prefix="$work.crash-" \
             "$work" >"$work.log" 2>&1; then
-            echo "fuzz $name: ok ($(grep -Eo '#[0-9]+' "$work.log" | tail -1 | tr -d '#') runs)"
+            ok "fuzz $name ($(grep -Eo '#[0-9]+' "$work.log" | tail -1 | tr -d '#') runs)"
         else
-            echo "fuzz $name: FAILED"; tail -40 "$work.log"; status=1
+            bad "fuzz $name"; tail -40 "$work.log"
             mkdir -p build-fuzz/crashes && cp "$work".crash-* build-fuzz/crashes/ 2>/dev/null || true
         fi
         rm -rf "$work" "$work.log"
     done
+    ((nfuzz > 0)) || bad "fuzz: no fuzz targets built"
 
-    if command -v clang-format >/dev/null; then
-        step "clang-format"
-        bad=$(git ls-files '*.c' '*.h' | while read -r f; do
+    step "clang-format"
+    if ! command -v clang-format >/dev/null; then
+        bad "clang-format not installed (deploy/install-deps.sh --test installs it)"
+    else
+        unformatted=$(git ls-files '*.c' '*.h' | while read -r f; do
             clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
-        if [[ -n "$bad" ]]; then echo "not formatted: $bad"; status=1; else echo "all formatted"; fi
+        if [[ -n "$unformatted" ]]; then bad "clang-format: $unformatted"; else ok "clang-format"; fi
     fi
 fi
 
-step "result"
-if ((status == 0)); then echo "all test stages passed"; else echo "some test stage FAILED"; fi
-exit $status
+while read -r line; do skipped=$((skipped + 1)); skips+=("$line"); done <"$TM_SKIP_LOG"
+rm -f "$TM_SKIP_LOG"
+step "result ($((SECONDS - t_start)) s)"
+for s in "${skips[@]}"; do echo "skipped: $s"; done
+for f in "${failures[@]}"; do echo "failed:  $f"; done
+echo "$passed passed, $failed failed, $skipped skipped"
+((failed == 0))

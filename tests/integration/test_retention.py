@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from tmtest.cluster import Cluster, binary
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 POLICY_YAML = """tasks:
   lease: 10s
@@ -142,7 +142,7 @@ def repo_logs(repo):
     return out
 
 
-@test
+@setup
 def setup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-retention-")
     # Repositories on tmpfs when there is one: seeding writes ~13,000
@@ -355,11 +355,14 @@ def applying_again_deletes_nothing_more():
     check(cat == ctx.keep, "catalog still the GFS set")
 
 
-@test
+@teardown
 def teardown():
-    ctx.c.__exit__(None, None, None)
-    shutil.rmtree(ctx.rdir, ignore_errors=True)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    try:
+        # Raises when a daemon ended badly (crash, sanitizer report, no stop).
+        ctx.c.__exit__(None, None, None)
+    finally:
+        shutil.rmtree(ctx.rdir, ignore_errors=True)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

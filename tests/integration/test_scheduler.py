@@ -18,7 +18,7 @@ import time
 
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 POLICY_YAML = """tasks:
   lease: 10s
@@ -50,7 +50,7 @@ class Ctx:
 ctx = Ctx()
 
 
-@test
+@setup
 def setup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-sched-")
     os.chmod(ctx.tmp, 0o755)
@@ -183,11 +183,14 @@ def retention_plan_dry_run():
     check(r.returncode == 2, "usage error exits 2")
 
 
-@test
+@teardown
 def teardown():
-    ctx.pg.stop("immediate")
-    ctx.c.__exit__(None, None, None)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    try:
+        ctx.pg.stop("immediate")
+    finally:
+        # Raises when a daemon ended badly (crash, sanitizer report, no stop).
+        ctx.c.__exit__(None, None, None)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Tasks through a real coordinator and real agents: long-polled delivery
-(dispatch latency), the coordinator deciding the outcome, cancel, listing.
+(a submitted task wakes the parked poll), the coordinator deciding the outcome, cancel, listing.
 
 The agents here serve a postgres target without postgres: settings (and have
 no repositories), so every task fails with a clear reason; backups themselves
@@ -13,7 +13,7 @@ TASKS_YAML = """tasks:
   lease: 3s
   max_attempts: 2
   retry_backoff: 500ms
-  poll_max: 5s
+  poll_max: 60s
 """
 
 
@@ -31,8 +31,11 @@ def dispatch_and_outcome():
             t0 = time.monotonic()
             task = c.ctl_json("backup", "run", "--target", "pg-main", "--type", "full")
             tid = task["id"]
+            # poll_max is 60 s: a lease within 30 s can only come from the
+            # parked NextTask being woken by the submit, not from the agent's
+            # next poll (an event check, however slow the machine).
             wait_for(lambda: c.ctl_json("task", "show", tid)["state"] in ("running", "failed"),
-                     5, "task leased")
+                     30, "task leased through the parked long poll")
             latencies.append(time.monotonic() - t0)
             wait_for(lambda: c.ctl_json("task", "show", tid)["state"] == "failed", 10,
                      "task decided")
@@ -40,7 +43,6 @@ def dispatch_and_outcome():
         latencies.sort()
         print(f"  dispatch latency (submit -> leased, incl. 2 ctl round trips): "
               f"median {latencies[2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
-        check(latencies[-1] < 1.0, f"a task reaches an online agent in < 1 s: {latencies}")
 
         # The coordinator decides: not configured -> failed, not retried, reason kept.
         t = c.ctl_json("task", "show", tid)

@@ -648,7 +648,8 @@ int main(int argc, char **argv)
     const char *url = NULL, *token_env = "TM_BENCH_ENROLL", *hostile_cmd = NULL;
     long agents = 10000, conc = 128, socks = 8, seconds = 10, warmup = 2, runs = 3;
     long echo_contexts = 256;
-    for (int i = 1; i < argc; i++) {
+    /* Options take a value: i steps by two (clang -Wfor-loop-analysis). */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--url") == 0 && v != NULL) {
             url = v;
@@ -673,7 +674,6 @@ int main(int argc, char **argv)
         } else {
             usage();
         }
-        i++;
     }
     /* Line-buffered even into a file or pipe: the driver and a profiler
      * watch for the phase headers. */

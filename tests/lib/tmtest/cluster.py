@@ -2,7 +2,9 @@
 catalog in a temp dir, agents with their state dirs, and tidemarkctl.
 
 Everything binds 127.0.0.1 on free ports, lives under one temp dir, and is
-stopped (SIGTERM, then SIGKILL) when the Cluster context exits.
+stopped (SIGTERM, then SIGKILL) when the Cluster context exits; a daemon that
+exits non-zero, dies by a signal, ignores SIGTERM or leaves a sanitizer
+report fails the test (Proc.stop, Cluster.close).
 """
 import json
 import os
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import traceback
 import urllib.request
 
 BUILD = os.environ.get("TM_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../../build"))
@@ -34,6 +37,16 @@ def free_port():
 
 
 class Proc:
+    """A daemon under test. stop() checks how it ended: it must exit 0 on
+    SIGTERM within the bound, not die by a signal, and leave no sanitizer
+    report (AddressSanitizer, UndefinedBehaviorSanitizer "runtime error",
+    LeakSanitizer) in its log; otherwise stop() raises AssertionError, and
+    Cluster.close() fails the test. kill9() is a deliberate end: only the
+    sanitizer check applies then. expect_exit(codes) allows other codes for
+    a daemon a test expects to give up by itself."""
+
+    SIGTERM_BOUND = 20
+
     def __init__(self, name, argv, env, log_path, popen_kw=None):
         self.popen_kw = popen_kw or {}
         self.name = name
@@ -41,6 +54,9 @@ class Proc:
         self.env = env
         self.log_path = log_path
         self.p = None
+        self.expected = {0}
+        self.killed = False
+        self.verdict = None
 
     def start(self):
         self.log = open(self.log_path, "ab")
@@ -52,16 +68,42 @@ class Proc:
     def alive(self):
         return self.p is not None and self.p.poll() is None
 
+    def expect_exit(self, *codes):
+        self.expected = set(codes)
+        return self
+
     def kill9(self):
         if self.alive():
+            self.killed = True
             self.p.send_signal(signal.SIGKILL)
             self.p.wait()
 
-    def stop(self, timeout=10):
+    def problems(self):
+        """Why this daemon's end is a failure ([] when it is not); the
+        daemon must have ended."""
+        out = []
+        rc = self.p.returncode
+        if not self.killed and rc not in self.expected:
+            if rc < 0:
+                out.append(f"{self.name} died by signal {-rc} ({signal.Signals(-rc).name})")
+            else:
+                out.append(f"{self.name} exited {rc} (expected {sorted(self.expected)})")
+        text = self.output()
+        for marker in ("AddressSanitizer", "runtime error", "LeakSanitizer"):
+            if marker in text:
+                i = text.index(marker)
+                out.append(f"{self.name} log has a {marker} report:\n"
+                           + text[max(0, i - 500):i + 3000])
+                break
+        return out
+
+    def stop(self, timeout=SIGTERM_BOUND):
+        if self.p is None:
+            return None
         if self.alive():
             self.p.send_signal(signal.SIGTERM)
             try:
-                return self.p.wait(timeout)
+                self.p.wait(timeout)
             except subprocess.TimeoutExpired:
                 stacks = ""
                 if shutil.which("gdb"):
@@ -70,11 +112,17 @@ class Proc:
                                        timeout=60)
                     stacks = "\n".join(l for l in g.stdout.splitlines()
                                        if l.startswith(("Thread", "#")))
+                self.killed = True
                 self.p.kill()
                 self.p.wait()
-                raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM; "
-                                     f"threads:\n{stacks}")
-        return self.p.returncode if self.p else None
+                self.verdict = [f"{self.name} did not stop within {timeout}s of SIGTERM; "
+                                f"threads:\n{stacks}"] + self.problems()
+                raise AssertionError("\n".join(self.verdict))
+        if self.verdict is None:
+            self.verdict = self.problems()
+            if self.verdict:
+                raise AssertionError("\n".join(self.verdict))
+        return self.p.returncode
 
     def output(self):
         with open(self.log_path, "rb") as f:
@@ -274,19 +322,30 @@ targets:
         return {a["hostname"]: a for a in self.ctl_json("agents", "list")}
 
     def close(self):
+        """Stop every process and raise AssertionError naming each one whose
+        end was a failure (see Proc), after all are stopped."""
+        problems = []
         for p in reversed(self.procs):
             try:
-                p.stop(timeout=5)
-            except AssertionError:
-                pass
+                p.stop()
+            except AssertionError as e:
+                problems.append(str(e))
             if p.p is not None and p.p.poll() is None:
                 p.kill9()
+        if problems:
+            raise AssertionError("daemons ended badly:\n" + "\n".join(problems))
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        try:
+            self.close()
+        except AssertionError:
+            if exc[0] is None:
+                print(f"----- evidence kept in {self.dir}")
+                raise
+            traceback.print_exc()
         if exc[0] is None and not os.environ.get("TM_KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
         if exc[0] is not None:

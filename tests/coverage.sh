@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Line and branch coverage per folder (common/, agent/, coordinator/) of a
+# TIDEMARK_COVERAGE=ON build after its tests ran, checked against
+# tests/coverage-gate.txt: a folder whose line coverage falls below its gate
+# figure fails (exit 1). Raise a gate figure when coverage grows.
+#   tests/coverage.sh [BUILD_DIR]     (default build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+command -v gcovr >/dev/null || { echo "gcovr missing: deploy/install-deps.sh --test"; exit 1; }
+if ! find "$build" -name '*.gcda' -print -quit | grep -q .; then
+    echo "no coverage data in $build (configure with -DTIDEMARK_COVERAGE=ON and run the tests)"
+    exit 1
+fi
+gcovr -r . --object-directory "$build" -j "$(nproc)" --exclude 'tests/' --exclude "$build/" \
+    --exclude-unreachable-branches --json-summary "$build/coverage.json" >/dev/null
+python3 - "$build/coverage.json" tests/coverage-gate.txt <<'PY'
+import json, sys
+summary = json.load(open(sys.argv[1]))
+gate = {}
+for line in open(sys.argv[2]):
+    line = line.split("#", 1)[0].split()
+    if len(line) == 2:
+        gate[line[0]] = float(line[1])
+folders = {}
+for f in summary["files"]:
+    top = f["filename"].split("/", 1)[0] + "/"
+    d = folders.setdefault(top, [0, 0, 0, 0])
+    d[0] += f["line_covered"]; d[1] += f["line_total"]
+    d[2] += f["branch_covered"]; d[3] += f["branch_total"]
+pct = lambda a, b: 100.0 * a / b if b else 0.0
+ok = True
+print(f"{'folder':14} {'lines':>18} {'branches':>18}  gate")
+for top in sorted(set(folders) | set(gate)):
+    lc, lt, bc, bt = folders.get(top, [0, 0, 0, 0])
+    g = gate.get(top)
+    verdict = ""
+    if g is not None:
+        verdict = f"{g:.1f}  " + ("ok" if pct(lc, lt) >= g else "BELOW THE GATE")
+        ok = ok and pct(lc, lt) >= g
+    print(f"{top:14} {pct(lc, lt):5.1f}% {lc:5}/{lt:<6} {pct(bc, bt):5.1f}% {bc:5}/{bt:<6}  {verdict}")
+sys.exit(0 if ok else 1)
+PY
