@@ -509,7 +509,14 @@ static int s3_put_create(void *state, const char *key, const void *buf, size_t l
     s3_resp resp;
     s3_req h = {.method = "HEAD", .key = fk, .what = what, .ok_status = {404}};
     int rc = s3_request(s, &h, &resp, err);
-    if (rc == TM_OK && resp.status != 404) {
+    if (rc != TM_OK && resp.status == 403) {
+        /* A HEAD answer has no error document, so a 403 cannot say whether
+         * the secret is wrong (auth) or the policy forbids it (permission):
+         * let the PUT below fail with the server's own error code. */
+        rc = TM_OK;
+        tm_err_clear(err);
+    }
+    if (rc == TM_OK && resp.status != 404 && resp.status != 403) {
         rc = tm_err_set(err, TM_EEXIST,
                         "s3 PUT %s: already exists (repositories are never overwritten)", what);
     }
