@@ -765,7 +765,16 @@ static int write_recovery(rctx *r, const tm_agent_conf *conf, const char *backup
         if (rc == TM_OK) {
             rc = tm_restore_root_attrs(r->rr, fd, "postgresql.auto.conf", 0600, -1, err);
         }
-        close(fd);
+        /* The recovery settings must be on disk before the restore says it
+         * is done: fsync, and a failed close (EDQUOT/EIO on NFS) fails it. */
+        if (rc == TM_OK && fsync(fd) != 0) {
+            rc = tm_err_set(err, tm_err_from_errno(errno), "fsync %s/postgresql.auto.conf: %s",
+                            o->pgdata, strerror(errno));
+        }
+        if (close(fd) != 0 && rc == TM_OK) {
+            rc = tm_err_set(err, tm_err_from_errno(errno), "close %s/postgresql.auto.conf: %s",
+                            o->pgdata, strerror(errno));
+        }
     }
     free(text);
     return rc;
