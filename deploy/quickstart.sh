@@ -78,6 +78,10 @@ coordinator:
   url: tcp://127.0.0.1:7800
   enrollment_token: env:TIDEMARK_ENROLL_TOKEN
 state_dir: state
+# Restore and drill tasks write only beneath these.
+restore_roots:
+  - restored
+  - state/drills
 hostname: demo-db
 labels:
   env: prod
