@@ -182,7 +182,7 @@ int tm_redis_bgsave_fetch(const tm_redis_conn_opts *o, const tm_redis_bgsave_opt
         return rc;
     }
     char dir[4096], file[1024], path[5200];
-    long long t0, t;
+    long long t0 = 0, t = 0;
     int started = 0;
     persistence p = {0};
     rc = config_get(c, "dir", dir, sizeof(dir), &res->verdict, err);

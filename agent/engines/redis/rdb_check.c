@@ -333,7 +333,7 @@ static int lzf_check(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_
  * always decompressed when they fit, to check them. */
 static int rd_string(tm_rdb_check *c, int capture, int *captured)
 {
-    uint64_t len;
+    uint64_t len = 0;
     int enc;
     c->elem_off = c->off;
     uint64_t start = c->off;
@@ -734,7 +734,7 @@ static int rd_blob(tm_rdb_check *c, int kind, int pairs, int nonempty)
 static int rd_module_values(tm_rdb_check *c)
 {
     for (;;) {
-        uint64_t op, v;
+        uint64_t op = 0, v = 0;
         TRY(rd_plen(c, &op));
         switch (op) {
         case MOD_EOF:
