@@ -150,6 +150,14 @@ def fleet_survives_hostile_connections():
     STALE = 5 if asan() else 3
     with Cluster(heartbeat="1s", stale=STALE, lost=10, extra_coord_yaml=RPC_YAML) as c:
         c.start_coordinator()
+        # Known limit (CHANGELOG, Known gaps): with hostile peers still
+        # connected, nng 1.5's nng_close() can wait on them, and the 4 s
+        # shutdown watchdog then ends the coordinator with status 1 after
+        # logging event=shutdown_stuck. The stop is still bounded (the
+        # harness fails a daemon not gone within its SIGTERM bound); exit 1
+        # is accepted here only with that log line, checked below.
+        c.coordinator.expect_exit(0, 1)
+        coord = c.coordinator
         stats = fleet_under_fire(c, c.port)
         slack = 6 if asan() else 2  # ASan on a loaded machine slows both ends
         check_closed_within(stats, "slowloris", 3 + slack)
@@ -158,6 +166,10 @@ def fleet_survives_hostile_connections():
         check_closed_within(stats, "halfopen", 10 + slack)
         k = stats["nonreader"]
         check(k["closed"] > 0, f"non-readers are closed once their replies back up: {k}")
+    rc = coord.p.returncode
+    print(f"  coordinator stopped with status {rc}")
+    check(rc == 0 or "event=shutdown_stuck" in coord.output(),
+          f"coordinator exit {rc} without the watchdog's shutdown_stuck line")
 
 
 @test
