@@ -344,6 +344,15 @@ def pg_backup_case(op, n, err, i):
         if v.returncode != 0:
             problems.append(f"a backup with a manifest in {repo} does not verify: "
                             f"{(v.stdout + v.stderr)[-400:]}")
+    bid = (task.get("result") or {}).get("backup_id")
+    if r.returncode == 0 and injected and bid and f"/backup/{bid}/" not in injected \
+            and "/backup/" in injected and not problems:
+        # The fault hit another backup's object: the coordinator's repair
+        # COPY of an earlier case's partial backup, run by this agent while
+        # the backup of this case ran. This backup was not faulted; the
+        # table says where the fault went.
+        record("pg backup", op, n, err, "elsewhere", f"the fault hit {injected}, not {bid}")
+        return calls, injected
     if r.returncode == 0 and injected and op != "write-short":
         # The backup is complete in r2 only. That is a success only if the
         # task says r1 failed and why (the "partial" outcome); a plain
