@@ -92,4 +92,6 @@ const tm_engine tm_engine_postgres = {
     .restore = pg_task_restore,
     .drill = tm_pg_drill,
     .log_before = tm_pg_log_before,
+    .log_ranges = tm_pg_log_ranges,
+    .log_status = tm_pg_log_status,
 };
