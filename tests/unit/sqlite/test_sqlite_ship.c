@@ -12,6 +12,10 @@
  *   - a database replaced behind its back: a new generation, saying why;
  *   - the application checkpointing (TRUNCATE) while the shipper was not
  *     holding its reader: a new generation, never a silent gap;
+ *   - the application's checkpoint storm (automatic every 20 pages, RESTART
+ *     from another connection), a VACUUM and a long reader while shipping:
+ *     the generation goes on or a new one starts with its reason, and the
+ *     latest restore equals the live database either way;
  *   - a hole in the stored log fails the restore, naming it;
  *   - an existing file is not replaced without force.
  */
@@ -365,11 +369,71 @@ static void killed_resumes(void **state)
     sq_fx_free(&e.f);
 }
 
+static void storm(void **state)
+{
+    (void)state;
+    env e;
+    env_new(&e, 300);
+    assert_int_equal(sq_writer_start(&e.f, 2000, 20), 0);
+    tm_sqlite_ship *s = ship_new(&e);
+    sqlite3 *app = NULL;
+    assert_int_equal(sqlite3_open(e.f.db, &app), SQLITE_OK);
+    sqlite3_busy_timeout(app, 200);
+    sqlite3 *reader = NULL;
+    assert_int_equal(sqlite3_open(e.f.db, &reader), SQLITE_OK);
+    tm_sqlite_tick t;
+    int gens = 0, restarts = 0;
+    for (int i = 0; i < 40; i++) {
+        if (i % 5 == 2) {
+            /* BUSY is the expected answer while the shipper reads. */
+            sqlite3_exec(app, "PRAGMA wal_checkpoint(RESTART)", NULL, NULL, NULL);
+        }
+        if (i == 10) {
+            assert_int_equal(sq_exec(app, "DELETE FROM t WHERE id <= 100 AND ms = 0"), SQLITE_OK);
+            assert_int_equal(sq_exec(app, "UPDATE c SET n = (SELECT count(*) FROM t)"), SQLITE_OK);
+            assert_int_equal(sq_exec(app, "VACUUM"), SQLITE_OK);
+        }
+        if (i == 15) {
+            assert_int_equal(sq_exec(reader, "BEGIN; SELECT count(*) FROM t"), SQLITE_OK);
+        }
+        if (i == 30) {
+            assert_int_equal(sq_exec(reader, "COMMIT"), SQLITE_OK);
+        }
+        tick(s, &t);
+        if (t.new_generation) {
+            print_message("tick %d: new generation: %s\n", i, t.why);
+        }
+        gens += t.new_generation;
+        restarts += t.wal_restarted;
+        usleep(50000);
+    }
+    int64_t worst = 0, commits = 0;
+    assert_int_equal(sq_writer_stop(&e.f, &worst, &commits), 0);
+    tick(s, &t);
+    tm_sqlite_ship_free(s);
+    print_message("storm: %d generations, %d WAL restarts, %lld commits, worst %lld ms\n", gens,
+                  restarts, (long long)commits, (long long)worst);
+    tm_sqlite_restore_info ri;
+    tm_err err = {0};
+    if (restore(&e, "latest.db", INT64_MAX, 0, &ri, &err) != 0) {
+        fail_msg("%s", err.msg);
+    }
+    sqlite3 *r = open_restored(&e, "latest.db");
+    assert_int_equal(sq_int(r, "SELECT n FROM c"), sq_int(app, "SELECT n FROM c"));
+    assert_int_equal(sq_int(r, "SELECT count(*) FROM t"), sq_int(app, "SELECT count(*) FROM t"));
+    assert_int_equal(sq_int(r, "SELECT count(*) FROM t WHERE id <= 100"), 0);
+    sqlite3_close(r);
+    sqlite3_close(reader);
+    sqlite3_close(app);
+    sq_fx_free(&e.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(restore_to_times),
         cmocka_unit_test(killed_resumes),
+        cmocka_unit_test(storm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
