@@ -148,11 +148,9 @@ static int choose(const tm_sqlite_source *src, const names *ns, const tm_sqlite_
 {
     int found = 0;
     for (size_t i = ns->n; i-- > 0;) {
-        uint32_t gen, wal;
-        uint64_t frame;
-        char kind;
-        if (tm_sqlite_name_parse(ns->v[i], &gen, &wal, &frame, &kind) != TM_OK || kind != 'g' ||
-            (o->generation != 0 && gen != o->generation)) {
+        tm_sqlite_name nm;
+        if (tm_sqlite_name_parse(ns->v[i], &nm) != TM_OK || nm.kind != 'g' ||
+            (o->generation != 0 && nm.gen != o->generation)) {
             continue;
         }
         uint8_t *b = NULL;
@@ -164,7 +162,7 @@ static int choose(const tm_sqlite_source *src, const names *ns, const tm_sqlite_
         gen_info x;
         rc = gen_parse((const char *)b, &x);
         free(b);
-        if (rc != TM_OK || x.gen != gen) {
+        if (rc != TM_OK || x.gen != nm.gen) {
             return tm_err_set(err, TM_ECORRUPT, "generation description %s is malformed", ns->v[i]);
         }
         if (x.time_ms <= o->target_ms || o->generation != 0) {
@@ -194,11 +192,8 @@ static int replay(const tm_sqlite_source *src, const names *ns, const gen_info *
     uint64_t next = g->frames + 1;
     int have_hdr = g->hdr, stop = 0;
     for (size_t i = 0; i < ns->n && !stop; i++) {
-        uint32_t gen, wal;
-        uint64_t frame;
-        char kind;
-        if (tm_sqlite_name_parse(ns->v[i], &gen, &wal, &frame, &kind) != TM_OK || kind != 'w' ||
-            gen != g->gen) {
+        tm_sqlite_name nm;
+        if (tm_sqlite_name_parse(ns->v[i], &nm) != TM_OK || nm.kind != 'w' || nm.gen != g->gen) {
             continue;
         }
         uint8_t *b = NULL;
@@ -215,14 +210,16 @@ static int replay(const tm_sqlite_source *src, const names *ns, const gen_info *
         /* Continuity: the next frame of the same WAL, or frame 1 of the WAL
          * that followed its restart. */
         int ok = 0;
+        uint32_t wal = nm.wal;
         if (wal == walidx && have_hdr) {
             ok = seg.first_frame == next && seg.wal.salt1 == salt1 && seg.wal.salt2 == salt2;
         } else if (wal == walidx && !have_hdr) {
             ok = seg.first_frame == 1;
         } else if (wal == walidx + 1) {
-            ok = seg.first_frame == 1 && (!have_hdr || seg.wal.salt1 == salt1 + 1);
+            ok = seg.first_frame == 1 && seg.prev_last == next - 1 &&
+                 (!have_hdr || seg.wal.salt1 == salt1 + 1);
         }
-        if (!ok || seg.first_frame != frame) {
+        if (!ok || seg.first_frame != nm.first || seg.first_frame + seg.nframes - 1 != nm.last) {
             tm_sqlite_seg_free(&seg);
             free(b);
             return tm_err_set(err, TM_ECORRUPT,
@@ -317,8 +314,9 @@ int tm_sqlite_restore(const tm_sqlite_source *src, const tm_sqlite_restore_opts 
     if (rc == TM_OK) {
         info->generation = g.gen;
         info->snapshot_ms = info->last_commit_ms = g.time_ms;
-        char rel[64];
-        tm_sqlite_snap_name(rel, sizeof(rel), g.gen, "db");
+        char rel[TM_SQLITE_NAME_MAX];
+        tm_sqlite_name nm = {.kind = 'd', .gen = g.gen};
+        tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
         rc = tm_restore_root_create(root, scratch, &fd, err);
         if (rc == TM_OK) {
             rc = src->fetch(src->arg, rel, fd, err);

@@ -50,6 +50,7 @@ int tm_sqlite_seg_encode(const tm_sqlite_seg *s, uint8_t **out, size_t *len, tm_
     put64(b + 32, s->first_frame);
     put32(b + 40, s->nframes);
     put32(b + 44, s->ncommits);
+    put64(b + 48, s->prev_last);
     uint8_t *p = b + TM_SQLITE_SEG_HDR;
     for (uint32_t i = 0; i < s->ncommits; i++, p += 16) {
         put32(p, s->commits[i].frame);
@@ -81,6 +82,7 @@ int tm_sqlite_seg_decode(const uint8_t *buf, size_t len, tm_sqlite_seg *s, tm_er
     s->first_frame = get64(buf + 32);
     s->nframes = get32(buf + 40);
     s->ncommits = get32(buf + 44);
+    s->prev_last = get64(buf + 48);
     uint32_t ps = s->wal.page_size;
     if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0) {
         return tm_err_set(err, TM_EPROTO, "segment: bad page size %u", ps);
@@ -152,44 +154,51 @@ void tm_sqlite_seg_free(tm_sqlite_seg *s)
     s->commits = NULL;
 }
 
-void tm_sqlite_seg_name(char *out, size_t cap, uint32_t gen, uint32_t wal, uint64_t first_frame)
+static const char *ext_of(char kind)
 {
-    snprintf(out, cap, "%08" PRIx32 "/%08" PRIx32 ".%016" PRIx64 ".wal", gen, wal, first_frame);
+    return kind == 'w' ? "wal" : kind == 'd' ? "db" : "gen";
 }
 
-void tm_sqlite_snap_name(char *out, size_t cap, uint32_t gen, const char *ext)
+void tm_sqlite_name_fmt(char *out, size_t cap, const tm_sqlite_name *n)
 {
-    snprintf(out, cap, "%08" PRIx32 "/00000000.0000000000000000.%s", gen, ext);
+    snprintf(out, cap,
+             "%08" PRIx32 "/%08" PRIx32 ".%016" PRIx64 "-%016" PRIx64 ".%012" PRIx64 ".%s", n->gen,
+             n->wal, n->first, n->last, (uint64_t)n->time_ms & (uint64_t)0xffffffffffff,
+             ext_of(n->kind));
 }
 
-int tm_sqlite_name_parse(const char *rel, uint32_t *gen, uint32_t *wal, uint64_t *frame, char *kind)
+int tm_sqlite_name_parse(const char *rel, tm_sqlite_name *n)
 {
-    char ext[8];
-    int used = 0;
-    size_t n = strlen(rel);
-    if (n != 37 && n != 38) {
+    /* GGGGGGGG/WWWWWWWW.FFFFFFFFFFFFFFFF-LLLLLLLLLLLLLLLL.TTTTTTTTTTTT.ext */
+    static const char shape[] = "hhhhhhhh/hhhhhhhh.hhhhhhhhhhhhhhhh-hhhhhhhhhhhhhhhh.hhhhhhhhhhhh.";
+    size_t k = sizeof(shape) - 1, len = strlen(rel);
+    if (len < k + 2 || len > k + 3) {
         return TM_EINVAL;
     }
-    for (size_t i = 0; i < 34; i++) {
-        /* Fixed-width lower-case hex fields: one name per position. */
-        int sep = i == 8 || i == 17;
-        if (sep != !strchr("0123456789abcdef", rel[i]) || rel[i] == '\0') {
+    for (size_t i = 0; i < k; i++) {
+        /* Fixed-width lower-case hex: one name per position. */
+        if (shape[i] == 'h' ? strchr("0123456789abcdef", rel[i]) == NULL || rel[i] == '\0'
+                            : rel[i] != shape[i]) {
             return TM_EINVAL;
         }
     }
-    if (sscanf(rel, "%8" SCNx32 "/%8" SCNx32 ".%16" SCNx64 ".%3[a-z]%n", gen, wal, frame, ext,
-               &used) != 4 ||
-        rel[used] != '\0' || rel[8] != '/' || rel[17] != '.' || rel[34] != '.') {
+    tm_sqlite_name x = {0};
+    uint64_t t = 0;
+    if (sscanf(rel, "%8" SCNx32 "/%8" SCNx32 ".%16" SCNx64 "-%16" SCNx64 ".%12" SCNx64, &x.gen,
+               &x.wal, &x.first, &x.last, &t) != 5) {
         return TM_EINVAL;
     }
-    if (strcmp(ext, "wal") == 0 && *frame > 0) {
-        *kind = 'w';
-    } else if (strcmp(ext, "db") == 0 && *wal == 0 && *frame == 0) {
-        *kind = 'd';
-    } else if (strcmp(ext, "gen") == 0 && *wal == 0 && *frame == 0) {
-        *kind = 'g';
+    x.time_ms = (int64_t)t;
+    const char *ext = rel + k;
+    if (strcmp(ext, "wal") == 0 && x.first > 0 && x.last >= x.first) {
+        x.kind = 'w';
+    } else if (strcmp(ext, "db") == 0 && x.wal == 0 && x.first == 0 && x.last == 0 && t == 0) {
+        x.kind = 'd';
+    } else if (strcmp(ext, "gen") == 0 && x.wal == 0 && x.first == 0) {
+        x.kind = 'g';
     } else {
         return TM_EINVAL;
     }
+    *n = x;
     return TM_OK;
 }

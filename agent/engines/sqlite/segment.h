@@ -8,15 +8,25 @@
  *                                   chain can be checked again on restore)
  *   first_frame                     u64 (its number in its WAL file)
  *   nframes, ncommits               u32 each
+ *   prev_last                       u64: a segment at frame 1 of a WAL that
+ *                                   followed a restart: the last frame
+ *                                   shipped of the WAL before (0 otherwise),
+ *                                   so a lost end of that WAL shows
  *   ncommits x { frame (1-based in the segment), db_size u32, time_ms i64 }
  *   nframes x (24-byte frame header + page), as in the WAL
  *
- * Everything big-endian. Object names, per generation ("chain"):
- *   <gen %08x>/00000000.0000000000000000.db    the snapshot (a database file)
- *   <gen %08x>/00000000.0000000000000000.gen   what the snapshot is (text)
- *   <gen %08x>/<wal %08x>.<first frame %016llx>.wal   a segment
- * where wal counts the WAL restarts seen within the generation: the names
- * sort in shipping order, and a generation is restorable from its .gen on.
+ * Everything big-endian. Object names, per generation ("chain"), all of
+ * the form "<gen>/<wal>.<first>-<last>.<time>.<ext>" in fixed-width hex:
+ *   <gen>/00000000.0000000000000000-0000000000000000.000000000000.db
+ *       the snapshot (a database file)
+ *   <gen>/00000000.0000000000000000-<frames>.<snapshot ms>.gen
+ *       what the snapshot is (text; frames: its WAL position)
+ *   <gen>/<wal>.<first frame>-<last frame>.<last commit ms>.wal
+ *       a segment
+ * where wal counts the WAL restarts seen within the generation. The names
+ * sort in shipping order (the .db before its .gen), and a listing alone
+ * shows the runs (frames follow on, or a restart starts at frame 1) and
+ * their times.
  */
 #ifndef TM_SQLITE_SEGMENT_H
 #define TM_SQLITE_SEGMENT_H
@@ -28,7 +38,7 @@
 #include "common/err.h"
 
 #define TM_SQLITE_SEG_MAGIC "TMSQLSG1"
-#define TM_SQLITE_SEG_HDR 48
+#define TM_SQLITE_SEG_HDR 56
 
 typedef struct tm_sqlite_commit {
     uint32_t frame; /* 1-based in the segment */
@@ -41,6 +51,7 @@ typedef struct tm_sqlite_seg {
     uint32_t s1, s2;       /* checksum before the first frame */
     uint64_t first_frame;
     uint32_t nframes, ncommits;
+    uint64_t prev_last;        /* see above */
     tm_sqlite_commit *commits; /* decode: points into a malloc'd array */
     const uint8_t *frames;     /* decode: points into the object's bytes */
 } tm_sqlite_seg;
@@ -54,11 +65,19 @@ int tm_sqlite_seg_encode(const tm_sqlite_seg *s, uint8_t **out, size_t *len, tm_
 int tm_sqlite_seg_decode(const uint8_t *buf, size_t len, tm_sqlite_seg *s, tm_err *err);
 void tm_sqlite_seg_free(tm_sqlite_seg *s);
 
-/* Names of a generation's objects (cap >= 64). */
-void tm_sqlite_seg_name(char *out, size_t cap, uint32_t gen, uint32_t wal, uint64_t first_frame);
-void tm_sqlite_snap_name(char *out, size_t cap, uint32_t gen, const char *ext);
-/* Parse a name: *kind 'w' (segment), 'd' (snapshot db), 'g' (generation). */
-int tm_sqlite_name_parse(const char *rel, uint32_t *gen, uint32_t *wal, uint64_t *frame,
-                         char *kind);
+/* A parsed object name. */
+typedef struct tm_sqlite_name {
+    char kind; /* 'w' segment, 'd' snapshot database, 'g' generation description */
+    uint32_t gen, wal;
+    uint64_t first, last; /* frames (a .gen: last = its WAL position) */
+    int64_t time_ms;      /* a segment: its last commit; a .gen: the snapshot's time */
+} tm_sqlite_name;
+
+#define TM_SQLITE_NAME_MAX 72
+
+/* Format n (cap >= TM_SQLITE_NAME_MAX). */
+void tm_sqlite_name_fmt(char *out, size_t cap, const tm_sqlite_name *n);
+/* Parse rel: TM_EINVAL when it is not one of ours. */
+int tm_sqlite_name_parse(const char *rel, tm_sqlite_name *n);
 
 #endif

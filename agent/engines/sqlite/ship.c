@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define REL_MAX 64
+#define REL_MAX TM_SQLITE_NAME_MAX
 
 struct tm_sqlite_ship {
     tm_sqlite_ship_opts o;
@@ -36,6 +36,7 @@ struct tm_sqlite_ship {
     int restart_ok;             /* our own TRUNCATE reset the WAL at the shipped position */
     int restart_due;            /* re-take r after a checkpoint so the WAL can restart */
     int snap_pending;           /* a new generation's snapshot is to be taken */
+    uint64_t prev_last;         /* the WAL restarted: the last frame shipped of the one before */
     char force[TM_ERR_MSG_MAX]; /* the next tick starts a new generation: why */
     /* The saved position. */
     int have, snap_done, have_hdr;
@@ -49,6 +50,8 @@ static int64_t now_ms(void)
 {
     return tm_now_ms();
 }
+
+static void prune_spool(tm_sqlite_ship *s);
 
 static int save(tm_sqlite_ship *s, tm_err *err)
 {
@@ -145,6 +148,9 @@ int tm_sqlite_ship_new(const tm_sqlite_ship_opts *o, const tm_sqlite_sink *sink,
     if (rc == TM_OK) {
         rc = load(s, err);
     }
+    if (rc == TM_OK && s->have) {
+        prune_spool(s);
+    }
     if (rc != TM_OK) {
         tm_sqlite_ship_free(s);
         return rc;
@@ -194,41 +200,51 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The range a spooled object adds, for the report. */
-static void report(tm_sqlite_ship *s, const char *rel, int fd, uint64_t bytes)
+/* The range a stored object adds, for the report (from its name). */
+static void report(tm_sqlite_ship *s, const char *rel, uint64_t bytes)
 {
-    if (s->sink.report == NULL) {
+    tm_sqlite_name n;
+    if (s->sink.report == NULL || tm_sqlite_name_parse(rel, &n) != TM_OK || n.kind == 'd') {
         return;
     }
-    uint32_t gen, wal;
-    uint64_t frame;
-    char kind;
-    if (tm_sqlite_name_parse(rel, &gen, &wal, &frame, &kind) != TM_OK || kind == 'd') {
-        return;
-    }
-    tm_log_range r = {.chain = gen, .bytes = bytes, .objects = 1};
-    if (kind == 'g') {
-        pos_str(r.start, sizeof(r.start), 0, 0);
-        snprintf(r.end, sizeof(r.end), "%s", r.start);
-        r.start_time = r.end_time = s->snap_ms / 1000;
+    tm_log_range r = {.chain = n.gen,
+                      .bytes = bytes,
+                      .objects = 1,
+                      .start_time = n.time_ms / 1000,
+                      .end_time = n.time_ms / 1000};
+    if (n.kind == 'g') {
+        pos_str(r.start, sizeof(r.start), 0, n.last);
     } else {
-        uint8_t *b = malloc(bytes);
-        size_t got = 0;
-        tm_sqlite_seg seg;
-        tm_err e = {0};
-        if (b == NULL || tm_sqlite_wal_pread(fd, b, bytes, 0, &got, &e) != TM_OK || got != bytes ||
-            tm_sqlite_seg_decode(b, bytes, &seg, &e) != TM_OK) {
-            free(b);
-            return;
-        }
-        pos_str(r.start, sizeof(r.start), wal, seg.first_frame);
-        pos_str(r.end, sizeof(r.end), wal, seg.first_frame + seg.nframes - 1);
-        r.start_time = seg.commits[0].time_ms / 1000;
-        r.end_time = seg.commits[seg.ncommits - 1].time_ms / 1000;
-        tm_sqlite_seg_free(&seg);
-        free(b);
+        pos_str(r.start, sizeof(r.start), n.wal, n.first);
     }
+    pos_str(r.end, sizeof(r.end), n.wal, n.last);
     s->sink.report(s->sink.arg, &r);
+}
+
+/* After a restart: a segment spooled beyond the saved position (the agent
+ * died between writing it and saving the position) is dropped; the next
+ * tick reads its frames again from the WAL, under another name, and a
+ * restore would otherwise meet two overlapping segments. */
+static void prune_spool(tm_sqlite_ship *s)
+{
+    DIR *d = opendir(s->spool);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char rel[REL_MAX];
+        tm_sqlite_name nm;
+        if (strlen(de->d_name) >= sizeof(rel) || strlen(de->d_name) < 10 || de->d_name[8] != '_') {
+            continue;
+        }
+        snprintf(rel, sizeof(rel), "%s", de->d_name);
+        rel[8] = '/';
+        if (tm_sqlite_name_parse(rel, &nm) == TM_OK && nm.kind == 'w' && nm.gen == s->gen &&
+            (nm.wal > s->walidx || (nm.wal == s->walidx && nm.first > s->pos.frames))) {
+            unlinkat(dirfd(d), de->d_name, 0);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
 }
 
 /* Store every spooled object in name order (the shipping order), removing
@@ -245,15 +261,13 @@ static int upload(tm_sqlite_ship *s, tm_err *err)
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         char rel[REL_MAX];
-        uint32_t g, wl;
-        uint64_t f;
-        char k;
+        tm_sqlite_name nm;
         if (strlen(de->d_name) >= sizeof(rel) || strlen(de->d_name) < 10 || de->d_name[8] != '_') {
             continue; /* ".", "..", a temporary file */
         }
         snprintf(rel, sizeof(rel), "%s", de->d_name);
         rel[8] = '/';
-        if (tm_sqlite_name_parse(rel, &g, &wl, &f, &k) != TM_OK) {
+        if (tm_sqlite_name_parse(rel, &nm) != TM_OK) {
             continue;
         }
         if (n == cap) {
@@ -290,7 +304,7 @@ static int upload(tm_sqlite_ship *s, tm_err *err)
         }
         rc = s->sink.store(s->sink.arg, names[i], fd, err);
         if (rc == TM_OK) {
-            report(s, names[i], fd, (uint64_t)st.st_size);
+            report(s, names[i], (uint64_t)st.st_size);
             unlink(p);
         } else {
             tm_err_prefix(err, "store %s", names[i]);
@@ -449,7 +463,8 @@ static int start_generation(tm_sqlite_ship *s, const char *why, tm_sqlite_tick *
 static int snapshot(tm_sqlite_ship *s, tm_err *err)
 {
     char rel[REL_MAX], p[PATH_MAX + REL_MAX];
-    tm_sqlite_snap_name(rel, sizeof(rel), s->gen, "db");
+    tm_sqlite_name nm = {.kind = 'd', .gen = s->gen};
+    tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
     spool_path(s, rel, p, sizeof(p));
     tm_sqlite_snap_opts so = {.pages_per_step = s->o.snap_pages, .sleep_ms = s->o.snap_sleep_ms};
     tm_sqlite_snap_info si;
@@ -466,7 +481,8 @@ static int snapshot(tm_sqlite_ship *s, tm_err *err)
                      "\ns %" PRIu32 " %" PRIu32 "\ntime_ms %" PRId64 "\nbytes %" PRIu64 "\n",
                      s->gen, si.page_size, s->have_hdr, q->h.salt1, q->h.salt2, q->h.ckpt_seq,
                      q->frames, q->s1, q->s2, s->snap_ms, si.bytes);
-    tm_sqlite_snap_name(rel, sizeof(rel), s->gen, "gen");
+    nm = (tm_sqlite_name){.kind = 'g', .gen = s->gen, .last = q->frames, .time_ms = s->snap_ms};
+    tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
     return spool_write(s, rel, b, (size_t)n, err);
 }
 
@@ -509,6 +525,7 @@ static int locked_tick(tm_sqlite_ship *s, int64_t now, tm_sqlite_tick *info, tm_
                              h.page_size == s->pos.h.page_size);
         if (cont && next) {
             if (s->have_hdr) {
+                s->prev_last = s->pos.frames;
                 s->walidx++;
                 info->wal_restarted = 1;
             }
@@ -537,6 +554,7 @@ static int locked_tick(tm_sqlite_ship *s, int64_t now, tm_sqlite_tick *info, tm_
                                  .s1 = s->pos.s1,
                                  .s2 = s->pos.s2,
                                  .first_frame = s->pos.frames + 1,
+                                 .prev_last = s->pos.frames == 0 ? s->prev_last : 0,
                                  .nframes = (uint32_t)(b.end.frames - s->pos.frames),
                                  .ncommits = b.ncommits,
                                  .commits = b.commits,
@@ -544,7 +562,13 @@ static int locked_tick(tm_sqlite_ship *s, int64_t now, tm_sqlite_tick *info, tm_
             uint8_t *obj = NULL;
             size_t len = 0;
             char rel[REL_MAX];
-            tm_sqlite_seg_name(rel, sizeof(rel), s->gen, s->walidx, seg.first_frame);
+            tm_sqlite_name nm = {.kind = 'w',
+                                 .gen = s->gen,
+                                 .wal = s->walidx,
+                                 .first = seg.first_frame,
+                                 .last = b.end.frames,
+                                 .time_ms = now};
+            tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
             rc = tm_sqlite_seg_encode(&seg, &obj, &len, err);
             if (rc == TM_OK) {
                 rc = spool_write(s, rel, obj, len, err);

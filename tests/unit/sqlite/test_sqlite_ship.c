@@ -194,6 +194,11 @@ static sqlite3 *open_restored(env *e, const char *name)
     return c;
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void restore_to_times(void **state)
 {
     (void)state;
@@ -272,7 +277,7 @@ static void restore_to_times(void **state)
     size_t n = 0;
     st_list(&e.st, &names, &n, &err);
     int removed = 0;
-    qsort(names, n, sizeof(*names), (int (*)(const void *, const void *))strcmp);
+    qsort(names, n, sizeof(*names), cmp_names);
     for (size_t i = 0; i < n; i++) {
         if (!removed && i > n / 2 && strstr(names[i], ".wal") != NULL) {
             char p[300];
