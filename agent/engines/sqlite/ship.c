@@ -235,7 +235,7 @@ static void prune_spool(tm_sqlite_ship *s)
         if (strlen(de->d_name) >= sizeof(rel) || strlen(de->d_name) < 10 || de->d_name[8] != '_') {
             continue;
         }
-        snprintf(rel, sizeof(rel), "%s", de->d_name);
+        memcpy(rel, de->d_name, strlen(de->d_name) + 1); /* length checked above */
         rel[8] = '/';
         if (tm_sqlite_name_parse(rel, &nm) == TM_OK && nm.kind == 'w' && nm.gen == s->gen &&
             (nm.wal > s->walidx || (nm.wal == s->walidx && nm.first > s->pos.frames))) {
@@ -265,7 +265,7 @@ static int upload(tm_sqlite_ship *s, tm_err *err)
         if (strlen(de->d_name) >= sizeof(rel) || strlen(de->d_name) < 10 || de->d_name[8] != '_') {
             continue; /* ".", "..", a temporary file */
         }
-        snprintf(rel, sizeof(rel), "%s", de->d_name);
+        memcpy(rel, de->d_name, strlen(de->d_name) + 1); /* length checked above */
         rel[8] = '/';
         if (tm_sqlite_name_parse(rel, &nm) != TM_OK) {
             continue;
