@@ -4,6 +4,7 @@
 #include "coordinator/scheduler.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,7 @@ struct tm_scheduler {
     } * intervals;
     size_t n_intervals;
     int64_t intervals_at;
+    uint64_t intervals_sig; /* of the job set they were computed from */
     /* Which repositories each target writes to, for the per-repository
      * limit: one record read per target, so reloaded each minute rather
      * than every tick (a target's repositories change with its config). */
@@ -405,7 +407,20 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
             }
         }
     }
-    if (now - s->intervals_at >= 60 || now < s->intervals_at) {
+    /* Recomputed each minute (a cron's period can change with the hour or
+     * the day) and at once when the set of jobs changes: a coordinator that
+     * starts before its agents register, or a target that appears, must not
+     * export nothing for a minute. */
+    uint64_t jobs_sig = 1469598103934665603ull;
+    for (size_t i = 0; i < n_jobs; i++) {
+        for (const char *c = jobs[i].target; *c != '\0'; c++) {
+            jobs_sig = (jobs_sig ^ (unsigned char)*c) * 1099511628211ull;
+        }
+        jobs_sig = (jobs_sig ^ (uint64_t)jobs[i].kind ^ (uint64_t)(uintptr_t)jobs[i].cron) *
+                   1099511628211ull;
+    }
+    if (now - s->intervals_at >= 60 || now < s->intervals_at || jobs_sig != s->intervals_sig) {
+        s->intervals_sig = jobs_sig;
         struct interval_row *iv = calloc(n_jobs ? n_jobs : 1, sizeof(*iv));
         size_t ni = 0;
         for (size_t i = 0; iv != NULL && i < n_jobs; i++) {
