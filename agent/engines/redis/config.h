@@ -28,16 +28,16 @@
 #include "common/config.h"
 
 typedef struct tm_redis_target_conf {
-    char *host;     /* default "127.0.0.1" (when socket is not set) */
-    uint32_t port;  /* default 6379 */
-    char *socket;   /* unix socket path; instead of host/port */
-    char *user;     /* ACL user; NULL = default user */
-    char *password; /* resolved secret (password: env:X | password_file: /path); NULL = none */
-    char *aof_dir;  /* absolute; the server's appendonlydir for AOF shipping; NULL = ask the
-                       server (CONFIG GET dir + appenddirname) when it is local */
-    char *method;   /* "auto" (default) | "sync" (replication protocol only) | "bgsave" */
-    uint32_t timeout_ms;       /* `timeout: 60s` default; 1s .. 1h */
-    char *server_bin;          /* redis-server for restore --start and drills; NULL = from PATH */
+    char *host;          /* default "127.0.0.1" (when socket is not set) */
+    uint32_t port;       /* default 6379 */
+    char *socket;        /* unix socket path; instead of host/port */
+    char *user;          /* ACL user; NULL = default user */
+    char *password;      /* resolved secret (password: env:X | password_file: /path); NULL = none */
+    char *aof_dir;       /* absolute; the server's appendonlydir for AOF shipping; NULL = ask the
+                            server (CONFIG GET dir + appenddirname) when it is local */
+    char *method;        /* "auto" (default) | "sync" (replication protocol only) | "bgsave" */
+    uint32_t timeout_ms; /* `timeout: 60s` default; 1s .. 1h */
+    char *server_bin;    /* redis-server for restore --start and drills; NULL = from PATH */
     uint32_t ship_interval_ms; /* `ship_interval: 1s` default; 100ms .. 1h: how often AOF is
                                   tailed */
 } tm_redis_target_conf;
