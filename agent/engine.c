@@ -11,6 +11,16 @@ static const tm_engine *const engines[] = {
     &tm_engine_postgres,
 };
 
+const tm_engine *tm_engine_find(int kind)
+{
+    for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+        if (engines[i] != NULL && engines[i]->kind == kind) {
+            return engines[i];
+        }
+    }
+    return NULL;
+}
+
 #define N_ENGINES (sizeof(engines) / sizeof(engines[0]))
 _Static_assert(N_ENGINES <= TM_TARGET_SCHEMAS_MAX, "more engines than config schema slots");
 
@@ -32,14 +42,4 @@ void tm_engine_config_init(void)
     size_t n = 0;
     const tm_target_schema *const *list = tm_engine_target_schemas(&n);
     (void)tm_config_set_target_schemas(list, n); /* fits: asserted above */
-}
-
-const tm_engine *tm_engine_find(int kind)
-{
-    for (size_t i = 0; i < N_ENGINES; i++) {
-        if (engines[i] != NULL && engines[i]->kind == kind) {
-            return engines[i];
-        }
-    }
-    return NULL;
 }
