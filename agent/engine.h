@@ -37,8 +37,8 @@ typedef struct tm_log_item tm_log_item;
 
 /* One contiguous run of a target's log in one repository: restore can replay
  * from start to end without a hole. The chain is the engine's line of
- * history (PostgreSQL: the timeline; Redis: the AOF base generation; SQLite:
- * the generation); positions are engine-opaque strings the engine alone
+ * history (a timeline, a base file's generation, ...: each engine's folder
+ * says which); positions are engine-opaque strings the engine alone
  * compares. On the wire: tidemark.LogRange (chain = timeline, start = first,
  * end = last, objects = files). */
 typedef struct tm_log_range {
@@ -52,9 +52,9 @@ typedef struct tm_log_range {
 } tm_log_range;
 
 /* The database's (or the shipper's) own view of a target's log shipping:
- * it sees failures the repository listing cannot (a PostgreSQL
- * archive_command that failed before the agent ran, a shipper that cannot
- * reach a repository). On the wire: tidemark.ArchiverStatus + the
+ * it sees failures the repository listing cannot (a server's archive
+ * command that failed before the agent ran, a shipper that cannot reach a
+ * repository). On the wire: tidemark.ArchiverStatus + the
  * ReportLogRequest's queue fields. */
 typedef struct tm_log_status {
     int readable;                      /* 0: the status could not be read (error) */
@@ -74,7 +74,7 @@ typedef struct tm_log_status {
  * ...`. argv[0] is NAME; config is the --config path (the command loads the
  * configuration itself, e.g. offline). Returns the process exit code. */
 typedef struct tm_engine_cmd {
-    const char *name; /* "wal-push" */
+    const char *name; /* e.g. the command a server's archive hook runs */
     int (*fn)(const char *config, int argc, char **argv);
     const char *help; /* one line for `tidemark-agent --help` */
 } tm_engine_cmd;
@@ -103,14 +103,11 @@ typedef struct tm_engine {
 
     /* ---- restore safety (agent/restore_root.c) ---- */
     /* 1 when a running server of this engine uses directory dir (its data
-     * directory, or a directory it writes such as PostgreSQL's pg_wal or a
-     * tablespace), or dir is inside one or contains one; why gets a message
-     * naming the server and what to do (e.g. "…/postmaster.pid names running
-     * process 123: …"). 0 when not. dir is absolute and canonical (symbolic
-     * links of its existing part resolved). Every registered engine is asked
-     * before a restore writes into a directory, whatever the task's engine:
-     * a Redis restore must not land in a live PostgreSQL data directory
-     * either. NULL = the engine has no server to find. */
+     * directory, or a directory it writes outside it), or dir is inside one or contains one; why
+     * gets a message naming the server and what to do. 0 when not. dir is absolute and canonical
+     * (symbolic links of its existing part resolved). Every registered engine is asked before a
+     * restore writes into a directory, whatever the task's engine: a restore of one kind must not
+     * land in a live server of another either. NULL = the engine has no server to find. */
     int (*in_use)(const char *dir, char *why, size_t cap);
 
     /* ---- continuous log shipping, as the coordinator sees it ----
@@ -132,15 +129,16 @@ typedef struct tm_engine {
      * only the shipper's view (or none). */
     void (*log_status)(const tm_target_conf *t, tm_log_status *st);
     /* A continuous log shipper, for an engine whose server has no archive
-     * command to call the agent (Redis AOF, SQLite WAL). The daemon runs it
+     * command to call the agent (an append-only file, a write-ahead file of
+     * an embedded database). The daemon runs it
      * in one thread per target of this engine, for as long as the agent
      * runs: it returns TM_OK only when tm_ship_stopping(ctx) became 1, and
      * an error (in err) when it cannot go on; then the daemon logs it, counts
      * it as a failure in the target's status and runs it again after a
      * backoff (1 s doubling to 60 s; reset once it has run for a minute).
      * It stores log objects with tm_ship_store and reports each shipped
-     * range with tm_ship_report. NULL = the server pushes (PostgreSQL's
-     * archive_command runs `tidemark-agent wal-push`). */
+     * range with tm_ship_report. NULL = the server pushes (its archive
+     * command runs one of the engine's cmds). */
     int (*ship)(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
 
     /* ---- command line ---- */
@@ -156,11 +154,14 @@ typedef struct tm_engine {
      * loaded. Returns the exit code (0 restored, 1 failed, 2 usage). */
     int (*restore_cli)(const tm_agent_conf *conf, int argc, char **argv);
     const char *restore_usage; /* the engine's options, for restore --help */
+    /* The engine's own older name for --dir, or NULL: given for a
+     * target this agent does not serve, it also picks this engine. */
+    const char *restore_dir_alias;
 } tm_engine;
 
 /* The engine for a target kind, or NULL. */
 const tm_engine *tm_engine_find(int kind);
-/* The engine named name ("postgres"), or NULL. */
+/* The engine named name (its targets[].kind), or NULL. */
 const tm_engine *tm_engine_by_name(const char *name);
 /* The engine of a configured target (its kind), or NULL. */
 const tm_engine *tm_engine_of(const tm_target_conf *t);
