@@ -103,11 +103,13 @@ typedef struct tm_engine {
 
     /* ---- restore safety (agent/restore_root.c) ---- */
     /* 1 when a running server of this engine uses directory dir (its data
-     * directory, or a directory it writes outside it), or dir is inside one or contains one; why
-     * gets a message naming the server and what to do. 0 when not. dir is absolute and canonical
-     * (symbolic links of its existing part resolved). Every registered engine is asked before a
-     * restore writes into a directory, whatever the task's engine: a restore of one kind must not
-     * land in a live server of another either. NULL = the engine has no server to find. */
+     * directory, or a directory it writes outside it), or dir is inside
+     * one or contains one; why gets a message naming the server and what
+     * to do. 0 when not. dir is absolute and canonical (symbolic links of
+     * its existing part resolved). Every registered engine is asked before
+     * a restore writes into a directory, whatever the task's engine: a
+     * restore of one kind must not land in a live server of another
+     * either. NULL = the engine has no server to find. */
     int (*in_use)(const char *dir, char *why, size_t cap);
 
     /* ---- continuous log shipping, as the coordinator sees it ----

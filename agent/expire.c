@@ -4,7 +4,7 @@
  * stays.
  */
 #include "agent/expire.h"
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 #include "common/log.h"
 
 #include <stdio.h>

@@ -6,8 +6,8 @@
  */
 #include "agent/log_report.h"
 #include "agent/engine.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "agent/shipper.h"
 #include "common/log.h"
 #include "common/util.h"

@@ -6,7 +6,7 @@
  */
 #include "agent/daemon.h"
 #include "agent/engine.h"
-#include "agent/repo_cmd.h"
+#include "agent/repo/repo_cmd.h"
 #include "agent/restore_cmd.h"
 #include "common/secrets.h"
 #include "common/config.h"

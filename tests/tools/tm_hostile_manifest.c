@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/manifest.h"
 

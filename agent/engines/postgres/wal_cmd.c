@@ -26,7 +26,7 @@
 #include "agent/engines/postgres/wal_push.h"
 #include "agent/engines/postgres/wal_show.h"
 #include "agent/engines/postgres/wal_spool.h"
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/log.h"
 

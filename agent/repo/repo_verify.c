@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/repository.h"
-#include "agent/repository_int.h"
+#include "agent/repo/repository.h"
+#include "agent/repo/repository_int.h"
 #include "common/util.h"
 
 /* ---- scan ------------------------------------------------------------- */

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 
 #define TM_LOG_META_SUFFIX ".meta"
 #define TM_LOG_META_MAX 512

@@ -2,7 +2,7 @@
  * repo_log.c - log archives in the repository set (layout, key and sidecar
  * rules: repo_log.h).
  */
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "agent/repository_int.h"
+#include "agent/repo/repository_int.h"
 #include "common/util.h"
 
 #define META_MAGIC "tidemark-log 1"

@@ -7,7 +7,7 @@
  * configuration error. Results go to stdout (text or --json), progress and
  * errors to stderr.
  */
-#include "agent/repo_cmd.h"
+#include "agent/repo/repo_cmd.h"
 #include "common/json.h"
 
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/keys.h"
 #include "common/util.h"
