@@ -100,6 +100,9 @@ typedef struct tm_engine {
      * every file is kept (0). NULL = the engine keeps every log file. */
     int (*log_before)(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
                       const char *rel);
+    /* Its `targets[].<name>:` block in agent.yaml (agent/engines/<name>/config.c);
+     * NULL = the kind has no block. */
+    const tm_target_schema *target_schema;
 
     /* ---- restore safety (agent/restore_root.c) ---- */
     /* 1 when a running server of this engine uses directory dir (its data
@@ -172,6 +175,11 @@ const tm_engine *tm_engine_at(size_t i);
 /* Tests of the seam only: e is registered after the real engines (the
  * agent never calls this). NULL removes it. */
 void tm_engine_add_for_test(const tm_engine *e);
+/* Every registered engine's target schema; *n gets the count. */
+const tm_target_schema *const *tm_engine_target_schemas(size_t *n);
+/* Hands those schemas to the config loader (tm_config_set_target_schemas):
+ * call once at start, before an agent.yaml is loaded. */
+void tm_engine_config_init(void);
 
 /* ---- what an engine may use while a task runs ---- */
 const tm_agent_conf *tm_task_conf(tm_task_ctx *ctx);

@@ -74,6 +74,8 @@ int main(int argc, char **argv)
     };
     /* Before any secret is read: no core dump may hold one. */
     tm_secrets_harden_process();
+    /* Every engine's target block, before any agent.yaml is read. */
+    tm_engine_config_init();
     const char *config = DEFAULT_CONFIG;
     int check = 0, ch;
     while ((ch = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {

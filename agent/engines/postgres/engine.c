@@ -93,6 +93,7 @@ const tm_engine tm_engine_postgres = {
     .restore = pg_task_restore,
     .drill = tm_pg_drill,
     .log_before = tm_pg_log_before,
+    .target_schema = &tm_pg_target_schema,
     .log_ranges = tm_pg_log_ranges,
     .log_status = tm_pg_log_status,
     .in_use = tm_pg_in_use,
