@@ -3,7 +3,7 @@
  *
  * An engine lives in its own folder (agent/engines/<kind>/) and is listed
  * once in agent/engine.c. Everything outside agent/engines/ speaks in
- * engine-neutral terms (tests/check_vocabulary.sh holds that line): a target
+ * engine-neutral terms (tests/check_vocabulary.py holds that line): a target
  * kind, backups, log ranges (a chain, engine-opaque start/end positions, a
  * time span, bytes and objects), a log shipping status, a restorable window.
  *
@@ -135,15 +135,15 @@ typedef struct tm_engine {
     void (*log_status)(const tm_target_conf *t, tm_log_status *st);
     /* A continuous log shipper, for an engine whose server has no archive
      * command to call the agent (an append-only file, a write-ahead file of
-     * an embedded database). The daemon runs it
-     * in one thread per target of this engine, for as long as the agent
-     * runs: it returns TM_OK only when tm_ship_stopping(ctx) became 1, and
-     * an error (in err) when it cannot go on; then the daemon logs it, counts
-     * it as a failure in the target's status and runs it again after a
-     * backoff (1 s doubling to 60 s; reset once it has run for a minute).
-     * It stores log objects with tm_ship_store and reports each shipped
-     * range with tm_ship_report. NULL = the server pushes (its archive
-     * command runs one of the engine's cmds). */
+     * an embedded database). The daemon runs it in one thread per target
+     * of this engine, for as long as the agent runs: it returns TM_OK only
+     * when tm_ship_stopping(ctx) became 1, and an error (in err) when it
+     * cannot go on; then the daemon logs it, counts it as a failure in the
+     * target's status and runs it again after a backoff (1 s doubling to
+     * 60 s; reset once it has run for a minute). It stores log objects with
+     * tm_ship_store and reports each shipped range with tm_ship_report.
+     * NULL = the server pushes (its archive command runs one of the
+     * engine's cmds). */
     int (*ship)(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
 
     /* ---- command line ---- */
@@ -152,8 +152,10 @@ typedef struct tm_engine {
      * and never one of the agent's own (run, repo, restore). */
     const tm_engine_cmd *cmds;
     /* `tidemark-agent restore --target NAME ...` for a target of this engine
-     * (agent/restore_cmd.c finds the engine from the target's kind, or from
-     * --engine NAME for a target this agent does not serve). argv[0] is
+     * (agent/restore_cmd.c finds the engine from the target's kind; for a
+     * target this agent does not serve, from --engine NAME, from
+     * restore_dir_alias, or as the only engine that restores; --engine is
+     * removed from argv). argv[0] is
      * "restore"; every option is the engine's to parse, and it accepts the
      * generic `--dir DIR` (the destination) besides its own aliases. conf is
      * loaded. Returns the exit code (0 restored, 1 failed, 2 usage). */
