@@ -3,6 +3,7 @@
  * restore task in, a structured TaskResult out.
  */
 #include "agent/engines/postgres/pg.h"
+#include "agent/engines/postgres/wal_cmd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,4 +94,11 @@ const tm_engine tm_engine_postgres = {
     .drill = tm_pg_drill,
     .log_before = tm_pg_log_before,
     .target_schema = &tm_pg_target_schema,
+    .log_ranges = tm_pg_log_ranges,
+    .log_status = tm_pg_log_status,
+    .in_use = tm_pg_in_use,
+    .cmds = tm_pg_cmds,
+    .restore_cli = tm_pg_restore_cli,
+    .restore_usage = tm_pg_restore_usage,
+    .restore_dir_alias = "--pgdata",
 };
