@@ -163,15 +163,15 @@ static void archiver_status(const tm_target_conf *tc, Tidemark__ArchiverStatus *
     st->last_archived_ms = at;
     st->failed_count = fc;
     st->last_failed_ms = ft;
-    st->last_archived_wal = strdup(aw);
-    st->last_failed_wal = strdup(fw);
+    st->last_archived_log = strdup(aw);
+    st->last_failed_log = strdup(fw);
 }
 
 static void archiver_status_clear(Tidemark__ArchiverStatus *st)
 {
     free(st->error);
-    free(st->last_archived_wal);
-    free(st->last_failed_wal);
+    free(st->last_archived_log);
+    free(st->last_failed_log);
 }
 
 static int report_repo(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_repo_set *rs, size_t i,
