@@ -352,7 +352,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
             req.to_agent = optarg;
             break;
         case 'd':
-            spec.pgdata = optarg;
+            spec.dir = optarg;
             break;
         case 'T':
             spec.target_time = optarg;
@@ -403,7 +403,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
             return CTL_USAGE;
         }
     }
-    if (req.target == NULL || spec.pgdata == NULL) {
+    if (req.target == NULL || spec.dir == NULL) {
         fprintf(stderr, "tidemarkctl: restore needs --target and --dir\n");
         return CTL_USAGE;
     }
