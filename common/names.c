@@ -1,9 +1,7 @@
 #include "common/names.h"
-
-#include <stdio.h>
-#include <string.h>
-
 #include "common/engine_kinds.h"
+
+#include <string.h>
 
 static const char *const agent_states[] = {"unknown", "pending", "online", "stale", "lost"};
 static const char *const task_kinds[] = {"unknown", "backup", "restore", "log",
@@ -20,33 +18,11 @@ const char *tm_agent_state_name(int state)
     return NAME(agent_states, state);
 }
 
-/* Target kinds come from the one kind table (engine_kinds.c). */
 const char *tm_target_kind_name(int kind)
 {
+    /* Kinds are named once, in the kind table. */
     const tm_engine_kind *k = tm_engine_kind_by_kind(kind);
     return k != NULL ? k->name : "unknown";
-}
-
-int tm_target_kind_valid(int kind)
-{
-    return kind > 0 && (size_t)kind < sizeof(target_kinds) / sizeof(target_kinds[0]);
-}
-
-void tm_target_kinds_list(char *out, size_t cap)
-{
-    size_t n = sizeof(target_kinds) / sizeof(target_kinds[0]), len = 0;
-    if (cap == 0) {
-        return;
-    }
-    out[0] = '\0';
-    for (size_t i = 1; i < n && len < cap; i++) {
-        const char *sep = i == 1 ? "" : i + 1 == n ? " or " : ", ";
-        int w = snprintf(out + len, cap - len, "%s%s", sep, target_kinds[i]);
-        if (w < 0) {
-            break;
-        }
-        len += (size_t)w;
-    }
 }
 
 const char *tm_task_kind_name(int kind)

@@ -7,8 +7,6 @@
 #ifndef TM_NAMES_H
 #define TM_NAMES_H
 
-#include <stddef.h>
-
 const char *tm_agent_state_name(int state); /* tidemark.AgentState */
 const char *tm_target_kind_name(int kind);  /* tidemark.TargetKind */
 const char *tm_task_kind_name(int kind);    /* tidemark.TaskKind */
@@ -17,10 +15,5 @@ const char *tm_backup_type_name(int type);  /* tidemark.BackupType */
 /* Reverse lookups: the enum value, or 0 (UNSPECIFIED) if unknown. */
 int tm_agent_state_parse(const char *s);
 int tm_target_kind_parse(const char *s);
-/* A known target kind (not UNSPECIFIED, not a value this build has no name
- * for): protobuf-c keeps unknown enum values, so they are checked. */
-int tm_target_kind_valid(int kind);
-/* The known kinds for an error message: "a, b, c or d" (truncated to cap). */
-void tm_target_kinds_list(char *out, size_t cap);
 
 #endif

@@ -29,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/names.h"
+#include "common/engine_kinds.h"
 #include "common/util.h"
 #include "tidemark.pb-c.h"
 
@@ -955,7 +955,7 @@ static int valid_state(int s)
 
 static int valid_kind(int k)
 {
-    return tm_target_kind_valid(k);
+    return tm_engine_kind_by_kind(k) != NULL;
 }
 
 /* Reject what the schema would reject less legibly, before any write. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/engine_kinds.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "coordinator/drills.h"
@@ -39,13 +40,11 @@ typedef struct name_set {
     size_t n, cap;
 } name_set;
 
-/* Whether a kind takes snapshot backups on the policy's snapshot schedule.
- * TODO(engine_kinds): ask the kind table (common/engine_kinds.h, being
- * created on branch config) once it lands; until then the one kind with
- * snapshot backups is named here. */
+/* Whether a kind takes snapshot backups on the policy's snapshot schedule:
+ * the kind table says. */
 static int kind_has_snapshots(int kind)
 {
-    return kind == TIDEMARK__TARGET_KIND__REDIS;
+    return tm_engine_kind_takes(tm_engine_kind_by_kind(kind), TIDEMARK__BACKUP_TYPE__SNAPSHOT);
 }
 
 struct tm_scheduler {
