@@ -1,8 +1,7 @@
 #include "common/names.h"
+#include "common/engine_kinds.h"
 
 #include <string.h>
-
-#include "common/engine_kinds.h"
 
 static const char *const agent_states[] = {"unknown", "pending", "online", "stale", "lost"};
 static const char *const task_kinds[] = {"unknown", "backup", "restore", "log",
@@ -19,9 +18,9 @@ const char *tm_agent_state_name(int state)
     return NAME(agent_states, state);
 }
 
-/* Target kinds come from the one kind table (engine_kinds.c). */
 const char *tm_target_kind_name(int kind)
 {
+    /* Kinds are named once, in the kind table. */
     const tm_engine_kind *k = tm_engine_kind_by_kind(kind);
     return k != NULL ? k->name : "unknown";
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/engine_kinds.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "coordinator/drills.h"
@@ -30,7 +31,7 @@ typedef struct job_slot {
 typedef struct policy_crons {
     tm_cron *full;
     tm_cron *incremental; /* NULL = none */
-    tm_cron *snapshot;    /* NULL = none; only for engines with snapshots (Redis) */
+    tm_cron *snapshot;    /* NULL = none; only for kinds with snapshot backups */
     tm_cron *drill;       /* NULL = no scheduled drills */
 } policy_crons;
 
@@ -39,6 +40,13 @@ typedef struct name_set {
     char (*names)[72];
     size_t n, cap;
 } name_set;
+
+/* Whether a kind takes snapshot backups on the policy's snapshot schedule:
+ * the kind table says. */
+static int kind_has_snapshots(int kind)
+{
+    return tm_engine_kind_takes(tm_engine_kind_by_kind(kind), TIDEMARK__BACKUP_TYPE__SNAPSHOT);
+}
 
 struct tm_scheduler {
     const tm_coordinator_conf *conf;
@@ -360,13 +368,12 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
             static const tm_job_kind kinds[] = {TM_JOB_FULL, TM_JOB_INCREMENTAL, TM_JOB_SNAPSHOT,
                                                 TM_JOB_DRILL};
             for (int k = 0; k < 4; k++) {
-                const tm_cron *cron = k == 0   ? s->crons[pi].full
-                                      : k == 1 ? s->crons[pi].incremental
-                                      : k == 2
-                                          ? (ag->targets[t].kind == TIDEMARK__TARGET_KIND__REDIS
-                                                 ? s->crons[pi].snapshot
-                                                 : NULL)
-                                          : s->crons[pi].drill;
+                const tm_cron *cron =
+                    k == 0   ? s->crons[pi].full
+                    : k == 1 ? s->crons[pi].incremental
+                    : k == 2
+                        ? (kind_has_snapshots(ag->targets[t].kind) ? s->crons[pi].snapshot : NULL)
+                        : s->crons[pi].drill;
                 if (cron == NULL) {
                     continue;
                 }

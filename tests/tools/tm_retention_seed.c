@@ -105,14 +105,14 @@ static int seed_backup(tm_repo_set *rs, tm_catalog *cat, char **f, tm_err *err)
         }
         b.id = (char *)id;
         b.target = (char *)target;
-        b.has_type = b.has_started_at = b.has_finished_at = b.has_timeline = 1;
+        b.has_type = b.has_started_at = b.has_finished_at = b.has_chain = 1;
         b.type = strcmp(kind, "incremental") == 0 ? TIDEMARK__BACKUP_TYPE__INCREMENTAL
                                                   : TIDEMARK__BACKUP_TYPE__FULL;
         b.parent_id = (char *)parent;
         b.started_at = started;
         b.finished_at = finished;
-        b.start_lsn = lsn;
-        b.timeline = tli;
+        b.start_position = lsn;
+        b.chain = tli;
         b.repositories = repos;
         b.n_repositories = nr < 16 ? nr : 16;
         b.agent_id = "seed";

@@ -46,15 +46,15 @@ static int pg_task_restore(tm_task_ctx *ctx, const Tidemark__Task *task,
                            Tidemark__TaskResult *result, tm_err *err)
 {
     const Tidemark__RestoreSpec *s = task->restore;
-    if (s == NULL || s->pgdata == NULL) {
+    if (s == NULL || s->dir == NULL) {
         return tm_err_set(err, TM_EINVAL, "restore task without a destination directory");
     }
     tm_pg_restore_opts o = {
         .target = task->target,
-        .pgdata = s->pgdata,
+        .pgdata = s->dir,
         .time = s->target_time && s->target_time[0] ? s->target_time : NULL,
         .backup_id = s->backup_id && s->backup_id[0] ? s->backup_id : NULL,
-        .lsn = s->lsn && s->lsn[0] ? s->lsn : NULL,
+        .lsn = s->position && s->position[0] ? s->position : NULL,
         .immediate = s->has_immediate && s->immediate,
         .delta = s->has_delta && s->delta,
         .start = s->has_start && s->start,
