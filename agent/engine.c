@@ -30,6 +30,10 @@ const tm_engine *tm_engine_at(size_t i)
 
 const tm_engine *tm_engine_find(int kind)
 {
+    /* A test engine stands in for a real engine of its kind. */
+    if (extra != NULL && extra->kind == kind) {
+        return extra;
+    }
     const tm_engine *e;
     for (size_t i = 0; (e = tm_engine_at(i)) != NULL; i++) {
         if (e->kind == kind) {

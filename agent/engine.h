@@ -174,8 +174,9 @@ const tm_engine *tm_engine_by_name(const char *name);
 const tm_engine *tm_engine_of(const tm_target_conf *t);
 /* The registered engines: i from 0 while it returns non-NULL. */
 const tm_engine *tm_engine_at(size_t i);
-/* Tests of the seam only: e is registered after the real engines (the
- * agent never calls this). NULL removes it. */
+/* Tests of the seam only: e is registered after the real engines, and
+ * tm_engine_find(e->kind) answers e (the agent never calls this). NULL
+ * removes it. */
 void tm_engine_add_for_test(const tm_engine *e);
 /* Every registered engine's target schema; *n gets the count. */
 const tm_target_schema *const *tm_engine_target_schemas(size_t *n);

@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 typedef struct tm_engine_kind {
-    const char *name; /* "postgres" */
+    const char *name; /* the kind's name, as in targets[].kind */
     int kind;         /* tidemark.TargetKind */
     unsigned backups; /* bit (1u << tidemark.BackupType) per backup type it takes */
     /* cron of schedule.snapshot for a policy matching this kind when the
@@ -29,8 +29,8 @@ const tm_engine_kind *tm_engine_kind_by_kind(int kind);
 const tm_engine_kind *tm_engine_kinds(size_t *n);
 /* True when kind k takes backups of tidemark.BackupType type. */
 bool tm_engine_kind_takes(const tm_engine_kind *k, int type);
-/* The kind names for messages: "postgres, redis, sqlite or turso" (last_or)
- * or "postgres, redis, sqlite, turso". */
+/* The kind names for messages, in table order: "a, b, c or d" (last_or) or
+ * "a, b, c, d". */
 const char *tm_engine_kind_list(bool last_or);
 
 #endif

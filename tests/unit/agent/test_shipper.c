@@ -66,7 +66,7 @@ static int test_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
 }
 
 static const tm_engine test_engine = {
-    .kind = TIDEMARK__TARGET_KIND__SQLITE,
+    .kind = TIDEMARK__TARGET_KIND__SQLITE, /* stands in for that kind's engine */
     .name = "seamtest",
     .ship = test_ship,
 };
