@@ -6,9 +6,11 @@
 #include <stddef.h>
 
 extern const tm_engine tm_engine_postgres; /* agent/engines/postgres/engine.c */
+extern const tm_engine tm_engine_redis;    /* agent/engines/redis/engine.c */
 
 static const tm_engine *const engines[] = {
     &tm_engine_postgres,
+    &tm_engine_redis,
 };
 
 const tm_engine *tm_engine_find(int kind)

@@ -14,7 +14,7 @@
 static void backup_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: tidemarkctl backup run --target T [--type full|incremental] [--wait]\n"
+            "Usage: tidemarkctl backup run --target T [--type full|incremental|snapshot] [--wait]\n"
             "                              [--wait-timeout S] [--json]\n"
             "       tidemarkctl backup show ID [--target T] [--json]\n"
             "       tidemarkctl backup keep|unkeep ID [--target T] [--json]\n"
@@ -23,6 +23,8 @@ static void backup_usage(FILE *f)
             "                           | --backup ID | --lsn LSN | --immediate] [--to AGENT]\n"
             "                           [--delta] [--start] [--port N] [--wait] [--json]\n"
             "                           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
+            "       tidemarkctl restore --target T --dir DIR [--backup ID] [--to AGENT]\n"
+            "                           [--start] [--port N] [--wait] [--json]   (Redis)\n"
             "\n"
             "--wait follows the task to its end and fails early if the agent stops\n"
             "reporting. Exit codes of backup run --wait:\n"
@@ -188,8 +190,10 @@ static int backup_run(ctl *c, int argc, char **argv)
                 req.type = TIDEMARK__BACKUP_TYPE__FULL;
             } else if (strcmp(optarg, "incremental") == 0 || strcmp(optarg, "incr") == 0) {
                 req.type = TIDEMARK__BACKUP_TYPE__INCREMENTAL;
+            } else if (strcmp(optarg, "snapshot") == 0) {
+                req.type = TIDEMARK__BACKUP_TYPE__SNAPSHOT;
             } else {
-                fprintf(stderr, "tidemarkctl: --type must be full or incremental\n");
+                fprintf(stderr, "tidemarkctl: --type must be full, incremental or snapshot\n");
                 return CTL_USAGE;
             }
             break;
@@ -311,6 +315,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
         {"target", required_argument, NULL, 't'},
         {"to", required_argument, NULL, 'a'},
         {"pgdata", required_argument, NULL, 'd'},
+        {"dir", required_argument, NULL, 'd'}, /* the same field, for Redis targets */
         {"time", required_argument, NULL, 'T'},
         {"backup", required_argument, NULL, 'b'},
         {"lsn", required_argument, NULL, 'l'},
@@ -396,7 +401,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
         }
     }
     if (req.target == NULL || spec.pgdata == NULL) {
-        fprintf(stderr, "tidemarkctl: restore needs --target and --pgdata\n");
+        fprintf(stderr, "tidemarkctl: restore needs --target and --pgdata (or --dir)\n");
         return CTL_USAGE;
     }
     char id[128], what[200];
