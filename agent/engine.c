@@ -13,9 +13,32 @@ static const tm_engine *const engines[] = {
     &tm_engine_redis,
 };
 
+#define N_ENGINES (sizeof(engines) / sizeof(engines[0]))
+_Static_assert(N_ENGINES <= TM_TARGET_SCHEMAS_MAX, "more engines than config schema slots");
+
+const tm_target_schema *const *tm_engine_target_schemas(size_t *n)
+{
+    static const tm_target_schema *list[N_ENGINES];
+    size_t k = 0;
+    for (size_t i = 0; i < N_ENGINES; i++) {
+        if (engines[i] != NULL && engines[i]->target_schema != NULL) {
+            list[k++] = engines[i]->target_schema;
+        }
+    }
+    *n = k;
+    return list;
+}
+
+void tm_engine_config_init(void)
+{
+    size_t n = 0;
+    const tm_target_schema *const *list = tm_engine_target_schemas(&n);
+    (void)tm_config_set_target_schemas(list, n); /* fits: asserted above */
+}
+
 const tm_engine *tm_engine_find(int kind)
 {
-    for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+    for (size_t i = 0; i < N_ENGINES; i++) {
         if (engines[i] != NULL && engines[i]->kind == kind) {
             return engines[i];
         }

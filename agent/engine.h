@@ -10,6 +10,7 @@
 #ifndef TM_ENGINE_H
 #define TM_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/config.h"
@@ -41,10 +42,18 @@ typedef struct tm_engine {
      * every file is kept (0). NULL = the engine keeps every log file. */
     int (*log_before)(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
                       const char *rel);
+    /* Its `targets[].<name>:` block in agent.yaml (agent/engines/<name>/config.c);
+     * NULL = the kind has no block. */
+    const tm_target_schema *target_schema;
 } tm_engine;
 
 /* The engine for a target kind, or NULL. */
 const tm_engine *tm_engine_find(int kind);
+/* Every registered engine's target schema; *n gets the count. */
+const tm_target_schema *const *tm_engine_target_schemas(size_t *n);
+/* Hands those schemas to the config loader (tm_config_set_target_schemas):
+ * call once at start, before an agent.yaml is loaded. */
+void tm_engine_config_init(void);
 
 /* ---- what an engine may use while it runs ---- */
 const tm_agent_conf *tm_task_conf(tm_task_ctx *ctx);

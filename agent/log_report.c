@@ -90,11 +90,12 @@ static uint32_t archive_queue(const tm_agent_conf *conf, const char *target)
 {
     for (size_t t = 0; t < conf->n_targets; t++) {
         const tm_target_conf *tc = &conf->targets[t];
-        if (strcmp(tc->name, target) != 0 || !tc->has_postgres || tc->postgres.pgdata == NULL) {
+        const tm_pg_target_conf *pg = tm_pg_target(tc);
+        if (strcmp(tc->name, target) != 0 || pg == NULL || pg->pgdata == NULL) {
             continue;
         }
         char dir[4096];
-        snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", tc->postgres.pgdata);
+        snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", pg->pgdata);
         DIR *d = opendir(dir);
         if (d == NULL) {
             return 0;
@@ -122,7 +123,7 @@ static void archiver_status(const tm_target_conf *tc, Tidemark__ArchiverStatus *
     tm_pg_conn *c = NULL;
     tm_err err = {0};
     char *v = NULL;
-    if (tm_pg_connect(tc->has_postgres ? &tc->postgres : NULL, NULL, 0, NULL, &c, &err) != TM_OK ||
+    if (tm_pg_connect(tm_pg_target(tc), NULL, 0, NULL, &c, &err) != TM_OK ||
         tm_pg_query_value(
             c,
             "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' "

@@ -5,6 +5,7 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include "agent/daemon.h"
+#include "agent/engine.h"
 #include "agent/engines/postgres/wal_cmd.h"
 #include "agent/repo_cmd.h"
 #include "agent/restore_cmd.h"
@@ -69,6 +70,8 @@ int main(int argc, char **argv)
     };
     /* Before any secret is read: no core dump may hold one. */
     tm_secrets_harden_process();
+    /* Every engine's target block, before any agent.yaml is read. */
+    tm_engine_config_init();
     const char *config = DEFAULT_CONFIG;
     int check = 0, ch;
     while ((ch = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {

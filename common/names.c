@@ -2,8 +2,9 @@
 
 #include <string.h>
 
+#include "common/engine_kinds.h"
+
 static const char *const agent_states[] = {"unknown", "pending", "online", "stale", "lost"};
-static const char *const target_kinds[] = {"unknown", "postgres", "redis", "sqlite", "turso"};
 static const char *const task_kinds[] = {"unknown", "backup", "restore", "log",
                                          "verify",  "copy",   "drill",   "expire"};
 static const char *const task_states[] = {"unknown", "queued",    "running", "succeeded",
@@ -18,9 +19,11 @@ const char *tm_agent_state_name(int state)
     return NAME(agent_states, state);
 }
 
+/* Target kinds come from the one kind table (engine_kinds.c). */
 const char *tm_target_kind_name(int kind)
 {
-    return NAME(target_kinds, kind);
+    const tm_engine_kind *k = tm_engine_kind_by_kind(kind);
+    return k != NULL ? k->name : "unknown";
 }
 
 const char *tm_task_kind_name(int kind)
@@ -55,5 +58,6 @@ int tm_agent_state_parse(const char *s)
 
 int tm_target_kind_parse(const char *s)
 {
-    return parse(target_kinds, sizeof(target_kinds) / sizeof(target_kinds[0]), s);
+    const tm_engine_kind *k = tm_engine_kind_by_name(s);
+    return k != NULL ? k->kind : 0;
 }

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/engine.h"
 #include "agent/repo_log.h"
 #include "agent/repository.h"
 #include "common/config.h"
@@ -157,6 +158,7 @@ int main(int argc, char **argv)
     tm_agent_conf *conf = NULL;
     tm_repo_set *rs = NULL;
     tm_catalog *cat = NULL;
+    tm_engine_config_init();
     if (tm_agent_conf_load(argv[1], &conf, &err) != TM_OK) {
         return fail(argv[1], &err);
     }

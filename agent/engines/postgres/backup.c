@@ -505,8 +505,8 @@ static int find_parent(tm_repo_set *rs, const char *target, char **parent, tm_er
 int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_target_conf *t,
                      int incremental, Tidemark__TaskResult *result, tm_err *err)
 {
-    const tm_pg_target_conf *pgc = &t->postgres;
-    if (!t->has_postgres || pgc->pgdata == NULL) {
+    const tm_pg_target_conf *pgc = tm_pg_target(t);
+    if (pgc == NULL || pgc->pgdata == NULL) {
         return tm_err_set(err, TM_ECONFIG,
                           "%s: target %s has no postgres.pgdata; add targets[].postgres: "
                           "{pgdata: /path/to/data}",

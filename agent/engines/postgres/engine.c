@@ -92,4 +92,5 @@ const tm_engine tm_engine_postgres = {
     .restore = pg_task_restore,
     .drill = tm_pg_drill,
     .log_before = tm_pg_log_before,
+    .target_schema = &tm_pg_target_schema,
 };

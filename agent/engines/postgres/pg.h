@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "agent/engine.h"
+#include "agent/engines/postgres/config.h"
 #include "agent/repository.h"
 #include "common/config.h"
 #include "common/err.h"

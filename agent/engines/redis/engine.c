@@ -28,14 +28,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-/* Until the config loader's redis: block is merged (branch config), no
- * target is a Redis target; its definition replaces this one. */
-__attribute__((weak)) const tm_redis_target_conf *tm_redis_target(const tm_target_conf *t)
-{
-    (void)t;
-    return NULL;
-}
-
 void tm_redis_keyspace_fmt(const tm_redis_keyspace *k, char *out, size_t cap)
 {
     size_t off = 0;
@@ -428,6 +420,7 @@ static int redis_restore_task(tm_task_ctx *ctx, const Tidemark__Task *task,
 const tm_engine tm_engine_redis = {
     .kind = TIDEMARK__TARGET_KIND__REDIS,
     .name = "redis",
+    .target_schema = &tm_redis_target_schema,
     .backup = redis_backup,
     .restore = redis_restore_task,
     .drill = tm_redis_drill,

@@ -1,5 +1,5 @@
 /*
- * config_yaml.h - the libyaml side of config loading (internal to config.c).
+ * yaml.h - the libyaml side of config loading (internal to common/config/).
  *
  * libcyaml turns YAML into C structs but does not tell us *where* a value
  * came from, and libcyaml 1.3 has no range checks. So the same bytes are
