@@ -253,7 +253,7 @@ class Resp:
         if t == b"+":
             return rest.decode()
         if t == b"-":
-            raise RuntimeError(rest.decode())
+            raise AssertionError(f"redis error: {rest.decode()}")
         if t == b":":
             return int(rest)
         if t == b"$":
