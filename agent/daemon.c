@@ -9,6 +9,7 @@
 #include "agent/identity.h"
 #include "agent/log_report.h"
 #include "agent/repo_health.h"
+#include "agent/shipper.h"
 #include "agent/tasks.h"
 #include "common/log.h"
 #include "common/names.h"
@@ -32,7 +33,8 @@ struct tm_daemon {
     const tm_agent_conf *conf;
     tm_rpc_client *rpc;
     tm_runner *runner;
-    tm_log_reporter *reporter;
+    tm_log_reporter *reporter; /* set and read under mu (shippers kick it) */
+    tm_shippers *shippers;
     tm_repo_health *health;
     tm_health_snapshot snap; /* what the current beat carries */
     int health_resend;       /* the last beat with repository results failed */
@@ -248,9 +250,17 @@ static int do_register(tm_daemon *d)
     /* Archived-log runs go to the coordinator every few heartbeats. */
     uint32_t every = d->interval_ms * 5;
     every = every < 1000 ? 1000 : every > 30000 ? 30000 : every;
-    if (d->reporter == NULL &&
-        tm_log_reporter_start(&d->reporter, conf, d->rpc, every, &err) != TM_OK) {
-        tm_error("agent", "event=log_reporter_failed msg=\"%s\"", err.msg);
+    tm_log_reporter *reporter = NULL;
+    pthread_mutex_lock(&d->mu);
+    reporter = d->reporter;
+    pthread_mutex_unlock(&d->mu);
+    if (reporter == NULL) {
+        if (tm_log_reporter_start(&reporter, conf, d->rpc, every, &err) != TM_OK) {
+            tm_error("agent", "event=log_reporter_failed msg=\"%s\"", err.msg);
+        }
+        pthread_mutex_lock(&d->mu);
+        d->reporter = reporter;
+        pthread_mutex_unlock(&d->mu);
     }
     if (d->health == NULL && conf->n_repos > 0 &&
         tm_repo_health_start(&d->health, conf, every, &err) != TM_OK) {
@@ -301,10 +311,26 @@ static int do_heartbeat(tm_daemon *d)
     return TM_OK;
 }
 
+/* A shipper stored a range: the coordinator should hear of it soon. */
+static void kick_reporter(void *arg, const char *target)
+{
+    (void)target;
+    tm_daemon *d = arg;
+    pthread_mutex_lock(&d->mu);
+    tm_log_reporter_kick(d->reporter);
+    pthread_mutex_unlock(&d->mu);
+}
+
 int tm_daemon_run(tm_daemon *d)
 {
     tm_info("agent", "event=started version=%s coordinator=%s host=\"%s\" targets=%zu",
             TIDEMARK_VERSION, d->conf->coordinator_url, d->conf->hostname, d->conf->n_targets);
+    /* Log shippers need no coordinator: they run from the start, through
+     * its outages. */
+    tm_err serr = {0};
+    if (tm_shippers_start(&d->shippers, d->conf, kick_reporter, d, &serr) != TM_OK) {
+        tm_error("agent", "event=shipper_failed msg=\"%s\"", serr.msg);
+    }
     for (;;) {
         int rc = d->registered ? do_heartbeat(d) : do_register(d);
         uint64_t wait = rc == TM_OK ? d->interval_ms : backoff_ms(d);
@@ -321,11 +347,17 @@ int tm_daemon_run(tm_daemon *d)
     tm_shutdown_watchdog("agent", SHUTDOWN_GRACE_MS);
     /* Stop the task runner: tell it, then interrupt its long-poll. */
     tm_runner_stop(d->runner);
+    tm_shippers_stop(d->shippers);
     tm_log_reporter_stop(d->reporter);
     tm_repo_health_stop(d->health);
     tm_rpc_client_shutdown(d->rpc);
-    tm_log_reporter_free(d->reporter);
+    tm_shippers_free(d->shippers);
+    d->shippers = NULL;
+    pthread_mutex_lock(&d->mu);
+    tm_log_reporter *reporter = d->reporter;
     d->reporter = NULL;
+    pthread_mutex_unlock(&d->mu);
+    tm_log_reporter_free(reporter);
     tm_repo_health_free(d->health);
     d->health = NULL;
     tm_runner_free(d->runner);

@@ -2,10 +2,17 @@
  * engine.h - the interface every database engine implements.
  *
  * An engine lives in its own folder (agent/engines/<kind>/) and is listed
- * once in agent/engine.c. The task runner hands it a task and a context for
- * progress and cancellation; the engine fills a structured result (sizes,
- * digests, LSNs, times) that the coordinator records. The coordinator, not
- * the engine's log, decides whether the task succeeded.
+ * once in agent/engine.c. Everything outside agent/engines/ speaks in
+ * engine-neutral terms (tests/check_vocabulary.sh holds that line): a target
+ * kind, backups, log ranges (a chain, engine-opaque start/end positions, a
+ * time span, bytes and objects), a log shipping status, a restorable window.
+ *
+ * The task runner hands an engine a task and a context for progress and
+ * cancellation; the engine fills a structured result (sizes, digests,
+ * positions, times) that the coordinator records. The coordinator, not the
+ * engine's log, decides whether the task succeeded.
+ *
+ * Every hook may be NULL: the engine does not do that (see each hook).
  */
 #ifndef TM_ENGINE_H
 #define TM_ENGINE_H
@@ -20,10 +27,61 @@
 #include "tidemark.pb-c.h"
 
 typedef struct tm_task_ctx tm_task_ctx;
+typedef struct tm_ship_ctx tm_ship_ctx;
+/* One object of a target's log archive as listed in a repository (the log
+ * store, agent/repo/repo_log.h). */
+typedef struct tm_log_item tm_log_item;
+
+/* Bounds of the engine-neutral strings below (with the NUL). */
+#define TM_LOG_POS_MAX 256 /* an engine-opaque log position */
+
+/* One contiguous run of a target's log in one repository: restore can replay
+ * from start to end without a hole. The chain is the engine's line of
+ * history (PostgreSQL: the timeline; Redis: the AOF base generation; SQLite:
+ * the generation); positions are engine-opaque strings the engine alone
+ * compares. On the wire: tidemark.LogRange (chain = timeline, start = first,
+ * end = last, objects = files). */
+typedef struct tm_log_range {
+    uint32_t chain;
+    char start[TM_LOG_POS_MAX]; /* first position of the run */
+    char end[TM_LOG_POS_MAX];   /* last position of the run */
+    int64_t start_time;         /* unix seconds: when the first was shipped */
+    int64_t end_time;           /* unix seconds: the newest recoverable point */
+    uint64_t bytes;             /* stored bytes */
+    uint32_t objects;           /* log objects in the run */
+} tm_log_range;
+
+/* The database's (or the shipper's) own view of a target's log shipping:
+ * it sees failures the repository listing cannot (a PostgreSQL
+ * archive_command that failed before the agent ran, a shipper that cannot
+ * reach a repository). On the wire: tidemark.ArchiverStatus + the
+ * ReportLogRequest's queue fields. */
+typedef struct tm_log_status {
+    int readable;                      /* 0: the status could not be read (error) */
+    char error[TM_ERR_MSG_MAX];        /* why it could not be read */
+    uint64_t shipped_count;            /* log objects shipped (since the server started) */
+    char last_shipped[TM_LOG_POS_MAX]; /* position of the newest shipped; "" = never */
+    int64_t last_shipped_ms;           /* unix milliseconds; 0 = never */
+    uint64_t failed_count;             /* failed shipping attempts */
+    char last_failed[TM_LOG_POS_MAX];  /* position of the last failure; "" = never */
+    int64_t last_failed_ms;            /* unix milliseconds; 0 = never */
+    char last_failure[TM_ERR_MSG_MAX]; /* what the last failure said; "" = unknown */
+    uint32_t pending_count;            /* log files waiting locally to be shipped */
+    uint64_t pending_bytes;            /* their bytes; 0 = unknown */
+} tm_log_status;
+
+/* An agent subcommand owned by an engine: `tidemark-agent [--config F] NAME
+ * ...`. argv[0] is NAME; config is the --config path (the command loads the
+ * configuration itself, e.g. offline). Returns the process exit code. */
+typedef struct tm_engine_cmd {
+    const char *name; /* "wal-push" */
+    int (*fn)(const char *config, int argc, char **argv);
+    const char *help; /* one line for `tidemark-agent --help` */
+} tm_engine_cmd;
 
 typedef struct tm_engine {
     int kind;         /* tidemark.TargetKind */
-    const char *name; /* "postgres" */
+    const char *name; /* the kind's name, as in targets[].kind */
     /* Each returns TM_OK with *result filled (strings malloc'd; freed by the
      * runner with tidemark__task_result__free_unpacked semantics), or an error
      * in err. NULL = the engine does not support that task kind. */
@@ -45,6 +103,62 @@ typedef struct tm_engine {
     /* Its `targets[].<name>:` block in agent.yaml (agent/engines/<name>/config.c);
      * NULL = the kind has no block. */
     const tm_target_schema *target_schema;
+
+    /* ---- restore safety (agent/restore_root.c) ---- */
+    /* 1 when a running server of this engine uses directory dir (its data
+     * directory, or a directory it writes such as PostgreSQL's pg_wal or a
+     * tablespace), or dir is inside one or contains one; why gets a message
+     * naming the server and what to do (e.g. "…/postmaster.pid names running
+     * process 123: …"). 0 when not. dir is absolute and canonical (symbolic
+     * links of its existing part resolved). Every registered engine is asked
+     * before a restore writes into a directory, whatever the task's engine:
+     * a Redis restore must not land in a live PostgreSQL data directory
+     * either. NULL = the engine has no server to find. */
+    int (*in_use)(const char *dir, char *why, size_t cap);
+
+    /* ---- continuous log shipping, as the coordinator sees it ----
+     * agent/log_report.c lists each repository's log archive of every target
+     * whose engine has log_ranges, and sends the runs with the status to
+     * the coordinator every few heartbeats (and soon after a shipper reports
+     * a range, tm_ship_report). */
+    /* The runs of one repository's listing of target t's log (items sorted
+     * by rel; an object counts once its sidecar is there: has_meta &&
+     * has_object). *out: malloc'd array of *n ranges, the caller frees it.
+     * NULL = the engine ships no log. */
+    int (*log_ranges)(const tm_target_conf *t, const tm_log_item *items, size_t n,
+                      tm_log_range **out, size_t *nout, tm_err *err);
+    /* The database's own view of t's log shipping into *st (zeroed by the
+     * caller; for an engine with ship, already filled from its shipper's
+     * reports, so the engine adds what only it knows, e.g. pending_count).
+     * A status that cannot be read: st->readable = 0 and st->error says why
+     * (the coordinator tells "shipping fails" from "cannot see"). NULL =
+     * only the shipper's view (or none). */
+    void (*log_status)(const tm_target_conf *t, tm_log_status *st);
+    /* A continuous log shipper, for an engine whose server has no archive
+     * command to call the agent (Redis AOF, SQLite WAL). The daemon runs it
+     * in one thread per target of this engine, for as long as the agent
+     * runs: it returns TM_OK only when tm_ship_stopping(ctx) became 1, and
+     * an error (in err) when it cannot go on; then the daemon logs it, counts
+     * it as a failure in the target's status and runs it again after a
+     * backoff (1 s doubling to 60 s; reset once it has run for a minute).
+     * It stores log objects with tm_ship_store and reports each shipped
+     * range with tm_ship_report. NULL = the server pushes (PostgreSQL's
+     * archive_command runs `tidemark-agent wal-push`). */
+    int (*ship)(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
+
+    /* ---- command line ---- */
+    /* Agent subcommands owned by the engine, ended by {NULL}; listed by
+     * `tidemark-agent --help`. NULL = none. Names are unique across engines
+     * and never one of the agent's own (run, repo, restore). */
+    const tm_engine_cmd *cmds;
+    /* `tidemark-agent restore --target NAME ...` for a target of this engine
+     * (agent/restore_cmd.c finds the engine from the target's kind, or from
+     * --engine NAME for a target this agent does not serve). argv[0] is
+     * "restore"; every option is the engine's to parse, and it accepts the
+     * generic `--dir DIR` (the destination) besides its own aliases. conf is
+     * loaded. Returns the exit code (0 restored, 1 failed, 2 usage). */
+    int (*restore_cli)(const tm_agent_conf *conf, int argc, char **argv);
+    const char *restore_usage; /* the engine's options, for restore --help */
 } tm_engine;
 
 /* The engine for a target kind, or NULL. */
@@ -54,8 +168,17 @@ const tm_target_schema *const *tm_engine_target_schemas(size_t *n);
 /* Hands those schemas to the config loader (tm_config_set_target_schemas):
  * call once at start, before an agent.yaml is loaded. */
 void tm_engine_config_init(void);
+/* The engine named name ("postgres"), or NULL. */
+const tm_engine *tm_engine_by_name(const char *name);
+/* The engine of a configured target (its kind), or NULL. */
+const tm_engine *tm_engine_of(const tm_target_conf *t);
+/* The registered engines: i from 0 while it returns non-NULL. */
+const tm_engine *tm_engine_at(size_t i);
+/* Tests of the seam only: e is registered after the real engines (the
+ * agent never calls this). NULL removes it. */
+void tm_engine_add_for_test(const tm_engine *e);
 
-/* ---- what an engine may use while it runs ---- */
+/* ---- what an engine may use while a task runs ---- */
 const tm_agent_conf *tm_task_conf(tm_task_ctx *ctx);
 /* The configured target the task is about (NULL for a restore of a target
  * this agent does not serve, e.g. on a staging host). */
@@ -67,5 +190,33 @@ void tm_task_progress(tm_task_ctx *ctx, const char *phase, uint64_t bytes_done,
 /* 1 once the operator cancelled the task or the agent is stopping: stop
  * soon, leave nothing half-visible, return an error. */
 int tm_task_cancelled(tm_task_ctx *ctx);
+
+/* ---- what an engine may use while its shipper runs (agent/shipper.c) ---- */
+const tm_agent_conf *tm_ship_conf(tm_ship_ctx *ctx);
+/* 1 once the agent is stopping: return TM_OK soon (whatever is not yet
+ * stored is shipped by the next run, from the engine's saved position). */
+int tm_ship_stopping(tm_ship_ctx *ctx);
+/* Wait up to ms, or less when the agent starts stopping; returns
+ * tm_ship_stopping(ctx). The shipper's poll interval. */
+int tm_ship_wait(tm_ship_ctx *ctx, uint32_t ms);
+/* A directory private to this target's shipper, for its saved position and
+ * pins: <state_dir>/ship/<target>, created 0700. */
+int tm_ship_state_dir(tm_ship_ctx *ctx, char *out, size_t cap, tm_err *err);
+/* Store the file open on fd (from offset 0 to EOF) as log object rel of the
+ * target in every repository (the log store: encrypted, idempotent, the
+ * sidecar last). rel is the engine's name for it, "<chain>/<name>" with
+ * names that sort in shipping order; storing the same content again
+ * succeeds, different content under a stored rel is refused (TM_EEXIST).
+ * TM_OK only when every repository holds it durably. */
+int tm_ship_store(tm_ship_ctx *ctx, const char *rel, int fd, tm_err *err);
+/* The same for len bytes in memory. */
+int tm_ship_store_buf(tm_ship_ctx *ctx, const char *rel, const void *buf, size_t len, tm_err *err);
+/* A range is stored (every object of it through tm_ship_store): counts it
+ * in the target's status (shipped count, last position = r->end and its
+ * time) and has the coordinator told soon (the log report of this target
+ * runs within a second, from the repositories' listing). */
+void tm_ship_report(tm_ship_ctx *ctx, const tm_log_range *r);
+/* Objects waiting to be shipped, for the status (0/0 when caught up). */
+void tm_ship_pending(tm_ship_ctx *ctx, uint32_t count, uint64_t bytes);
 
 #endif

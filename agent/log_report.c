@@ -1,23 +1,28 @@
 /*
  * log_report.c - archived-log runs per repository, reported to the
- * coordinator (see log_report.h).
+ * coordinator (see log_report.h). The runs and the status come from each
+ * target's engine (tm_engine.log_ranges, .log_status) and its shipper
+ * (agent/shipper.c); this file only lists, packs and sends.
  */
 #include "agent/log_report.h"
-#include "agent/engines/postgres/pg.h"
-#include "agent/engines/postgres/wal_name.h"
+#include "agent/engine.h"
 #include "agent/repo_log.h"
 #include "agent/repository.h"
+#include "agent/shipper.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include "tidemark.pb-c.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* A report pass follows a kick (a shipper stored a range) no sooner than
+ * this after the previous one: a busy shipper cannot flood the coordinator. */
+#define KICK_MIN_MS 1000
 
 struct tm_log_reporter {
     const tm_agent_conf *conf;
@@ -26,204 +31,91 @@ struct tm_log_reporter {
     pthread_t thread;
     int started;
     atomic_int stopping;
+    int kicked; /* under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
 
-typedef struct seg {
-    uint32_t tli;
-    uint64_t segno;
-    char name[TM_WAL_NAME_MAX];
-    int64_t mtime;
-    uint64_t bytes;
-} seg;
-
-static int seg_cmp(const void *a, const void *b)
+/* The engine of target t when it has log runs to report, else NULL. */
+static const tm_engine *reporting_engine(const tm_target_conf *t)
 {
-    const seg *x = a, *y = b;
-    if (x->tli != y->tli) {
-        return x->tli < y->tli ? -1 : 1;
-    }
-    return x->segno < y->segno ? -1 : x->segno > y->segno ? 1 : 0;
+    const tm_engine *e = tm_engine_of(t);
+    return e != NULL && e->log_ranges != NULL ? e : NULL;
 }
 
-/* Runs of consecutive segments of one repository, as LogRange messages
- * (strings point into segs; valid while segs lives). */
-static size_t build_ranges(const char *target, const char *repo, seg *segs, size_t n,
-                           Tidemark__LogRange *out, Tidemark__LogRange **ptrs)
+/* The status of t (shipper's view, then the engine's) as the wire has it;
+ * strings point into st. */
+static void status_to_wire(const tm_log_status *st, Tidemark__ArchiverStatus *a)
 {
-    size_t nr = 0;
-    qsort(segs, n, sizeof(*segs), seg_cmp);
-    for (size_t i = 0; i < n; i++) {
-        int extends = nr > 0 && out[nr - 1].timeline == segs[i].tli && i > 0 &&
-                      segs[i - 1].segno + 1 == segs[i].segno;
-        if (i > 0 && segs[i - 1].tli == segs[i].tli && segs[i - 1].segno == segs[i].segno) {
-            continue; /* a .partial beside its segment */
-        }
-        if (!extends) {
-            Tidemark__LogRange *r = &out[nr];
-            tidemark__log_range__init(r);
-            r->target = (char *)target;
-            r->repository = (char *)repo;
-            r->has_timeline = r->has_first_time = r->has_last_time = 1;
-            r->has_bytes = r->has_files = 1;
-            r->timeline = segs[i].tli;
-            r->first = segs[i].name;
-            r->first_time = segs[i].mtime;
-            ptrs[nr] = r;
-            nr++;
-        }
-        Tidemark__LogRange *r = &out[nr - 1];
-        r->last = segs[i].name;
-        if (segs[i].mtime > r->last_time) {
-            r->last_time = segs[i].mtime;
-        }
-        r->files++;
-        r->bytes += segs[i].bytes;
-    }
-    return nr;
-}
-
-/* WAL files PostgreSQL has finished and not yet had archived: the queue
- * that grows when archiving falls behind (what an RPO alert watches). */
-static uint32_t archive_queue(const tm_agent_conf *conf, const char *target)
-{
-    for (size_t t = 0; t < conf->n_targets; t++) {
-        const tm_target_conf *tc = &conf->targets[t];
-        const tm_pg_target_conf *pg = tm_pg_target(tc);
-        if (strcmp(tc->name, target) != 0 || pg == NULL || pg->pgdata == NULL) {
-            continue;
-        }
-        char dir[4096];
-        snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", pg->pgdata);
-        DIR *d = opendir(dir);
-        if (d == NULL) {
-            return 0;
-        }
-        uint32_t n = 0;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            size_t l = strlen(e->d_name);
-            if (l > 6 && strcmp(e->d_name + l - 6, ".ready") == 0) {
-                n++;
-            }
-        }
-        closedir(d);
-        return n;
-    }
-    return 0;
-}
-
-/* pg_stat_archiver of the target's server, into st (strings malloc'd).
- * A server that cannot be asked is reported as such (st->error), so the
- * coordinator tells "archiving fails" from "cannot see". */
-static void archiver_status(const tm_target_conf *tc, Tidemark__ArchiverStatus *st)
-{
-    tidemark__archiver_status__init(st);
-    tm_pg_conn *c = NULL;
-    tm_err err = {0};
-    char *v = NULL;
-    if (tm_pg_connect(tm_pg_target(tc), NULL, 0, NULL, &c, &err) != TM_OK ||
-        tm_pg_query_value(
-            c,
-            "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' "
-            "|| coalesce((extract(epoch FROM last_archived_time) * 1000)::bigint, 0) || '|' "
-            "|| failed_count || '|' || coalesce(last_failed_wal, '') || '|' || "
-            "coalesce((extract(epoch FROM last_failed_time) * 1000)::bigint, 0) "
-            "FROM pg_stat_archiver",
-            &v, &err) != TM_OK) {
-        st->error = strdup(err.msg);
-        tm_pg_close(c);
+    tidemark__archiver_status__init(a);
+    if (!st->readable) {
+        a->error = (char *)st->error;
         return;
     }
-    tm_pg_close(c);
-    char aw[64] = "", fw[64] = "";
-    unsigned long long ac = 0, fc = 0;
-    long long at = 0, ft = 0;
-    /* Fields may be empty (never archived / never failed): parse by hand. */
-    char *f[6] = {0};
-    char *p = v;
-    for (int i = 0; i < 6; i++) {
-        char *bar = strchr(p, '|');
-        if (bar != NULL) {
-            *bar = '\0';
-        }
-        f[i] = p;
-        p = bar ? bar + 1 : p + strlen(p);
-    }
-    ac = strtoull(f[0], NULL, 10);
-    snprintf(aw, sizeof(aw), "%s", f[1]);
-    at = strtoll(f[2], NULL, 10);
-    fc = strtoull(f[3], NULL, 10);
-    snprintf(fw, sizeof(fw), "%s", f[4]);
-    ft = strtoll(f[5], NULL, 10);
-    free(v);
-    st->has_archived_count = st->has_last_archived_ms = 1;
-    st->has_failed_count = st->has_last_failed_ms = 1;
-    st->archived_count = ac;
-    st->last_archived_ms = at;
-    st->failed_count = fc;
-    st->last_failed_ms = ft;
-    st->last_archived_wal = strdup(aw);
-    st->last_failed_wal = strdup(fw);
+    a->has_archived_count = a->has_last_archived_ms = 1;
+    a->has_failed_count = a->has_last_failed_ms = 1;
+    a->archived_count = st->shipped_count;
+    a->last_archived_ms = st->last_shipped_ms;
+    a->failed_count = st->failed_count;
+    a->last_failed_ms = st->last_failed_ms;
+    a->last_archived_wal = (char *)st->last_shipped;
+    a->last_failed_wal = (char *)st->last_failed;
 }
 
-static void archiver_status_clear(Tidemark__ArchiverStatus *st)
-{
-    free(st->error);
-    free(st->last_archived_wal);
-    free(st->last_failed_wal);
-}
-
-static int report_repo(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_repo_set *rs, size_t i,
-                       const char *target, Tidemark__ArchiverStatus *arch, tm_err *err)
+static int report_repo(const tm_engine *e, const tm_target_conf *t, tm_rpc_client *rpc,
+                       tm_repo_set *rs, size_t i, const tm_log_status *st, tm_err *err)
 {
     tm_log_item *items = NULL;
-    size_t n = 0;
-    int rc = tm_log_scan(rs, i, target, &items, &n, err);
+    size_t n = 0, nr = 0;
+    tm_log_range *runs = NULL;
+    int rc = tm_log_scan(rs, i, t->name, &items, &n, err);
     if (rc != TM_OK) {
         return rc;
     }
-    seg *segs = calloc(n + 1, sizeof(*segs));
-    Tidemark__LogRange *ranges = calloc(n + 1, sizeof(*ranges));
-    Tidemark__LogRange **ptrs = calloc(n + 1, sizeof(*ptrs));
-    size_t ns = 0;
-    if (segs == NULL || ranges == NULL || ptrs == NULL) {
+    rc = e->log_ranges(t, items, n, &runs, &nr, err);
+    tm_log_items_free(items, n);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    Tidemark__LogRange *ranges = calloc(nr + 1, sizeof(*ranges));
+    Tidemark__LogRange **ptrs = calloc(nr + 1, sizeof(*ptrs));
+    if (ranges == NULL || ptrs == NULL) {
         rc = tm_err_set(err, TM_ENOMEM, "log report: out of memory");
         goto out;
     }
-    for (size_t k = 0; k < n; k++) {
-        const char *base = strrchr(items[k].rel, '/');
-        base = base ? base + 1 : items[k].rel;
-        tm_wal_name w;
-        /* Only complete copies count: a sidecar is written last. */
-        if (!items[k].has_meta || !items[k].has_object || tm_wal_name_parse(base, &w) != 0 ||
-            (w.kind != TM_WAL_SEGMENT && w.kind != TM_WAL_PARTIAL)) {
-            continue;
-        }
-        segs[ns].tli = w.tli;
-        segs[ns].segno = tm_wal_segno(&w, TM_WAL_SEG_SIZE_DEFAULT);
-        snprintf(segs[ns].name, sizeof(segs[ns].name), "%.24s", base);
-        segs[ns].mtime = items[k].mtime;
-        segs[ns].bytes = items[k].stored_size;
-        ns++;
+    const char *repo = tm_repo_set_name(rs, i);
+    for (size_t k = 0; k < nr; k++) {
+        Tidemark__LogRange *r = &ranges[k];
+        tidemark__log_range__init(r);
+        r->target = (char *)t->name;
+        r->repository = (char *)repo;
+        r->has_timeline = r->has_first_time = r->has_last_time = 1;
+        r->has_bytes = r->has_files = 1;
+        r->timeline = runs[k].chain;
+        r->first = runs[k].start;
+        r->last = runs[k].end;
+        r->first_time = runs[k].start_time;
+        r->last_time = runs[k].end_time;
+        r->bytes = runs[k].bytes;
+        r->files = runs[k].objects;
+        ptrs[k] = r;
     }
-    size_t nr = build_ranges(target, tm_repo_set_name(rs, i), segs, ns, ranges, ptrs);
+    Tidemark__ArchiverStatus arch;
+    status_to_wire(st, &arch);
     Tidemark__ReportLogRequest req = TIDEMARK__REPORT_LOG_REQUEST__INIT;
-    req.target = (char *)target;
-    req.repository = (char *)tm_repo_set_name(rs, i);
+    req.target = (char *)t->name;
+    req.repository = (char *)repo;
     req.n_ranges = nr;
     req.ranges = ptrs;
     req.has_queue_depth = 1;
-    req.queue_depth = archive_queue(conf, target);
-    req.archiver = arch;
+    req.queue_depth = st->pending_count;
+    req.archiver = &arch;
     rc = tm_rpc_client_call(rpc, "Coordinator.ReportLog", &req.base,
                             &tidemark__report_log_response__descriptor, NULL, 10000, NULL, err);
 out:
     free(ptrs);
     free(ranges);
-    free(segs);
-    tm_log_items_free(items, n);
+    free(runs);
     return rc;
 }
 
@@ -231,7 +123,7 @@ int tm_log_report_once(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_err *er
 {
     int reports = 0, any = 0;
     for (size_t t = 0; t < conf->n_targets; t++) {
-        any |= strcmp(conf->targets[t].kind, "postgres") == 0;
+        any |= reporting_engine(&conf->targets[t]) != NULL;
     }
     if (!any || conf->n_repos == 0) {
         return 0;
@@ -242,21 +134,34 @@ int tm_log_report_once(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_err *er
         return rc;
     }
     for (size_t t = 0; t < conf->n_targets; t++) {
-        if (strcmp(conf->targets[t].kind, "postgres") != 0) {
+        const tm_target_conf *tc = &conf->targets[t];
+        const tm_engine *e = reporting_engine(tc);
+        if (e == NULL) {
             continue;
         }
-        Tidemark__ArchiverStatus arch;
-        archiver_status(&conf->targets[t], &arch);
+        tm_log_status *st = calloc(1, sizeof(*st));
+        if (st == NULL) {
+            tm_repo_set_free(rs);
+            return tm_err_set(err, TM_ENOMEM, "log report: out of memory");
+        }
+        /* The shipper's view first (when the engine ships itself), then
+         * what only the engine knows. */
+        if (!tm_ship_status(tc->name, st)) {
+            st->readable = 1;
+        }
+        if (e->log_status != NULL) {
+            e->log_status(tc, st);
+        }
         for (size_t i = 0; i < tm_repo_set_count(rs); i++) {
-            tm_err e = {0};
-            if (report_repo(conf, rpc, rs, i, conf->targets[t].name, &arch, &e) == TM_OK) {
+            tm_err e2 = {0};
+            if (report_repo(e, tc, rpc, rs, i, st, &e2) == TM_OK) {
                 reports++;
             } else {
-                tm_debug("log_report", "target=%s repository=%s msg=\"%s\"", conf->targets[t].name,
-                         tm_repo_set_name(rs, i), e.msg);
+                tm_debug("log_report", "target=%s repository=%s msg=\"%s\"", tc->name,
+                         tm_repo_set_name(rs, i), e2.msg);
             }
         }
-        archiver_status_clear(&arch);
+        free(st);
     }
     tm_repo_set_free(rs);
     return reports;
@@ -271,15 +176,32 @@ static void *reporter_main(void *arg)
         if (n < 0) {
             tm_debug("log_report", "msg=\"%s\"", err.msg);
         }
-        struct timespec ts;
+        struct timespec soonest, ts;
+        tm_deadline_after_ms(&soonest, r->interval_ms < KICK_MIN_MS ? r->interval_ms : KICK_MIN_MS);
         tm_deadline_after_ms(&ts, r->interval_ms);
         pthread_mutex_lock(&r->mu);
-        if (!atomic_load(&r->stopping)) {
-            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        /* A kick is heard only after KICK_MIN_MS; a stop at once. */
+        while (!atomic_load(&r->stopping) &&
+               pthread_cond_timedwait(&r->cv, &r->mu, &soonest) == 0) {
         }
+        while (!atomic_load(&r->stopping) && !r->kicked &&
+               pthread_cond_timedwait(&r->cv, &r->mu, &ts) == 0) {
+        }
+        r->kicked = 0;
         pthread_mutex_unlock(&r->mu);
     }
     return NULL;
+}
+
+void tm_log_reporter_kick(tm_log_reporter *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->kicked = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 }
 
 int tm_log_reporter_start(tm_log_reporter **out, const tm_agent_conf *conf, tm_rpc_client *rpc,

@@ -93,4 +93,6 @@ const tm_engine tm_engine_postgres = {
     .drill = tm_pg_drill,
     .log_before = tm_pg_log_before,
     .target_schema = &tm_pg_target_schema,
+    .log_ranges = tm_pg_log_ranges,
+    .log_status = tm_pg_log_status,
 };

@@ -77,6 +77,14 @@ void tm_pg_time_fmt(int64_t t, char *out, size_t cap);
 int tm_pg_log_before(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
                      const char *rel);
 
+/* ---- log_status.c ----------------------------------------------------- */
+
+/* tm_engine.log_ranges: runs of consecutive WAL segments per timeline. */
+int tm_pg_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_t n,
+                     tm_log_range **out, size_t *nout, tm_err *err);
+/* tm_engine.log_status: pg_stat_archiver and the archive_status queue. */
+void tm_pg_log_status(const tm_target_conf *t, tm_log_status *st);
+
 /* ---- files.c ---------------------------------------------------------- */
 
 /* What the walk does with a path relative to PGDATA. */
