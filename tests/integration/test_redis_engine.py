@@ -60,9 +60,9 @@ def repo_yaml():
             f"encryption:\n  master_key_file: {ctx.key}\n")
 
 
-def redis_yaml(port, pass_file):
+def redis_yaml(port, pass_file, extra=""):
     return (f"redis:\n  host: 127.0.0.1\n  port: {port}\n  user: {USER}\n"
-            f"  password_file: {pass_file}\n  method: sync\n  timeout: 30s\n")
+            f"  password_file: {pass_file}\n  method: sync\n  timeout: 30s\n{extra}")
 
 
 class Writer:
@@ -133,6 +133,11 @@ def setup_cluster():
     ctx.src.pipe(mixed_dataset(15, dbs=DBS))
     ctx.writer = Writer(ctx.src.port, seed=13)
     ctx.writer.write(300)
+    # The AOF source: multi-part AOF with #TS: annotations, shipped by the
+    # agent (aof_dir configured: the minimal ACL has no CONFIG GET).
+    ctx.aof = Redis(ctx.tmp, "aofsrc", users={USER: (ctx.password, SYNC_ACL)},
+                    conf={"appendonly": "yes", "aof-timestamp-enabled": "yes",
+                          "appenddirname": "appendonlydir", "appendfsync": "always"}).start()
 
     ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML + f"""policies:
   - name: cache
@@ -149,7 +154,11 @@ def setup_cluster():
     ctx.c.__enter__()
     c = ctx.c
     c.start_coordinator()
-    c.start_agent("db-1", targets=[("cache", "redis", redis_yaml(ctx.src.port, ctx.pass_file))],
+    aof_extra = (f"  aof_dir: {os.path.join(ctx.aof.dir, 'appendonlydir')}\n"
+                 f"  ship_interval: 200ms\n")
+    c.start_agent("db-1", targets=[("cache", "redis", redis_yaml(ctx.src.port, ctx.pass_file)),
+                                   ("events", "redis", redis_yaml(ctx.aof.port, ctx.pass_file,
+                                                                  aof_extra))],
                   extra=repo_yaml())
     roots = "".join(f"  - {d}\n" for d in (ctx.drills, ctx.staging))
     c.start_agent("staging", targets=[], extra=repo_yaml() + "restore_roots:\n" + roots)
@@ -163,8 +172,9 @@ def setup_cluster():
 def teardown_all():
     for s in getattr(ctx, "servers", []):
         s.stop()
-    if getattr(ctx, "src", None) is not None:
-        ctx.src.stop()
+    for name in ("src", "aof"):
+        if getattr(ctx, name, None) is not None:
+            getattr(ctx, name).stop()
     if getattr(ctx, "c", None) is not None:
         ctx.c.__exit__(None, None, None)
     shutil.rmtree(ctx.tmp, ignore_errors=True)
@@ -230,6 +240,80 @@ def local_restore_with_start_gives_the_same_dataset():
     after = os.stat(os.path.join(d, "dump.rdb"))
     check(r3.returncode != 0 and "already holds" in r3.stderr and before.st_mtime_ns ==
           after.st_mtime_ns, f"an existing dump.rdb is refused and kept: {r3.stderr}")
+
+
+def shipped(repo, target):
+    """{rel: (first_ts, last_ts)} of the AOF objects complete (sidecar there)."""
+    out = {}
+    root = os.path.join(repo, target, "log")
+    for dp, _, fs in os.walk(root):
+        for f in fs:
+            if f.endswith(".meta"):
+                rel = os.path.relpath(os.path.join(dp, f[:-5]), root)
+                parts = os.path.basename(rel).split("-")
+                out[rel] = (int(parts[2]), int(parts[3]))
+    return out
+
+
+def next_second():
+    time.sleep(1.02 - time.time() % 1)
+    return int(time.time())
+
+
+@test
+def pitr_across_a_rewrite_gives_exactly_the_writes_up_to_the_time():
+    """Batches of writes, each in its own second, logged with that second; a
+    BGREWRITEAOF in the middle (a new base and incr file while shipping).
+    A restore to the second of batch k has batches 1..k and none after."""
+    batches = []
+    with Resp(ctx.aof.port) as c:
+        for k in range(1, 9):
+            sec = next_second()
+            for db in (0, 2):
+                c.call("SELECT", db)
+                c.call("SET", f"b{k}:s", f"v{k}")
+                c.call("HSET", f"b{k}:h", "k", k)
+                c.call("RPUSH", f"b{k}:l", k, k + 1)
+                c.call("ZADD", f"b{k}:z", k, "m")
+                c.call("SET", f"b{k}:ttl", k, "EX", 86400)
+            if int(time.time()) != sec:
+                raise AssertionError("a batch spilled into the next second; machine too slow")
+            batches.append(sec)
+            if k == 4:
+                c.call("BGREWRITEAOF")
+                wait_for(lambda: ctx.aof.info("persistence").get("aof_rewrite_in_progress") == "0"
+                         and ctx.aof.info("persistence").get("aof_rewrite_scheduled") == "0",
+                         60, "rewrite done")
+    wait_for(lambda: any(v[1] >= batches[-1] for v in shipped(ctx.repo_a, "events").values())
+             and any(v[1] >= batches[-1] for v in shipped(ctx.repo_b, "events").values()),
+             60, "the last batch shipped to both repositories")
+    objs = shipped(ctx.repo_a, "events")
+    chains = sorted({rel.split("/")[0] for rel in objs})
+    print(f"  shipped {len(objs)} AOF objects in chains {chains}")
+    check(len(chains) >= 2, f"the rewrite started a new chain: {sorted(objs)}")
+    rnd = random.Random()
+    picks = [rnd.randint(1, 3), rnd.randint(5, 7)]  # one before the rewrite, one after
+    for k in picks:
+        t = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(batches[k - 1]))
+        d = os.path.join(ctx.tmp, f"pitr-{k}")
+        port = free_port()
+        r = agent_cli("restore", "--target", "events", "--dir", d, "--time", t, "--start",
+                      "--port", str(port))
+        check(r.returncode == 0, f"PITR to batch {k} ({t}): {r.stdout}\n{r.stderr}")
+        srv = restored_server(f"pitr-{k}", d, port)
+        try:
+            for db in (0, 2):
+                for j in range(1, 9):
+                    got = srv.cli("GET", f"b{j}:s", db=db)
+                    want = f"v{j}" if j <= k else ""
+                    check(got == want, f"PITR to batch {k}: db{db} b{j}:s = {got!r}, want {want!r}")
+                check(int(srv.cli("DBSIZE", db=db)) == 5 * k,
+                      f"PITR to batch {k}: db{db} holds exactly {5 * k} keys")
+                ttl = int(srv.cli("TTL", f"b{k}:ttl", db=db))
+                check(0 < ttl <= 86400, f"the TTL came back: {ttl}")
+        finally:
+            srv.cli("SHUTDOWN", "NOSAVE")
+        print(f"  PITR to batch {k} of 8 ({t}): exactly batches 1..{k}")
 
 
 @test

@@ -424,4 +424,6 @@ const tm_engine tm_engine_redis = {
     .backup = redis_backup,
     .restore = redis_restore_task,
     .drill = tm_redis_drill,
+    .ship = tm_redis_ship,
+    .log_ranges = tm_redis_log_ranges,
 };

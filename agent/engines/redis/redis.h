@@ -18,6 +18,9 @@
 
 /* The one object of a snapshot backup. */
 #define TM_REDIS_RDB_OBJECT "dump.rdb"
+/* A restore to a time: the AOF directory and file name it writes. */
+#define TM_REDIS_AOF_DIR "appendonlydir"
+#define TM_REDIS_AOF_NAME "appendonly.aof"
 /* Databases whose key counts a backup records (Redis's default is 16). */
 #define TM_REDIS_MAX_DBS 64
 
@@ -31,6 +34,9 @@ typedef struct tm_redis_keyspace {
 /* "db0=10:2,db3=5:0" <-> the per-database key and expire counts. */
 void tm_redis_keyspace_fmt(const tm_redis_keyspace *k, char *out, size_t cap);
 int tm_redis_keyspace_parse(const char *s, tm_redis_keyspace *k);
+
+/* write() all of buf to fd (EINTR retried); what names it in messages. */
+int tm_redis_write_all(int fd, const void *buf, size_t len, const char *what, tm_err *err);
 
 /* Connection options for target t (its strings stay owned by t). */
 void tm_redis_conn_opts_for(const tm_redis_target_conf *rc, tm_redis_conn_opts *o);
@@ -65,6 +71,24 @@ int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
 /* Stop a server tm_redis_restore started in dir (SHUTDOWN NOSAVE, then the
  * pid file's process by signal). */
 int tm_redis_server_stop(const char *dir, uint32_t port, tm_err *err);
+
+/* ---- ship.c ---- */
+
+/* A shipped AOF object's name: "<chain>/<k><seq>-<start>-<first_ts>-<last_ts>"
+ * (ship.c says why). */
+typedef struct tm_redis_log_name {
+    uint64_t chain; /* the seq of the base the data builds on */
+    int base;       /* 1: a base file (whole), 0: incr data */
+    char kind;      /* 'r' RDB base, 'a' AOF base, 'i' incr */
+    int64_t seq;
+    uint64_t start; /* byte offset in that file */
+    int64_t first_ts, last_ts;
+} tm_redis_log_name;
+
+int tm_redis_log_name_parse(const char *rel, tm_redis_log_name *out);
+int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
+int tm_redis_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_t n,
+                        tm_log_range **out, size_t *nout, tm_err *err);
 
 /* ---- drill.c ---- */
 

@@ -12,6 +12,7 @@
  */
 #include "agent/engines/redis/redis.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,11 +23,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
+#include "agent/engines/redis/aof_truncate.h"
 #include "agent/engines/redis/rdb_check.h"
+#include "agent/repo_log.h"
 #include "agent/repository.h"
 #include "agent/restore_root.h"
 #include "common/log.h"
@@ -126,6 +130,24 @@ static int open_backup(tm_repo_set *rs, const char *target, const char *id, tm_b
     return rc;
 }
 
+int tm_redis_write_all(int fd, const void *buf, size_t len, const char *what, tm_err *err)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return tm_err_set(err, errno == ENOSPC ? TM_ENOSPC : TM_EIO, "write %s: %s", what,
+                              strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return TM_OK;
+}
+
 /* The restore's sink: the RDB to the file and the checker. */
 typedef struct rdb_out {
     int fd;
@@ -141,19 +163,8 @@ static int out_write(void *arg, const void *buf, size_t len, tm_err *err)
         return tm_err_set(err, TM_EBUSY, "cancelled");
     }
     int rc = tm_rdb_check_feed(o->chk, buf, len, err);
-    const char *p = buf;
-    size_t left = len;
-    while (rc == TM_OK && left > 0) {
-        ssize_t n = write(o->fd, p, left);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return tm_err_set(err, errno == ENOSPC ? TM_ENOSPC : TM_EIO, "write %s: %s",
-                              TM_REDIS_RDB_OBJECT, strerror(errno));
-        }
-        p += n;
-        left -= (size_t)n;
+    if (rc == TM_OK) {
+        rc = tm_redis_write_all(o->fd, buf, len, TM_REDIS_RDB_OBJECT, err);
     }
     o->bytes += len;
     if (o->ctx != NULL) {
@@ -215,7 +226,7 @@ static int wait_ready(uint32_t port, int timeout_ms, const char *dir, tm_err *er
                       port, dir, timeout_ms, last, dir);
 }
 
-static int start_server(const char *bin, const char *dir, uint32_t port, tm_err *err)
+static int start_server(const char *bin, const char *dir, uint32_t port, int aof, tm_err *err)
 {
     char ports[16], pidfile[PATH_MAX + 32], logfile[PATH_MAX + 32];
     snprintf(ports, sizeof(ports), "%u", port);
@@ -232,7 +243,11 @@ static int start_server(const char *bin, const char *dir, uint32_t port, tm_err 
         "--dbfilename",
         TM_REDIS_RDB_OBJECT,
         "--appendonly",
-        "no",
+        aof ? "yes" : "no",
+        "--appenddirname",
+        TM_REDIS_AOF_DIR,
+        "--appendfilename",
+        TM_REDIS_AOF_NAME,
         "--save",
         "",
         "--daemonize",
@@ -321,18 +336,327 @@ int tm_redis_server_stop(const char *dir, uint32_t port, tm_err *err)
     return tm_err_set(err, TM_EBUSY, "redis-server pid %d (dir %s) did not stop", (int)pid, dir);
 }
 
+/* "YYYY-MM-DD HH:MM:SS+00" (or a trailing Z) in UTC. */
+static int parse_time(const char *s, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+    if (end == NULL ||
+        (strcmp(end, "+00") != 0 && strcmp(end, "+00:00") != 0 && strcmp(end, "Z") != 0)) {
+        return TM_EINVAL;
+    }
+    *out = (int64_t)timegm(&tm);
+    return TM_OK;
+}
+
+/* One shipped object, fetched to a local temporary file. */
+typedef struct piece {
+    char rel[128];
+    tm_redis_log_name n;
+    char path[PATH_MAX + 32];
+} piece;
+
+/* An AOF source over the pieces of one file, in order. */
+typedef struct src_files {
+    piece *p;
+    size_t n, i;
+    int fd;
+} src_files;
+
+static int src_read(void *arg, void *buf, size_t cap, size_t *got, tm_err *err)
+{
+    src_files *s = arg;
+    *got = 0;
+    while (s->i < s->n) {
+        if (s->fd < 0 && (s->fd = open(s->p[s->i].path, O_RDONLY | O_CLOEXEC)) < 0) {
+            return tm_err_set(err, TM_EIO, "open %s: %s", s->p[s->i].path, strerror(errno));
+        }
+        ssize_t r = read(s->fd, buf, cap);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            return tm_err_set(err, TM_EIO, "read %s: %s", s->p[s->i].path, strerror(errno));
+        }
+        if (r > 0) {
+            *got = (size_t)r;
+            return TM_OK;
+        }
+        close(s->fd);
+        s->fd = -1;
+        s->i++;
+    }
+    return TM_OK;
+}
+
+/* The sink of aof_truncate: files under DIR/appendonlydir, through the root. */
+typedef struct aof_out {
+    tm_restore_root *root;
+    int fd;
+    char rel[TM_AOF_NAME_MAX + 32];
+} aof_out;
+
+static int aof_open(void *arg, const char *name, tm_err *err)
+{
+    aof_out *a = arg;
+    snprintf(a->rel, sizeof(a->rel), "%s/%s", TM_REDIS_AOF_DIR, name);
+    return tm_restore_root_create(a->root, a->rel, &a->fd, err);
+}
+
+static int aof_write(void *arg, const void *buf, size_t len, tm_err *err)
+{
+    aof_out *a = arg;
+    return tm_redis_write_all(a->fd, buf, len, a->rel, err);
+}
+
+static int aof_truncate_cb(void *arg, uint64_t len, tm_err *err)
+{
+    aof_out *a = arg;
+    if (ftruncate(a->fd, (off_t)len) != 0 || lseek(a->fd, 0, SEEK_END) < 0) {
+        return tm_err_set(err, TM_EIO, "truncate %s: %s", a->rel, strerror(errno));
+    }
+    return TM_OK;
+}
+
+static int aof_close(void *arg, tm_err *err)
+{
+    aof_out *a = arg;
+    int rc = TM_OK;
+    if (fsync(a->fd) != 0) {
+        rc = tm_err_set(err, TM_EIO, "fsync %s: %s", a->rel, strerror(errno));
+    }
+    if (rc == TM_OK) {
+        rc = tm_restore_root_attrs(a->root, a->fd, a->rel, 0600, -1, err);
+    }
+    if (close(a->fd) != 0 && rc == TM_OK) {
+        rc = tm_err_set(err, TM_EIO, "close %s: %s", a->rel, strerror(errno));
+    }
+    a->fd = -1;
+    return rc;
+}
+
+static int rm_tmp(const char *dir)
+{
+    char path[PATH_MAX + 300];
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.') {
+                snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    return rmdir(dir);
+}
+
+/* Restore to o->time from the shipped AOF into root/appendonlydir. */
+static int pitr(const tm_agent_conf *conf, tm_repo_set *rs, tm_restore_root *root,
+                const tm_redis_restore_opts *o, tm_redis_restore_report *rep, tm_err *err)
+{
+    int64_t target = 0;
+    if (parse_time(o->time, &target) != TM_OK) {
+        return tm_err_set(err, TM_EINVAL, "restore time '%.60s' is not 'YYYY-MM-DD HH:MM:SS+00'",
+                          o->time);
+    }
+    tm_log_item *items = NULL;
+    size_t n = 0;
+    int rc = TM_EUNAVAIL;
+    for (size_t i = 0; i < tm_repo_set_count(rs) && rc != TM_OK; i++) {
+        rc = tm_log_scan(rs, i, o->target, &items, &n, err);
+    }
+    if (rc != TM_OK) {
+        return rc;
+    }
+    /* The newest chain whose base is not newer than the target. */
+    uint64_t chain = 0;
+    int found = 0, untimed = 0;
+    int64_t newest = 0;
+    for (size_t i = 0; i < n; i++) {
+        tm_redis_log_name ln;
+        if (!items[i].has_meta || !items[i].has_object ||
+            tm_redis_log_name_parse(items[i].rel, &ln) != TM_OK) {
+            continue;
+        }
+        if (ln.last_ts > newest) {
+            newest = ln.last_ts;
+        }
+        if (ln.base) {
+            if (ln.last_ts == 0) {
+                untimed = 1;
+            } else if (ln.last_ts <= target && (!found || ln.chain >= chain)) {
+                chain = ln.chain;
+                found = 1;
+            }
+        }
+    }
+    if (!found) {
+        tm_log_items_free(items, n);
+        if (n == 0) {
+            return tm_err_set(err, TM_ENOENT,
+                              "restore of %s to %s: no AOF was shipped for this target, so its "
+                              "window is snapshot-only (enable appendonly and "
+                              "aof-timestamp-enabled, and let the agent ship): restore a "
+                              "snapshot with --backup ID or without --time",
+                              o->target, o->time);
+        }
+        return tm_err_set(err, TM_ENOENT, "restore of %s to %s: %s", o->target, o->time,
+                          untimed ? "the shipped AOF has no #TS: timestamps "
+                                    "(aof-timestamp-enabled no): the window is snapshot-only"
+                                  : "the time is before the oldest shipped AOF base");
+    }
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/tm-redis-pitr-XXXXXX",
+             conf->state_dir != NULL ? conf->state_dir : "/tmp");
+    if (mkdtemp(tmp) == NULL) {
+        tm_log_items_free(items, n);
+        return tm_err_set(err, TM_EIO, "mkdtemp %s: %s", tmp, strerror(errno));
+    }
+    piece *pc = calloc(n ? n : 1, sizeof(*pc));
+    size_t np = 0;
+    tm_log_store *ls = NULL;
+    rc = pc == NULL ? tm_err_set(err, TM_ENOMEM, "out of memory")
+                    : tm_log_store_open(&ls, rs, o->target, err);
+    for (size_t i = 0; rc == TM_OK && i < n; i++) {
+        tm_redis_log_name ln;
+        if (!items[i].has_meta || !items[i].has_object ||
+            tm_redis_log_name_parse(items[i].rel, &ln) != TM_OK || ln.chain != chain) {
+            continue;
+        }
+        piece *p = &pc[np];
+        snprintf(p->rel, sizeof(p->rel), "%s", items[i].rel);
+        p->n = ln;
+        snprintf(p->path, sizeof(p->path), "%s/%zu", tmp, np);
+        np++;
+        rc = tm_log_get_file(ls, p->rel, p->path, NULL, NULL, err);
+        if (o->ctx != NULL) {
+            tm_task_progress(o->ctx, "aof", 0, 0, (uint32_t)np, 0);
+        }
+    }
+    tm_log_items_free(items, n);
+    /* The pieces of each file must follow each other without a hole. */
+    for (size_t i = 0; rc == TM_OK && i < np; i++) {
+        struct stat st;
+        if (stat(pc[i].path, &st) != 0) {
+            rc = tm_err_set(err, TM_EIO, "stat %s: %s", pc[i].path, strerror(errno));
+            break;
+        }
+        int same = i > 0 && pc[i - 1].n.base == pc[i].n.base && pc[i - 1].n.seq == pc[i].n.seq;
+        if (!same && pc[i].n.start != 0) {
+            rc = tm_err_set(err, TM_ECORRUPT,
+                            "shipped AOF of %s: %s starts at offset %" PRIu64
+                            " but nothing before it was shipped (a gap)",
+                            o->target, pc[i].rel, pc[i].n.start);
+        }
+        if (i + 1 < np && pc[i + 1].n.base == pc[i].n.base && pc[i + 1].n.seq == pc[i].n.seq &&
+            pc[i + 1].n.start != pc[i].n.start + (uint64_t)st.st_size) {
+            rc = tm_err_set(err, TM_ECORRUPT,
+                            "shipped AOF of %s: %s ends at %" PRIu64 " but the next piece starts "
+                            "at %" PRIu64 " (a gap)",
+                            o->target, pc[i].rel, pc[i].n.start + (uint64_t)st.st_size,
+                            pc[i + 1].n.start);
+        }
+    }
+    /* Sources: the base, then one per incr file. */
+    src_files sb = {.fd = -1}, *si = calloc(np ? np : 1, sizeof(*si));
+    tm_aof_source base = {0}, *incrs = calloc(np ? np : 1, sizeof(*incrs));
+    char(*names)[64] = calloc(np + 1, sizeof(*names));
+    size_t ni = 0;
+    if (rc == TM_OK && (si == NULL || incrs == NULL || names == NULL)) {
+        rc = tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    if (rc == TM_OK && (np == 0 || !pc[0].n.base)) {
+        rc = tm_err_set(err, TM_ENOENT, "shipped AOF of %s: chain %" PRIu64 " has no base",
+                        o->target, chain);
+    }
+    for (size_t i = 0; rc == TM_OK && i < np;) {
+        size_t j = i;
+        while (j < np && pc[j].n.base == pc[i].n.base && pc[j].n.seq == pc[i].n.seq) {
+            j++;
+        }
+        if (pc[i].n.base) {
+            if (i != 0) {
+                rc = tm_err_set(err, TM_ECORRUPT, "shipped AOF of %s: two bases in chain %" PRIu64,
+                                o->target, chain);
+                break;
+            }
+            snprintf(names[np], sizeof(names[np]), TM_REDIS_AOF_NAME ".%" PRId64 ".base.%s",
+                     pc[i].n.seq, pc[i].n.kind == 'r' ? "rdb" : "aof");
+            sb = (src_files){.p = &pc[i], .n = j - i, .fd = -1};
+            base = (tm_aof_source){
+                .name = names[np], .seq = pc[i].n.seq, .read = src_read, .arg = &sb};
+        } else {
+            snprintf(names[ni], sizeof(names[ni]), TM_REDIS_AOF_NAME ".%" PRId64 ".incr.aof",
+                     pc[i].n.seq);
+            si[ni] = (src_files){.p = &pc[i], .n = j - i, .fd = -1};
+            incrs[ni] = (tm_aof_source){
+                .name = names[ni], .seq = pc[i].n.seq, .read = src_read, .arg = &si[ni]};
+            ni++;
+        }
+        i = j;
+    }
+    tm_aof_truncate_result tr;
+    memset(&tr, 0, sizeof(tr));
+    if (rc == TM_OK) {
+        rc = tm_restore_root_mkdir(root, TM_REDIS_AOF_DIR, 0700, err);
+    }
+    if (rc == TM_OK) {
+        aof_out ao = {.root = root, .fd = -1};
+        tm_aof_sink sink = {.open = aof_open,
+                            .write = aof_write,
+                            .truncate = aof_truncate_cb,
+                            .close = aof_close,
+                            .arg = &ao};
+        tm_aof_truncate_opts to = {.target = target,
+                                   .manifest_name = TM_REDIS_AOF_NAME ".manifest",
+                                   .base_ts = pc[0].n.last_ts};
+        rc = tm_aof_truncate(&to, &base, incrs, ni, &sink, &tr, err);
+        if (ao.fd >= 0) {
+            close(ao.fd);
+        }
+    }
+    if (rc == TM_OK && tr.annotations == 0 && tr.bytes > 0 && ni > 0) {
+        rc = tm_err_set(err, TM_ENOENT,
+                        "restore of %s to %s: the shipped AOF has no #TS: timestamps "
+                        "(aof-timestamp-enabled no): the window is snapshot-only",
+                        o->target, o->time);
+    }
+    if (rc == TM_OK) {
+        snprintf(rep->backup_id, sizeof(rep->backup_id), "aof-chain-%" PRIu64, chain);
+        rep->bytes = tr.bytes;
+        rep->snapshot_time = tr.last_ts ? tr.last_ts : pc[0].n.last_ts;
+        tm_info("redis",
+                "event=pitr_prepared target=%s time=\"%s\" chain=%" PRIu64 " pieces=%zu "
+                "kept_incrs=%zu dropped_incrs=%zu cut=%d cut_ts=%" PRId64 " last_ts=%" PRId64
+                " bytes=%" PRIu64 " newest_shipped=%" PRId64,
+                o->target, o->time, chain, np, tr.kept_incrs, tr.dropped_incrs, tr.cut, tr.cut_ts,
+                tr.last_ts, tr.bytes, newest);
+    }
+    if (sb.fd >= 0) {
+        close(sb.fd);
+    }
+    for (size_t i = 0; si != NULL && i < ni; i++) {
+        if (si[i].fd >= 0) {
+            close(si[i].fd);
+        }
+    }
+    free(si);
+    free(incrs);
+    free(names);
+    free(pc);
+    tm_log_store_free(ls);
+    rm_tmp(tmp);
+    return rc;
+}
+
 int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
                      tm_redis_restore_report *rep, tm_err *err)
 {
     memset(rep, 0, sizeof(*rep));
     uint64_t t0 = tm_mono_ns();
-    if (o->time != NULL) {
-        return tm_err_set(err, TM_ENOENT,
-                          "restore of %s to a time (%s) needs the AOF shipped after a snapshot; "
-                          "this agent ships no AOF for Redis yet, so the restorable window is "
-                          "snapshot-only: restore a snapshot with --backup ID or without --time",
-                          o->target, o->time);
-    }
     int rc = tm_restore_dir_check("restore directory", o->dir, err);
     if (rc == TM_OK) {
         rc = tm_restore_dir_busy(o->dir, err);
@@ -350,8 +674,23 @@ int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
     tm_restore_root *root = NULL;
     rdb_out out = {.fd = -1, .ctx = o->ctx};
     int created = 0;
+    snprintf(existing, sizeof(existing), "%s/%s", o->dir, TM_REDIS_AOF_DIR);
+    if (rc == TM_OK && access(existing, F_OK) == 0) {
+        rc = tm_err_set(err, TM_EEXIST,
+                        "%s already holds an %s: restore into an empty directory (nothing was "
+                        "changed)",
+                        o->dir, TM_REDIS_AOF_DIR);
+    }
+    snprintf(existing, sizeof(existing), "%s/%s", o->dir, TM_REDIS_RDB_OBJECT);
     if (rc == TM_OK) {
         rc = tm_repo_set_open(&rs, conf, TM_REPO_KEYS, err);
+    }
+    if (rc == TM_OK && o->time != NULL) {
+        rc = tm_restore_root_new(o->dir, &(tm_restore_root_opts){0}, &root, err);
+        if (rc == TM_OK) {
+            rc = pitr(conf, rs, root, o, rep, err);
+        }
+        goto started;
     }
     if (rc == TM_OK) {
         rc = open_backup(rs, o->target, o->backup_id, &rd, err);
@@ -407,6 +746,7 @@ int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
             rep->checked.n++;
         }
     }
+started:
     rep->files_s = secs_since(t0);
     if (rc != TM_OK && created) {
         tm_err e2 = {0};
@@ -416,7 +756,7 @@ int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
         uint64_t t1 = tm_mono_ns();
         uint32_t port = o->port ? o->port : 6379;
         const char *bin = o->server_bin != NULL ? o->server_bin : "redis-server";
-        rc = start_server(bin, o->dir, port, err);
+        rc = start_server(bin, o->dir, port, o->time != NULL, err);
         if (rc == TM_OK) {
             rc = wait_ready(port, 600000, o->dir, err);
             if (rc != TM_OK) {
