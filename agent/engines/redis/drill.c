@@ -16,8 +16,9 @@
  *      time) - recovered point;
  *   4. tear down, also on failure: SHUTDOWN NOSAVE, remove the directory.
  *
- * A drill to a time needs shipped AOF: the restore refuses it loudly, and
- * the drill fails with that message.
+ * A drill to a time restores from the shipped AOF (restore.c); without it,
+ * or without timestamps in it, the restore refuses loudly and the drill
+ * fails with that message.
  */
 #include "agent/engines/redis/redis.h"
 
@@ -155,6 +156,15 @@ static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
     if (e == NULL && r->type == REDIS_REPLY_STRING) {
         info_keyspace(r->str, &live);
     }
+    if (rec->n == 0) {
+        /* A restore to a time has no recorded counts (the AOF replays what it
+         * holds): every database the server loaded is checked, and at least
+         * one must hold keys. */
+        rec = &live;
+        if (live.n == 0) {
+            e = "the restored server holds no key at all";
+        }
+    }
     /* Every database the server holds was in the backup. */
     int extra = 0;
     for (size_t i = 0; e == NULL && i < live.n; i++) {
@@ -174,6 +184,9 @@ static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
     }
     check_add(d, "keyspace", e == NULL && !extra, e != NULL ? e : detail, t);
     freeReplyObject(r);
+    if (e != NULL) {
+        return;
+    }
 
     for (size_t i = 0; i < rec->n; i++) {
         uint64_t want = rec->db[i].keys, lo = want - rec->db[i].expires;
@@ -284,6 +297,10 @@ int tm_redis_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
     res->has_started_at_ms = res->has_target_ms = 1;
     res->started_at_ms = started_ms;
     res->target_ms = started_ms;
+    int64_t ts = 0;
+    if (time != NULL && tm_redis_time_parse(time, &ts) == TM_OK) {
+        res->target_ms = ts * 1000; /* RPO is measured against the time asked for */
+    }
 
     int rc = tm_restore_under_roots("drill directory", base, conf->restore_roots,
                                     conf->n_restore_roots, err);
@@ -340,7 +357,8 @@ int tm_redis_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
             run_checks(&d, c, &rep.recorded);
         }
         redisFree(c);
-        res->recovered_source = strdup("snapshot time");
+        res->recovered_source =
+            strdup(time != NULL ? "last #TS: annotation replayed" : "snapshot time");
         res->has_recovered_to_ms = res->has_rpo_ms = 1;
         res->recovered_to_ms = rep.snapshot_time * 1000;
         res->rpo_ms = res->target_ms - res->recovered_to_ms;

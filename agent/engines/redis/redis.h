@@ -68,6 +68,9 @@ typedef struct tm_redis_restore_report {
 int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
                      tm_redis_restore_report *rep, tm_err *err);
 
+/* "YYYY-MM-DD HH:MM:SS+00" (or Z) to unix seconds. */
+int tm_redis_time_parse(const char *s, int64_t *out);
+
 /* Stop a server tm_redis_restore started in dir (SHUTDOWN NOSAVE, then the
  * pid file's process by signal). */
 int tm_redis_server_stop(const char *dir, uint32_t port, tm_err *err);

@@ -337,7 +337,7 @@ int tm_redis_server_stop(const char *dir, uint32_t port, tm_err *err)
 }
 
 /* "YYYY-MM-DD HH:MM:SS+00" (or a trailing Z) in UTC. */
-static int parse_time(const char *s, int64_t *out)
+int tm_redis_time_parse(const char *s, int64_t *out)
 {
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
@@ -458,7 +458,7 @@ static int pitr(const tm_agent_conf *conf, tm_repo_set *rs, tm_restore_root *roo
                 const tm_redis_restore_opts *o, tm_redis_restore_report *rep, tm_err *err)
 {
     int64_t target = 0;
-    if (parse_time(o->time, &target) != TM_OK) {
+    if (tm_redis_time_parse(o->time, &target) != TM_OK) {
         return tm_err_set(err, TM_EINVAL, "restore time '%.60s' is not 'YYYY-MM-DD HH:MM:SS+00'",
                           o->time);
     }
