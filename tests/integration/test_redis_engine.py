@@ -13,6 +13,10 @@ repositories, and a staging agent.
   alone; a restore to a time is refused loudly (the window is
   snapshot-only);
 - drill on the staging agent: PASSED with RTO/RPO in `tidemarkctl drills`;
+- AOF shipping and PITR: batches of writes, one per second, with a
+  BGREWRITEAOF among them; restores to a random batch before and after the
+  rewrite have exactly the batches up to it; a drill to a time passes; the
+  shipping agent SIGKILLed and restarted loses nothing;
 - faults: a wrong password is a final (not retried) failure; the server
   killed mid-SYNC is a retryable failure and leaves the previous backup
   intact."""
@@ -156,10 +160,10 @@ def setup_cluster():
     c.start_coordinator()
     aof_extra = (f"  aof_dir: {os.path.join(ctx.aof.dir, 'appendonlydir')}\n"
                  f"  ship_interval: 200ms\n")
-    c.start_agent("db-1", targets=[("cache", "redis", redis_yaml(ctx.src.port, ctx.pass_file)),
-                                   ("events", "redis", redis_yaml(ctx.aof.port, ctx.pass_file,
-                                                                  aof_extra))],
-                  extra=repo_yaml())
+    ctx.db1 = dict(targets=[("cache", "redis", redis_yaml(ctx.src.port, ctx.pass_file)),
+                            ("events", "redis", redis_yaml(ctx.aof.port, ctx.pass_file, aof_extra))],
+                   extra=repo_yaml())
+    c.start_agent("db-1", **ctx.db1)
     roots = "".join(f"  - {d}\n" for d in (ctx.drills, ctx.staging))
     c.start_agent("staging", targets=[], extra=repo_yaml() + "restore_roots:\n" + roots)
     ctx.conf = os.path.join(c.dir, "agents", "db-1", "agent.yaml")
@@ -260,33 +264,77 @@ def next_second():
     return int(time.time())
 
 
+def write_batches(c, first, last, batches, between=None):
+    for k in range(first, last + 1):
+        sec = next_second()
+        for db in (0, 2):
+            c.call("SELECT", db)
+            c.call("SET", f"b{k}:s", f"v{k}")
+            c.call("HSET", f"b{k}:h", "k", k)
+            c.call("RPUSH", f"b{k}:l", k, k + 1)
+            c.call("ZADD", f"b{k}:z", k, "m")
+            c.call("SET", f"b{k}:ttl", k, "EX", 86400)
+        if int(time.time()) != sec:
+            raise AssertionError("a batch spilled into the next second; machine too slow")
+        batches.append(sec)
+        if between is not None:
+            between(k)
+
+
+def pitr_check(k, total, batches, label):
+    t = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(batches[k - 1]))
+    d = os.path.join(ctx.tmp, f"pitr-{label}-{k}")
+    port = free_port()
+    r = agent_cli("restore", "--target", "events", "--dir", d, "--time", t, "--start",
+                  "--port", str(port))
+    check(r.returncode == 0, f"PITR to batch {k} ({t}): {r.stdout}\n{r.stderr}")
+    srv = restored_server(f"pitr-{k}", d, port)
+    try:
+        for db in (0, 2):
+            for j in range(1, total + 1):
+                got = srv.cli("GET", f"b{j}:s", db=db)
+                want = f"v{j}" if j <= k else ""
+                check(got == want, f"PITR to batch {k}: db{db} b{j}:s = {got!r}, want {want!r}")
+            check(int(srv.cli("DBSIZE", db=db)) == 5 * k,
+                  f"PITR to batch {k}: db{db} holds exactly {5 * k} keys")
+            ttl = int(srv.cli("TTL", f"b{k}:ttl", db=db))
+            check(0 < ttl <= 86400, f"the TTL came back: {ttl}")
+    finally:
+        srv.cli("SHUTDOWN", "NOSAVE")
+    print(f"  PITR to batch {k} of {total} ({t}, {label}): exactly batches 1..{k}")
+    return t
+
+
+def wait_shipped(sec):
+    """Everything written up to second sec is shipped: a write in a later
+    second (db 5, which the checks do not look at) is, and the tail ships in
+    order."""
+    sec = max(sec + 1, next_second())
+    with Resp(ctx.aof.port) as c:
+        c.call("SELECT", 5)
+        c.call("SET", "sentinel", sec)
+    wait_for(lambda: any(v[1] >= sec for v in shipped(ctx.repo_a, "events").values())
+             and any(v[1] >= sec for v in shipped(ctx.repo_b, "events").values()),
+             60, "everything up to the last batch shipped to both repositories")
+
+
 @test
 def pitr_across_a_rewrite_gives_exactly_the_writes_up_to_the_time():
     """Batches of writes, each in its own second, logged with that second; a
     BGREWRITEAOF in the middle (a new base and incr file while shipping).
     A restore to the second of batch k has batches 1..k and none after."""
     batches = []
+
+    def between(k):
+        if k == 4:
+            ctx.aof.cli("BGREWRITEAOF")
+            wait_for(lambda: ctx.aof.info("persistence").get("aof_rewrite_in_progress") == "0"
+                     and ctx.aof.info("persistence").get("aof_rewrite_scheduled") == "0",
+                     60, "rewrite done")
     with Resp(ctx.aof.port) as c:
-        for k in range(1, 9):
-            sec = next_second()
-            for db in (0, 2):
-                c.call("SELECT", db)
-                c.call("SET", f"b{k}:s", f"v{k}")
-                c.call("HSET", f"b{k}:h", "k", k)
-                c.call("RPUSH", f"b{k}:l", k, k + 1)
-                c.call("ZADD", f"b{k}:z", k, "m")
-                c.call("SET", f"b{k}:ttl", k, "EX", 86400)
-            if int(time.time()) != sec:
-                raise AssertionError("a batch spilled into the next second; machine too slow")
-            batches.append(sec)
-            if k == 4:
-                c.call("BGREWRITEAOF")
-                wait_for(lambda: ctx.aof.info("persistence").get("aof_rewrite_in_progress") == "0"
-                         and ctx.aof.info("persistence").get("aof_rewrite_scheduled") == "0",
-                         60, "rewrite done")
-    wait_for(lambda: any(v[1] >= batches[-1] for v in shipped(ctx.repo_a, "events").values())
-             and any(v[1] >= batches[-1] for v in shipped(ctx.repo_b, "events").values()),
-             60, "the last batch shipped to both repositories")
+        write_batches(c, 1, 8, batches, between)
+    ctx.batches = batches
+    wait_shipped(batches[-1])
     objs = shipped(ctx.repo_a, "events")
     chains = sorted({rel.split("/")[0] for rel in objs})
     print(f"  shipped {len(objs)} AOF objects in chains {chains}")
@@ -294,26 +342,7 @@ def pitr_across_a_rewrite_gives_exactly_the_writes_up_to_the_time():
     rnd = random.Random()
     picks = [rnd.randint(1, 3), rnd.randint(5, 7)]  # one before the rewrite, one after
     for k in picks:
-        t = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(batches[k - 1]))
-        d = os.path.join(ctx.tmp, f"pitr-{k}")
-        port = free_port()
-        r = agent_cli("restore", "--target", "events", "--dir", d, "--time", t, "--start",
-                      "--port", str(port))
-        check(r.returncode == 0, f"PITR to batch {k} ({t}): {r.stdout}\n{r.stderr}")
-        srv = restored_server(f"pitr-{k}", d, port)
-        try:
-            for db in (0, 2):
-                for j in range(1, 9):
-                    got = srv.cli("GET", f"b{j}:s", db=db)
-                    want = f"v{j}" if j <= k else ""
-                    check(got == want, f"PITR to batch {k}: db{db} b{j}:s = {got!r}, want {want!r}")
-                check(int(srv.cli("DBSIZE", db=db)) == 5 * k,
-                      f"PITR to batch {k}: db{db} holds exactly {5 * k} keys")
-                ttl = int(srv.cli("TTL", f"b{k}:ttl", db=db))
-                check(0 < ttl <= 86400, f"the TTL came back: {ttl}")
-        finally:
-            srv.cli("SHUTDOWN", "NOSAVE")
-        print(f"  PITR to batch {k} of 8 ({t}): exactly batches 1..{k}")
+        pitr_check(k, 8, batches, "rewrite")
     # A drill to a time on the staging agent: the same AOF, from the
     # repositories alone; RPO against the time asked for.
     t = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(batches[5]))
@@ -326,6 +355,23 @@ def pitr_across_a_rewrite_gives_exactly_the_writes_up_to_the_time():
     check(d.get("ok") is True and names.get("dbsize:db2", {}).get("ok") is True,
           f"PITR drill passed with per-database checks: {d}")
     print(f"  PITR drill to {t}: RTO {d.get('rto_seconds')} s, RPO {d.get('rpo_seconds')} s")
+
+
+@test
+def agent_killed_mid_ship_and_restarted_loses_nothing():
+    """SIGKILL the shipping agent between batches, write more while it is
+    down, start it again: it resumes from its saved position and a restore
+    to the last batch has every batch (runs after the PITR test: batches
+    9..12 follow its 1..8)."""
+    batches = list(ctx.batches)
+    with Resp(ctx.aof.port) as c:
+        def between(k):
+            if k == 10:
+                ctx.c.agents["db-1"].kill9()
+        write_batches(c, 9, 12, batches, between)
+    ctx.c.start_agent("db-1", **ctx.db1)
+    wait_shipped(batches[-1])
+    pitr_check(12, 12, batches, "after-kill")
 
 
 @test
