@@ -63,9 +63,9 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
             .reported_at = tm_now_s(),
         };
         snprintf(st.last_archived_wal, sizeof(st.last_archived_wal), "%s",
-                 a->last_archived_wal ? a->last_archived_wal : "");
+                 a->last_archived_log ? a->last_archived_log : "");
         snprintf(st.last_failed_wal, sizeof(st.last_failed_wal), "%s",
-                 a->last_failed_wal ? a->last_failed_wal : "");
+                 a->last_failed_log ? a->last_failed_log : "");
         snprintf(st.error, sizeof(st.error), "%s", a->error ? a->error : "");
         tm_archiver_put(c->archiver, req->target, &st);
     }

@@ -1,6 +1,6 @@
 /*
  * agent.c - agent.yaml: its top-level keys, the section table, free, parse
- * and load
+ * and load.
  */
 #include "common/config/internal.h"
 

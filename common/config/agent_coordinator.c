@@ -1,5 +1,5 @@
 /*
- * tm_cfg_agent_coordinator.c - agent.yaml coordinator: how the agent reaches the coordinator
+ * agent_coordinator.c - agent.yaml coordinator: how the agent reaches the coordinator.
  */
 #include "common/config/internal.h"
 
@@ -35,9 +35,10 @@ int tm_cfg_agent_coordinator(tm_cv *v, const struct raw_agent *r, tm_agent_conf 
     if (rc == 0) {
         rc = tm_cv_dup(v, rc_->url, &c->coordinator_url);
     }
-    /* The WAL commands run by PostgreSQL (restore_command) get a minimal
-     * environment (agent/restore_root.c): the token they never use may be
-     * an env: reference to a variable they do not have. */
+    /* Commands a database server runs itself (an engine's log fetch for a
+     * restored server) get a minimal environment (agent/restore_root.c): the
+     * token they never use may be an env: reference to a variable they do
+     * not have. */
     bool unused_env_token = g_agent_offline && rc_->enrollment_token != NULL &&
                             strncmp(rc_->enrollment_token, "env:", 4) == 0 &&
                             getenv(rc_->enrollment_token + 4) == NULL;

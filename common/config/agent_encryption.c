@@ -1,5 +1,5 @@
 /*
- * tm_cfg_agent_encryption.c - agent.yaml encryption: the master key references and compression
+ * agent_encryption.c - agent.yaml encryption: the master key references and compression.
  */
 #include "common/config/internal.h"
 

@@ -1,6 +1,6 @@
 /*
  * agent_host.c - agent.yaml state_dir:, restore_roots:, hostname:, labels:, log:
- * (the host the agent runs on)
+ * (the host the agent runs on).
  */
 #include "common/config/internal.h"
 

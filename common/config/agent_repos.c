@@ -1,5 +1,5 @@
 /*
- * agent_repos.c - agent.yaml repositories: posix directories and S3 buckets
+ * agent_repos.c - agent.yaml repositories: posix directories and S3 buckets.
  */
 #include "common/config/internal.h"
 

@@ -1,6 +1,6 @@
 /*
  * agent_targets.c - agent.yaml targets: name, kind, engine_version, and the
- * engine's own block (`postgres:` for kind postgres, ...).
+ * engine's own block (the block's key is the kind's name).
  *
  * common/ knows no engine: the kinds come from the kind table
  * (engine_kinds.c) and each engine block from a tm_target_schema the agent
@@ -58,9 +58,9 @@ int tm_config_set_target_schemas(const tm_target_schema *const *list, size_t n)
     return 0;
 }
 
-/* The engine block of target i: refused on a target of another kind (a
- * redis target with a postgres: block is a mistake worth naming), else
- * handed to the kind's schema, present or not. */
+/* The engine blocks of target i: one for another kind is refused (a block
+ * that would be silently ignored is a mistake worth naming); the kind's own
+ * is handed to its schema, present or not. */
 static int target_engine(tm_cv *v, uint32_t i, const struct raw_target *rt, tm_target_conf *t)
 {
     for (size_t s = 0; s < n_schemas; s++) {
@@ -80,7 +80,7 @@ static int target_engine(tm_cv *v, uint32_t i, const struct raw_target *rt, tm_t
         const void *raw = rt->engine[s];
         void *zero = NULL;
         if (present && raw == NULL) {
-            /* "postgres:" with nothing under it: a block with every default. */
+            /* "<kind>:" with nothing under it: a block with every default. */
             zero = calloc(1, schemas[s]->raw_size);
             if (zero == NULL) {
                 return tm_cv_oom(v);

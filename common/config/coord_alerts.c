@@ -1,5 +1,5 @@
 /*
- * tm_cfg_coord_alerts.c - coordinator.yaml alerts: evaluation, repeat and sinks
+ * coord_alerts.c - coordinator.yaml alerts: evaluation, repeat and sinks.
  */
 #include "common/config/internal.h"
 

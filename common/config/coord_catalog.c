@@ -1,6 +1,6 @@
 /*
- * tm_cfg_coord_catalog.c - coordinator.yaml catalog:, admin_token:, enrollment: (the catalog
- * and who may enter it)
+ * coord_catalog.c - coordinator.yaml catalog:, admin_token:, enrollment: (the catalog
+ * and who may enter it).
  */
 #include "common/config/internal.h"
 

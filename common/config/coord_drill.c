@@ -1,5 +1,5 @@
 /*
- * coord_drill.c - coordinator.yaml policies[].drill: restore drills
+ * coord_drill.c - coordinator.yaml policies[].drill: restore drills.
  */
 #include "common/config/internal.h"
 

@@ -1,6 +1,6 @@
 /*
- * tm_cfg_coord_listen.c - coordinator.yaml listen:, http:, heartbeat:, rpc:, tls:, log:
- * (how the coordinator is reached and how it treats its clients)
+ * coord_listen.c - coordinator.yaml listen:, http:, heartbeat:, rpc:, tls:, log:
+ * (how the coordinator is reached and how it treats its clients).
  */
 #include "common/config/internal.h"
 

@@ -1,6 +1,6 @@
 /*
- * tm_cfg_coord_policies.c - coordinator.yaml policies: which targets a policy matches, its
- * schedule and goals (retention, drill and replication have their own files)
+ * coord_policies.c - coordinator.yaml policies: which targets a policy matches, its
+ * schedule and goals (retention, drill and replication have their own files).
  */
 #include "common/config/internal.h"
 
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include "common/engine_kinds.h"
 #include "tidemark.pb-c.h"
 

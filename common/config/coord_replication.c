@@ -1,5 +1,5 @@
 /*
- * coord_replication.c - coordinator.yaml policies[].replication: cross-repository checks
+ * coord_replication.c - coordinator.yaml policies[].replication: cross-repository checks.
  */
 #include "common/config/internal.h"
 

@@ -1,6 +1,6 @@
 /*
- * tm_cfg_coord_tasks.c - coordinator.yaml tasks: (leases, retries) and scheduler:
- * (concurrency limits, pause)
+ * coord_tasks.c - coordinator.yaml tasks: (leases, retries) and scheduler:
+ * (concurrency limits, pause).
  */
 #include "common/config/internal.h"
 

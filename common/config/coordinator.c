@@ -1,6 +1,6 @@
 /*
  * coordinator.c - coordinator.yaml: its top-level keys, the section table, free,
- * parse and load
+ * parse and load.
  */
 #include "common/config/internal.h"
 

@@ -1,6 +1,6 @@
 /*
  * secret.c - secrets: `x: env:NAME` or `x_file: /path`, resolved in memory,
- * never logged
+ * never logged.
  */
 #include "common/config/internal.h"
 

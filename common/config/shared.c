@@ -1,6 +1,6 @@
 /*
  * shared.c - the tls: and log: blocks and plain string lists, which both
- * coordinator.yaml and agent.yaml have
+ * coordinator.yaml and agent.yaml have.
  */
 #include "common/config/internal.h"
 

@@ -1,7 +1,7 @@
 /*
  * validate.c - the validators every section uses: presence, integers, units
  * (durations, sizes, seconds), URLs, names, tokens, enums, paths, secrets,
- * cron expressions, label maps. Each reports "file:line:col: key.path: ..."
+ * cron expressions, label maps. Each reports "file:line:col: key.path: ...".
  */
 #include "common/config/internal.h"
 

@@ -6,7 +6,7 @@
  * strings, "10s", "4MiB") into its checked form and, when it is wrong,
  * reports one line "<file>:<line>:<col>: <key.path>: <what and what is
  * expected>" through the context. Paths are the dotted key paths of the YAML
- * ("targets[0].postgres.port"); the position comes from the key map built
+ * ("repositories[0].timeout"); the position comes from the key map built
  * while loading, so a validator never needs to know lines itself.
  *
  * Every function returns 0 or a negative TM_E*; the first error stops the

@@ -9,7 +9,7 @@
  *     and booleans, missing required fields, with the line:column of the
  *     offending key or value;
  *   - records every key it visits as "key.path" -> marks, so the semantic
- *     validation in config.c can point at the exact line of a bad value.
+ *     validation in the section files can point at the exact line of a bad value.
  * When the walk passes, libcyaml cannot disagree on structure; if it still
  * fails, tm_ydoc_cyaml_error() maps its log backtrace onto the same paths.
  *

@@ -24,7 +24,7 @@ static void backup_usage(FILE *f)
             "                           [--delta] [--start] [--port N] [--wait] [--json]\n"
             "                           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
             "       tidemarkctl restore --target T --dir DIR [--backup ID] [--to AGENT]\n"
-            "                           [--start] [--port N] [--wait] [--json]   (Redis)\n"
+            "                           [--time T] [--start] [--port N] [--wait] [--json]\n"
             "\n"
             "--wait follows the task to its end and fails early if the agent stops\n"
             "reporting. Exit codes of backup run --wait:\n"
@@ -315,7 +315,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
         {"target", required_argument, NULL, 't'},
         {"to", required_argument, NULL, 'a'},
         {"pgdata", required_argument, NULL, 'd'},
-        {"dir", required_argument, NULL, 'd'}, /* the same field, for Redis targets */
+        {"dir", required_argument, NULL, 'd'}, /* the same field, every engine's name for it */
         {"time", required_argument, NULL, 'T'},
         {"backup", required_argument, NULL, 'b'},
         {"lsn", required_argument, NULL, 'l'},

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "agent/engine.h"
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/manifest.h"
 

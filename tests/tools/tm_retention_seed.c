@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "agent/engine.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "coordinator/catalog.h"
 #include "tidemark.pb-c.h"

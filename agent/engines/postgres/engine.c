@@ -3,6 +3,7 @@
  * restore task in, a structured TaskResult out.
  */
 #include "agent/engines/postgres/pg.h"
+#include "agent/engines/postgres/wal_cmd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,4 +96,9 @@ const tm_engine tm_engine_postgres = {
     .target_schema = &tm_pg_target_schema,
     .log_ranges = tm_pg_log_ranges,
     .log_status = tm_pg_log_status,
+    .in_use = tm_pg_in_use,
+    .cmds = tm_pg_cmds,
+    .restore_cli = tm_pg_restore_cli,
+    .restore_usage = tm_pg_restore_usage,
+    .restore_dir_alias = "--pgdata",
 };

@@ -6,7 +6,7 @@
  */
 #include "agent/engines/postgres/pg.h"
 #include "agent/engines/postgres/wal_name.h"
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -21,9 +21,10 @@
 #include <unistd.h>
 
 #include "agent/engines/redis/bgsave.h"
+#include "agent/engines/redis/in_use.h"
 #include "agent/engines/redis/rdb_check.h"
 #include "agent/engines/redis/rdb_stream.h"
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "agent/restore_root.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -426,4 +427,7 @@ const tm_engine tm_engine_redis = {
     .drill = tm_redis_drill,
     .ship = tm_redis_ship,
     .log_ranges = tm_redis_log_ranges,
+    .in_use = tm_redis_in_use,
+    .restore_cli = tm_redis_restore_cli,
+    .restore_usage = tm_redis_restore_usage,
 };

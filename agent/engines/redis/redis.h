@@ -93,6 +93,11 @@ int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
 int tm_redis_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_t n,
                         tm_log_range **out, size_t *nout, tm_err *err);
 
+/* ---- restore_cli.c ---- */
+
+int tm_redis_restore_cli(const tm_agent_conf *conf, int argc, char **argv);
+extern const char tm_redis_restore_usage[];
+
 /* ---- drill.c ---- */
 
 int tm_redis_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,

@@ -30,8 +30,8 @@
 
 #include "agent/engines/redis/aof_truncate.h"
 #include "agent/engines/redis/rdb_check.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "agent/restore_root.h"
 #include "common/log.h"
 #include "common/util.h"

@@ -40,7 +40,7 @@
 
 #include "agent/engines/redis/aof_config.h"
 #include "agent/engines/redis/aof_tail.h"
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -19,8 +19,8 @@
 #include <cmocka.h>
 
 #include "agent/engine.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "agent/shipper.h"
 #include "common/keys.h"
 #include "common/util.h"
