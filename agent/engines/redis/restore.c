@@ -600,8 +600,10 @@ static int pitr(const tm_agent_conf *conf, tm_repo_set *rs, tm_restore_root *roo
     }
     tm_aof_truncate_result tr;
     memset(&tr, 0, sizeof(tr));
+    int made_dir = 0;
     if (rc == TM_OK) {
         rc = tm_restore_root_mkdir(root, TM_REDIS_AOF_DIR, 0700, err);
+        made_dir = rc == TM_OK;
     }
     if (rc == TM_OK) {
         aof_out ao = {.root = root, .fd = -1};
@@ -623,6 +625,22 @@ static int pitr(const tm_agent_conf *conf, tm_repo_set *rs, tm_restore_root *roo
                         "restore of %s to %s: the shipped AOF has no #TS: timestamps "
                         "(aof-timestamp-enabled no): the window is snapshot-only",
                         o->target, o->time);
+    }
+    if (rc != TM_OK && made_dir) {
+        /* Nothing half-written stays behind (and a retry is not refused
+         * for an appendonlydir this attempt left). */
+        char rel[TM_AOF_NAME_MAX + 32];
+        tm_err e2 = {0};
+        for (size_t i = 0; i <= ni; i++) {
+            const char *nm = i < ni ? names[i] : names[np];
+            snprintf(rel, sizeof(rel), "%s/%s", TM_REDIS_AOF_DIR, nm);
+            if (nm[0] != '\0') {
+                tm_restore_root_remove(root, rel, 0, &e2);
+            }
+        }
+        snprintf(rel, sizeof(rel), "%s/%s.manifest", TM_REDIS_AOF_DIR, TM_REDIS_AOF_NAME);
+        tm_restore_root_remove(root, rel, 0, &e2);
+        tm_restore_root_remove(root, TM_REDIS_AOF_DIR, 1, &e2);
     }
     if (rc == TM_OK) {
         snprintf(rep->backup_id, sizeof(rep->backup_id), "aof-chain-%" PRIu64, chain);
