@@ -14,7 +14,7 @@
 static void backup_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: tidemarkctl backup run --target T [--type full|incremental] [--wait]\n"
+            "Usage: tidemarkctl backup run --target T [--type full|incremental|snapshot] [--wait]\n"
             "                              [--wait-timeout S] [--json]\n"
             "       tidemarkctl backup show ID [--target T] [--json]\n"
             "       tidemarkctl backup keep|unkeep ID [--target T] [--json]\n"
@@ -194,8 +194,10 @@ static int backup_run(ctl *c, int argc, char **argv)
                 req.type = TIDEMARK__BACKUP_TYPE__FULL;
             } else if (strcmp(optarg, "incremental") == 0 || strcmp(optarg, "incr") == 0) {
                 req.type = TIDEMARK__BACKUP_TYPE__INCREMENTAL;
+            } else if (strcmp(optarg, "snapshot") == 0) {
+                req.type = TIDEMARK__BACKUP_TYPE__SNAPSHOT;
             } else {
-                fprintf(stderr, "tidemarkctl: --type must be full or incremental\n");
+                fprintf(stderr, "tidemarkctl: --type must be full, incremental or snapshot\n");
                 return CTL_USAGE;
             }
             break;
