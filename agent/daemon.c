@@ -8,7 +8,7 @@
 #include "agent/daemon.h"
 #include "agent/identity.h"
 #include "agent/log_report.h"
-#include "agent/repo_health.h"
+#include "agent/repo/repo_health.h"
 #include "agent/shipper.h"
 #include "agent/tasks.h"
 #include "common/log.h"

@@ -9,9 +9,11 @@
 #include <string.h>
 
 extern const tm_engine tm_engine_postgres; /* agent/engines/postgres/engine.c */
+extern const tm_engine tm_engine_redis;    /* agent/engines/redis/engine.c */
 
 static const tm_engine *const engines[] = {
     &tm_engine_postgres,
+    &tm_engine_redis,
 };
 
 /* One more engine, set by the seam's tests only (tm_engine_add_for_test). */
@@ -30,6 +32,10 @@ const tm_engine *tm_engine_at(size_t i)
 
 const tm_engine *tm_engine_find(int kind)
 {
+    /* A test engine stands in for a real engine of its kind. */
+    if (extra != NULL && extra->kind == kind) {
+        return extra;
+    }
     const tm_engine *e;
     for (size_t i = 0; (e = tm_engine_at(i)) != NULL; i++) {
         if (e->kind == kind) {
@@ -53,4 +59,27 @@ const tm_engine *tm_engine_by_name(const char *name)
 const tm_engine *tm_engine_of(const tm_target_conf *t)
 {
     return t != NULL && t->kind != NULL ? tm_engine_find(tm_target_kind_parse(t->kind)) : NULL;
+}
+
+#define N_ENGINES (sizeof(engines) / sizeof(engines[0]))
+_Static_assert(N_ENGINES <= TM_TARGET_SCHEMAS_MAX, "more engines than config schema slots");
+
+const tm_target_schema *const *tm_engine_target_schemas(size_t *n)
+{
+    static const tm_target_schema *list[N_ENGINES];
+    size_t k = 0;
+    for (size_t i = 0; i < N_ENGINES; i++) {
+        if (engines[i] != NULL && engines[i]->target_schema != NULL) {
+            list[k++] = engines[i]->target_schema;
+        }
+    }
+    *n = k;
+    return list;
+}
+
+void tm_engine_config_init(void)
+{
+    size_t n = 0;
+    const tm_target_schema *const *list = tm_engine_target_schemas(&n);
+    (void)tm_config_set_target_schemas(list, n); /* fits: asserted above */
 }

@@ -3,7 +3,7 @@
  *
  * An engine lives in its own folder (agent/engines/<kind>/) and is listed
  * once in agent/engine.c. Everything outside agent/engines/ speaks in
- * engine-neutral terms (tests/check_vocabulary.sh holds that line): a target
+ * engine-neutral terms (tests/check_vocabulary.py holds that line): a target
  * kind, backups, log ranges (a chain, engine-opaque start/end positions, a
  * time span, bytes and objects), a log shipping status, a restorable window.
  *
@@ -37,8 +37,8 @@ typedef struct tm_log_item tm_log_item;
 
 /* One contiguous run of a target's log in one repository: restore can replay
  * from start to end without a hole. The chain is the engine's line of
- * history (PostgreSQL: the timeline; Redis: the AOF base generation; SQLite:
- * the generation); positions are engine-opaque strings the engine alone
+ * history (a timeline, a base file's generation, ...: each engine's folder
+ * says which); positions are engine-opaque strings the engine alone
  * compares. On the wire: tidemark.LogRange (chain = timeline, start = first,
  * end = last, objects = files). */
 typedef struct tm_log_range {
@@ -52,9 +52,9 @@ typedef struct tm_log_range {
 } tm_log_range;
 
 /* The database's (or the shipper's) own view of a target's log shipping:
- * it sees failures the repository listing cannot (a PostgreSQL
- * archive_command that failed before the agent ran, a shipper that cannot
- * reach a repository). On the wire: tidemark.ArchiverStatus + the
+ * it sees failures the repository listing cannot (a server's archive
+ * command that failed before the agent ran, a shipper that cannot reach a
+ * repository). On the wire: tidemark.ArchiverStatus + the
  * ReportLogRequest's queue fields. */
 typedef struct tm_log_status {
     int readable;                      /* 0: the status could not be read (error) */
@@ -74,7 +74,7 @@ typedef struct tm_log_status {
  * ...`. argv[0] is NAME; config is the --config path (the command loads the
  * configuration itself, e.g. offline). Returns the process exit code. */
 typedef struct tm_engine_cmd {
-    const char *name; /* "wal-push" */
+    const char *name; /* e.g. the command a server's archive hook runs */
     int (*fn)(const char *config, int argc, char **argv);
     const char *help; /* one line for `tidemark-agent --help` */
 } tm_engine_cmd;
@@ -100,16 +100,18 @@ typedef struct tm_engine {
      * every file is kept (0). NULL = the engine keeps every log file. */
     int (*log_before)(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
                       const char *rel);
+    /* Its `targets[].<name>:` block in agent.yaml (agent/engines/<name>/config.c);
+     * NULL = the kind has no block. */
+    const tm_target_schema *target_schema;
 
     /* ---- restore safety (agent/restore_root.c) ---- */
     /* 1 when a running server of this engine uses directory dir (its data
-     * directory, or a directory it writes such as PostgreSQL's pg_wal or a
-     * tablespace), or dir is inside one or contains one; why gets a message
-     * naming the server and what to do (e.g. "…/postmaster.pid names running
-     * process 123: …"). 0 when not. dir is absolute and canonical (symbolic
-     * links of its existing part resolved). Every registered engine is asked
-     * before a restore writes into a directory, whatever the task's engine:
-     * a Redis restore must not land in a live PostgreSQL data directory
+     * directory, or a directory it writes outside it), or dir is inside
+     * one or contains one; why gets a message naming the server and what
+     * to do. 0 when not. dir is absolute and canonical (symbolic links of
+     * its existing part resolved). Every registered engine is asked before
+     * a restore writes into a directory, whatever the task's engine: a
+     * restore of one kind must not land in a live server of another
      * either. NULL = the engine has no server to find. */
     int (*in_use)(const char *dir, char *why, size_t cap);
 
@@ -132,15 +134,16 @@ typedef struct tm_engine {
      * only the shipper's view (or none). */
     void (*log_status)(const tm_target_conf *t, tm_log_status *st);
     /* A continuous log shipper, for an engine whose server has no archive
-     * command to call the agent (Redis AOF, SQLite WAL). The daemon runs it
-     * in one thread per target of this engine, for as long as the agent
-     * runs: it returns TM_OK only when tm_ship_stopping(ctx) became 1, and
-     * an error (in err) when it cannot go on; then the daemon logs it, counts
-     * it as a failure in the target's status and runs it again after a
-     * backoff (1 s doubling to 60 s; reset once it has run for a minute).
-     * It stores log objects with tm_ship_store and reports each shipped
-     * range with tm_ship_report. NULL = the server pushes (PostgreSQL's
-     * archive_command runs `tidemark-agent wal-push`). */
+     * command to call the agent (an append-only file, a write-ahead file of
+     * an embedded database). The daemon runs it in one thread per target
+     * of this engine, for as long as the agent runs: it returns TM_OK only
+     * when tm_ship_stopping(ctx) became 1, and an error (in err) when it
+     * cannot go on; then the daemon logs it, counts it as a failure in the
+     * target's status and runs it again after a backoff (1 s doubling to
+     * 60 s; reset once it has run for a minute). It stores log objects with
+     * tm_ship_store and reports each shipped range with tm_ship_report.
+     * NULL = the server pushes (its archive command runs one of the
+     * engine's cmds). */
     int (*ship)(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
 
     /* ---- command line ---- */
@@ -149,26 +152,37 @@ typedef struct tm_engine {
      * and never one of the agent's own (run, repo, restore). */
     const tm_engine_cmd *cmds;
     /* `tidemark-agent restore --target NAME ...` for a target of this engine
-     * (agent/restore_cmd.c finds the engine from the target's kind, or from
-     * --engine NAME for a target this agent does not serve). argv[0] is
+     * (agent/restore_cmd.c finds the engine from the target's kind; for a
+     * target this agent does not serve, from --engine NAME, from
+     * restore_dir_alias, or as the only engine that restores; --engine is
+     * removed from argv). argv[0] is
      * "restore"; every option is the engine's to parse, and it accepts the
      * generic `--dir DIR` (the destination) besides its own aliases. conf is
      * loaded. Returns the exit code (0 restored, 1 failed, 2 usage). */
     int (*restore_cli)(const tm_agent_conf *conf, int argc, char **argv);
     const char *restore_usage; /* the engine's options, for restore --help */
+    /* The engine's own older name for --dir, or NULL: given for a
+     * target this agent does not serve, it also picks this engine. */
+    const char *restore_dir_alias;
 } tm_engine;
 
 /* The engine for a target kind, or NULL. */
 const tm_engine *tm_engine_find(int kind);
-/* The engine named name ("postgres"), or NULL. */
+/* The engine named name (its targets[].kind), or NULL. */
 const tm_engine *tm_engine_by_name(const char *name);
 /* The engine of a configured target (its kind), or NULL. */
 const tm_engine *tm_engine_of(const tm_target_conf *t);
 /* The registered engines: i from 0 while it returns non-NULL. */
 const tm_engine *tm_engine_at(size_t i);
-/* Tests of the seam only: e is registered after the real engines (the
- * agent never calls this). NULL removes it. */
+/* Tests of the seam only: e is registered after the real engines, and
+ * tm_engine_find(e->kind) answers e (the agent never calls this). NULL
+ * removes it. */
 void tm_engine_add_for_test(const tm_engine *e);
+/* Every registered engine's target schema; *n gets the count. */
+const tm_target_schema *const *tm_engine_target_schemas(size_t *n);
+/* Hands those schemas to the config loader (tm_config_set_target_schemas):
+ * call once at start, before an agent.yaml is loaded. */
+void tm_engine_config_init(void);
 
 /* ---- what an engine may use while a task runs ---- */
 const tm_agent_conf *tm_task_conf(tm_task_ctx *ctx);

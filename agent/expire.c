@@ -4,7 +4,7 @@
  * stays.
  */
 #include "agent/expire.h"
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 #include "common/log.h"
 
 #include <stdio.h>
@@ -186,7 +186,7 @@ int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
         rc = tm_err_set(err, TM_EINVAL, "retention refused: %s%s", res->refused[0],
                         res->n_refused > 1 ? " (and more, see the task result)" : "");
     }
-    /* The cutoff backup's manifest: where its WAL starts. */
+    /* The cutoff backup's manifest: where its log starts. */
     tm_backup_reader *cut = NULL;
     const Tidemark__Manifest *cutoff = NULL;
     int do_logs = rc == TM_OK && engine != NULL && engine->log_before != NULL &&

@@ -23,7 +23,7 @@
 #define TM_AGENT_EXPIRE_H
 
 #include "agent/engine.h"
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/err.h"
 
 #include "tidemark.pb-c.h"

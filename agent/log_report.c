@@ -6,8 +6,8 @@
  */
 #include "agent/log_report.h"
 #include "agent/engine.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "agent/shipper.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -58,8 +58,9 @@ static void status_to_wire(const tm_log_status *st, Tidemark__ArchiverStatus *a)
     a->last_archived_ms = st->last_shipped_ms;
     a->failed_count = st->failed_count;
     a->last_failed_ms = st->last_failed_ms;
-    a->last_archived_wal = (char *)st->last_shipped;
-    a->last_failed_wal = (char *)st->last_failed;
+    a->last_archived_log = (char *)st->last_shipped;
+    a->last_failed_log = (char *)st->last_failed;
+    a->last_failure = st->last_failure[0] ? (char *)st->last_failure : NULL;
 }
 
 static int report_repo(const tm_engine *e, const tm_target_conf *t, tm_rpc_client *rpc,
@@ -109,6 +110,8 @@ static int report_repo(const tm_engine *e, const tm_target_conf *t, tm_rpc_clien
     req.ranges = ptrs;
     req.has_queue_depth = 1;
     req.queue_depth = st->pending_count;
+    req.has_queue_bytes = st->pending_bytes > 0;
+    req.queue_bytes = st->pending_bytes;
     req.archiver = &arch;
     rc = tm_rpc_client_call(rpc, "Coordinator.ReportLog", &req.base,
                             &tidemark__report_log_response__descriptor, NULL, 10000, NULL, err);

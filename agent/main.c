@@ -5,8 +5,8 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include "agent/daemon.h"
-#include "agent/engines/postgres/wal_cmd.h"
-#include "agent/repo_cmd.h"
+#include "agent/engine.h"
+#include "agent/repo/repo_cmd.h"
 #include "agent/restore_cmd.h"
 #include "common/secrets.h"
 #include "common/config.h"
@@ -30,10 +30,15 @@ static void usage(FILE *f)
                "Commands:\n"
                "  run                 run the agent daemon (default)\n"
                "  repo COMMAND        repository set: ls, put, get, verify, rotate-key, keygen\n"
-               "  restore ...         restore a backup from the repositories (restore --help)\n"
-               "  wal-push, wal-get, wal-show, wal-archiver\n"
-               "                      PostgreSQL WAL archiving (`wal-push --help`)\n"
-               "\n"
+               "  restore ...         restore a backup from the repositories (restore --help)\n");
+    /* The engines' own commands. */
+    const tm_engine *e;
+    for (size_t i = 0; (e = tm_engine_at(i)) != NULL; i++) {
+        for (const tm_engine_cmd *c = e->cmds; c != NULL && c->name != NULL; c++) {
+            fprintf(f, "  %-19s %s\n", c->name, c->help);
+        }
+    }
+    fprintf(f, "\n"
                "Options:\n"
                "  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
                "      --check-config  validate the configuration and exit (0 ok, 2 invalid)\n"
@@ -69,6 +74,8 @@ int main(int argc, char **argv)
     };
     /* Before any secret is read: no core dump may hold one. */
     tm_secrets_harden_process();
+    /* Every engine's target block, before any agent.yaml is read. */
+    tm_engine_config_init();
     const char *config = DEFAULT_CONFIG;
     int check = 0, ch;
     while ((ch = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {
@@ -96,9 +103,15 @@ int main(int argc, char **argv)
     if (optind < argc && strcmp(argv[optind], "restore") == 0) {
         return tm_restore_cmd(config, argc - optind, argv + optind);
     }
-    /* WAL archiving: archive_command / restore_command / status / async. */
-    if (optind < argc && strncmp(argv[optind], "wal-", 4) == 0) {
-        return tm_wal_cmd(config, argc - optind, argv + optind);
+    /* A command of an engine (e.g. the one a database server calls to
+     * archive its log). */
+    const tm_engine *e;
+    for (size_t i = 0; optind < argc && (e = tm_engine_at(i)) != NULL; i++) {
+        for (const tm_engine_cmd *c = e->cmds; c != NULL && c->name != NULL; c++) {
+            if (strcmp(argv[optind], c->name) == 0) {
+                return c->fn(config, argc - optind, argv + optind);
+            }
+        }
     }
     if (optind < argc && strcmp(argv[optind], "run") != 0) {
         fprintf(stderr, "tidemark-agent: unknown command '%s'\n", argv[optind]);

@@ -7,10 +7,10 @@
  * tm_log_scan plus their sidecars (presence, stored size, stored SHA-256).
  */
 #include "agent/replication.h"
-#include "agent/repo_copy.h"
-#include "agent/repo_health.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_copy.h"
+#include "agent/repo/repo_health.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -1,138 +1,113 @@
 /*
  * restore_cmd.c - `tidemark-agent restore`: a restore run by hand on the
  * database host, from the repositories alone (the coordinator may be down).
- * The work is the PostgreSQL engine's (agent/engines/postgres/restore.c);
- * this file is the command line and the report.
+ * This file only finds the engine: the target's kind when this agent serves
+ * it, else --engine KIND, else the engine whose own name for --dir is used
+ * (restore_dir_alias), else the only engine that restores; the options, the
+ * work and the report are the engine's (tm_engine.restore_cli).
  */
 #include "agent/restore_cmd.h"
+#include "agent/engine.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/engines/postgres/pg.h"
 #include "common/config.h"
 #include "common/log.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: tidemark-agent [--config FILE] restore --target NAME --pgdata DIR\n"
-            "           [--time 'YYYY-MM-DD HH:MM:SS+00' | --backup ID | --lsn LSN | --immediate]\n"
-            "           [--delta] [--start [--port N]] [--owner USER]\n"
-            "           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
-            "           [--waldir DIR]\n"
-            "\n"
-            "Restore a PostgreSQL backup of NAME from the configured repositories into DIR.\n"
-            "Without a target the newest backup is restored and recovery replays all the\n"
-            "archived WAL. --time/--lsn pick the newest backup that ends before the target\n"
-            "and stop recovery there; --backup restores that backup (with --immediate: to\n"
-            "its consistent point). --delta reuses the files of an existing DIR that match\n"
-            "the backup and removes the others. --start starts PostgreSQL, waits for the\n"
-            "end of recovery and runs a verification query. As root, DIR is given to\n"
-            "--owner (default postgres). Tablespaces go back where they were, unless\n"
-            "relocated: --tablespace-map OID=DIR (repeatable) or --tablespace-map-all DIR\n"
-            "(each to DIR/OID); their directories must be empty (or --delta).\n"
-            "pg_wal is restored as a directory inside DIR, also when the source had it\n"
-            "on another disk (initdb --waldir); --waldir DIR (empty) makes it a link there.\n"
-            "Every file is written beneath DIR (and the mapped directories); a manifest\n"
-            "path or link that would leave them, or a DIR a running server uses, is\n"
-            "refused.\n"
-            "\n"
-            "Exit codes: 0 restored, 1 failed, 2 usage or configuration error.\n");
+    fprintf(f, "Usage: tidemark-agent [--config FILE] restore --target NAME --dir DIR\n"
+               "           [--engine KIND] [the engine's options]\n"
+               "\n"
+               "Restores a backup of NAME from the configured repositories into DIR, with\n"
+               "the engine of NAME's kind; for a target this agent does not serve, name it\n"
+               "with --engine KIND (or use the engine's own name for --dir).\n"
+               "\n");
+    const tm_engine *e;
+    for (size_t i = 0; (e = tm_engine_at(i)) != NULL; i++) {
+        if (e->restore_cli != NULL) {
+            fprintf(f, "%s targets:\n%s\n", e->name, e->restore_usage ? e->restore_usage : "");
+        }
+    }
+    fprintf(f, "Exit codes: 0 restored, 1 failed, 2 usage or configuration error.\n");
+}
+
+/* The value of option name in argv ("--name V" or "--name=V"), or NULL. */
+static const char *opt_value(int argc, char **argv, const char *name)
+{
+    size_t l = strlen(name);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            break;
+        }
+        if (strncmp(argv[i], name, l) == 0 && argv[i][l] == '=') {
+            return argv[i] + l + 1;
+        }
+        if (strcmp(argv[i], name) == 0 && i + 1 < argc) {
+            return argv[i + 1];
+        }
+    }
+    return NULL;
+}
+
+/* The engine for the command line, or NULL (a message printed). */
+static const tm_engine *pick(const tm_agent_conf *conf, int argc, char **argv)
+{
+    const char *kind = opt_value(argc, argv, "--engine");
+    if (kind != NULL) {
+        const tm_engine *e = tm_engine_by_name(kind);
+        if (e == NULL || e->restore_cli == NULL) {
+            fprintf(stderr, "tidemark-agent restore: --engine %s: no such engine restores here\n",
+                    kind);
+            return NULL;
+        }
+        return e;
+    }
+    const char *target = opt_value(argc, argv, "--target");
+    for (size_t i = 0; target != NULL && i < conf->n_targets; i++) {
+        if (strcmp(conf->targets[i].name, target) == 0) {
+            const tm_engine *e = tm_engine_of(&conf->targets[i]);
+            if (e == NULL || e->restore_cli == NULL) {
+                fprintf(stderr,
+                        "tidemark-agent restore: target %s (kind %s): its engine "
+                        "cannot restore from this command\n",
+                        target, conf->targets[i].kind);
+                return NULL;
+            }
+            return e;
+        }
+    }
+    const tm_engine *e, *only = NULL;
+    size_t n = 0;
+    for (size_t i = 0; (e = tm_engine_at(i)) != NULL; i++) {
+        if (e->restore_cli == NULL) {
+            continue;
+        }
+        if (e->restore_dir_alias != NULL && opt_value(argc, argv, e->restore_dir_alias) != NULL) {
+            return e;
+        }
+        only = e;
+        n++;
+    }
+    if (n == 1) {
+        return only;
+    }
+    fprintf(stderr,
+            "tidemark-agent restore: target %s is not in this agent's targets: name its "
+            "engine with --engine KIND\n",
+            target ? target : "(none)");
+    return NULL;
 }
 
 int tm_restore_cmd(const char *config, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"target", required_argument, NULL, 't'},
-        {"pgdata", required_argument, NULL, 'd'},
-        {"time", required_argument, NULL, 'T'},
-        {"backup", required_argument, NULL, 'b'},
-        {"lsn", required_argument, NULL, 'l'},
-        {"immediate", no_argument, NULL, 'i'},
-        {"delta", no_argument, NULL, 'D'},
-        {"start", no_argument, NULL, 's'},
-        {"port", required_argument, NULL, 'p'},
-        {"owner", required_argument, NULL, 'o'},
-        {"tablespace-map", required_argument, NULL, 'm'},
-        {"tablespace-map-all", required_argument, NULL, 'M'},
-        {"waldir", required_argument, NULL, 'W'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    enum { MAX_TS_MAP = 64 };
-    const char *ts_map[MAX_TS_MAP];
-    tm_pg_restore_opts o = {.ts_map = ts_map};
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 't':
-            o.target = optarg;
-            break;
-        case 'd':
-            o.pgdata = optarg;
-            break;
-        case 'T':
-            o.time = optarg;
-            break;
-        case 'b':
-            o.backup_id = optarg;
-            break;
-        case 'l':
-            o.lsn = optarg;
-            break;
-        case 'i':
-            o.immediate = 1;
-            break;
-        case 'D':
-            o.delta = 1;
-            break;
-        case 's':
-            o.start = 1;
-            break;
-        case 'p': {
-            char *end = NULL;
-            unsigned long p = strtoul(optarg, &end, 10);
-            if (end == optarg || *end != '\0' || p < 1 || p > 65535) {
-                fprintf(stderr, "tidemark-agent restore: --port %s is not a port (1 .. 65535)\n",
-                        optarg);
-                return 2;
-            }
-            o.port = (uint32_t)p;
-            break;
-        }
-        case 'o':
-            o.owner = optarg;
-            break;
-        case 'm':
-            if (o.n_ts_map == MAX_TS_MAP) {
-                fprintf(stderr, "tidemark-agent restore: more than %d --tablespace-map\n",
-                        MAX_TS_MAP);
-                return 2;
-            }
-            ts_map[o.n_ts_map++] = optarg;
-            break;
-        case 'M':
-            o.ts_map_all = optarg;
-            break;
-        case 'W':
-            o.waldir = optarg;
-            break;
-        case 'h':
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
-        default:
-            usage(stderr);
-            return 2;
         }
-    }
-    if (optind < argc || o.target == NULL || o.pgdata == NULL) {
-        fprintf(stderr, "tidemark-agent restore: --target and --pgdata are required\n");
-        usage(stderr);
-        return 2;
     }
     tm_err err = {0};
     tm_agent_conf *conf = NULL;
@@ -141,25 +116,32 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
         return 2;
     }
     tm_log_set_level(conf->log_level);
-    tm_pg_restore_report rep;
-    int rc = tm_pg_restore(conf, &o, &rep, &err);
-    if (rc != TM_OK) {
-        fprintf(stderr, "tidemark-agent restore: %s\n", err.msg);
+    const tm_engine *e = pick(conf, argc, argv);
+    if (e == NULL) {
         tm_agent_conf_free(conf);
-        return rc == TM_ECONFIG || rc == TM_EINVAL ? 2 : 1;
+        usage(stderr);
+        return 2;
     }
-    printf("restored %s of %s into %s\n", rep.backup_id, o.target, o.pgdata);
-    printf("  chain:            %s\n", rep.chain);
-    printf("  files:            %llu written (%llu bytes), %llu reused, %llu removed\n",
-           (unsigned long long)rep.files, (unsigned long long)rep.bytes,
-           (unsigned long long)rep.reused_files, (unsigned long long)rep.removed);
-    printf("  recovery target:  %s\n", rep.recovery_target);
-    printf("  restore files:    %.2f s\n", rep.files_s);
-    if (o.start) {
-        printf("  recovery:         %.2f s\n", rep.recovery_s);
-        printf("  verify:           %s\n", rep.verify);
+    /* The engine parses the rest: --engine is ours alone. */
+    char **av = calloc((size_t)argc + 1, sizeof(*av));
+    if (av == NULL) {
+        tm_agent_conf_free(conf);
+        fprintf(stderr, "tidemark-agent restore: out of memory\n");
+        return 1;
     }
-    printf("  total:            %.2f s\n", rep.total_s);
+    int ac = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--engine") == 0 && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        if (i > 0 && strncmp(argv[i], "--engine=", 9) == 0) {
+            continue;
+        }
+        av[ac++] = argv[i];
+    }
+    int rc = e->restore_cli(conf, ac, av);
+    free(av);
     tm_agent_conf_free(conf);
-    return 0;
+    return rc;
 }

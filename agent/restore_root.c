@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/engine.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -277,7 +278,7 @@ static int open_parent(const tm_restore_root *r, const char *rel, int *pfd, cons
     parent[pl] = '\0';
     const char *rest = parent;
     int base = pl ? resolve(r, parent, &rest) : r->fd;
-    /* A link's own directory is the parent: "pg_tblspc/1/X" -> beneath it. */
+    /* A link's own directory is the parent: "<link>/X" -> beneath it. */
     for (size_t i = 0; pl && i < r->nlinks; i++) {
         if (strcmp(parent, r->links[i].rel) == 0) {
             base = r->links[i].fd;
@@ -642,52 +643,35 @@ static int is_beneath(const char *a, const char *b)
     return strncmp(a, b, lb) == 0 && (a[lb] == '\0' || a[lb] == '/');
 }
 
-static int busy_at(const char *dir, const char *used, const char *comm, long pid, tm_err *err)
+int tm_restore_busy_why(const char *dir, const char *used, const char *comm, long pid, char *why,
+                        size_t cap)
 {
     char u[PATH_MAX];
     if (canon(used, u) != 0) {
-        return TM_OK;
+        return 0;
     }
     if (is_beneath(dir, u) || is_beneath(u, dir)) {
-        return tm_err_set(err, TM_EBUSY,
-                          "%s is in use by a running %s (pid %ld, directory %s); a restore never "
-                          "writes into a running server's files: stop it, or restore elsewhere",
-                          dir, comm, pid, u);
+        snprintf(why, cap,
+                 "%s is in use by a running %s (pid %ld, directory %s); a restore never "
+                 "writes into a running server's files: stop it, or restore elsewhere",
+                 dir, comm, pid, u);
+        return 1;
     }
-    return TM_OK;
+    return 0;
 }
 
-int tm_restore_dir_busy(const char *dir, tm_err *err)
+int tm_restore_proc_each(const char *const *comms,
+                         int (*fn)(void *arg, long pid, const char *comm, const char *cwd),
+                         void *arg)
 {
-    char d[PATH_MAX];
-    if (canon(dir, d) != 0) {
-        return tm_err_set(err, TM_EINVAL, "%s: path too long", dir);
-    }
-    /* A postmaster.pid whose first line is a live process. */
-    char pf[PATH_MAX + 32], *txt = NULL;
-    size_t tl = 0;
-    snprintf(pf, sizeof(pf), "%s/postmaster.pid", d);
-    if (tm_file_read(pf, &txt, &tl, NULL) == TM_OK) {
-        long pid = strtol(txt, NULL, 10);
-        free(txt);
-        if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-            return tm_err_set(err, TM_EBUSY,
-                              "%s/postmaster.pid names running process %ld: a PostgreSQL server "
-                              "runs from this directory; stop it (pg_ctl -D %s stop) before "
-                              "restoring into it",
-                              d, pid, d);
-        }
-    }
-    /* Running servers, by their working directory (the postmaster's is its
-     * data directory; redis-server's is its `dir`). */
     DIR *pd = opendir("/proc");
     if (pd == NULL) {
-        return TM_OK;
+        return 0;
     }
-    int rc = TM_OK;
+    int rc = 0;
     char last[PATH_MAX] = "";
     struct dirent *de;
-    while (rc == TM_OK && (de = readdir(pd)) != NULL) {
+    while (rc == 0 && (de = readdir(pd)) != NULL) {
         if (!isdigit((unsigned char)de->d_name[0])) {
             continue;
         }
@@ -702,9 +686,11 @@ int tm_restore_dir_busy(const char *dir, tm_err *err)
         }
         fclose(f);
         comm[strcspn(comm, "\n")] = '\0';
-        int pg = strcmp(comm, "postgres") == 0 || strcmp(comm, "postmaster") == 0;
-        int redis = strcmp(comm, "redis-server") == 0;
-        if (!pg && !redis) {
+        int match = 0;
+        for (size_t i = 0; comms[i] != NULL && !match; i++) {
+            match = strcmp(comm, comms[i]) == 0;
+        }
+        if (!match) {
             continue;
         }
         char cwd[PATH_MAX];
@@ -715,35 +701,85 @@ int tm_restore_dir_busy(const char *dir, tm_err *err)
         }
         cwd[n] = '\0';
         if (strcmp(cwd, last) == 0) {
-            continue; /* the postmaster's children share its directory */
+            continue; /* a server's children share its directory */
         }
         snprintf(last, sizeof(last), "%s", cwd);
-        long pid = strtol(de->d_name, NULL, 10);
-        rc = busy_at(d, cwd, comm, pid, err);
-        if (rc != TM_OK || !pg) {
-            continue;
-        }
-        /* pg_wal and the tablespaces may live elsewhere. */
-        char sub[PATH_MAX + 32];
-        snprintf(sub, sizeof(sub), "%s/pg_wal", cwd);
-        rc = busy_at(d, sub, comm, pid, err);
-        snprintf(sub, sizeof(sub), "%s/pg_tblspc", cwd);
-        DIR *ts = rc == TM_OK ? opendir(sub) : NULL;
-        struct dirent *te;
-        while (ts != NULL && rc == TM_OK && (te = readdir(ts)) != NULL) {
-            if (te->d_name[0] == '.') {
-                continue;
-            }
-            char tp[PATH_MAX + 300];
-            snprintf(tp, sizeof(tp), "%s/pg_tblspc/%s", cwd, te->d_name);
-            rc = busy_at(d, tp, comm, pid, err);
-        }
-        if (ts != NULL) {
-            closedir(ts);
-        }
+        rc = fn(arg, strtol(de->d_name, NULL, 10), comm, cwd);
     }
     closedir(pd);
     return rc;
+}
+
+typedef struct cwd_busy {
+    const char *dir;
+    const char *const *subdirs;
+    char *why;
+    size_t cap;
+} cwd_busy;
+
+static int cwd_uses(void *arg, long pid, const char *comm, const char *cwd)
+{
+    cwd_busy *a = arg;
+    if (tm_restore_busy_why(a->dir, cwd, comm, pid, a->why, a->cap)) {
+        return 1;
+    }
+    for (size_t i = 0; a->subdirs != NULL && a->subdirs[i] != NULL; i++) {
+        const char *sub = a->subdirs[i];
+        size_t sl = strlen(sub);
+        char p[PATH_MAX + 300];
+        if (sl == 0 || sub[sl - 1] != '/') {
+            snprintf(p, sizeof(p), "%s/%s", cwd, sub);
+            if (tm_restore_busy_why(a->dir, p, comm, pid, a->why, a->cap)) {
+                return 1;
+            }
+            continue;
+        }
+        /* "<sub>/": each entry of that directory (links elsewhere). */
+        snprintf(p, sizeof(p), "%s/%.*s", cwd, (int)(sl - 1), sub);
+        DIR *d = opendir(p);
+        struct dirent *e;
+        int busy = 0;
+        while (d != NULL && !busy && (e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.') {
+                continue;
+            }
+            char ep[2 * PATH_MAX + 300];
+            snprintf(ep, sizeof(ep), "%s/%s", p, e->d_name);
+            busy = tm_restore_busy_why(a->dir, ep, comm, pid, a->why, a->cap);
+        }
+        if (d != NULL) {
+            closedir(d);
+        }
+        if (busy) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int tm_restore_cwd_busy(const char *dir, const char *const *comms, const char *const *subdirs,
+                        char *why, size_t cap)
+{
+    cwd_busy a = {.dir = dir, .subdirs = subdirs, .why = why, .cap = cap};
+    return tm_restore_proc_each(comms, cwd_uses, &a) != 0;
+}
+
+int tm_restore_dir_busy(const char *dir, tm_err *err)
+{
+    char d[PATH_MAX];
+    if (canon(dir, d) != 0) {
+        return tm_err_set(err, TM_EINVAL, "%s: path too long", dir);
+    }
+    /* Every engine is asked, whatever the restore's engine: no restore may
+     * land in any running server's files. */
+    const tm_engine *e;
+    for (size_t i = 0; (e = tm_engine_at(i)) != NULL; i++) {
+        char why[TM_ERR_MSG_MAX] = "";
+        if (e->in_use != NULL && e->in_use(d, why, sizeof(why)) == 1) {
+            return tm_err_set(err, TM_EBUSY, "%s", why[0] ? why : "in use by a running server");
+        }
+    }
+    return TM_OK;
 }
 
 int tm_restore_under_roots(const char *what, const char *dir, char *const *roots, size_t n,

@@ -1,13 +1,13 @@
 /*
  * restore_root.h - the one place where a restore writes to the file system.
  *
- * Every engine's restore (PostgreSQL now, Redis and SQLite next) writes only
- * through a tm_restore_root: a directory opened once, beneath which files,
- * directories and the links the engine declares are created. Why: a backup's
- * manifest names paths and link targets that came from another host (or from
- * whoever can write the repository with its key); recreating them as-is lets
- * a `pg_wal -> /live/wal` link or a `../` path make a scratch restore
- * overwrite a live database. So:
+ * Every engine's restore writes only through a tm_restore_root: a
+ * directory opened once, beneath which files, directories and the links the
+ * engine declares are created. Why: a backup's manifest names paths and
+ * link targets that came from another host (or from whoever can write the
+ * repository with its key); recreating them as-is lets a link into a live
+ * server's directory or a `../` path make a scratch restore overwrite a
+ * live database. So:
  *
  *   - every manifest path is checked (tm_restore_path_check): relative, no
  *     `.`/`..`/empty component, no NUL or control character, each name at
@@ -53,7 +53,8 @@ typedef struct tm_restore_root_opts {
 /* Validate one manifest path of len bytes (len counts embedded NULs).
  * TM_EINVAL with a message naming the entry and the reason. */
 int tm_restore_path_check(const char *rel, size_t len, tm_err *err);
-/* Validate a directory given to the restore (a mapping, --waldir): absolute,
+/* Validate a directory given to the restore (a mapping of the engine's):
+ * absolute,
  * no `.`/`..`/empty component, no control character, at most PATH_MAX. */
 int tm_restore_dir_check(const char *what, const char *dir, tm_err *err);
 
@@ -99,10 +100,30 @@ int tm_restore_root_link(tm_restore_root *r, const char *rel, const char *dest, 
                          tm_err *err);
 
 /* TM_EBUSY if dir (or a directory inside it, or one it is inside) is in use
- * by a running server: a postmaster.pid naming a live process, or the
- * working directory, pg_wal or a tablespace of a running postgres, or the
- * working directory of a running redis-server (from /proc). */
+ * by a running server: every registered engine is asked (tm_engine.in_use),
+ * and the message is the engine's. */
 int tm_restore_dir_busy(const char *dir, tm_err *err);
+
+/* For the engines' in_use: 1 (why filled: the server, its pid and the
+ * directory) when dir (canonical) and used (canonicalised here) are the same
+ * directory or one lies beneath the other; 0 otherwise. */
+int tm_restore_busy_why(const char *dir, const char *used, const char *comm, long pid, char *why,
+                        size_t cap);
+/* For the engines' in_use: fn(arg, pid, comm, working directory) for each
+ * running process whose comm is one of comms (NULL-terminated), from /proc;
+ * a process with the same working directory as the one before it (a
+ * server's children) is skipped. Stops at the first nonzero fn, and returns
+ * it; 0 when none (or /proc cannot be read). */
+int tm_restore_proc_each(const char *const *comms,
+                         int (*fn)(void *arg, long pid, const char *comm, const char *cwd),
+                         void *arg);
+/* For the engines' in_use: 1 (why filled) when a running process whose comm
+ * is one of comms works in dir, inside it, or above it; or when one of its
+ * subdirs (relative to its working directory, NULL-terminated, may be NULL;
+ * a trailing "/" = each entry of that directory) is (they may be links
+ * elsewhere). */
+int tm_restore_cwd_busy(const char *dir, const char *const *comms, const char *const *subdirs,
+                        char *why, size_t cap);
 
 /* TM_EPERM unless dir (lexically, and through the symbolic links of its
  * existing part) is one of roots or beneath one. what names it in the
@@ -111,8 +132,8 @@ int tm_restore_under_roots(const char *what, const char *dir, char *const *roots
                            tm_err *err);
 
 /* The environment of a server started from a restore: PATH, LANG, LC_*, TZ
- * of the agent; HOME, USER, LOGNAME of user; extra ("PGDATA=...", NULL-
- * terminated, may be NULL). Nothing else of the agent's environment. */
+ * of the agent; HOME, USER, LOGNAME of user; extra (the engine's
+ * "NAME=value" strings, NULL-terminated, may be NULL). Nothing else of the agent's environment. */
 int tm_restore_env_new(const char *user, const char *const *extra, char ***out, tm_err *err);
 void tm_restore_env_free(char **env);
 

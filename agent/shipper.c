@@ -3,8 +3,8 @@
  * tm_ship_* helpers an engine's shipper uses (engine.h).
  */
 #include "agent/shipper.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "common/log.h"
 #include "common/util.h"
 

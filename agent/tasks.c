@@ -21,7 +21,7 @@
 #include "agent/engine.h"
 #include "agent/expire.h"
 #include "agent/replication.h"
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/util.h"

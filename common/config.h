@@ -72,7 +72,7 @@ typedef struct tm_policy_drill_conf {
  * target applies to it. */
 typedef struct tm_policy_conf {
     char *name;                   /* unique; [A-Za-z0-9._-]{1,64} */
-    char *match_kind;             /* "postgres" | ...; NULL = any kind */
+    char *match_kind;             /* a kind of the kind table; NULL = any kind */
     struct tm_label_conf *labels; /* match.labels: all must equal the agent's labels */
     size_t n_labels;
     char *full;        /* schedule.full cron; default "0 3 * * *" */
@@ -81,8 +81,8 @@ typedef struct tm_policy_conf {
      * cron parser lives in the coordinator, see tm_config_set_cron_check). */
     char *full_where;
     char *incremental_where;
-    char *snapshot; /* schedule.snapshot cron (redis targets); default every 6 h at :00
-                       for a redis policy; NULL = none */
+    char *snapshot; /* schedule.snapshot cron (kinds that take snapshots); default: the
+                       kind's default_snapshot (engine_kinds.h); NULL = none */
     char *snapshot_where;
     int64_t jitter_s;     /* schedule.jitter; default 10m */
     int64_t late_after_s; /* schedule.late_after: backup_late fires when a scheduled run has
@@ -156,25 +156,20 @@ struct tm_label_conf {
     char *value;
 };
 
-/* targets[].postgres: how the agent reaches a PostgreSQL cluster. */
-typedef struct tm_pg_target_conf {
-    char *pgdata;             /* absolute data directory; NULL = not set */
-    char *host;               /* NULL = libpq default (unix socket) */
-    uint32_t port;            /* default 5432 */
-    char *user;               /* default "postgres" */
-    char *database;           /* default "postgres" */
-    char *password;           /* resolved secret (password: env:X | password_file); may be NULL */
-    char *bindir;             /* NULL = `pg_config --bindir` at run time */
-    bool checksum_validation; /* default true: verify page checksums while reading */
-    uint32_t parallel;        /* copy workers; default 2; 1 .. 64 */
-} tm_pg_target_conf;
+/* An engine's description of its target block (common/config/validate.h);
+ * engines register theirs before an agent.yaml is loaded. */
+typedef struct tm_target_schema tm_target_schema;
+/* Most engine blocks the loader can be given. */
+#define TM_TARGET_SCHEMAS_MAX 8
 
 typedef struct tm_target_conf {
-    char *name;           /* unique in the fleet; [A-Za-z0-9._-]{1,64} */
-    char *kind;           /* "postgres" | "redis" | "sqlite" | "turso" */
-    char *engine_version; /* optional */
-    bool has_postgres;    /* a postgres: block was given */
-    tm_pg_target_conf postgres;
+    char *name;                     /* unique in the fleet; [A-Za-z0-9._-]{1,64} */
+    char *kind;                     /* a kind of the kind table (common/engine_kinds.h) */
+    char *engine_version;           /* optional */
+    const tm_target_schema *schema; /* the kind's registered schema; NULL = none */
+    /* The engine's parsed block (owned by schema; read it through the
+     * engine's typed accessor); NULL = none. */
+    void *engine_conf;
 } tm_target_conf;
 
 /* One repository of the set (`repositories:` in agent.yaml). Secrets are
@@ -251,10 +246,20 @@ int tm_coordinator_conf_parse(const char *name, const char *buf, size_t len,
                               tm_coordinator_conf **out, tm_err *err);
 void tm_coordinator_conf_free(tm_coordinator_conf *c);
 
+/* The engine target blocks agent.yaml may hold, one per kind (agent/engine.c
+ * registers every engine's; call before loading, from one thread). Without
+ * it a target can have no engine block. TM_EINVAL when there are more than
+ * the loader has room for. */
+int tm_config_set_target_schemas(const tm_target_schema *const *schemas, size_t n);
+/* t's engine block when it was parsed by `schema`, else NULL (engines wrap
+ * this in their typed accessor). */
+const void *tm_target_engine_conf(const tm_target_conf *t, const tm_target_schema *schema);
+
 int tm_agent_conf_load(const char *path, tm_agent_conf **out, tm_err *err);
-/* For commands that never talk to the coordinator (wal-get run by a restored
- * PostgreSQL with a minimal environment): an env: enrollment token whose
- * variable is unset is left NULL instead of failing the load. */
+/* For commands that never talk to the coordinator (an engine's log fetch run
+ * by a restored database server with a minimal environment): an env:
+ * enrollment token whose variable is unset is left NULL instead of failing
+ * the load. */
 void tm_config_agent_offline(bool on);
 int tm_agent_conf_parse(const char *name, const char *buf, size_t len, tm_agent_conf **out,
                         tm_err *err);

@@ -1,6 +1,6 @@
 /*
  * json.h - the one JSON string writer the text outputs share (tidemarkctl,
- * tidemark-agent repo/wal commands, the retention plan).
+ * tidemark-agent repo and log commands, the retention plan).
  */
 #ifndef TM_JSON_H
 #define TM_JSON_H

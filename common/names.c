@@ -1,9 +1,9 @@
 #include "common/names.h"
+#include "common/engine_kinds.h"
 
 #include <string.h>
 
 static const char *const agent_states[] = {"unknown", "pending", "online", "stale", "lost"};
-static const char *const target_kinds[] = {"unknown", "postgres", "redis", "sqlite", "turso"};
 static const char *const task_kinds[] = {"unknown", "backup", "restore", "log",
                                          "verify",  "copy",   "drill",   "expire"};
 static const char *const task_states[] = {"unknown", "queued",    "running", "succeeded",
@@ -20,7 +20,9 @@ const char *tm_agent_state_name(int state)
 
 const char *tm_target_kind_name(int kind)
 {
-    return NAME(target_kinds, kind);
+    /* Kinds are named once, in the kind table. */
+    const tm_engine_kind *k = tm_engine_kind_by_kind(kind);
+    return k != NULL ? k->name : "unknown";
 }
 
 const char *tm_task_kind_name(int kind)
@@ -55,5 +57,6 @@ int tm_agent_state_parse(const char *s)
 
 int tm_target_kind_parse(const char *s)
 {
-    return parse(target_kinds, sizeof(target_kinds) / sizeof(target_kinds[0]), s);
+    const tm_engine_kind *k = tm_engine_kind_by_name(s);
+    return k != NULL ? k->kind : 0;
 }

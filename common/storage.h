@@ -3,7 +3,7 @@
  *
  * A backend (common/storage/<name>.c or common/storage/<name>/) fills a
  * tm_storage_ops table and is listed once in common/storage.c's registry.
- * Keys are '/'-separated relative paths ("pg-main/backup/<id>/manifest").
+ * Keys are '/'-separated relative paths ("orders-db/backup/<id>/manifest").
  *
  * Writes are atomic: an object becomes visible complete, or not at all
  * (posix: temp + fsync + rename + dir fsync; S3: single PUT or completed

@@ -76,7 +76,7 @@ static int handle_restore(tm_rpc_call *call, const ProtobufCMessage *in, Protobu
     if (req->target == NULL || req->target[0] == '\0' || req->spec == NULL) {
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "target and spec required");
     }
-    if (req->spec->pgdata == NULL || req->spec->pgdata[0] != '/') {
+    if (req->spec->dir == NULL || req->spec->dir[0] != '/') {
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
                                  "the destination directory must be an absolute path");
     }

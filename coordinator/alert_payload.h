@@ -10,7 +10,7 @@
  *     "status": "firing" | "resolved",
  *     "event": "firing" | "repeat" | "resolved",   first, reminder, end
  *     "rule": "backup_failed",
- *     "target": "pg-main",                         "" for fleet-wide rules
+ *     "target": "orders-db",                         "" for fleet-wide rules
  *     "severity": "info" | "warning" | "critical",
  *     "previous_severity": "warning",              only when it just changed
  *     "summary": "one line for a human",
@@ -35,8 +35,8 @@
  *   them as label names).
  *
  * Slack-compatible ({"text": "..."}), one readable line, e.g.
- *   [FIRING] CRITICAL backup_failed on pg-main: backup failed 3 times (kind=full, error=...)
- *   [RESOLVED] backup_failed on pg-main: backup failed 3 times (after 12m)
+ *   [FIRING] CRITICAL backup_failed on orders-db: backup failed 3 times (kind=full, error=...)
+ *   [RESOLVED] backup_failed on orders-db: backup failed 3 times (after 12m)
  */
 #ifndef TM_ALERT_PAYLOAD_H
 #define TM_ALERT_PAYLOAD_H

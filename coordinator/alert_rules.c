@@ -29,9 +29,9 @@ static const char *const rule_names[] = {
     "verify_failed",
 };
 
-/* WAL files finished by the database and not yet archived (reported by the
- * agent): this many (64 MiB of 16 MiB segments) means archiving is falling
- * behind, well before the RPO goal is breached. */
+/* Log files finished by the database and not yet archived (reported by the
+ * agent): this many means archiving is falling behind, well before the RPO
+ * goal is breached. */
 #define ARCHIVE_QUEUE_ALERT 4
 #define N_RULES (sizeof(rule_names) / sizeof(rule_names[0]))
 
@@ -267,7 +267,7 @@ static void rule_freshness(tm_alert_rules *r, const char *target, const tm_polic
     summary[0] = '\0';
     if (growing) {
         snprintf(summary, sizeof(summary),
-                 "%u WAL files of %s wait to be archived (alert at %d): archiving falls behind",
+                 "%u log files of %s wait to be archived (alert at %d): archiving falls behind",
                  depth, target, ARCHIVE_QUEUE_ALERT);
     }
     observe(r, "archive_queue_growing", target, TM_ALERT_WARNING, growing, summary, q, 1, now_ms);
@@ -285,19 +285,20 @@ static void rule_log_shipping(tm_alert_rules *r, const char *target, const tm_po
         return;
     }
     int failing = tm_archiver_failing(&st);
-    char summary[512] = "", failed[32], wal[64], since[32] = "";
+    char summary[512] = "", failed[32], logf[64], since[32] = "";
     snprintf(failed, sizeof(failed), "%" PRIu64, st.failed_count);
-    snprintf(wal, sizeof(wal), "%s", st.last_failed_wal);
+    snprintf(logf, sizeof(logf), "%s", st.last_failed_log);
     if (st.last_failed_ms > 0) {
         tm_fmt_time(st.last_failed_ms / 1000, since, sizeof(since));
     }
-    tm_alert_kv d[3] = {{"failed_count", failed}, {"last_failed_wal", wal}, {"last_failed", since}};
+    tm_alert_kv d[3] = {
+        {"failed_count", failed}, {"last_failed_log", logf}, {"last_failed", since}};
     if (failing) {
         snprintf(summary, sizeof(summary),
                  "log shipping of %s fails: archiving %s failed at %s (%s failures so far); "
                  "the database keeps the file and retries, see its log for the archive "
                  "command's error",
-                 target, wal, since, failed);
+                 target, logf, since, failed);
     }
     observe(r, "log_shipping_failed", target, TM_ALERT_CRITICAL, failing, summary, d, 3, now_ms);
 }

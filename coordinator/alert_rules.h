@@ -18,8 +18,8 @@
  *                  only for targets that report logs.
  *   archive_queue_growing (warning) >= 4 log files wait to be archived.
  *   log_shipping_failed (critical) the database's newest archive attempt
- *                  failed (PostgreSQL: pg_stat_archiver.last_failed_time
- *                  > last_archived_time, reported by the agent).
+ *                  failed (its last failure is newer than its last
+ *                  success, as the agent reports them).
  *   backup_late    (warning)  a scheduled full/incremental/snapshot has not
  *                  started, or not finished, schedule.late_after (default
  *                  1h, plus the policy's jitter) after its fire time.

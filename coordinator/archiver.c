@@ -93,8 +93,8 @@ void tm_archiver_collect(tm_metrics_writer *w, void *arg)
 {
     tm_archiver_table *t = arg;
     tm_metrics_write_family(w, "tidemark_log_archive_failures_total", TM_METRIC_COUNTER,
-                            "Failed log archive attempts the database counted (PostgreSQL: "
-                            "pg_stat_archiver.failed_count, since its last stats reset).");
+                            "Failed log archive attempts the database counted (since its "
+                            "last stats reset).");
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < t->n; i++) {
         char labels[160], esc[144];

@@ -1,7 +1,7 @@
 /*
  * archiver.h - the database's own log-shipping status per target, as the
- * agents last reported it (PostgreSQL's pg_stat_archiver): live state kept
- * in memory, like heartbeats; re-reported every few seconds, so a restart
+ * agents last reported it (the engine's own archiver statistics): live
+ * state kept in memory, like heartbeats; re-reported every few seconds, so a restart
  * loses nothing that matters. Feeds the log_shipping_failed rule and the
  * tidemark_log_archive_* metrics.
  */
@@ -18,7 +18,7 @@ typedef struct tm_archiver_table tm_archiver_table;
 typedef struct tm_archiver_status {
     uint64_t archived_count, failed_count;
     int64_t last_archived_ms, last_failed_ms; /* unix milliseconds; 0 = never */
-    char last_archived_wal[64], last_failed_wal[64];
+    char last_archived_log[64], last_failed_log[64];
     char error[256];     /* could not read the status (e.g. server down); "" = read */
     int64_t reported_at; /* unix seconds */
 } tm_archiver_status;

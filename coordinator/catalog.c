@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/engine_kinds.h"
 #include "common/util.h"
 #include "tidemark.pb-c.h"
 
@@ -240,6 +241,11 @@ static const migration migrations[] = {
      "ALTER TABLE backups ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE backups ADD COLUMN missing TEXT NOT NULL DEFAULT '';"
      "CREATE INDEX backups_partial ON backups(target) WHERE partial = 1;"},
+    /* Engine-neutral names: a log range belongs to a chain (each engine's
+     * timeline or generation of its log). The primary key follows the
+     * rename. Released SQL above keeps the old name: migrations are never
+     * edited. */
+    {12, "engine-neutral log chain", "ALTER TABLE log_ranges RENAME COLUMN timeline TO chain;"},
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -949,7 +955,7 @@ static int valid_state(int s)
 
 static int valid_kind(int k)
 {
-    return k >= TIDEMARK__TARGET_KIND__POSTGRES && k <= TIDEMARK__TARGET_KIND__TURSO;
+    return tm_engine_kind_by_kind(k) != NULL;
 }
 
 /* Reject what the schema would reject less legibly, before any write. */

@@ -1,8 +1,8 @@
 /*
  * catalog.h - the coordinator's durable state, SQL hidden behind verbs.
  *
- * Embedded SQLite (WAL mode, synchronous=FULL) today; a PostgreSQL catalog for
- * HA comes later behind this same interface. The schema is versioned:
+ * Embedded SQLite (WAL mode, synchronous=FULL) today; a server-backed catalog
+ * for HA comes later behind this same interface. The schema is versioned:
  * migrations are applied in order at open, each in a transaction, so a
  * catalog from any earlier version is brought up to date.
  *
@@ -152,7 +152,7 @@ struct Tidemark__LogRange;
 int tm_catalog_log_replace(tm_catalog *c, const char *target, const char *repository,
                            struct Tidemark__LogRange *const *ranges, size_t n, uint32_t queue_depth,
                            int64_t now, tm_err *err);
-/* All ranges of a target (every repository), ordered by repository, timeline, first. */
+/* All ranges of a target (every repository), ordered by repository, chain, first. */
 int tm_catalog_log_list(tm_catalog *c, const char *target, struct Tidemark__LogRange ***out,
                         size_t *n, tm_err *err);
 /* Sum of reported queue depths of a target. */

@@ -540,7 +540,7 @@ int tm_catalog_log_replace(tm_catalog *c, const char *target, const char *reposi
     }
     if (rc == TM_OK) {
         rc = prepare(c, db,
-                     "INSERT OR REPLACE INTO log_ranges(target, repository, timeline, first, last, "
+                     "INSERT OR REPLACE INTO log_ranges(target, repository, chain, first, last, "
                      "last_time, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                      &ins, err);
     }
@@ -600,7 +600,7 @@ int tm_catalog_log_list(tm_catalog *c, const char *target, Tidemark__LogRange **
     return tm_catalog_query_records(
         c,
         "SELECT record FROM log_ranges WHERE target = ?1 AND ?2 = ?2 AND ?3 = ?4 "
-        "ORDER BY repository, timeline, first",
+        "ORDER BY repository, chain, first",
         target, "", 0, 0, &tidemark__log_range__descriptor, (void ***)out, n, err);
 }
 

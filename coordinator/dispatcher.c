@@ -596,10 +596,11 @@ static int record_backup(tm_dispatcher *d, const Tidemark__Task *t, const tm_bac
     b.bytes = r->bytes;
     b.stored_bytes = r->stored_bytes;
     b.files = r->files;
-    b.start_lsn = r->start_lsn;
-    b.stop_lsn = r->stop_lsn;
-    b.has_timeline = r->has_timeline;
-    b.timeline = r->timeline;
+    b.start_position = r->start_position;
+    b.stop_position = r->stop_position;
+    b.has_chain = r->has_chain;
+    b.chain = r->chain;
+    b.stop_log = r->stop_log;
     b.n_repositories = r->n_repositories;
     b.repositories = r->repositories;
     b.n_extra = r->n_extra;

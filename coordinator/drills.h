@@ -6,8 +6,8 @@
  * the one named on `tidemarkctl drill run --to`, or the target's own agent -
  * by the scheduler on the policy's drill.schedule or by the RunDrill admin
  * call; never while another drill of the target is queued or running. The
- * agent restores, starts, checks and measures (agent/engines/postgres/
- * drill.c); when the task ends (succeeded or failed for good) its
+ * agent restores, starts, checks and measures (the target kind's engine,
+ * agent/engines/<kind>/); when the task ends (succeeded or failed for good) its
  * DrillResult becomes a row of the catalog's drills table, which
  * `tidemarkctl drills list`, the metrics below and the alert rules
  * drill_failed / drill_rto_over_goal / drill_rpo_over_goal read.

@@ -7,6 +7,7 @@
  */
 #include "coordinator/service_internal.h"
 #include "coordinator/archiver.h"
+#include "coordinator/logs.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -62,34 +63,34 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
             .last_failed_ms = a->last_failed_ms,
             .reported_at = tm_now_s(),
         };
-        snprintf(st.last_archived_wal, sizeof(st.last_archived_wal), "%s",
-                 a->last_archived_wal ? a->last_archived_wal : "");
-        snprintf(st.last_failed_wal, sizeof(st.last_failed_wal), "%s",
-                 a->last_failed_wal ? a->last_failed_wal : "");
+        snprintf(st.last_archived_log, sizeof(st.last_archived_log), "%s",
+                 a->last_archived_log ? a->last_archived_log : "");
+        snprintf(st.last_failed_log, sizeof(st.last_failed_log), "%s",
+                 a->last_failed_log ? a->last_failed_log : "");
         snprintf(st.error, sizeof(st.error), "%s", a->error ? a->error : "");
         tm_archiver_put(c->archiver, req->target, &st);
     }
     return TM_RPC_OK;
 }
 
-/* PostgreSQL: the WAL segment file holding lsn on timeline tl (16 MiB
- * segments, the default). Other engines name their log files differently
- * and report ranges whose names already sort in log order. */
-static void pg_segment(const char *lsn, uint32_t tl, char *out, size_t cap)
+/* The log object where backup b ends, named like LogRange.first/last: the
+ * engine reports it (stop_log). Backups recorded before stop_log existed
+ * came from the first engine only, whose positions read "HI/LO" and whose
+ * log objects are 16 MiB files named chain, HI, LO >> 24 in hex: derived
+ * here so those catalogs keep their window until retention drops them. */
+static void stop_log_of(const Tidemark__BackupInfo *b, char *out, size_t cap)
 {
     unsigned hi = 0, lo = 0;
     out[0] = '\0';
-    if (lsn != NULL && sscanf(lsn, "%X/%X", &hi, &lo) == 2) {
-        snprintf(out, cap, "%08X%08X%08X", tl ? tl : 1, hi, lo >> 24);
+    if (b->stop_log != NULL && b->stop_log[0] != '\0') {
+        snprintf(out, cap, "%s", b->stop_log);
+    } else if (b->stop_position != NULL && sscanf(b->stop_position, "%X/%X", &hi, &lo) == 2) {
+        snprintf(out, cap, "%08X%08X%08X", b->chain ? b->chain : 1, hi, lo >> 24);
     }
 }
 
-/* The restorable window from the backups (oldest first) and the archived
- * runs: from the oldest backup's end to the newest backup's end, extended
- * as far as a run that contains the newest backup's last WAL segment goes.
- * Returns whether such a run exists (seg: that segment's name). */
-static int window_span(Tidemark__BackupInfo *const *bs, size_t nb, Tidemark__LogRange *const *rs,
-                       size_t nr, int64_t *start, int64_t *end, char *seg, size_t seg_cap)
+int tm_logs_span(Tidemark__BackupInfo *const *bs, size_t nb, Tidemark__LogRange *const *rs,
+                 size_t nr, int64_t *start, int64_t *end, char *seg, size_t seg_cap)
 {
     *start = *end = 0;
     seg[0] = '\0';
@@ -99,7 +100,7 @@ static int window_span(Tidemark__BackupInfo *const *bs, size_t nb, Tidemark__Log
     const Tidemark__BackupInfo *newest = bs[nb - 1];
     *start = bs[0]->finished_at;
     *end = newest->finished_at;
-    pg_segment(newest->stop_lsn, newest->timeline, seg, seg_cap);
+    stop_log_of(newest, seg, seg_cap);
     int covered = 0;
     for (size_t i = 0; i < nr; i++) {
         if (seg[0] != '\0' && strcmp(rs[i]->first, seg) <= 0 && strcmp(seg, rs[i]->last) <= 0) {
@@ -123,8 +124,8 @@ int tm_logs_window(struct tm_coordinator *c, const char *target, int64_t *start,
         rc = tm_catalog_log_list(c->catalog, target, &rs, &nr, err);
     }
     if (rc == TM_OK) {
-        char seg[32];
-        window_span(bs, nb, rs, nr, start, end, seg, sizeof(seg));
+        char seg[160];
+        tm_logs_span(bs, nb, rs, nr, start, end, seg, sizeof(seg));
         *queue_depth = 0;
         rc = tm_catalog_log_queue(c->catalog, target, queue_depth, err);
     }
@@ -173,19 +174,19 @@ static int handle_pitr_window(tm_rpc_call *call, const ProtobufCMessage *in, Pro
         r->first = tm_arena_strdup(a, rs[i]->first);
         r->last = tm_arena_strdup(a, rs[i]->last);
         resp->ranges[resp->n_ranges++] = r;
-        /* Two runs on one timeline in one repository: a hole between them. */
+        /* Two runs on one chain in one repository: a hole between them. */
         if (i > 0 && strcmp(rs[i - 1]->repository, rs[i]->repository) == 0 &&
             rs[i - 1]->timeline == rs[i]->timeline) {
             resp->gaps[resp->n_gaps++] =
-                tm_arena_printf(a, "%s: timeline %u: nothing between %s and %s", rs[i]->repository,
+                tm_arena_printf(a, "%s: chain %u: nothing between %s and %s", rs[i]->repository,
                                 rs[i]->timeline, rs[i - 1]->last, rs[i]->first);
         }
     }
     if (nb > 0) {
         resp->oldest_backup = tm_arena_strdup(a, bs[0]->id);
         resp->newest_backup = tm_arena_strdup(a, bs[nb - 1]->id);
-        char seg[32];
-        int covered = window_span(bs, nb, rs, nr, &resp->start, &resp->end, seg, sizeof(seg));
+        char seg[160];
+        int covered = tm_logs_span(bs, nb, rs, nr, &resp->start, &resp->end, seg, sizeof(seg));
         if (!covered && nr > 0 && seg[0] != '\0') {
             resp->gaps[resp->n_gaps++] = tm_arena_printf(
                 a, "no archived log contains %s, where backup %s ends: the window stops there", seg,

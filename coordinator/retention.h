@@ -1,6 +1,6 @@
 /*
  * retention.h - the retention plan: which backups to keep, which to drop and
- * why, and how far back logs (WAL/AOF/SQLite WAL) must be kept. A pure,
+ * why, and how far back logs (each engine's log files) must be kept. A pure,
  * deterministic function of (backup records, policy, now): no clock, no
  * catalog, no I/O. `tidemarkctl retention plan` prints it (dry run); the
  * coordinator applies the same plan on schedule.
@@ -34,7 +34,7 @@
  *    the log cutoff is its start (started_at, or finished_at when 0): logs
  *    older than the cutoff may go. Retained backups older than the anchor
  *    stay restorable to their own consistent point: the log range recorded
- *    inside each backup (the WAL between its start and stop) belongs to the
+ *    inside each backup (the log between its start and stop) belongs to the
  *    backup, not to the continuous log stream, and must be deleted with it
  *    only. With no good backup, there is no cutoff: keep all logs.
  *  - Minimum count: while fewer than min_count good bases are kept, keep the

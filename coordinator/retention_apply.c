@@ -230,9 +230,9 @@ static int apply_locked(tm_retention_apply *ra, const char *target, const char *
         spec.log_cutoff = pt->log_cutoff;
         for (size_t i = 0; i < n; i++) {
             if (strcmp(bs[i]->id, pt->log_cutoff_id) == 0 && strcmp(bs[i]->target, target) == 0) {
-                spec.log_cutoff_start_lsn = bs[i]->start_lsn;
-                spec.has_log_cutoff_timeline = bs[i]->has_timeline;
-                spec.log_cutoff_timeline = bs[i]->timeline;
+                spec.log_cutoff_start_position = bs[i]->start_position;
+                spec.has_log_cutoff_chain = bs[i]->has_chain;
+                spec.log_cutoff_chain = bs[i]->chain;
             }
         }
     }

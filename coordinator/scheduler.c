@@ -4,10 +4,12 @@
 #include "coordinator/scheduler.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/engine_kinds.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "coordinator/drills.h"
@@ -29,7 +31,7 @@ typedef struct job_slot {
 typedef struct policy_crons {
     tm_cron *full;
     tm_cron *incremental; /* NULL = none */
-    tm_cron *snapshot;    /* NULL = none; only for engines with snapshots (Redis) */
+    tm_cron *snapshot;    /* NULL = none; only for kinds with snapshot backups */
     tm_cron *drill;       /* NULL = no scheduled drills */
 } policy_crons;
 
@@ -38,6 +40,13 @@ typedef struct name_set {
     char (*names)[72];
     size_t n, cap;
 } name_set;
+
+/* Whether a kind takes snapshot backups on the policy's snapshot schedule:
+ * the kind table says. */
+static int kind_has_snapshots(int kind)
+{
+    return tm_engine_kind_takes(tm_engine_kind_by_kind(kind), TIDEMARK__BACKUP_TYPE__SNAPSHOT);
+}
 
 struct tm_scheduler {
     const tm_coordinator_conf *conf;
@@ -64,6 +73,7 @@ struct tm_scheduler {
     } * intervals;
     size_t n_intervals;
     int64_t intervals_at;
+    uint64_t intervals_sig; /* of the job set they were computed from */
     /* Which repositories each target writes to, for the per-repository
      * limit: one record read per target, so reloaded each minute rather
      * than every tick (a target's repositories change with its config). */
@@ -358,13 +368,12 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
             static const tm_job_kind kinds[] = {TM_JOB_FULL, TM_JOB_INCREMENTAL, TM_JOB_SNAPSHOT,
                                                 TM_JOB_DRILL};
             for (int k = 0; k < 4; k++) {
-                const tm_cron *cron = k == 0   ? s->crons[pi].full
-                                      : k == 1 ? s->crons[pi].incremental
-                                      : k == 2
-                                          ? (ag->targets[t].kind == TIDEMARK__TARGET_KIND__REDIS
-                                                 ? s->crons[pi].snapshot
-                                                 : NULL)
-                                          : s->crons[pi].drill;
+                const tm_cron *cron =
+                    k == 0   ? s->crons[pi].full
+                    : k == 1 ? s->crons[pi].incremental
+                    : k == 2
+                        ? (kind_has_snapshots(ag->targets[t].kind) ? s->crons[pi].snapshot : NULL)
+                        : s->crons[pi].drill;
                 if (cron == NULL) {
                     continue;
                 }
@@ -405,7 +414,20 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
             }
         }
     }
-    if (now - s->intervals_at >= 60 || now < s->intervals_at) {
+    /* Recomputed each minute (a cron's period can change with the hour or
+     * the day) and at once when the set of jobs changes: a coordinator that
+     * starts before its agents register, or a target that appears, must not
+     * export nothing for a minute. */
+    uint64_t jobs_sig = 1469598103934665603ull;
+    for (size_t i = 0; i < n_jobs; i++) {
+        for (const char *c = jobs[i].target; *c != '\0'; c++) {
+            jobs_sig = (jobs_sig ^ (unsigned char)*c) * 1099511628211ull;
+        }
+        jobs_sig = (jobs_sig ^ (uint64_t)jobs[i].kind ^ (uint64_t)(uintptr_t)jobs[i].cron) *
+                   1099511628211ull;
+    }
+    if (now - s->intervals_at >= 60 || now < s->intervals_at || jobs_sig != s->intervals_sig) {
+        s->intervals_sig = jobs_sig;
         struct interval_row *iv = calloc(n_jobs ? n_jobs : 1, sizeof(*iv));
         size_t ni = 0;
         for (size_t i = 0; iv != NULL && i < n_jobs; i++) {

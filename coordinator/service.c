@@ -10,6 +10,7 @@
 #include "coordinator/service_internal.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/engine_kinds.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -109,11 +110,9 @@ static int validate_register(tm_rpc_call *call, const Tidemark__RegisterRequest 
                                      "target %zu: name must match [A-Za-z0-9._-]{1,64}", i);
         }
         /* Enums are range-checked after unpack: protobuf-c keeps unknown values. */
-        if (!t->has_kind || t->kind < TIDEMARK__TARGET_KIND__POSTGRES ||
-            t->kind > TIDEMARK__TARGET_KIND__TURSO) {
-            return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
-                                     "target %s: kind must be postgres, redis, sqlite or turso",
-                                     t->name);
+        if (!t->has_kind || tm_engine_kind_by_kind(t->kind) == NULL) {
+            return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT, "target %s: kind must be %s",
+                                     t->name, tm_engine_kind_list(true));
         }
         if (t->engine_version != NULL && !text_ok(t->engine_version, 64)) {
             return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,

@@ -44,7 +44,7 @@ static void fill_log_shipping(struct tm_coordinator *c, tm_arena *a, const char 
         char at[32];
         tm_fmt_time(st.last_failed_ms / 1000, at, sizeof(at));
         ts->log_shipping =
-            tm_arena_printf(a, "failing: %s last failed at %s (%llu failures)", st.last_failed_wal,
+            tm_arena_printf(a, "failing: %s last failed at %s (%llu failures)", st.last_failed_log,
                             at, (unsigned long long)st.failed_count);
     } else {
         ts->log_shipping = "ok";

@@ -176,8 +176,8 @@ ctl pitr window --target pg-main
 
 step "restore to $target_time into a second instance (what a drill does)"
 rport=$((pgport + 1))
-echo "\$ tidemarkctl restore --target pg-main --time '$target_time' --to demo-db --pgdata $demo/restored --start --port $rport --wait"
-ctl restore --target pg-main --time "$target_time" --to demo-db --pgdata "$demo/restored" \
+echo "\$ tidemarkctl restore --target pg-main --time '$target_time' --to demo-db --dir $demo/restored --start --port $rport --wait"
+ctl restore --target pg-main --time "$target_time" --to demo-db --dir "$demo/restored" \
     --start --port "$rport" --wait
 echo "orders in the restored instance: $(psql_ "$rport" "SELECT string_agg(id::text, ',') FROM orders") (order 2 came after the target time)"
 as_pg pg_ctl -D "$demo/restored" -m fast stop >/dev/null

@@ -14,14 +14,15 @@
 static void backup_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: tidemarkctl backup run --target T [--type full|incremental] [--wait]\n"
+            "Usage: tidemarkctl backup run --target T [--type full|incremental|snapshot] [--wait]\n"
             "                              [--wait-timeout S] [--json]\n"
             "       tidemarkctl backup show ID [--target T] [--json]\n"
             "       tidemarkctl backup keep|unkeep ID [--target T] [--json]\n"
             "       tidemarkctl backups list [--target T] [--json]\n"
-            "       tidemarkctl restore --target T --pgdata DIR [--time 'YYYY-MM-DD HH:MM:SS+00'\n"
-            "                           | --backup ID | --lsn LSN | --immediate] [--to AGENT]\n"
-            "                           [--delta] [--start] [--port N] [--wait] [--json]\n"
+            "       tidemarkctl restore --target T --dir DIR [--time 'YYYY-MM-DD HH:MM:SS+00'\n"
+            "                           | --backup ID | --position POS | --immediate]\n"
+            "                           [--to AGENT] [--delta] [--start] [--port N]\n"
+            "                           [--wait] [--json]\n"
             "                           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
             "\n"
             "--wait follows the task to its end and fails early if the agent stops\n"
@@ -32,7 +33,10 @@ static void backup_usage(FILE *f)
             "  2  usage error (bad arguments, no admin token)\n"
             "  3  partial: complete in some required repositories, missing from others;\n"
             "     restorable from those that hold it, replication_gap fires and a copy\n"
-            "     fills the gap when the repository is back (backups list: PARTIAL)\n");
+            "     fills the gap when the repository is back (backups list: PARTIAL)\n"
+            "--position takes a log position as the target's engine writes it (see\n"
+            "`backup show`); --pgdata is an older name of --dir. --tablespace-map and\n"
+            "--tablespace-map-all apply to engines with tablespaces.\n");
 }
 
 static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
@@ -53,11 +57,13 @@ static void json_backup(FILE *f, const Tidemark__BackupInfo *b)
     json_time(f, b->finished_at);
     fprintf(f, ",\"bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"files\":%u", b->bytes,
             b->stored_bytes, b->files);
-    fputs(",\"start_lsn\":", f);
-    tm_json_str(f, b->start_lsn);
-    fputs(",\"stop_lsn\":", f);
-    tm_json_str(f, b->stop_lsn);
-    fprintf(f, ",\"timeline\":%u,\"keep\":%s,\"partial\":%s,\"repositories\":[", b->timeline,
+    fputs(",\"start_position\":", f);
+    tm_json_str(f, b->start_position);
+    fputs(",\"stop_position\":", f);
+    tm_json_str(f, b->stop_position);
+    fputs(",\"stop_log\":", f);
+    tm_json_str(f, b->stop_log);
+    fprintf(f, ",\"chain\":%u,\"keep\":%s,\"partial\":%s,\"repositories\":[", b->chain,
             b->keep ? "true" : "false", b->partial ? "true" : "false");
     for (size_t i = 0; i < b->n_repositories; i++) {
         fputs(i ? "," : "", f);
@@ -188,8 +194,10 @@ static int backup_run(ctl *c, int argc, char **argv)
                 req.type = TIDEMARK__BACKUP_TYPE__FULL;
             } else if (strcmp(optarg, "incremental") == 0 || strcmp(optarg, "incr") == 0) {
                 req.type = TIDEMARK__BACKUP_TYPE__INCREMENTAL;
+            } else if (strcmp(optarg, "snapshot") == 0) {
+                req.type = TIDEMARK__BACKUP_TYPE__SNAPSHOT;
             } else {
-                fprintf(stderr, "tidemarkctl: --type must be full or incremental\n");
+                fprintf(stderr, "tidemarkctl: --type must be full, incremental or snapshot\n");
                 return CTL_USAGE;
             }
             break;
@@ -280,9 +288,9 @@ static int backup_show(ctl *c, int argc, char **argv)
         printf("parent:       %s\n", b->parent_id && b->parent_id[0] ? b->parent_id : "-");
         printf("started:      %s\nfinished:     %s\n", s, e);
         printf("size:         %s read, %s stored, %u files\n", size, stored, b->files);
-        if (b->start_lsn != NULL && b->start_lsn[0]) {
-            printf("lsn:          %s .. %s (timeline %u)\n", b->start_lsn,
-                   b->stop_lsn ? b->stop_lsn : "?", b->timeline);
+        if (b->start_position != NULL && b->start_position[0]) {
+            printf("position:     %s .. %s (chain %u)\n", b->start_position,
+                   b->stop_position ? b->stop_position : "?", b->chain);
         }
         printf("repositories:");
         for (size_t i = 0; i < b->n_repositories; i++) {
@@ -310,10 +318,12 @@ int ctl_restore(ctl *c, int argc, char **argv)
     static const struct option opts[] = {
         {"target", required_argument, NULL, 't'},
         {"to", required_argument, NULL, 'a'},
+        {"dir", required_argument, NULL, 'd'},
         {"pgdata", required_argument, NULL, 'd'},
         {"time", required_argument, NULL, 'T'},
         {"backup", required_argument, NULL, 'b'},
-        {"lsn", required_argument, NULL, 'l'},
+        {"position", required_argument, NULL, 'l'},
+        {"lsn", required_argument, NULL, 'l'}, /* older name of --position */
         {"immediate", no_argument, NULL, 'i'},
         {"delta", no_argument, NULL, 'D'},
         {"start", no_argument, NULL, 's'},
@@ -344,7 +354,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
             req.to_agent = optarg;
             break;
         case 'd':
-            spec.pgdata = optarg;
+            spec.dir = optarg;
             break;
         case 'T':
             spec.target_time = optarg;
@@ -353,7 +363,7 @@ int ctl_restore(ctl *c, int argc, char **argv)
             spec.backup_id = optarg;
             break;
         case 'l':
-            spec.lsn = optarg;
+            spec.position = optarg;
             break;
         case 'i':
             spec.has_immediate = spec.immediate = 1;
@@ -395,8 +405,8 @@ int ctl_restore(ctl *c, int argc, char **argv)
             return CTL_USAGE;
         }
     }
-    if (req.target == NULL || spec.pgdata == NULL) {
-        fprintf(stderr, "tidemarkctl: restore needs --target and --pgdata\n");
+    if (req.target == NULL || spec.dir == NULL) {
+        fprintf(stderr, "tidemarkctl: restore needs --target and --dir\n");
         return CTL_USAGE;
     }
     char id[128], what[200];

@@ -29,7 +29,7 @@ static void usage(FILE *f)
                "  backup run --target T [--type full|incremental] [--wait]\n"
                "  backup show ID [--target T]  one backup in detail\n"
                "  backups list [--target T]    backups in the catalog\n"
-               "  restore --target T --pgdata DIR [--time T|--backup ID] [--to AGENT] [--wait]\n"
+               "  restore --target T --dir DIR [--time T|--backup ID] [--to AGENT] [--wait]\n"
                "  tasks list [--target T]      recent tasks\n"
                "  task show|cancel|wait ID     one task\n"
                "  pitr window --target T       recoverable window, gaps and RPO now\n"

@@ -60,7 +60,7 @@ int ctl_pitr(ctl *c, int argc, char **argv)
             const Tidemark__LogRange *g = r->ranges[i];
             printf("%s{\"repository\":", i ? "," : "");
             tm_json_str(stdout, g->repository);
-            printf(",\"timeline\":%u,\"first\":", g->timeline);
+            printf(",\"chain\":%u,\"first\":", g->timeline);
             tm_json_str(stdout, g->first);
             printf(",\"last\":");
             tm_json_str(stdout, g->last);
@@ -93,7 +93,7 @@ int ctl_pitr(ctl *c, int argc, char **argv)
             const Tidemark__LogRange *g = r->ranges[i];
             char t[32];
             tm_fmt_time(g->last_time, t, sizeof(t));
-            printf("log:      %-10s tl %u  %s .. %s  (%u files, to %s)\n", g->repository,
+            printf("log:      %-10s chain %u  %s .. %s  (%u files, to %s)\n", g->repository,
                    g->timeline, g->first, g->last, g->files, t);
         }
         for (size_t i = 0; i < r->n_gaps; i++) {

@@ -56,11 +56,11 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
         tm_json_str(f, r->backup_id);
         fprintf(f,
                 ",\"bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"files\":%u"
-                ",\"duration_ms\":%" PRIu64 ",\"start_lsn\":",
+                ",\"duration_ms\":%" PRIu64 ",\"start_position\":",
                 r->bytes, r->stored_bytes, r->files, r->duration_ms);
-        tm_json_str(f, r->start_lsn);
-        fputs(",\"stop_lsn\":", f);
-        tm_json_str(f, r->stop_lsn);
+        tm_json_str(f, r->start_position);
+        fputs(",\"stop_position\":", f);
+        tm_json_str(f, r->stop_position);
         fputs(",\"extra\":{", f);
         for (size_t i = 0; i < r->n_extra; i++) {
             fputs(i ? "," : "", f);

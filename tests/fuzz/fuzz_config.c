@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "agent/engine.h"
 #include "common/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -18,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!once) {
         setenv("TIDEMARK_ADMIN_TOKEN", "fuzz-admin", 1);
         setenv("TIDEMARK_ENROLL_TOKEN", "fuzz-enroll", 1);
+        tm_engine_config_init(); /* the engines' target blocks */
         once = 1;
     }
     tm_err err;

@@ -1,6 +1,6 @@
 /*
  * fuzz_digests - libFuzzer target for the clear-text digest list of a
- * backup (<target>/backup/<id>/digests, agent/repo_verify.c
+ * backup (<target>/backup/<id>/digests, agent/repo/repo_verify.c
  * tm_digests_parse), which `repo verify --no-key` and repository copies
  * read from a repository nobody vouches for.
  */
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/repository_int.h"
+#include "agent/repo/repository_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

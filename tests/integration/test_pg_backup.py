@@ -232,8 +232,9 @@ def incremental_backup_and_listing():
     check(set(bl) >= {ctx.full, ctx.incr}, f"both backups listed: {list(bl)}")
     for bid in (ctx.full, ctx.incr):
         b = bl[bid]
-        check(b.get("start_lsn") and b.get("stop_lsn") and "/" in b["stop_lsn"],
-              f"LSNs recorded for {bid}: {b}")
+        check(b.get("start_position") and b.get("stop_position") and "/" in b["stop_position"]
+              and b.get("chain") == 1 and len(b.get("stop_log") or "") == 24,
+              f"log positions (LSNs), chain (timeline) and stop segment recorded for {bid}: {b}")
         check(sorted(b.get("repositories", [])) == ["region-a", "region-b"],
               f"{bid} complete in both repositories: {b}")
     check(bl[ctx.incr].get("parent_id") == ctx.full, f"parent recorded: {bl[ctx.incr]}")

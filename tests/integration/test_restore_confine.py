@@ -224,7 +224,8 @@ def a2_delta_removes_and_writes_only_beneath_the_directory():
         f.write("not in the backup")
     shutil.rmtree(os.path.join(dest, "global"))
     os.symlink(canary, os.path.join(dest, "global"))
-    r = agent_cli("restore", "--target", "pg", "--pgdata", dest, "--backup", ctx.full, "--delta")
+    # The engine-neutral --dir (the others here use the engine's --pgdata).
+    r = agent_cli("restore", "--target", "pg", "--dir", dest, "--backup", ctx.full, "--delta")
     check(r.returncode == 0, f"--delta restore: {r.stdout}{r.stderr}")
     check(not os.path.exists(os.path.join(dest, "extra")), "the extra file removed")
     g = os.path.join(dest, "global")

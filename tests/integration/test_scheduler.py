@@ -95,6 +95,14 @@ def scheduled_full_backup_without_backup_run():
           f"every backup task was requested by the schedule: {tasks}")
     check(any(t["state"] == "succeeded" and t.get("result", {}).get("backup_id") == b["id"]
               for t in tasks), f"the listed backup came from a scheduled task: {tasks}")
+    # The schedule's period is exported as soon as the target has jobs, not
+    # a minute after the coordinator started (it was recomputed only once a
+    # minute, so a coordinator that started before its agents exported
+    # nothing for up to a minute).
+    m = wait_for(lambda: 'tidemark_backup_expected_interval_seconds{target="pg",type="full"} 60'
+                 in (x := c.metrics()) and x, 5, "the expected interval of pg's full backups")
+    check('tidemark_backup_expected_interval_seconds{target="pg",type="incremental"} 15' in m,
+          "and of its incrementals")
 
 
 @test

@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/repository.h"
+#include "agent/engine.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/manifest.h"
 
@@ -83,6 +84,7 @@ int main(int argc, char **argv)
     tm_agent_conf *conf = NULL;
     tm_repo_set *rs = NULL;
     tm_backup_writer *w = NULL;
+    tm_engine_config_init();
     if (tm_agent_conf_load(argv[1], &conf, &err) != TM_OK) {
         return fail(argv[1], &err);
     }

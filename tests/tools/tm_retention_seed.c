@@ -23,8 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/engine.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "coordinator/catalog.h"
 #include "tidemark.pb-c.h"
@@ -104,14 +105,14 @@ static int seed_backup(tm_repo_set *rs, tm_catalog *cat, char **f, tm_err *err)
         }
         b.id = (char *)id;
         b.target = (char *)target;
-        b.has_type = b.has_started_at = b.has_finished_at = b.has_timeline = 1;
+        b.has_type = b.has_started_at = b.has_finished_at = b.has_chain = 1;
         b.type = strcmp(kind, "incremental") == 0 ? TIDEMARK__BACKUP_TYPE__INCREMENTAL
                                                   : TIDEMARK__BACKUP_TYPE__FULL;
         b.parent_id = (char *)parent;
         b.started_at = started;
         b.finished_at = finished;
-        b.start_lsn = lsn;
-        b.timeline = tli;
+        b.start_position = lsn;
+        b.chain = tli;
         b.repositories = repos;
         b.n_repositories = nr < 16 ? nr : 16;
         b.agent_id = "seed";
@@ -157,6 +158,7 @@ int main(int argc, char **argv)
     tm_agent_conf *conf = NULL;
     tm_repo_set *rs = NULL;
     tm_catalog *cat = NULL;
+    tm_engine_config_init();
     if (tm_agent_conf_load(argv[1], &conf, &err) != TM_OK) {
         return fail(argv[1], &err);
     }

@@ -505,8 +505,8 @@ static int find_parent(tm_repo_set *rs, const char *target, char **parent, tm_er
 int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_target_conf *t,
                      int incremental, Tidemark__TaskResult *result, tm_err *err)
 {
-    const tm_pg_target_conf *pgc = &t->postgres;
-    if (!t->has_postgres || pgc->pgdata == NULL) {
+    const tm_pg_target_conf *pgc = tm_pg_target(t);
+    if (pgc == NULL || pgc->pgdata == NULL) {
         return tm_err_set(err, TM_ECONFIG,
                           "%s: target %s has no postgres.pgdata; add targets[].postgres: "
                           "{pgdata: /path/to/data}",
@@ -772,10 +772,16 @@ int tm_pg_backup_run(tm_task_ctx *ctx, const tm_agent_conf *conf, const tm_targe
         result->bytes = atomic_load(&b.bytes_done);
         result->stored_bytes = atomic_load(&b.stored);
         result->files = (uint32_t)nfe;
-        result->start_lsn = strdup(s1);
-        result->stop_lsn = strdup(s2);
-        result->has_timeline = result->has_start_time = result->has_stop_time = 1;
-        result->timeline = lab.timeline;
+        result->start_position = strdup(s1);
+        result->stop_position = strdup(s2);
+        result->has_chain = result->has_start_time = result->has_stop_time = 1;
+        result->chain = lab.timeline;
+        /* The WAL segment holding the stop LSN: the coordinator extends the
+         * PITR window through the archived run that contains it. */
+        char stop_seg[25];
+        tm_pg_wal_name(lab.timeline, stop.stop_lsn / srv.wal_segment_size, srv.wal_segment_size,
+                       stop_seg);
+        result->stop_log = strdup(stop_seg);
         result->start_time = start_time;
         result->stop_time = stop_time;
         result->parent_backup_id = xstrdup(parent);

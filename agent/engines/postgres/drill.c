@@ -237,11 +237,7 @@ int tm_pg_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResu
 {
     const tm_agent_conf *conf = tm_task_conf(ctx);
     const Tidemark__DrillSpec *spec = task->drill;
-    const tm_pg_target_conf *pgc = NULL;
-    const tm_target_conf *tc = tm_task_target(ctx);
-    if (tc != NULL && tc->has_postgres) {
-        pgc = &tc->postgres;
-    }
+    const tm_pg_target_conf *pgc = tm_pg_target(tm_task_target(ctx));
     Tidemark__DrillResult *res = malloc(sizeof(*res));
     if (res == NULL) {
         return tm_err_set(err, TM_ENOMEM, "out of memory");

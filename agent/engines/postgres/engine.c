@@ -3,6 +3,7 @@
  * restore task in, a structured TaskResult out.
  */
 #include "agent/engines/postgres/pg.h"
+#include "agent/engines/postgres/wal_cmd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +46,15 @@ static int pg_task_restore(tm_task_ctx *ctx, const Tidemark__Task *task,
                            Tidemark__TaskResult *result, tm_err *err)
 {
     const Tidemark__RestoreSpec *s = task->restore;
-    if (s == NULL || s->pgdata == NULL) {
+    if (s == NULL || s->dir == NULL) {
         return tm_err_set(err, TM_EINVAL, "restore task without a destination directory");
     }
     tm_pg_restore_opts o = {
         .target = task->target,
-        .pgdata = s->pgdata,
+        .pgdata = s->dir,
         .time = s->target_time && s->target_time[0] ? s->target_time : NULL,
         .backup_id = s->backup_id && s->backup_id[0] ? s->backup_id : NULL,
-        .lsn = s->lsn && s->lsn[0] ? s->lsn : NULL,
+        .lsn = s->position && s->position[0] ? s->position : NULL,
         .immediate = s->has_immediate && s->immediate,
         .delta = s->has_delta && s->delta,
         .start = s->has_start && s->start,
@@ -92,6 +93,12 @@ const tm_engine tm_engine_postgres = {
     .restore = pg_task_restore,
     .drill = tm_pg_drill,
     .log_before = tm_pg_log_before,
+    .target_schema = &tm_pg_target_schema,
     .log_ranges = tm_pg_log_ranges,
     .log_status = tm_pg_log_status,
+    .in_use = tm_pg_in_use,
+    .cmds = tm_pg_cmds,
+    .restore_cli = tm_pg_restore_cli,
+    .restore_usage = tm_pg_restore_usage,
+    .restore_dir_alias = "--pgdata",
 };

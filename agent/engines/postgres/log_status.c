@@ -6,7 +6,7 @@
  */
 #include "agent/engines/postgres/pg.h"
 #include "agent/engines/postgres/wal_name.h"
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -100,11 +100,12 @@ int tm_pg_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_t n
  * that grows when archiving falls behind (what an RPO alert watches). */
 static uint32_t archive_queue(const tm_target_conf *tc)
 {
-    if (!tc->has_postgres || tc->postgres.pgdata == NULL) {
+    const tm_pg_target_conf *pg = tm_pg_target(tc);
+    if (pg == NULL || pg->pgdata == NULL) {
         return 0;
     }
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", tc->postgres.pgdata);
+    snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", pg->pgdata);
     DIR *d = opendir(dir);
     if (d == NULL) {
         return 0;
@@ -130,7 +131,7 @@ void tm_pg_log_status(const tm_target_conf *tc, tm_log_status *st)
     tm_pg_conn *c = NULL;
     tm_err err = {0};
     char *v = NULL;
-    if (tm_pg_connect(tc->has_postgres ? &tc->postgres : NULL, NULL, 0, NULL, &c, &err) != TM_OK ||
+    if (tm_pg_connect(tm_pg_target(tc), NULL, 0, NULL, &c, &err) != TM_OK ||
         tm_pg_query_value(
             c,
             "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' "

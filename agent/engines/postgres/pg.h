@@ -13,7 +13,7 @@
  *   engine.c    the tm_engine glue (tasks in, TaskResult out)
  *
  * Nothing here is used outside agent/engines/postgres/ except through
- * tm_engine_postgres, tm_pg_restore and tm_pg_restore_opts (restore_cmd.c).
+ * tm_engine_postgres (agent/engine.c).
  */
 #ifndef TM_ENGINES_POSTGRES_PG_H
 #define TM_ENGINES_POSTGRES_PG_H
@@ -22,7 +22,8 @@
 #include <stdint.h>
 
 #include "agent/engine.h"
-#include "agent/repository.h"
+#include "agent/engines/postgres/config.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/err.h"
 
@@ -83,6 +84,18 @@ int tm_pg_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_t n
                      tm_log_range **out, size_t *nout, tm_err *err);
 /* tm_engine.log_status: pg_stat_archiver and the archive_status queue. */
 void tm_pg_log_status(const tm_target_conf *t, tm_log_status *st);
+
+/* ---- in_use.c --------------------------------------------------------- */
+
+/* tm_engine.in_use: a postmaster.pid naming a live process, or the data
+ * directory, pg_wal or a tablespace of a running postgres (from /proc). */
+int tm_pg_in_use(const char *dir, char *why, size_t cap);
+
+/* ---- restore_cli.c ---------------------------------------------------- */
+
+/* tm_engine.restore_cli and .restore_usage: `tidemark-agent restore`. */
+int tm_pg_restore_cli(const tm_agent_conf *conf, int argc, char **argv);
+extern const char tm_pg_restore_usage[];
 
 /* ---- files.c ---------------------------------------------------------- */
 

@@ -785,12 +785,12 @@ static int restores_in_place(const tm_agent_conf *conf, const tm_pg_restore_opts
 {
     char a[PATH_MAX], b[PATH_MAX];
     for (size_t i = 0; i < conf->n_targets; i++) {
-        const tm_target_conf *t = &conf->targets[i];
-        if (strcmp(t->name, o->target) != 0 || !t->has_postgres || t->postgres.pgdata == NULL) {
+        const tm_pg_target_conf *pg = tm_pg_target(&conf->targets[i]);
+        if (strcmp(conf->targets[i].name, o->target) != 0 || pg == NULL || pg->pgdata == NULL) {
             continue;
         }
-        if (realpath(t->postgres.pgdata, a) == NULL) {
-            snprintf(a, sizeof(a), "%s", t->postgres.pgdata);
+        if (realpath(pg->pgdata, a) == NULL) {
+            snprintf(a, sizeof(a), "%s", pg->pgdata);
         }
         if (realpath(o->pgdata, b) == NULL) {
             snprintf(b, sizeof(b), "%s", o->pgdata);
@@ -1000,8 +1000,8 @@ int tm_pg_restore_stop(const tm_agent_conf *conf, const char *target, const char
     }
     const tm_pg_target_conf *pgc = NULL;
     for (size_t i = 0; target != NULL && i < conf->n_targets; i++) {
-        if (strcmp(conf->targets[i].name, target) == 0 && conf->targets[i].has_postgres) {
-            pgc = &conf->targets[i].postgres;
+        if (strcmp(conf->targets[i].name, target) == 0 && tm_pg_target(&conf->targets[i])) {
+            pgc = tm_pg_target(&conf->targets[i]);
         }
     }
     char bindir[PATH_MAX];
@@ -1040,8 +1040,8 @@ int tm_pg_restore_stop(const tm_agent_conf *conf, const char *target, const char
 static const tm_pg_target_conf *target_pg(const tm_agent_conf *conf, const char *name)
 {
     for (size_t i = 0; i < conf->n_targets; i++) {
-        if (strcmp(conf->targets[i].name, name) == 0 && conf->targets[i].has_postgres) {
-            return &conf->targets[i].postgres;
+        if (strcmp(conf->targets[i].name, name) == 0 && tm_pg_target(&conf->targets[i])) {
+            return tm_pg_target(&conf->targets[i]);
         }
     }
     return NULL;

@@ -13,6 +13,7 @@
  * 1 a repository could not be listed or shows a gap, 2 usage.
  */
 #include "agent/engines/postgres/wal_cmd.h"
+#include "agent/engine.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -25,7 +26,7 @@
 #include "agent/engines/postgres/wal_push.h"
 #include "agent/engines/postgres/wal_show.h"
 #include "agent/engines/postgres/wal_spool.h"
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -266,3 +267,11 @@ int tm_wal_cmd(const char *config, int argc, char **argv)
     fputs(usage_text, stderr);
     return EXIT_USAGE;
 }
+
+const tm_engine_cmd tm_pg_cmds[] = {
+    {"wal-push", tm_wal_cmd, "PostgreSQL archive_command: push a WAL file (wal-push --help)"},
+    {"wal-get", tm_wal_cmd, "PostgreSQL restore_command: fetch a WAL file"},
+    {"wal-show", tm_wal_cmd, "archived WAL ranges, gaps, queue and lag of a target"},
+    {"wal-archiver", tm_wal_cmd, "push WAL ahead of archive_command (async archiving)"},
+    {NULL, NULL, NULL},
+};

@@ -37,10 +37,10 @@ static int cutoff_start(const Tidemark__Manifest *m, const Tidemark__ExpireSpec 
     const char *seg_s = info(m, "wal_segment_size");
     uint64_t seg_size = seg_s != NULL ? strtoull(seg_s, NULL, 10) : TM_WAL_SEG_SIZE_DEFAULT;
     uint32_t tli = tli_s != NULL ? (uint32_t)strtoul(tli_s, NULL, 10) : 0;
-    if (lsn_s == NULL && spec != NULL && spec->log_cutoff_start_lsn != NULL &&
-        spec->log_cutoff_start_lsn[0] && spec->has_log_cutoff_timeline) {
-        lsn_s = spec->log_cutoff_start_lsn;
-        tli = spec->log_cutoff_timeline;
+    if (lsn_s == NULL && spec != NULL && spec->log_cutoff_start_position != NULL &&
+        spec->log_cutoff_start_position[0] && spec->has_log_cutoff_chain) {
+        lsn_s = spec->log_cutoff_start_position;
+        tli = spec->log_cutoff_chain;
         seg_size = TM_WAL_SEG_SIZE_DEFAULT;
     }
     uint64_t lsn = 0;

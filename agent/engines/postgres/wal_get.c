@@ -23,8 +23,8 @@
 
 #include "agent/engines/postgres/wal_name.h"
 #include "agent/engines/postgres/wal_spool.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "agent/engines/postgres/wal_name.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 
 struct tm_wal_pusher {
     const tm_agent_conf *conf;

@@ -13,8 +13,8 @@
 
 #include "agent/engines/postgres/wal_name.h"
 #include "agent/engines/postgres/wal_spool.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "common/util.h"
 
 typedef struct tli_acc {

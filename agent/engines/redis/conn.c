@@ -79,7 +79,10 @@ int tm_redis_connect(const tm_redis_conn_opts *o, redisContext **out, tm_redis_v
     *verdict = TM_REDIS_FINAL;
     int cto = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000;
     int ito = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
-    redisContext *c = redisConnectWithTimeout(o->host, o->port, tv_ms(cto));
+    /* A host that is an absolute path is a unix socket (port unused). */
+    redisContext *c = o->host != NULL && o->host[0] == '/'
+                          ? redisConnectUnixWithTimeout(o->host, tv_ms(cto))
+                          : redisConnectWithTimeout(o->host, o->port, tv_ms(cto));
     if (c == NULL) {
         return tm_err_set(err, TM_ENOMEM, "redis %s:%d: out of memory", o->host, o->port);
     }

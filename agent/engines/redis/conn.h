@@ -14,7 +14,7 @@
 #include "common/err.h"
 
 typedef struct tm_redis_conn_opts {
-    const char *host;
+    const char *host; /* an absolute path = a unix socket */
     int port;
     const char *user;       /* ACL user; NULL = the default user */
     const char *password;   /* NULL = no AUTH; never logged */

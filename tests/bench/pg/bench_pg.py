@@ -228,7 +228,7 @@ pg1-user=postgres
         cpu = proc_cpu(pid) - cpu0
         return dict(wall=wall, agent=res.get("duration_ms", 0) / 1000.0, cpu=cpu, rss=proc_hwm(pid),
                     stored=du(self.tm_repo, exclude=logdir) - size0, stored_bytes=res.get("stored_bytes", 0),
-                    bytes=res.get("bytes", 0), stop_lsn=res.get("stop_lsn"))
+                    bytes=res.get("bytes", 0), stop_lsn=res.get("stop_position"))
 
     def fresh_dest(self, name):
         dest = os.path.join(self.restores, name)

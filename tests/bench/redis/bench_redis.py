@@ -1,5 +1,6 @@
 """The Redis snapshot benchmark (see run.sh)."""
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -7,6 +8,7 @@ import subprocess
 import tempfile
 import time
 
+from tmtest.cluster import Cluster, binary
 from tmtest.redis import Redis, gen_password, mixed_dataset, resp, write_secret
 
 TOOL = os.path.join(os.environ["TM_BUILD_DIR"], "tests", "tm_redis_tool")
@@ -48,9 +50,92 @@ def fill(r, size_mb):
         r.pipe(b"".join(resp("SET", f"r{seed}:{i}", os.urandom(300 + i % 1500)) for i in range(20000)))
 
 
+def shell_timed(cmd, timeout=3600):
+    """Wall seconds of a shell pipeline."""
+    t0 = time.monotonic()
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit(f"pipeline failed: {p.stderr[-2000:]}")
+    return time.monotonic() - t0
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def full_backup(a, r, tmp, pass_file):
+    """The whole Tidemark backup (coordinator -> agent: RDB over SYNC, RDB
+    check, zstd, AES-GCM frames, one posix repository, manifest) against
+    redis-cli --rdb - | zstd -3 | openssl enc -aes-256-ctr to a file on the
+    same disk. Tidemark's time is the task's duration as the agent measured
+    it (the coordinator's dispatch latency is printed apart)."""
+    key = os.path.join(tmp, "master.key")
+    subprocess.run([binary("tidemark-agent"), "repo", "keygen", key], check=True,
+                   capture_output=True)
+    repo = os.path.join(tmp, "repo")
+    with Cluster(heartbeat="500ms", extra_coord_yaml="""policies:
+  - name: cache
+    match:
+      kind: redis
+    schedule:
+      full: "0 3 1 1 *"
+      incremental: ""
+      snapshot: ""
+""") as c:
+        c.start_coordinator()
+        ryaml = (f"redis:\n  host: 127.0.0.1\n  port: {r.port}\n  user: tmbackup\n"
+                 f"  password_file: {pass_file}\n  method: sync\n  timeout: 600s\n")
+        agent = c.start_agent("db", targets=[("cache", "redis", ryaml)],
+                              extra=f"repositories:\n  - name: local\n    type: posix\n"
+                                    f"    path: {repo}\nencryption:\n  master_key_file: {key}\n")
+        deadline = time.monotonic() + 30
+        while c.agents_by_host().get("db", {}).get("state") != "online":
+            if time.monotonic() > deadline:
+                raise SystemExit("agent not online")
+            time.sleep(0.1)
+        enc_key = os.path.join(tmp, "enc.pass")
+        write_secret(enc_key, gen_password())
+        out = os.path.join(tmp, "cli.rdb.zst.enc")
+        pipeline = (f"redis-cli -h 127.0.0.1 -p {r.port} --rdb - 2>/dev/null | zstd -3 -q -c | "
+                    f"openssl enc -aes-256-ctr -pbkdf2 -pass file:{enc_key} -out {out}")
+        tm, ctl_wall, cli = [], [], []
+        for i in range(a.runs):
+            order = ["tm", "cli"] if i % 2 == 0 else ["cli", "tm"]
+            for name in order:
+                wait_idle(r)
+                if name == "cli":
+                    cli.append(shell_timed(pipeline))
+                    continue
+                t0 = time.monotonic()
+                p = c.ctl("backup", "run", "--target", "cache", "--type", "snapshot", "--wait",
+                          "--json", timeout=3600)
+                ctl_wall.append(time.monotonic() - t0)
+                res = json.loads(p.stdout)["result"]
+                tm.append((res["duration_ms"] / 1000.0, res["bytes"], res["stored_bytes"]))
+            print(f"run {i + 1}: tidemark backup {tm[-1][0]:.2f} s (tidemarkctl --wait "
+                  f"{ctl_wall[-1]:.2f} s), RDB {tm[-1][1] >> 20} MB -> stored {tm[-1][2] >> 20} MB; "
+                  f"redis-cli|zstd|openssl {cli[-1]:.2f} s -> {os.path.getsize(out) >> 20} MB")
+        rss = vm_hwm_kib(agent.p.pid)
+        mt = statistics.median(x[0] for x in tm)
+        mc = statistics.median(cli)
+        print(f"median tidemark full backup (agent task): {mt:.2f} s; tidemarkctl --wait: "
+              f"{statistics.median(ctl_wall):.2f} s")
+        print(f"median redis-cli --rdb - | zstd -3 | openssl enc -aes-256-ctr: {mc:.2f} s")
+        print(f"ratio tidemark / pipeline: {mt / mc:.2f}x; agent peak RSS {rss / 1024:.1f} MiB "
+              f"(VmHWM over the agent's life: {a.runs} backups)")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--size-mb", type=int, default=64)
+    ap.add_argument("--mode", choices=("fetch", "full", "both"), default="both",
+                    help="fetch: tm_redis_tool fetch+check vs redis-cli --rdb; full: the whole "
+                         "backup through coordinator and agent vs redis-cli|zstd|openssl")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--disk", action="store_true")
     a = ap.parse_args()
@@ -66,6 +151,10 @@ def main():
             print(f"dataset: used_memory {used} MB, keys {r.keyspace()}, "
                   f"filled in {time.monotonic() - t0:.0f} s; "
                   f"transfer {'disk ($len)' if a.disk else 'diskless (EOF marker)'}")
+            if a.mode in ("full", "both"):
+                full_backup(a, r, tmp, pass_file)
+            if a.mode == "full":
+                return
             tidemark = [TOOL, "rdb-fetch", "127.0.0.1", str(r.port), "--user", "tmbackup",
                         "--pass-file", pass_file]
             cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(r.port), "--rdb", "-"]

@@ -17,7 +17,12 @@
 # the same fixed wait (5 s by default) to both tools and would hide the
 # difference. --disk measures the disk-backed ($len) form instead.
 #
-# Usage: tests/bench/redis/run.sh [--size-mb N (1024)] [--runs N (3)] [--disk] [--build DIR]
+# --mode full (or both, the default) adds the whole backup: coordinator +
+# agent (SYNC, RDB check, zstd, AES-256-GCM frames, a posix repository) timed
+# as the agent task, against `redis-cli --rdb - | zstd -3 | openssl enc
+# -aes-256-ctr` to a file; agent peak RSS (VmHWM).
+#
+# Usage: tests/bench/redis/run.sh [--size-mb N (64)] [--runs N (3)] [--mode fetch|full|both] [--disk] [--build DIR]
 # Bounded: one temp dir, removed at the end (TM_KEEP_TMP=1 keeps it).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

@@ -4,46 +4,21 @@ readers for what it ships (ranges.log, range files, SET commands in AOF
 bytes)."""
 import os
 import signal
-import socket
 import subprocess
+
+from tmtest.redis import Resp
 
 TOOL = os.path.join(os.environ.get("TM_BUILD_DIR", "build"), "tests", "tm_aof_tool")
 AOF_CONF = {"appendonly": "yes", "aof-timestamp-enabled": "yes", "appenddirname": "appendonlydir"}
 
 
-class Client:
-    """A minimal RESP client: one command, one reply (enough for SET/GET)."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.f = self.s.makefile("rb")
+class Client(Resp):
+    """The RESP client of tmtest.redis with bulk replies as text (enough for
+    SET/GET)."""
 
     def cmd(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.s.sendall(b"".join(out))
-        return self.reply()
-
-    def reply(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            raise AssertionError(f"redis error: {rest.decode()}")
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            return self.f.read(n + 2)[:-2].decode()
-        raise AssertionError(f"unexpected reply {line!r}")
-
-    def close(self):
-        self.s.close()
+        r = self.call(*args)
+        return r.decode() if isinstance(r, bytes) else r
 
 
 class Tail:

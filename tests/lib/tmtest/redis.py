@@ -224,3 +224,91 @@ def mixed_dataset(keys, dbs=(0, 1, 5), seed=1, big=True, prefix=""):
             cmds.append(resp("XREADGROUP", "GROUP", "grp", "bob", "COUNT", 3, "STREAMS", s, ">"))
             cmds.append(resp("XACK", s, "grp", "0-1"))
     return b"".join(cmds)
+
+
+class Resp:
+    """A minimal RESP2 client over one socket (the harness has no redis-py):
+    enough for the per-type reads of dataset_digest and the logging writer."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=60):
+        import socket
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.f = self.s.makefile("rb")
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _read(self):
+        line = self.f.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        t, rest = line[:1], line[1:-2]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            raise AssertionError(f"redis error: {rest.decode()}")
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            return data[:-2]
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RuntimeError(f"bad RESP line {line!r}")
+
+    def call(self, *args):
+        self.s.sendall(resp(*args))
+        return self._read()
+
+
+def dataset_digest(port, dbs=range(16)):
+    """{db: (keys, sha256)} over every key, its type, its value read by type
+    (sorted where Redis's order is not part of the value) and its absolute
+    expire time (PEXPIRETIME, so the digest does not move with the clock).
+    No DEBUG DIGEST: it is what a production server would not allow."""
+    import hashlib
+    out = {}
+    with Resp(port) as c:
+        for db in dbs:
+            c.call("SELECT", db)
+            keys, cursor = [], b"0"
+            while True:
+                cursor, batch = c.call("SCAN", cursor, "COUNT", 1000)
+                keys += batch
+                if cursor == b"0":
+                    break
+            if not keys:
+                continue
+            h = hashlib.sha256()
+            for k in sorted(set(keys)):
+                t = c.call("TYPE", k)
+                if t == "string":
+                    v = [c.call("GET", k)]
+                elif t == "hash":
+                    v = c.call("HGETALL", k)
+                    v = sorted(zip(v[0::2], v[1::2]))
+                elif t == "list":
+                    v = c.call("LRANGE", k, 0, -1)
+                elif t == "set":
+                    v = sorted(c.call("SMEMBERS", k))
+                elif t == "zset":
+                    v = c.call("ZRANGE", k, 0, -1, "WITHSCORES")
+                elif t == "stream":
+                    v = c.call("XRANGE", k, "-", "+")
+                    v = v + [c.call("XINFO", "GROUPS", k)]
+                else:
+                    v = [t]
+                h.update(repr((k, t, v, c.call("PEXPIRETIME", k))).encode())
+            out[db] = (len(set(keys)), h.hexdigest())
+    return out

@@ -19,8 +19,8 @@
 #include <cmocka.h>
 
 #include "agent/engine.h"
-#include "agent/repo_log.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
 #include "agent/shipper.h"
 #include "common/keys.h"
 #include "common/util.h"
@@ -66,7 +66,7 @@ static int test_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
 }
 
 static const tm_engine test_engine = {
-    .kind = TIDEMARK__TARGET_KIND__SQLITE,
+    .kind = TIDEMARK__TARGET_KIND__SQLITE, /* stands in for that kind's engine */
     .name = "seamtest",
     .ship = test_ship,
 };

@@ -227,6 +227,11 @@ static const char *const fixture_sql[] = {
     [11] = "INSERT INTO backups(target, id, type, finished_at, record, partial, missing) VALUES "
            "('pg-main', 'b-2', 1, 300, X'0a03622d32120770672d6d61696e1801900101' || "
            "X'9a01027573', 1, 'us');",
+    /* v12 renamed log_ranges.timeline to chain. LogRange{target "pg-main",
+     * repository "us", timeline 2, first "C", last "D", last_time 600}. */
+    [12] = "INSERT INTO log_ranges(target, repository, chain, first, last, last_time, record) "
+           "VALUES ('pg-main', 'us', 2, 'C', 'D', 600, "
+           "X'0a0770672d6d61696e1202757318022201432a014438d804');",
 };
 
 static void check_fixture(tm_catalog *c, int v)
@@ -248,9 +253,10 @@ static void check_fixture(tm_catalog *c, int v)
         Tidemark__LogRange **r = NULL;
         size_t n = 0;
         assert_int_equal(tm_catalog_log_list(c, "pg-main", &r, &n, &err), 0);
-        assert_int_equal(n, 1);
+        assert_int_equal(n, v >= 12 ? 2 : 1);
         assert_int_equal(r[0]->last_time, 500);
         assert_string_equal(r[0]->repository, "local");
+        assert_int_equal(r[0]->timeline, 1);
         tm_catalog_log_free(r, n);
     }
     if (v >= 5) {
@@ -391,6 +397,37 @@ static void test_migrate_from_each_version(void **state)
 
         c = open_ok(path);
         check_fixture(c, v);
+        /* v12: a range written under the column's old name (timeline) is
+         * found under its new one (chain), and the catalog writes and orders
+         * ranges by it. */
+        assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM log_ranges WHERE chain = 1"),
+                         v >= 4 ? 1 : 0);
+        {
+            Tidemark__LogRange lr = TIDEMARK__LOG_RANGE__INIT, *lrs[2] = {&lr, &lr};
+            Tidemark__LogRange lr2 = TIDEMARK__LOG_RANGE__INIT;
+            lr.target = lr2.target = "pg-main";
+            lr.repository = lr2.repository = "eu";
+            lr.has_timeline = lr2.has_timeline = 1;
+            lr.timeline = 3;
+            lr2.timeline = 2;
+            lr.first = "E";
+            lr.last = "F";
+            lr2.first = "X";
+            lr2.last = "Y";
+            lrs[1] = &lr2;
+            tm_err err = {0};
+            assert_int_equal(tm_catalog_log_replace(c, "pg-main", "eu", lrs, 2, 0, 900, &err), 0);
+            Tidemark__LogRange **got = NULL;
+            size_t ng = 0;
+            assert_int_equal(tm_catalog_log_list(c, "pg-main", &got, &ng, &err), 0);
+            assert_true(ng >= 2);
+            assert_string_equal(got[0]->repository, "eu");
+            assert_int_equal(got[0]->timeline, 2); /* ordered by chain within a repository */
+            assert_string_equal(got[0]->first, "X");
+            assert_int_equal(got[1]->timeline, 3);
+            tm_catalog_log_free(got, ng);
+            assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM log_ranges WHERE chain = 3"), 1);
+        }
         tm_catalog_free(c);
         assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM schema_migrations"), latest);
 

@@ -85,6 +85,17 @@ static inline void agent_fails(const char *yaml, const char *prefix, const char 
     check_msg(rc, &err, prefix, part, NULL);
 }
 
+/* The agent.yaml fails and its message does not echo `secret`. */
+static inline void agent_fails_hiding(const char *yaml, const char *secret)
+{
+    tm_agent_conf *c = (tm_agent_conf *)1;
+    tm_err err;
+    tm_err_clear(&err);
+    int rc = tm_agent_conf_parse(AGENT_NAME, yaml, strlen(yaml), &c, &err);
+    assert_null(c);
+    check_msg(rc, &err, AGENT_NAME, NULL, secret);
+}
+
 static inline tm_coordinator_conf *coord_ok(const char *yaml)
 {
     tm_coordinator_conf *c = NULL;

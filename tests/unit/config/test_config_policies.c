@@ -235,6 +235,56 @@ static void test_replication(void **state)
 }
 
 /* A URL is a secret: an error about it never shows it. */
+/* schedule.snapshot follows the kind table (common/engine_kinds.c): the
+ * kind's default schedule, and refused for a kind without snapshots. */
+static void test_snapshot(void **state)
+{
+    (void)state;
+    tm_coordinator_conf *c = coord_ok(MIN_COORD "policies:\n"
+                                                "  - name: cache\n"
+                                                "    match:\n"
+                                                "      kind: redis\n"
+                                                "  - name: cache-hourly\n"
+                                                "    match:\n"
+                                                "      kind: redis\n"
+                                                "    schedule:\n"
+                                                "      snapshot: '@hourly'\n"
+                                                "  - name: cache-none\n"
+                                                "    match:\n"
+                                                "      kind: redis\n"
+                                                "    schedule:\n"
+                                                "      snapshot: ''\n"
+                                                "  - name: db\n"
+                                                "    match:\n"
+                                                "      kind: postgres\n"
+                                                "  - name: any\n");
+    assert_int_equal(c->n_policies, 5);
+    assert_string_equal(c->policies[0].snapshot, "0 */6 * * *");
+    assert_non_null(strstr(c->policies[0].snapshot_where, "policies[0].schedule.snapshot"));
+    assert_string_equal(c->policies[1].snapshot, "@hourly");
+    assert_null(c->policies[2].snapshot);
+    assert_null(c->policies[3].snapshot);
+    assert_null(c->policies[4].snapshot);
+    tm_coordinator_conf_free(c);
+    coord_fails(MIN_COORD "policies:\n"
+                          "  - name: db\n"
+                          "    match:\n"
+                          "      kind: postgres\n"
+                          "    schedule:\n"
+                          "      snapshot: '@hourly'\n",
+                F ":10:17: policies[0].schedule.snapshot: ",
+                "postgres targets have no snapshots (their full backup is one)");
+    coord_fails(MIN_COORD "policies:\n"
+                          "  - name: c\n"
+                          "    match:\n"
+                          "      kind: redis\n"
+                          "    schedule:\n"
+                          "      snapshot: 'every day'\n",
+                F ":10:17: policies[0].schedule.snapshot: ", NULL);
+    coord_fails(MIN_COORD "policies:\n  - name: m\n    match:\n      kind: mysql\n",
+                F ":8:13: policies[0].match.kind: ", "expected postgres, redis, sqlite or turso");
+}
+
 static void test_url_not_echoed(void **state)
 {
     (void)state;
@@ -254,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_defaults), cmocka_unit_test(test_full_and_match),
         cmocka_unit_test(test_errors),   cmocka_unit_test(test_url_not_echoed),
         cmocka_unit_test(test_drill),    cmocka_unit_test(test_replication),
+        cmocka_unit_test(test_snapshot),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

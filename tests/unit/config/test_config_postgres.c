@@ -1,8 +1,13 @@
 /*
  * test_config_postgres.c - agent.yaml `targets[].postgres`: defaults, every
  * key, secrets, ranges, unknown keys, and the block refused on other kinds.
+ * The block is the engine's schema (agent/engines/postgres/config.c),
+ * registered the way the agent registers it (agent/engine.c).
  */
 #include "config_test.h"
+
+#include "agent/engine.h"
+#include "agent/engines/postgres/config.h"
 
 #define F AGENT_NAME
 
@@ -11,6 +16,7 @@ static int setup(void **state)
     (void)state;
     test_env_setup();
     setenv("TM_TEST_PGPASS", "pg-secret\n", 1);
+    tm_engine_config_init();
     return 0;
 }
 
@@ -27,15 +33,12 @@ static void test_defaults(void **state)
     /* No postgres: block at all (a target the agent only announces). */
     tm_agent_conf *c = agent_ok(MIN_AGENT "targets:\n  - name: pg\n    kind: postgres\n");
     assert_int_equal(c->n_targets, 1);
-    assert_false(c->targets[0].has_postgres);
-    assert_null(c->targets[0].postgres.pgdata);
-    assert_int_equal(c->targets[0].postgres.parallel, 2);
-    assert_true(c->targets[0].postgres.checksum_validation);
+    assert_null(tm_pg_target(&c->targets[0])); /* libpq's defaults apply */
     tm_agent_conf_free(c);
 
     c = agent_ok(PG("      pgdata: /var/lib/postgresql/15/main\n"));
-    const tm_pg_target_conf *pg = &c->targets[0].postgres;
-    assert_true(c->targets[0].has_postgres);
+    const tm_pg_target_conf *pg = tm_pg_target(&c->targets[0]);
+    assert_non_null(pg);
     assert_string_equal(pg->pgdata, "/var/lib/postgresql/15/main");
     assert_null(pg->host);
     assert_int_equal(pg->port, 5432);
@@ -60,7 +63,8 @@ static void test_all_keys(void **state)
                                    "      bindir: pgbin\n"
                                    "      checksum_validation: false\n"
                                    "      parallel: 8\n"));
-    const tm_pg_target_conf *pg = &c->targets[0].postgres;
+    const tm_pg_target_conf *pg = tm_pg_target(&c->targets[0]);
+    assert_non_null(pg);
     assert_string_equal(pg->host, "127.0.0.1");
     assert_int_equal(pg->port, 5433);
     assert_string_equal(pg->user, "backup");
@@ -91,12 +95,7 @@ static void test_errors(void **state)
                           "      pgdata: /x\n",
                 F ":7:5: targets[0].postgres", "kind: postgres");
     /* The secret never appears in a message. */
-    tm_agent_conf *c = (tm_agent_conf *)1;
-    tm_err err;
-    tm_err_clear(&err);
-    const char *y = PG("      password: hunter2\n");
-    int rc = tm_agent_conf_parse(AGENT_NAME, y, strlen(y), &c, &err);
-    check_msg(rc, &err, F, NULL, "hunter2");
+    agent_fails_hiding(PG("      password: hunter2\n"), "hunter2");
 }
 
 int main(void)

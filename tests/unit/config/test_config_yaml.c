@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "common/config_yaml.h"
+#include "common/config/yaml.h"
 
 struct sub {
     char *m;

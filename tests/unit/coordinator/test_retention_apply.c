@@ -161,9 +161,9 @@ static sim *add(fixture *f, int type, int64_t finished, int full_ix, const char 
     b.parent_id = parent ? (char *)parent : NULL;
     b.started_at = finished - 600;
     b.finished_at = finished;
-    b.start_lsn = "0/2000028";
-    b.has_timeline = 1;
-    b.timeline = 1;
+    b.start_position = "0/2000028";
+    b.has_chain = 1;
+    b.chain = 1;
     tm_err err;
     assert_int_equal(tm_catalog_backup_put(f->cat, &b, &err), TM_OK);
     NS++;
@@ -367,7 +367,7 @@ static void test_years_of_days(void **state)
         }
         /* The log cutoff is the PITR anchor's start, with its LSN. */
         assert_non_null(t->expire->log_cutoff_id);
-        assert_string_equal(t->expire->log_cutoff_start_lsn, "0/2000028");
+        assert_string_equal(t->expire->log_cutoff_start_position, "0/2000028");
         /* A second tick in the same period queues nothing more. */
         assert_int_equal(tm_retention_apply_tick(ra, &err), 0);
         complete_as_agent(f, ra, t);

@@ -64,13 +64,13 @@ static void test_lsn_fallbacks(void **state)
     assert_false(tm_pg_log_before(m, NULL, "00000001/000000010000000000000003"));
     /* No manifest: the catalog's LSN and timeline with 16 MiB segments. */
     Tidemark__ExpireSpec spec = TIDEMARK__EXPIRE_SPEC__INIT;
-    spec.log_cutoff_start_lsn = "1/2000028";
-    spec.has_log_cutoff_timeline = 1;
-    spec.log_cutoff_timeline = 1;
+    spec.log_cutoff_start_position = "1/2000028";
+    spec.has_log_cutoff_chain = 1;
+    spec.log_cutoff_chain = 1;
     assert_true(tm_pg_log_before(NULL, &spec, "00000001/000000010000000100000001"));
     assert_false(tm_pg_log_before(NULL, &spec, "00000001/000000010000000100000002"));
     /* Nothing says where the backup started: keep everything. */
-    spec.has_log_cutoff_timeline = 0;
+    spec.has_log_cutoff_chain = 0;
     assert_false(tm_pg_log_before(NULL, &spec, "00000001/000000010000000000000001"));
     assert_false(tm_pg_log_before(manifest(kv, 0), NULL, "00000001/000000010000000000000001"));
 }

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "agent/engines/postgres/wal_name.h"
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 
 static void test_parse(void **state)
 {

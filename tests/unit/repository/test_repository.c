@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/util.h"
 
 static char dir[256];

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/repository.h"
-#include "agent/repository_int.h"
+#include "agent/repo/repository.h"
+#include "agent/repo/repository_int.h"
 #include "common/util.h"
 
 /* ---- scan ------------------------------------------------------------- */
@@ -682,7 +682,7 @@ static int log_keys_scan(tm_storage *st, log_key **out, size_t *n, tm_err *err)
     return TM_OK;
 }
 
-/* Phase 1 for the WAL log keys of repository r: a record under new_mk in
+/* Phase 1 for the log data keys of repository r: a record under new_mk in
  * every group. */
 static void rotate_log_keys(tm_repo_set *rs, size_t r, const tm_master_key *new_mk, vstate *v,
                             tm_rotate_stats *st, log_key *keys, size_t nk)
@@ -726,7 +726,7 @@ static void rotate_log_keys(tm_repo_set *rs, size_t r, const tm_master_key *new_
     }
 }
 
-/* Phase 2 for the WAL log keys: drop the records under other master keys. */
+/* Phase 2 for the log data keys: drop the records under other master keys. */
 static void rotate_log_keys_delete(tm_repo_set *rs, size_t r, const tm_master_key *new_mk,
                                    vstate *v, tm_rotate_stats *st, log_key *keys, size_t nk)
 {
@@ -767,7 +767,7 @@ int tm_repo_rotate(tm_repo_set *rs, const tm_master_key *new_mk, int keep_old, t
         return tm_err_set(err, TM_ENOMEM, "out of memory");
     }
     /* Phase 1: a record under the new key for every backup everywhere, and
-     * for every target's WAL log key. */
+     * for every target's log data key. */
     log_key **lkeys = calloc(rs->n, sizeof(*lkeys));
     size_t *nlk = calloc(rs->n, sizeof(*nlk));
     if (lkeys == NULL || nlk == NULL) {

@@ -3,7 +3,7 @@
  * repository at once, read one back. Layout and write order: repository.h.
  * Listing, verification and key rotation are in repo_verify.c.
  */
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/repository_int.h"
+#include "agent/repo/repository_int.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -1,8 +1,8 @@
 /*
  * repo_health.c - periodic repository probes (see repo_health.h).
  */
-#include "agent/repo_health.h"
-#include "agent/repository.h"
+#include "agent/repo/repo_health.h"
+#include "agent/repo/repository.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -5,7 +5,7 @@
 #ifndef TM_AGENT_REPOSITORY_INT_H
 #define TM_AGENT_REPOSITORY_INT_H
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 
 #define TM_DIGESTS_MAGIC "tidemark-digests 1"
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 
 typedef struct tm_copy_stats {
     uint64_t objects; /* objects written to the destination */

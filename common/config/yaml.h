@@ -1,5 +1,5 @@
 /*
- * config_yaml.h - the libyaml side of config loading (internal to config.c).
+ * yaml.h - the libyaml side of config loading (internal to common/config/).
  *
  * libcyaml turns YAML into C structs but does not tell us *where* a value
  * came from, and libcyaml 1.3 has no range checks. So the same bytes are
@@ -9,7 +9,7 @@
  *     and booleans, missing required fields, with the line:column of the
  *     offending key or value;
  *   - records every key it visits as "key.path" -> marks, so the semantic
- *     validation in config.c can point at the exact line of a bad value.
+ *     validation in the section files can point at the exact line of a bad value.
  * When the walk passes, libcyaml cannot disagree on structure; if it still
  * fails, tm_ydoc_cyaml_error() maps its log backtrace onto the same paths.
  *

@@ -1,5 +1,5 @@
 /*
- * config_yaml.c - libyaml pre-parse, key-path -> line:column map, and the
+ * yaml.c - libyaml pre-parse, key-path -> line:column map, and the
  * structural check of a YAML tree against a libcyaml schema.
  *
  * Everything here must be safe on arbitrary bytes (the config parser is
@@ -8,7 +8,7 @@
  * and the schema walk recurses only as deep as the schema, never as deep as
  * the input.
  */
-#include "common/config_yaml.h"
+#include "common/config/yaml.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,7 +1,7 @@
 /*
- * repo_log.h - continuous log archives in the repository set: WAL segments
- * (and later AOF parts / SQLite WAL batches) stored one object per file in
- * every repository, idempotently, read back with every check.
+ * repo_log.h - continuous log archives in the repository set: each
+ * engine's log files (or pieces of them) stored one object each in every
+ * repository, idempotently, read back with every check.
  *
  * Layout inside each repository (keys relative to its root):
  *
@@ -9,13 +9,14 @@
  *   <target>/log/<rel>                                object, TMK1 framed (pipeline.h)
  *   <target>/log/<rel>.meta                           digest sidecar, clear text, written LAST
  *
- * <rel> is chosen by the engine; PostgreSQL uses "<timeline-hex-8>/<file>"
- * (engines/postgres/wal_name.h). A file exists in a repository once its
+ * <rel> is chosen by the engine: "<chain>/<name>", the engine's line of
+ * history then a name that sorts in shipping order (each engine's folder
+ * documents its own). A file exists in a repository once its
  * .meta is there (the object is written first, the sidecar after it, both
  * atomically), as a backup exists once its manifest is.
  *
  * Why a per-target log data key, not one per file: logs have no backup to
- * hang a key on, and unwrapping one key per 16 MiB segment would double the
+ * hang a key on, and unwrapping one key per stored file would double the
  * round trips. The key is created on the first push and reused; rotation
  * rewraps its record like a backup's. Two hosts (or processes) that push the
  * very first file at once may each create a key: both records are kept,
@@ -36,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 
 #define TM_LOG_META_SUFFIX ".meta"
 #define TM_LOG_META_MAX 512
@@ -119,7 +120,7 @@ int tm_log_get_file(tm_log_store *ls, const char *rel, const char *path, tm_log_
 /* ---- listing ---------------------------------------------------------- */
 
 typedef struct tm_log_item {
-    char *rel; /* "00000001/000000010000000000000003" */
+    char *rel; /* "<chain>/<name>", as the engine stored it */
     int has_meta;
     int has_object;
     uint64_t stored_size; /* object's */

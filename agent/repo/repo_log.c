@@ -2,7 +2,7 @@
  * repo_log.c - log archives in the repository set (layout, key and sidecar
  * rules: repo_log.h).
  */
-#include "agent/repo_log.h"
+#include "agent/repo/repo_log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "agent/repository_int.h"
+#include "agent/repo/repository_int.h"
 #include "common/util.h"
 
 #define META_MAGIC "tidemark-log 1"
@@ -799,8 +799,8 @@ int tm_log_push(tm_log_store *ls, const char *rel, int fd, size_t quorum, tm_log
         rc = tm_err_set(err, TM_EEXIST, "%s: %s", rel, msg);
     } else if (durable < need) {
         rc = tm_err_set(err, TM_EIO,
-                        "%s stored in %zu of %zu repositories (%zu needed); PostgreSQL keeps the "
-                        "file and retries: %s",
+                        "%s stored in %zu of %zu repositories (%zu needed); not durable: the "
+                        "sender keeps the file and retries: %s",
                         rel, durable, rs->n, need, msg);
     } else {
         rc = TM_OK;
@@ -879,7 +879,7 @@ int tm_log_get_file(tm_log_store *ls, const char *rel, const char *path, tm_log_
     free(mpath);
     /* Absent only when no repository holds it and at least one said so: a
      * copy that exists but fails its checks is an error, never "missing"
-     * (PostgreSQL would end recovery early at a point nobody asked for). */
+     * (a replay would end early at a point nobody asked for). */
     if (found == 0 && absent > 0) {
         return tm_err_set(err, TM_ENOENT, "%s is not in the archive of %s", rel, ls->target);
     }

@@ -7,7 +7,7 @@
  * configuration error. Results go to stdout (text or --json), progress and
  * errors to stderr.
  */
-#include "agent/repo_cmd.h"
+#include "agent/repo/repo_cmd.h"
 #include "common/json.h"
 
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/repository.h"
+#include "agent/repo/repository.h"
 #include "common/config.h"
 #include "common/keys.h"
 #include "common/util.h"
@@ -332,7 +332,7 @@ static int cmd_put(const char *config, int argc, char **argv)
                                        {NULL, 0, NULL, 0}};
     const char *target = NULL, *name = NULL, *id = NULL;
     int json = 0, ch;
-    progress pg = {isatty(2), 0, "put"};
+    progress prog = {isatty(2), 0, "put"};
     while ((ch = getopt_long(argc, argv, "+t:n:b:h", lo, NULL)) != -1) {
         switch (ch) {
         case 't':
@@ -348,7 +348,7 @@ static int cmd_put(const char *config, int argc, char **argv)
             json = 1;
             break;
         case OPT_PROGRESS:
-            pg.on = 1;
+            prog.on = 1;
             break;
         case 'h':
             fputs(put_usage, stdout);
@@ -399,10 +399,10 @@ static int cmd_put(const char *config, int argc, char **argv)
         }
         rc = tm_backup_object_write(o, buf, got, &err);
         done += got;
-        progress_show(&pg, done);
+        progress_show(&prog, done);
     }
     free(buf);
-    progress_end(&pg);
+    progress_end(&prog);
     if (o != NULL) {
         if (rc == TM_OK) {
             rc = tm_backup_object_close(o, &d, &err);
@@ -483,7 +483,7 @@ static const char *const get_usage =
     "plaintext streams to stdout and a failure is reported at the end (exit 1).\n";
 
 typedef struct stdout_sink {
-    progress *pg;
+    progress *prog;
     uint64_t done;
 } stdout_sink;
 
@@ -494,7 +494,7 @@ static int stdout_write(void *arg, const void *buf, size_t len, tm_err *err)
         return tm_err_set(err, TM_EIO, "write to stdout: %s", strerror(errno));
     }
     s->done += len;
-    progress_show(s->pg, s->done);
+    progress_show(s->prog, s->done);
     return TM_OK;
 }
 
@@ -520,7 +520,7 @@ static int cmd_get(const char *config, int argc, char **argv)
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     const char *target = NULL, *id = NULL, *name = NULL, *repo = NULL;
-    progress pg = {isatty(2), 0, "get"};
+    progress prog = {isatty(2), 0, "get"};
     int ch;
     while ((ch = getopt_long(argc, argv, "+t:b:n:r:h", lo, NULL)) != -1) {
         switch (ch) {
@@ -537,7 +537,7 @@ static int cmd_get(const char *config, int argc, char **argv)
             repo = optarg;
             break;
         case OPT_PROGRESS:
-            pg.on = 1;
+            prog.on = 1;
             break;
         case 'h':
             fputs(get_usage, stdout);
@@ -561,7 +561,7 @@ static int cmd_get(const char *config, int argc, char **argv)
     int rc = tm_backup_open(rs, target, id, repo, &r, &err);
     if (rc == TM_OK) {
         tm_sink sink;
-        stdout_sink ss = {&pg, 0};
+        stdout_sink ss = {&prog, 0};
         if (strcmp(outp, "-") == 0) {
             sink = (tm_sink){stdout_write, stdout_commit, stdout_abort, &ss, "stdout"};
         } else {
@@ -570,7 +570,7 @@ static int cmd_get(const char *config, int argc, char **argv)
         if (rc == TM_OK) {
             rc = tm_backup_get(r, name, &sink, &err);
         }
-        progress_end(&pg);
+        progress_end(&prog);
         if (rc == TM_OK) {
             fprintf(stderr, "%s/%s: %s read from repo %s, every digest matches\n", target, id, name,
                     tm_backup_reader_repo(r));
@@ -649,7 +649,7 @@ static int cmd_verify(const char *config, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     tm_verify_opts o = {0};
     o.use_key = 1;
-    progress pg = {isatty(2), 0, "verify"};
+    progress prog = {isatty(2), 0, "verify"};
     verify_out vo = {0, 1};
     int ch;
     while ((ch = getopt_long(argc, argv, "+t:b:r:h", lo, NULL)) != -1) {
@@ -670,7 +670,7 @@ static int cmd_verify(const char *config, int argc, char **argv)
             vo.json = 1;
             break;
         case OPT_PROGRESS:
-            pg.on = 1;
+            prog.on = 1;
             break;
         case 'h':
             fputs(verify_usage, stdout);
@@ -686,7 +686,7 @@ static int cmd_verify(const char *config, int argc, char **argv)
         return usage_err("verify", "--target must be a name of [A-Za-z0-9._-]");
     }
     o.progress = progress_show;
-    o.progress_arg = &pg;
+    o.progress_arg = &prog;
     tm_agent_conf *conf = NULL;
     tm_repo_set *rs = NULL;
     int ex = load_set(config, o.use_key ? TM_REPO_KEYS : 0, &conf, &rs);
@@ -699,7 +699,7 @@ static int cmd_verify(const char *config, int argc, char **argv)
     tm_verify_summary sum;
     tm_err err = {0};
     int rc = tm_repo_verify(rs, &o, verify_print, &vo, &sum, &err);
-    progress_end(&pg);
+    progress_end(&prog);
     if (vo.json) {
         printf("],\"backups\":%" PRIu64 ",\"checked\":%" PRIu64 ",\"problems\":%" PRIu64
                ",\"bytes\":%" PRIu64 ",\"with_key\":%s",

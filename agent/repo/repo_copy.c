@@ -1,9 +1,9 @@
 /*
  * repo_copy.c - verbatim copies between repositories (see repo_copy.h).
  */
-#include "agent/repo_copy.h"
-#include "agent/repo_log.h"
-#include "agent/repository_int.h"
+#include "agent/repo/repo_copy.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
