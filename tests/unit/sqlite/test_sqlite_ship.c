@@ -209,7 +209,7 @@ static void restore_to_times(void **state)
     int64_t ticks[64];
     int nt = 0, restarts = 0, gens = 0;
     tm_sqlite_tick t;
-    for (; nt < 40; nt++) {
+    for (; nt < 30; nt++) {
         tick(s, &t);
         ticks[nt] = sq_now_ms();
         restarts += t.wal_restarted;
@@ -388,7 +388,7 @@ static void storm(void **state)
     assert_int_equal(sqlite3_open(e.f.db, &reader), SQLITE_OK);
     tm_sqlite_tick t;
     int gens = 0, restarts = 0;
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < 36; i++) {
         if (i % 5 == 2) {
             /* BUSY is the expected answer while the shipper reads. */
             sqlite3_exec(app, "PRAGMA wal_checkpoint(RESTART)", NULL, NULL, NULL);
