@@ -205,10 +205,18 @@ def setup():
     script += [f"wal {TARGET} {w}" for w in ctx.wal]
     agent_yaml = os.path.join(c.dir, "agents", "db1", "agent.yaml")
     t0 = time.monotonic()
+    # Seeded with the coordinator stopped: its policy applies retention every
+    # minute, and a run over a half-seeded catalog (before the orphan below
+    # exists, which makes the agent refuse every apply) would delete backups
+    # the tests then look for. The agent stays up and reconnects.
+    c.coordinator.stop()
     r = subprocess.run([binary("tm_retention_seed"), agent_yaml, os.path.join(c.dir, "catalog.db")],
                        input="\n".join(script) + "\n", capture_output=True, text=True, timeout=600,
                        env=c.env)
     check(r.returncode == 0, f"seeding: {r.stdout}\n{r.stderr}")
+    c.start_coordinator()
+    wait_for(lambda: c.agents_by_host().get("db1", {}).get("state") == "online", 30,
+             "agent online again")
     print(f"  {r.stdout.strip()} in {time.monotonic() - t0:.1f} s "
           f"({len([b for b in backups if b.type == 'full'])} fulls, two repositories)")
     ctx.backups = backups
