@@ -147,7 +147,9 @@ else
         [[ -d "$corpus_src" ]] && cp -r "$corpus_src/." "$work/"
         if "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -artifact_prefix="$work.crash-" \
             "$work" >"$work.log" 2>&1; then
-            ok "fuzz $name ($(grep -Eo '#[0-9]+' "$work.log" | tail -1 | tr -d '#') runs)"
+            # libFuzzer's last line, "Done N runs in S second(s)": not the last
+            # "#N" of the log, which is often a dictionary entry ("&#65;").
+            ok "fuzz $name ($(sed -nE 's/^Done ([0-9]+) runs.*/\1/p' "$work.log" | tail -1) runs)"
         else
             bad "fuzz $name"; tail -40 "$work.log"
             mkdir -p build-fuzz/crashes && cp "$work".crash-* build-fuzz/crashes/ 2>/dev/null || true
