@@ -468,6 +468,8 @@ def catalog_case(op, n, err, i):
     e.update(TM_FAULT_PATH=ctx.catalog, TM_FAULT_ARM=arm)
     problems = []
     before_ids, before_tasks, _ = ctx.cat_state
+    log = os.path.join(ctx.c.dir, "coordinator.log")
+    log_at = os.path.getsize(log)
     problems += restart_coordinator(e)
     open(arm, "w").close()
     try:
@@ -497,6 +499,10 @@ def catalog_case(op, n, err, i):
         if v.returncode != 0:
             problems.append(f"recorded backup {bid} does not verify: {v.stdout[-300:]}")
     text = r.stdout + r.stderr
+    with open(log, "rb") as f:
+        f.seek(log_at)
+        said = [l for l in f.read().decode(errors="replace").splitlines()
+                if " error " in l and ("catalog" in l or "write_failed" in l)]
     if r.returncode == 0:
         outcome = "ok" if not injected else "ok (retried)"
         if not new_ids:
@@ -507,9 +513,10 @@ def catalog_case(op, n, err, i):
             problems.append("the call failed without saying why")
     if problems:
         outcome = "BAD"
+    # What the coordinator logged of the failed write, else the call's end.
+    what = said[0].split(" ", 2)[-1] if said else (text.strip().splitlines() or [""])[-1]
     record("catalog", op, n, err, outcome, "; ".join(problems)
-           + ("" if outcome == "BAD" else text.strip().splitlines()[-1][:160] if text.strip()
-              else ""))
+           + ("" if outcome == "BAD" else f"{os.path.basename(injected or '-')}: {what[:160]}"))
     return calls, injected
 
 
@@ -517,8 +524,12 @@ def catalog_case(op, n, err, i):
 def pg_backup_and_restore_under_faults():
     """A real PostgreSQL, backed up by the agent daemon through the
     coordinator (faults in r1), then restored by `tidemark-agent restore`
-    (faults in the target directory). Fewer N per op (TM_FAULT_MAX_N_PG,
-    default 3: the first, middle and last call): each case is a whole backup or restore."""
+    (faults in the target directory), then the catalog walk. Fewer N per
+    op, each case being a whole backup or restore: the restore walks the
+    first, middle and last call (TM_FAULT_MAX_N_PG, default 3); the backup
+    (an agent restart each) and the catalog walk (a coordinator restart
+    each) the middle one (TM_FAULT_MAX_N_PG_BACKUP, TM_FAULT_MAX_N_CAT,
+    default 2), so the module stays within its time under ASan."""
     global MAX_N
     if shutil.which("pg_config") is None:
         runner.fail_all("no PostgreSQL (pg_config): deploy/install-deps.sh --test")
@@ -554,9 +565,11 @@ policies:
         r = ctx.c.ctl("backup", "run", "--target", "pg", "--type", "full", "--wait", "--json",
                       timeout=600)
         ctx.good = json.loads(r.stdout)["result"]["backup_id"]
+        MAX_N = int(os.environ.get("TM_FAULT_MAX_N_PG_BACKUP", "2"))
         walk_operation("pg backup", pg_backup_case, PG_OPS)
+        MAX_N = int(os.environ.get("TM_FAULT_MAX_N_PG", "3"))
         walk_operation("restore", restore_case, PG_OPS)
-        MAX_N = int(os.environ.get("TM_FAULT_MAX_N_CAT", "3"))
+        MAX_N = int(os.environ.get("TM_FAULT_MAX_N_CAT", "2"))
         ctx.catalog = os.path.join(ctx.c.dir, "catalog.db")
         ctx.c.coordinator.stop()
         ctx.cat_state = catalog_rows()
