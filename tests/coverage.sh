@@ -19,7 +19,9 @@ fi
 # gcovr's parser fails on it, and with -j its worker pool then hung for good:
 # that was the 20-minute "hang". The line is skipped (line coverage is
 # unaffected) and the number of such lines is printed.
-timeout 600 gcovr -r . --object-directory "$build" -j 1 --exclude 'tests/' --exclude "$build/" \
+# "$build" as the only search path: gcovr otherwise reads every .gcda under
+# the root, other build trees' included, and fails merging their line numbers.
+timeout 600 gcovr -r . "$build" --object-directory "$build" -j 1 --exclude 'tests/' --exclude "$build/" \
     --exclude-unreachable-branches --gcov-ignore-parse-errors \
     --json-summary "$build/coverage.json" >"$build/gcovr.log" 2>&1 \
     || { echo "gcovr failed (exit $?):"; tail -30 "$build/gcovr.log"; exit 1; }
