@@ -609,8 +609,11 @@ int tm_backup_object_open(tm_backup_writer *w, const char *name, tm_backup_objec
         return tm_err_set(err, TM_EINVAL, "backup %s: the backup is finished", w->id);
     }
     if (w->live == 0) {
+        /* Another object's write failed the last repository: say why (its
+         * name, path and errno), or this may be the error the task keeps. */
+        int rc = failed_everywhere(w, "every repository has failed", err);
         pthread_mutex_unlock(&w->mu);
-        return tm_err_set(err, TM_EIO, "backup %s: every repository has failed", w->id);
+        return rc;
     }
     tm_backup_object *o = calloc(1, sizeof(*o));
     tm_sink *sinks = calloc(w->rs->n, sizeof(*sinks));

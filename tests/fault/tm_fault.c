@@ -12,6 +12,9 @@
  *   TM_FAULT_ERRNO   ENOSPC (default), EIO or EDQUOT
  *   TM_FAULT_SHORT   1: the Nth write/pwrite is short (half of it is
  *                    written and that count returned) instead of failing
+ *   TM_FAULT_ARM     a file: calls count only while it exists, so a
+ *                    long-running daemon (the coordinator) is faulted in
+ *                    one operation and not in its start or its idle work
  *   TM_FAULT_REPORT  where each process that made a counted call writes
  *                    "op=O calls=K injected=I path=P" (file
  *                    TM_FAULT_REPORT.<pid>, rewritten on every counted
@@ -62,6 +65,7 @@ static int g_short;
 static char g_prefix[PATH_MAX];
 static size_t g_prefix_len;
 static char g_report_base[PATH_MAX];
+static char g_arm[PATH_MAX];
 static int g_report_fd = -1;
 static long g_calls;
 static int g_injected;
@@ -164,6 +168,10 @@ __attribute__((constructor)) static void tm_fault_init(void)
         snprintf(g_prefix, sizeof(g_prefix), "%s", p);
         g_prefix_len = strlen(g_prefix);
     }
+    const char *arm = getenv("TM_FAULT_ARM");
+    if (arm != NULL) {
+        snprintf(g_arm, sizeof(g_arm), "%s", arm);
+    }
     const char *r = getenv("TM_FAULT_REPORT");
     if (r != NULL && g_op != OP_NONE) {
         snprintf(g_report_base, sizeof(g_report_base), "%s", r);
@@ -210,6 +218,9 @@ static int hit(int op, const char *abs)
 {
     if (op != g_op || !under_prefix(abs)) {
         return 0;
+    }
+    if (g_arm[0] != '\0' && syscall(SYS_faccessat, AT_FDCWD, g_arm, F_OK) != 0) {
+        return 0; /* not armed: not counted */
     }
     pthread_mutex_lock(&g_mu);
     g_calls++;

@@ -241,7 +241,9 @@ int main(int argc, char **argv)
     uint64_t *all = malloc((total ? total : 1) * sizeof(*all));
     size_t k = 0;
     for (int i = 0; all != NULL && i < n; i++) {
-        memcpy(all + k, agents[i].lat_ns, agents[i].n_lat * sizeof(*all));
+        if (agents[i].n_lat > 0) { /* none: lat_ns may be NULL */
+            memcpy(all + k, agents[i].lat_ns, agents[i].n_lat * sizeof(*all));
+        }
         k += agents[i].n_lat;
     }
     qsort(all, k, sizeof(*all), cmp_u64);
@@ -252,7 +254,9 @@ int main(int argc, char **argv)
     uint64_t *cl = malloc((kc ? kc : 1) * sizeof(*cl));
     size_t m = 0;
     for (int i = 0; cl != NULL && i < n; i++) {
-        memcpy(cl + m, agents[i].clean_ns, agents[i].n_clean * sizeof(*cl));
+        if (agents[i].n_clean > 0) { /* none: clean_ns is NULL, UB for memcpy */
+            memcpy(cl + m, agents[i].clean_ns, agents[i].n_clean * sizeof(*cl));
+        }
         m += agents[i].n_clean;
     }
     qsort(cl, m, sizeof(*cl), cmp_u64);

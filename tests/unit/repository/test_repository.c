@@ -291,6 +291,41 @@ static void test_failed_repo_gets_no_manifest(void **state)
     tm_repo_set_free(rs);
 }
 
+/* Once every repository has failed, the next object's open says why each
+ * failed (test_diskfull under ASan: a parallel copy's next open became the
+ * task's error, "every repository has failed" without the repository, path
+ * or errno). */
+static void test_open_after_all_failed_says_why(void **state)
+{
+    (void)state;
+    tm_repo_set *rs = open_set(key2);
+    tm_backup_writer *w = NULL;
+    tm_backup_object *o = NULL;
+    tm_err err = {0};
+    assert_int_equal(tm_backup_begin(rs, "t3", "Y", "full", "", &w, &err), 0);
+    /* Both repositories refuse the object: its directory is a file. */
+    char path[1200];
+    for (const char *r = "ab"; *r; r++) {
+        snprintf(path, sizeof(path),
+                 "mkdir -p %s/%c/t3/backup/Y/data && : > %s/%c/t3/backup/Y/data/d", dir, *r, dir,
+                 *r);
+        assert_int_equal(system(path), 0);
+    }
+    assert_int_not_equal(tm_backup_object_open(w, "d/o1", &o, &err), 0);
+    const char *why = strstr(err.msg, "object: ");
+    assert_non_null(why);
+    char reasons[TM_ERR_MSG_MAX];
+    snprintf(reasons, sizeof(reasons), "%s", why + strlen("object: "));
+    assert_true(strlen(reasons) > 0);
+    tm_err err2 = {0};
+    assert_int_not_equal(tm_backup_object_open(w, "e", &o, &err2), 0);
+    if (strstr(err2.msg, reasons) == NULL) {
+        fail_msg("the next open does not say why: '%s' (the failures: '%s')", err2.msg, reasons);
+    }
+    tm_backup_writer_free(w);
+    tm_repo_set_free(rs);
+}
+
 /* Objects of one backup written from several threads at once (the
  * PostgreSQL engine's parallel copy): every object lands in the manifest
  * once, reads back intact, and finish refuses while one is still open. */
@@ -539,6 +574,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_verify_rotate),
         cmocka_unit_test(test_failed_repo_gets_no_manifest),
+        cmocka_unit_test(test_open_after_all_failed_says_why),
         cmocka_unit_test(test_parallel_objects),
         cmocka_unit_test(test_same_second_ids_unique),
         cmocka_unit_test(test_put_new_never_replaces),
