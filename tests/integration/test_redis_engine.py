@@ -31,6 +31,13 @@ import time
 
 from tmtest.cluster import Cluster, binary, free_port
 from tmtest.redis import Redis, Resp, dataset_digest, gen_password, mixed_dataset
+
+
+def port_open(port):
+    import socket
+    with socket.socket() as so:
+        so.settimeout(1)
+        return so.connect_ex(("127.0.0.1", port)) == 0
 from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 USER = "tmbackup"
@@ -175,7 +182,13 @@ def setup_cluster():
 @teardown
 def teardown_all():
     for s in getattr(ctx, "servers", []):
-        s.stop()
+        if s.proc is None:
+            # Started by the agent's restore --start, not by this test: no
+            # process handle, so ask it to stop and see the port close.
+            s._cli_raw(["SHUTDOWN", "NOSAVE"], check=False)
+            wait_for(lambda: not port_open(s.port), 30, f"restored server on {s.port} stopped")
+        else:
+            s.stop()
     for name in ("src", "aof"):
         if getattr(ctx, name, None) is not None:
             getattr(ctx, name).stop()
