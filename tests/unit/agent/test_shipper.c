@@ -66,7 +66,7 @@ static int test_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
 }
 
 static const tm_engine test_engine = {
-    .kind = TIDEMARK__TARGET_KIND__TURSO, /* a kind with no real engine: the stand-in */
+    .kind = TIDEMARK__TARGET_KIND__SQLITE, /* stands in for that kind's engine */
     .name = "seamtest",
     .ship = test_ship,
 };
@@ -78,7 +78,7 @@ static tm_agent_conf *conf_new(void)
              "coordinator:\n  url: tcp://127.0.0.1:7800\n  enrollment_token: env:TM_T\n"
              "state_dir: %s/state\n"
              "targets:\n"
-             "  - name: shipped\n    kind: turso\n"
+             "  - name: shipped\n    kind: sqlite\n"
              "  - name: pushed\n    kind: postgres\n"
              "repositories:\n"
              "  - name: a\n    type: posix\n    path: %s/a\n"
