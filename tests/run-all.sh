@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
-fuzz_seconds=${TM_FUZZ_SECONDS:-20}
+fuzz_seconds=${TM_FUZZ_SECONDS:-15}
 passed=0 failed=0 skipped=0
 failures=() skips=()
 t_start=$SECONDS
