@@ -145,3 +145,15 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
     tm_agent_conf_free(conf);
     return rc;
 }
+
+int tm_restore_cli_port(const char *arg, uint32_t *port)
+{
+    char *end = NULL;
+    unsigned long p = strtoul(arg, &end, 10);
+    if (end == arg || *end != '\0' || p < 1 || p > 65535) {
+        fprintf(stderr, "tidemark-agent restore: --port %s is not a port (1 .. 65535)\n", arg);
+        return -1;
+    }
+    *port = (uint32_t)p;
+    return 0;
+}

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent/engines/postgres/pg.h"
+#include "agent/restore_cmd.h"
 #include "common/config.h"
 
 const char tm_pg_restore_usage[] =
@@ -94,17 +95,11 @@ int tm_pg_restore_cli(const tm_agent_conf *conf, int argc, char **argv)
         case 's':
             o.start = 1;
             break;
-        case 'p': {
-            char *end = NULL;
-            unsigned long p = strtoul(optarg, &end, 10);
-            if (end == optarg || *end != '\0' || p < 1 || p > 65535) {
-                fprintf(stderr, "tidemark-agent restore: --port %s is not a port (1 .. 65535)\n",
-                        optarg);
+        case 'p':
+            if (tm_restore_cli_port(optarg, &o.port) != 0) {
                 return 2;
             }
-            o.port = (uint32_t)p;
             break;
-        }
         case 'o':
             o.owner = optarg;
             break;
