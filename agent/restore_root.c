@@ -571,8 +571,12 @@ int tm_restore_root_link(tm_restore_root *r, const char *rel, const char *dest, 
         rc = tm_err_set(err, tm_err_from_errno(errno), "symlink %s/%s -> %s: %s", r->path, rel,
                         dest, strerror(errno));
     }
-    if (rc == TM_OK && r->o.chown) {
-        fchownat(pfd, name, r->o.uid, r->o.gid, AT_SYMLINK_NOFOLLOW);
+    /* The link belongs to the restored tree's owner, like every file in it:
+     * a server that owns its data directory may relink or remove it. */
+    if (rc == TM_OK && r->o.chown &&
+        fchownat(pfd, name, r->o.uid, r->o.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+        rc = tm_err_set(err, tm_err_from_errno(errno), "chown %s/%s: %s", r->path, rel,
+                        strerror(errno));
     }
     close(pfd);
     rr_link *nv = rc == TM_OK ? realloc(r->links, (r->nlinks + 1) * sizeof(*nv)) : NULL;

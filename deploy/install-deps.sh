@@ -12,7 +12,8 @@ run=(sqlite3 ca-certificates curl)
 test=(python3 postgresql redis-server clang libfuzzer-14-dev libclang-rt-14-dev clang-format gcovr
       zstd xxhash openssl bc procps iproute2 psmisc
       swift swift-proxy swift-account swift-container swift-object python3-swift memcached
-      prometheus prometheus-alertmanager)
+      prometheus prometheus-alertmanager
+      git debhelper dpkg-dev fakeroot lintian help2man systemd util-linux)
 
 pkgs=("${build[@]}" "${run[@]}")
 if [[ "${1:-}" == "--test" ]]; then

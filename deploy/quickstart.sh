@@ -71,7 +71,7 @@ export TIDEMARK_ENROLL_TOKEN=$(cat "$demo/enroll.token")
 pgport=$((54000 + RANDOM % 1000))
 
 # The coordinator: the example config, with a fast alert evaluation for the demo.
-sed -e 's/^  evaluate_every: 30s .*/  evaluate_every: 2s/' deploy/examples/coordinator.yaml >"$demo/coordinator.yaml"
+sed -e 's/^  evaluate_every: 30s .*/  evaluate_every: 2s/' -e 's|^  path: /var/lib/tidemark/coordinator/catalog.db.*|  path: catalog.db|' deploy/examples/coordinator.yaml >"$demo/coordinator.yaml"
 cat >"$demo/agent.yaml" <<YAML
 # deploy/examples/agent.yaml, filled in for this machine.
 coordinator:
