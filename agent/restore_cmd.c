@@ -111,6 +111,9 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
     }
     tm_err err = {0};
     tm_agent_conf *conf = NULL;
+    /* A local restore works from the repositories alone (no coordinator,
+     * so no enrollment token). */
+    tm_config_agent_offline(true);
     if (tm_agent_conf_load(config, &conf, &err) != TM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;

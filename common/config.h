@@ -256,10 +256,11 @@ int tm_config_set_target_schemas(const tm_target_schema *const *schemas, size_t 
 const void *tm_target_engine_conf(const tm_target_conf *t, const tm_target_schema *schema);
 
 int tm_agent_conf_load(const char *path, tm_agent_conf **out, tm_err *err);
-/* For commands that never talk to the coordinator (an engine's log fetch run
- * by a restored database server with a minimal environment): an env:
- * enrollment token whose variable is unset is left NULL instead of failing
- * the load. */
+/* For commands that never talk to the coordinator (the repository commands,
+ * a local restore, an engine's log fetch run by a restored database server
+ * with a minimal environment): the enrollment token is not resolved
+ * (enrollment_token stays NULL), so neither its variable nor its file is
+ * needed. */
 void tm_config_agent_offline(bool on);
 int tm_agent_conf_parse(const char *name, const char *buf, size_t len, tm_agent_conf **out,
                         tm_err *err);

@@ -93,6 +93,8 @@ enum { OPT_JSON = 256, OPT_PROGRESS, OPT_NO_KEY, OPT_KEEP_OLD, OPT_NEW_KEY };
 static int load_set(const char *config, unsigned flags, tm_agent_conf **conf, tm_repo_set **rs)
 {
     tm_err err = {0};
+    /* The repository set alone: no coordinator, so no enrollment token. */
+    tm_config_agent_offline(true);
     if (tm_agent_conf_load(config, conf, &err) != TM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return EXIT_USAGE;

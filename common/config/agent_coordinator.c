@@ -35,14 +35,13 @@ int tm_cfg_agent_coordinator(tm_cv *v, const struct raw_agent *r, tm_agent_conf 
     if (rc == 0) {
         rc = tm_cv_dup(v, rc_->url, &c->coordinator_url);
     }
-    /* Commands a database server runs itself (an engine's log fetch for a
-     * restored server) get a minimal environment (agent/restore_root.c): the
-     * token they never use may be an env: reference to a variable they do
-     * not have. */
-    bool unused_env_token = g_agent_offline && rc_->enrollment_token != NULL &&
-                            strncmp(rc_->enrollment_token, "env:", 4) == 0 &&
-                            getenv(rc_->enrollment_token + 4) == NULL;
-    if (rc == 0 && !unused_env_token) {
+    /* Offline commands (the repository commands, a local restore, an
+     * engine's log fetch for a restored server, which runs with a minimal
+     * environment: agent/restore_root.c) never talk to the coordinator, so
+     * they neither need nor resolve the enrollment token: an operator
+     * listing a repository has no reason to hold it, and a server's
+     * environment has no reason to carry it. */
+    if (rc == 0 && !g_agent_offline) {
         rc = tm_cv_secret(v, "coordinator", "enrollment_token", rc_->enrollment_token,
                           rc_->enrollment_token_file, &c->enrollment_token);
     }

@@ -22,7 +22,12 @@ static void agents_usage(FILE *f)
                "targets are claims; approving binds them, unless another agent serves\n"
                "one of the names already (then approval is refused).\n"
                "remove forgets the agent: a still-running agent registers again (pending\n"
-               "unless its token auto-approves), so stop it first to retire a host.\n");
+               "unless its token auto-approves), so stop it first to retire a host.\n"
+               "\n"
+               "Examples:\n"
+               "  tidemarkctl agents list --state pending\n"
+               "  tidemarkctl agents approve agt-0dbf523db1ba4ea2\n"
+               "  tidemarkctl agents show db-1 --json\n");
 }
 
 static void json_agent(FILE *f, const Tidemark__AgentInfo *a)

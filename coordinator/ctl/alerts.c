@@ -44,7 +44,9 @@ int ctl_alerts(ctl *c, int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "list") != 0) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
             printf("Usage: tidemarkctl alerts list [--json]\n\n"
-                   "Active alerts (pending and firing), firing first, then by severity.\n");
+                   "Active alerts (pending and firing), firing first, then by severity.\n\n"
+                   "Example:\n"
+                   "  tidemarkctl alerts list --json\n");
             return CTL_OK;
         }
         fprintf(stderr, "tidemarkctl: usage: alerts list [--json]\n");
@@ -55,7 +57,9 @@ int ctl_alerts(ctl *c, int argc, char **argv)
             c->json = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("Usage: tidemarkctl alerts list [--json]\n\n"
-                   "Active alerts (pending and firing), firing first, then by severity.\n");
+                   "Active alerts (pending and firing), firing first, then by severity.\n\n"
+                   "Example:\n"
+                   "  tidemarkctl alerts list --json\n");
             return CTL_OK;
         } else {
             fprintf(stderr, "tidemarkctl: alerts list: unknown argument '%s'\n", argv[i]);

@@ -36,7 +36,13 @@ static void backup_usage(FILE *f)
             "     fills the gap when the repository is back (backups list: PARTIAL)\n"
             "--position takes a log position as the target's engine writes it (see\n"
             "`backup show`); --pgdata is an older name of --dir. --tablespace-map and\n"
-            "--tablespace-map-all apply to engines with tablespaces.\n");
+            "--tablespace-map-all apply to engines with tablespaces.\n"
+            "\n"
+            "Examples:\n"
+            "  tidemarkctl backup run --target pg-main --type full --wait\n"
+            "  tidemarkctl backups list --target pg-main\n"
+            "  tidemarkctl restore --target pg-main --dir /srv/restore/pg --time "
+            "'2026-12-07 09:30:00+00' --to staging-1 --wait\n");
 }
 
 static void json_backup(FILE *f, const Tidemark__BackupInfo *b)

@@ -2,8 +2,9 @@
  * ctl.h - what tidemarkctl's command files share: global options, the RPC
  * client, output helpers (tables for humans, --json for scripts).
  *
- * Exit codes: 0 ok, 1 failure (including an error answer from the
- * coordinator), 2 usage.
+ * Exit codes (docs/CLI.md lists them for every program): 0 ok, 1 failure
+ * (including an error answer from the coordinator), 2 usage, 3 partial,
+ * 130 interrupted.
  */
 #ifndef TM_CTL_H
 #define TM_CTL_H
@@ -21,6 +22,8 @@
 /* --wait: the backup ended partial (complete in some, not all, of the
  * repositories its policy requires; restorable, a copy will fill the gap). */
 #define CTL_PARTIAL 3
+/* --wait: Ctrl-C (or SIGTERM) stopped the waiting; the task goes on. */
+#define CTL_INTERRUPTED 130
 
 typedef struct ctl {
     const char *url;
@@ -66,7 +69,10 @@ struct Tidemark__Task;
 void ctl_json_task(FILE *f, const struct Tidemark__Task *t);
 int ctl_get_task(ctl *c, const char *id, struct Tidemark__Task **out);
 /* Follow a task to its end: CTL_OK if it succeeded, CTL_PARTIAL if it ended
- * partial, else CTL_FAIL. Fails, never hangs, when the agent stops reporting. */
+ * partial, else CTL_FAIL. Fails, never hangs, when the agent stops reporting.
+ * On a terminal it shows progress (phase, bytes, rate, ETA) on stderr;
+ * piped, nothing until the end. Ctrl-C stops the waiting, says how to follow
+ * or cancel the task, and returns CTL_INTERRUPTED. */
 int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s);
 /* Call an Admin method that answers a TaskResponse; copy the new task's id
  * into id. With announce, print the task (--json) or "queued WHAT as task

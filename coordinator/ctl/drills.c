@@ -27,7 +27,11 @@ static void drills_usage(FILE *f)
         "passed (files + recovery + checks); RPO = target time (drill start for latest)\n"
         "- the newest transaction the copy recovered.\n"
         "--wait follows the drill to its end and prints its result (exit 0 passed,\n"
-        "1 failed).\n");
+        "1 failed).\n"
+        "\n"
+        "Examples:\n"
+        "  tidemarkctl drill run --target pg-main --to staging-1 --wait\n"
+        "  tidemarkctl drills list --target pg-main\n");
 }
 
 static void json_ms(FILE *f, int64_t ms)

@@ -55,7 +55,14 @@ static void usage(FILE *f)
                "  -V, --version          print the version\n"
                "  -h, --help             this help; COMMAND --help for a command\n"
                "\n"
-               "Exit codes: 0 ok, 1 failure, 2 usage.\n");
+               "\n"
+               "Examples:\n"
+               "  tidemarkctl --config /etc/tidemark/coordinator.yaml status\n"
+               "  tidemarkctl backup run --target pg-main --wait\n"
+               "\n"
+               "Exit codes: 0 ok, 1 failure, 2 usage, 3 partial (a backup complete in some of\n"
+               "its required repositories only), 130 interrupted (Ctrl-C on --wait: the task\n"
+               "goes on). docs/CLI.md lists them for every program.\n");
 }
 
 /* A tcp://0.0.0.0:N listen URL is not dialable; talk to loopback instead. */

@@ -12,13 +12,18 @@
 int ctl_pitr(ctl *c, int argc, char **argv)
 {
     const char *target = NULL;
-    if (argc < 2 || strcmp(argv[1], "window") != 0) {
-        int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    for (int i = 2; i < argc; i++) {
+        help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+    }
+    if (argc < 2 || strcmp(argv[1], "window") != 0 || help) {
         fprintf(help ? stdout : stderr,
                 "Usage: tidemarkctl pitr window --target T [--json]\n\n"
                 "The recoverable window of a target: from the oldest backup's consistent\n"
                 "point to the newest archived log point reachable without a gap; gaps are\n"
-                "listed; RPO now is what a disaster right now would lose.\n");
+                "listed; RPO now is what a disaster right now would lose.\n\n"
+                "Example:\n"
+                "  tidemarkctl pitr window --target pg-main\n");
         return help ? CTL_OK : CTL_USAGE;
     }
     for (int i = 2; i < argc; i++) {

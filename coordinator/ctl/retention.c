@@ -31,7 +31,12 @@ static void usage(FILE *f)
             "       refuses if a backup that stays builds on a dropped one. The coordinator\n"
             "       also applies it on each policy's retention.apply schedule. --wait follows\n"
             "       the tasks to their end (exit 0 all succeeded, 1 otherwise).\n"
-            "log    what retention deleted, newest first (default limit 100).\n");
+            "log    what retention deleted, newest first (default limit 100).\n"
+            "\n"
+            "Examples:\n"
+            "  tidemarkctl retention plan --target pg-main\n"
+            "  tidemarkctl retention apply --target pg-main --wait\n"
+            "  tidemarkctl retention log --limit 20\n");
 }
 
 static void keep_usage(FILE *f)
@@ -41,7 +46,10 @@ static void keep_usage(FILE *f)
                "\n"
                "keep puts a permanent hold on a backup: retention never deletes it (nor the\n"
                "backups it is built on). unkeep releases the hold; retention then treats it\n"
-               "like any other backup.\n");
+               "like any other backup.\n"
+               "\n"
+               "Example:\n"
+               "  tidemarkctl backup keep 20261207T030000Z-full --target pg-main\n");
 }
 
 int ctl_backup_keep(ctl *c, int argc, char **argv)

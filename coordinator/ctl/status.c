@@ -154,7 +154,10 @@ int ctl_status(ctl *c, int argc, char **argv)
                    "Coordinator version and uptime, catalog, agents by state, and per target:\n"
                    "newest backups, the restorable window, RPO now and RTO of the last\n"
                    "restore drill against the policy's goals, log shipping, alerts firing\n"
-                   "and the task running.\n");
+                   "and the task running.\n\n"
+                   "Examples:\n"
+                   "  tidemarkctl status\n"
+                   "  tidemarkctl status --json | jq '.targets[] | {target, rpo_seconds}'\n");
             return CTL_OK;
         } else {
             fprintf(stderr, "tidemarkctl: status: unknown argument '%s'\n", argv[i]);

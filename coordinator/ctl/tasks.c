@@ -6,6 +6,7 @@
 #include "common/util.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,65 @@ void ctl_json_task(FILE *f, const Tidemark__Task *t)
     fputs("}", f);
 }
 
+/* A result figure in seconds: the engines name them <phase>_s (restore_files_s,
+ * recovery_s, total_s, ...) or <phase>_ms. */
+static int timing_key(const char *k, char *phase, size_t cap, double *scale)
+{
+    size_t n = strlen(k);
+    if (n > 3 && strcmp(k + n - 3, "_ms") == 0) {
+        *scale = 0.001;
+        n -= 3;
+    } else if (n > 2 && strcmp(k + n - 2, "_s") == 0) {
+        *scale = 1.0;
+        n -= 2;
+    } else {
+        return 0;
+    }
+    snprintf(phase, cap, "%.*s", (int)n, k);
+    return 1;
+}
+
+/* The engine's figures of a result: timings on one line (the same numbers
+ * --json has under result.extra), the rest on another. */
+static void text_extra(const Tidemark__TaskResult *r)
+{
+    if (r == NULL || r->n_extra == 0) {
+        return;
+    }
+    int nt = 0, no = 0;
+    for (size_t i = 0; i < r->n_extra; i++) {
+        const Tidemark__KeyValue *kv = r->extra[i];
+        char phase[64];
+        double scale, v;
+        char *end = NULL;
+        if (kv->key == NULL || kv->value == NULL ||
+            !timing_key(kv->key, phase, sizeof(phase), &scale)) {
+            continue;
+        }
+        v = strtod(kv->value, &end);
+        if (end == kv->value) {
+            continue;
+        }
+        printf("%s%s %.2f s", nt++ ? ", " : "timings:   ", phase, v * scale);
+    }
+    if (nt > 0) {
+        fputc('\n', stdout);
+    }
+    for (size_t i = 0; i < r->n_extra; i++) {
+        const Tidemark__KeyValue *kv = r->extra[i];
+        char phase[64];
+        double scale;
+        if (kv->key == NULL || kv->value == NULL ||
+            timing_key(kv->key, phase, sizeof(phase), &scale)) {
+            continue;
+        }
+        printf("%s%s=%s", no++ ? " " : "details:   ", kv->key, kv->value);
+    }
+    if (no > 0) {
+        fputc('\n', stdout);
+    }
+}
+
 static void text_task(const Tidemark__Task *t)
 {
     printf("task:      %s\n", t->id);
@@ -118,6 +178,7 @@ static void text_task(const Tidemark__Task *t)
                t->result->backup_id, t->result->bytes, t->result->stored_bytes,
                t->result->duration_ms);
     }
+    text_extra(t->result);
     /* Per repository: where the backup is complete, and why not elsewhere. */
     for (size_t i = 0; t->result != NULL && i < t->result->n_repository_outcomes; i++) {
         const Tidemark__RepositoryOutcome *o = t->result->repository_outcomes[i];
@@ -172,16 +233,87 @@ int ctl_submit_task(ctl *c, const char *method, const ProtobufCMessage *req, con
     return CTL_OK;
 }
 
+/* Ctrl-C while following a task stops the following, not the task. */
+static volatile sig_atomic_t g_interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+/* "1:05" or "1:02:03" */
+static void hms(double s, char *out, size_t cap)
+{
+    uint64_t t = s > 0 && s < 1e9 ? (uint64_t)(s + 0.5) : 0;
+    if (t >= 3600) {
+        snprintf(out, cap, "%" PRIu64 ":%02" PRIu64 ":%02" PRIu64, t / 3600, t / 60 % 60, t % 60);
+    } else {
+        snprintf(out, cap, "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
+    }
+}
+
+/* The progress line on a terminal: phase, bytes, rate and ETA when the task
+ * reports bytes, else its state and how long it has been waited on. The rate
+ * is measured here, from the first report with bytes on. */
+typedef struct progress_meter {
+    uint64_t t0_ns, bytes0, start_ns;
+    int have0;
+} progress_meter;
+
+static void show_progress(progress_meter *m, const char *id, const Tidemark__Task *t)
+{
+    uint64_t now = tm_mono_ns();
+    char elapsed[32];
+    hms((double)(now - m->start_ns) / 1e9, elapsed, sizeof(elapsed));
+    const Tidemark__Progress *p = t->progress;
+    if (p == NULL || p->bytes_total == 0) {
+        fprintf(stderr, "\r\033[K%s %s%s%s (attempt %u) %s", id, tm_task_state_name(t->state),
+                p != NULL && p->phase != NULL && p->phase[0] ? ": " : "",
+                p != NULL && p->phase != NULL ? p->phase : "", t->attempt, elapsed);
+        return;
+    }
+    if (!m->have0 && p->bytes_done > 0) {
+        m->have0 = 1;
+        m->t0_ns = now;
+        m->bytes0 = p->bytes_done;
+    }
+    double secs = m->have0 ? (double)(now - m->t0_ns) / 1e9 : 0;
+    double rate =
+        secs > 0.5 && p->bytes_done > m->bytes0 ? (double)(p->bytes_done - m->bytes0) / secs : 0;
+    char eta[32] = "?";
+    if (rate > 0 && p->bytes_total > p->bytes_done) {
+        hms((double)(p->bytes_total - p->bytes_done) / rate, eta, sizeof(eta));
+    } else if (p->bytes_done >= p->bytes_total) {
+        snprintf(eta, sizeof(eta), "0:00");
+    }
+    fprintf(stderr, "\r\033[K%s %s: %s %.1f%% %.1f/%.1f MiB, %.1f MiB/s, ETA %s, %s elapsed", id,
+            tm_task_state_name(t->state), p->phase ? p->phase : "",
+            100.0 * (double)p->bytes_done / (double)p->bytes_total,
+            (double)p->bytes_done / 1048576.0, (double)p->bytes_total / 1048576.0, rate / 1048576.0,
+            eta, elapsed);
+}
+
 int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
 {
     uint64_t deadline = tm_mono_ns() + (uint64_t)timeout_s * 1000000000ULL;
+    /* Progress goes to a terminal only: piped or redirected, stderr stays
+     * quiet until the end. */
     int tty = isatty(2);
     int64_t stuck_since = 0;
+    progress_meter meter = {.start_ns = tm_mono_ns()};
+    struct sigaction sa = {.sa_handler = on_interrupt}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    g_interrupted = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    int ret;
     for (;;) {
         Tidemark__Task *t = NULL;
         int rc = ctl_get_task(c, id, &t);
         if (rc != CTL_OK) {
-            return rc;
+            ret = rc;
+            break;
         }
         int st = t->state;
         if (st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED || st == TIDEMARK__TASK_STATE__TASK_FAILED ||
@@ -199,9 +331,10 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
                 text_task(t);
             }
             tidemark__task__free_unpacked(t, NULL);
-            return st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ? CTL_OK
-                   : st == TIDEMARK__TASK_STATE__TASK_PARTIAL ? CTL_PARTIAL
-                                                              : CTL_FAIL;
+            ret = st == TIDEMARK__TASK_STATE__TASK_SUCCEEDED ? CTL_OK
+                  : st == TIDEMARK__TASK_STATE__TASK_PARTIAL ? CTL_PARTIAL
+                                                             : CTL_FAIL;
+            break;
         }
         /* Never hang on a dead agent: a running task whose lease is well
          * past due means nobody is working on it (the coordinator will
@@ -216,15 +349,7 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
             stuck_since = 0;
         }
         if (tty) {
-            if (t->progress != NULL && t->progress->bytes_total > 0) {
-                fprintf(stderr, "\r\033[K%s %s: %s %.1f%% (%" PRIu64 " / %" PRIu64 " MiB)", id,
-                        tm_task_state_name(st), t->progress->phase ? t->progress->phase : "",
-                        100.0 * (double)t->progress->bytes_done / (double)t->progress->bytes_total,
-                        t->progress->bytes_done >> 20, t->progress->bytes_total >> 20);
-            } else {
-                fprintf(stderr, "\r\033[K%s %s (attempt %u)", id, tm_task_state_name(st),
-                        t->attempt);
-            }
+            show_progress(&meter, id, t);
         }
         tidemark__task__free_unpacked(t, NULL);
         if (stuck_since != 0 && now_ms - stuck_since > 10000) {
@@ -232,15 +357,29 @@ int ctl_wait_task(ctl *c, const char *id, uint32_t timeout_s)
                     "\ntidemarkctl: task %s: the agent stopped reporting (lease expired); "
                     "the coordinator will retry it — see tidemarkctl task show %s\n",
                     id, id);
-            return CTL_FAIL;
+            ret = CTL_FAIL;
+            break;
         }
         if (tm_mono_ns() > deadline) {
             fprintf(stderr, "\ntidemarkctl: task %s still %s after %u s (--wait-timeout)\n", id,
                     tm_task_state_name(st), timeout_s);
-            return CTL_FAIL;
+            ret = CTL_FAIL;
+            break;
         }
-        usleep(250000);
+        usleep(250000); /* a signal cuts it short */
+        if (g_interrupted) {
+            fprintf(stderr,
+                    "%stidemarkctl: stopped waiting; task %s goes on.\n"
+                    "  follow it: tidemarkctl task wait %s\n"
+                    "  cancel it: tidemarkctl task cancel %s\n",
+                    tty ? "\r\033[K" : "", id, id, id);
+            ret = CTL_INTERRUPTED;
+            break;
+        }
     }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    return ret;
 }
 
 static void tasks_usage(FILE *f)
@@ -248,7 +387,16 @@ static void tasks_usage(FILE *f)
     fprintf(f, "Usage: tidemarkctl tasks list [--target T] [--limit N] [--json]\n"
                "       tidemarkctl task show ID [--json]\n"
                "       tidemarkctl task cancel ID [--json]\n"
-               "       tidemarkctl task wait ID [--wait-timeout S] [--json]\n");
+               "       tidemarkctl task wait ID [--wait-timeout S] [--json]\n"
+               "\n"
+               "wait follows a task to its end: on a terminal with a progress line (phase,\n"
+               "bytes, rate, ETA), piped silently; Ctrl-C stops the waiting (exit 130), not\n"
+               "the task.\n"
+               "\n"
+               "Examples:\n"
+               "  tidemarkctl tasks list --target pg-main --limit 10\n"
+               "  tidemarkctl task wait task-20261207T030000Z-675f97dbb6d0\n"
+               "  tidemarkctl task cancel task-20261207T030000Z-675f97dbb6d0\n");
 }
 
 int ctl_tasks(ctl *c, int argc, char **argv)

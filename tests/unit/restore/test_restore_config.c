@@ -56,7 +56,15 @@ static void test_offline_load(void **state)
     assert_int_equal(tm_agent_conf_parse(F, y, strlen(y), &c, &err), 0);
     assert_null(c->enrollment_token);
     tm_agent_conf_free(c);
+    /* A token file the operator cannot read (repo ls, a local restore). */
+    const char *f = "coordinator:\n  url: tcp://h:1\n"
+                    "  enrollment_token_file: /nonexistent/tidemark/enroll.token\n";
+    assert_int_equal(tm_agent_conf_parse(F, f, strlen(f), &c, &err), 0);
+    assert_null(c->enrollment_token);
+    tm_agent_conf_free(c);
     tm_config_agent_offline(false);
+    assert_int_equal(tm_agent_conf_parse(F, f, strlen(f), &c, &err), TM_ECONFIG);
+    assert_non_null(strstr(err.msg, "enroll.token"));
 }
 
 int main(void)
