@@ -10,13 +10,16 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "coordinator/policy.h"
 #include "coordinator/service_internal.h"
 
 #define WINDOW_REFRESH_S 30
 
 typedef struct window_row {
     char target[72];
-    int64_t start, end;
+    int64_t start, end; /* end 0: nothing restorable yet (no window sample) */
+    int64_t rpo_goal_s; /* its policy's goals; -1: no policy applies */
+    int64_t backup_max_age_s;
 } window_row;
 
 struct tm_target_metrics {
@@ -69,7 +72,17 @@ static void refresh_windows(tm_target_metrics *m, int64_t now)
             uint32_t depth = 0;
             snprintf(r->target, sizeof(r->target), "%s", agents[i]->targets[t].name);
             ok = tm_logs_window(m->c, r->target, &r->start, &r->end, &depth, &err) == TM_OK;
-            n += ok && r->end > 0; /* nothing restorable: no sample */
+            /* The goals beside the window, so a dashboard or a rule can
+             * compare RPO now and freshness with what was promised. */
+            const tm_policy_conf *p = NULL;
+            r->rpo_goal_s = r->backup_max_age_s = -1;
+            if (ok &&
+                tm_policy_for_target(m->c->conf, m->c->catalog, r->target, &p, &err) == TM_OK &&
+                p != NULL) {
+                r->rpo_goal_s = p->rpo_goal_s;
+                r->backup_max_age_s = p->backup_max_age_s;
+            }
+            n += ok;
         }
     }
     tm_agent_recs_free(agents, n_agents);
@@ -131,10 +144,32 @@ void tm_target_metrics_collect(tm_metrics_writer *w, void *arg)
     for (int k = 0; k < 2; k++) {
         tm_metrics_write_family(w, fam[k][0], TM_METRIC_GAUGE, fam[k][1]);
         for (size_t i = 0; i < m->n; i++) {
+            if (m->rows[i].end <= 0) {
+                continue; /* nothing restorable: no sample */
+            }
             snprintf(labels, sizeof(labels), "target=\"%s\"",
                      tm_metrics_escape(m->rows[i].target, esc, sizeof(esc)));
             tm_metrics_write_sample(w, fam[k][0], labels,
                                     (double)(k == 0 ? m->rows[i].start : m->rows[i].end));
+        }
+    }
+    static const char *const goals[2][2] = {
+        {"tidemark_rpo_goal_seconds",
+         "The target's policy rpo_goal: the most data a loss may cost (compare with "
+         "tidemark_archive_lag_seconds or time() - tidemark_pitr_window_end_timestamp_seconds)."},
+        {"tidemark_backup_max_age_seconds",
+         "The target's policy backup_max_age: the oldest its newest backup may be."},
+    };
+    for (int k = 0; k < 2; k++) {
+        tm_metrics_write_family(w, goals[k][0], TM_METRIC_GAUGE, goals[k][1]);
+        for (size_t i = 0; i < m->n; i++) {
+            int64_t v = k == 0 ? m->rows[i].rpo_goal_s : m->rows[i].backup_max_age_s;
+            if (v < 0) {
+                continue;
+            }
+            snprintf(labels, sizeof(labels), "target=\"%s\"",
+                     tm_metrics_escape(m->rows[i].target, esc, sizeof(esc)));
+            tm_metrics_write_sample(w, goals[k][0], labels, (double)v);
         }
     }
     pthread_mutex_unlock(&m->mu);
