@@ -84,6 +84,8 @@ typedef struct tm_policy_conf {
     char *snapshot; /* schedule.snapshot cron (kinds that take snapshots); default: the
                        kind's default_snapshot (engine_kinds.h); NULL = none */
     char *snapshot_where;
+    bool snapshot_given;  /* schedule.snapshot is in the file (even ""): a policy for any
+                             kind without it gives each kind its default_snapshot */
     int64_t jitter_s;     /* schedule.jitter; default 10m */
     int64_t late_after_s; /* schedule.late_after: backup_late fires when a scheduled run has
                              not finished this long after its time (+ jitter); default 1h */

@@ -41,15 +41,20 @@ typedef struct name_set {
     size_t n, cap;
 } name_set;
 
-/* Whether a kind takes snapshot backups on the policy's snapshot schedule:
- * the kind table says. */
-static int kind_has_snapshots(int kind)
+/* Whether a kind takes backups of a type (full, incremental, snapshot) on
+ * the policy's schedule for it: the kind table says. A catch-all policy's
+ * full and incremental schedules do not apply to an engine that only takes
+ * snapshots (no job, so no backup_late for a backup that can never run). */
+static int kind_takes(int kind, int type)
 {
-    return tm_engine_kind_takes(tm_engine_kind_by_kind(kind), TIDEMARK__BACKUP_TYPE__SNAPSHOT);
+    return tm_engine_kind_takes(tm_engine_kind_by_kind(kind), type);
 }
+
+#define MAX_KINDS 16
 
 struct tm_scheduler {
     const tm_coordinator_conf *conf;
+    tm_cron *kind_snapshot[MAX_KINDS]; /* each kind's default_snapshot, for policies of any kind */
     tm_catalog *cat;
     tm_dispatcher *disp;
     tm_clock_fn clock;
@@ -126,6 +131,18 @@ int tm_scheduler_new(tm_scheduler **out, const tm_coordinator_conf *conf, tm_cat
             goto fail;
         }
     }
+    size_t nk = 0;
+    const tm_engine_kind *kinds = tm_engine_kinds(&nk);
+    for (size_t i = 0; i < nk; i++) {
+        tm_err cerr = {0};
+        if (kinds[i].default_snapshot != NULL && kinds[i].kind >= 0 && kinds[i].kind < MAX_KINDS &&
+            tm_cron_parse(kinds[i].default_snapshot, &s->kind_snapshot[kinds[i].kind], &cerr) !=
+                TM_OK) {
+            rc = tm_err_set(err, TM_EINVAL, "kind %s: default snapshot schedule: %s", kinds[i].name,
+                            cerr.msg);
+            goto fail;
+        }
+    }
     if ((rc = tm_catalog_sched_list(cat, &s->persisted, &s->n_persisted, err)) != TM_OK) {
         goto fail;
     }
@@ -148,6 +165,9 @@ void tm_scheduler_free(tm_scheduler *s)
         tm_cron_free(s->crons[i].drill);
     }
     free(s->crons);
+    for (size_t i = 0; i < MAX_KINDS; i++) {
+        tm_cron_free(s->kind_snapshot[i]);
+    }
     free(s->slots);
     free(s->persisted);
     free(s->unmatched.names);
@@ -156,6 +176,13 @@ void tm_scheduler_free(tm_scheduler *s)
     free(s->pair_names);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* A kind's own snapshot schedule, for a policy of any kind that did not set
+ * one (a redis target under a catch-all policy still gets its snapshots). */
+static const tm_cron *kind_default_snapshot(const tm_scheduler *s, int kind)
+{
+    return kind >= 0 && kind < MAX_KINDS ? s->kind_snapshot[kind] : NULL;
 }
 
 static job_slot *slot_get(tm_scheduler *s, const char *target, tm_job_kind kind,
@@ -368,12 +395,19 @@ int tm_scheduler_tick(tm_scheduler *s, tm_err *err)
             static const tm_job_kind kinds[] = {TM_JOB_FULL, TM_JOB_INCREMENTAL, TM_JOB_SNAPSHOT,
                                                 TM_JOB_DRILL};
             for (int k = 0; k < 4; k++) {
-                const tm_cron *cron =
-                    k == 0   ? s->crons[pi].full
-                    : k == 1 ? s->crons[pi].incremental
-                    : k == 2
-                        ? (kind_has_snapshots(ag->targets[t].kind) ? s->crons[pi].snapshot : NULL)
-                        : s->crons[pi].drill;
+                static const int types[] = {TIDEMARK__BACKUP_TYPE__FULL,
+                                            TIDEMARK__BACKUP_TYPE__INCREMENTAL,
+                                            TIDEMARK__BACKUP_TYPE__SNAPSHOT};
+                const tm_cron *cron = k == 0   ? s->crons[pi].full
+                                      : k == 1 ? s->crons[pi].incremental
+                                      : k == 2 ? s->crons[pi].snapshot
+                                               : s->crons[pi].drill;
+                if (k == 2 && cron == NULL && !p->snapshot_given) {
+                    cron = kind_default_snapshot(s, ag->targets[t].kind);
+                }
+                if (k < 3 && !kind_takes(ag->targets[t].kind, types[k])) {
+                    cron = NULL;
+                }
                 if (cron == NULL) {
                     continue;
                 }

@@ -3,11 +3,13 @@
 # install the packages, build, and run the whole loop locally with the
 # embedded defaults (SQLite catalog, local directory repositories):
 #
-#   coordinator + one agent serving a local PostgreSQL 15, two repositories
-#   as two "regions", WAL archived continuously, a full backup, a
-#   point-in-time restore to a second instance, a PITR restore drill with
-#   its measured RTO and RPO, status with the PITR window, RPO and RTO, and
-#   an alert firing on a simulated failure.
+#   coordinator + one agent serving a local PostgreSQL 15 and a local Redis
+#   7, two repositories as two "regions", each engine's log shipped
+#   continuously (WAL archived, AOF tailed), a backup of each, a
+#   point-in-time restore of each into a second instance (the row or key
+#   written after the chosen time is absent), a restore drill of each with
+#   its measured RTO and RPO, status with each target's PITR window, RPO and
+#   RTO, and an alert firing on a simulated failure.
 #
 #   deploy/quickstart.sh          run the loop, show it, stop everything
 #   deploy/quickstart.sh --keep   leave it running (stop: deploy/quickstart.sh --stop)
@@ -21,6 +23,7 @@ demo=${TIDEMARK_DEMO_DIR:-$root/demo}
 bin=$root/build
 
 stop_all() {
+    [[ -f "$demo/redis/redis.pid" ]] && kill "$(cat "$demo/redis/redis.pid")" 2>/dev/null || true
     [[ -f "$demo/restored/postmaster.pid" ]] && as_pg pg_ctl -D "$demo/restored" -m fast stop >/dev/null 2>&1 || true
     [[ -f "$demo/pg/postmaster.pid" ]] && as_pg pg_ctl -D "$demo/pg" -m fast stop >/dev/null 2>&1 || true
     for p in agent coordinator; do
@@ -60,7 +63,7 @@ echo "built: $bin/coordinator/tidemark-coordinator, $bin/agent/tidemark-agent, $
 
 stop_all
 rm -rf "$demo"
-mkdir -p "$demo"/{region-a,region-b,restored,state}
+mkdir -p "$demo"/{region-a,region-b,restored,restored-redis,state}
 chmod 755 "$demo"
 # Secrets are generated here, kept in files only their owner can read, and
 # handed over through the environment: never in a config file.
@@ -69,6 +72,7 @@ export TIDEMARK_ADMIN_TOKEN=$(cat "$demo/admin.token")
 export TIDEMARK_ENROLL_TOKEN=$(cat "$demo/enroll.token")
 "$bin/agent/tidemark-agent" repo keygen "$demo/master.key" >/dev/null
 pgport=$((54000 + RANDOM % 1000))
+redisport=$((56000 + RANDOM % 1000))
 
 # The coordinator: the example config, with a fast alert evaluation for the demo.
 sed -e 's/^  evaluate_every: 30s .*/  evaluate_every: 2s/' -e 's|^  path: /var/lib/tidemark/coordinator/catalog.db.*|  path: catalog.db|' deploy/examples/coordinator.yaml >"$demo/coordinator.yaml"
@@ -81,6 +85,7 @@ state_dir: state
 # Restore and drill tasks write only beneath these.
 restore_roots:
   - restored
+  - restored-redis
   - state/drills
 hostname: demo-db
 labels:
@@ -93,6 +98,13 @@ targets:
       host: 127.0.0.1
       port: $pgport
       user: postgres
+  - name: cache
+    kind: redis
+    redis:
+      host: 127.0.0.1
+      port: $redisport
+      aof_dir: $demo/redis/appendonlydir
+      ship_interval: 500ms
 repositories:
   - name: region-a
     type: posix
@@ -121,6 +133,26 @@ as_pg pg_ctl -D "$demo/pg" -l "$demo/pg.log" -w start >/dev/null
 psql_() { psql -X -h 127.0.0.1 -p "$1" -U postgres -Atq -c "$2"; }
 pgbench -h 127.0.0.1 -p "$pgport" -U postgres -i -s 1 -q postgres 2>/dev/null
 psql_ "$pgport" "CREATE TABLE orders (id int PRIMARY KEY, at timestamptz DEFAULT now())"
+
+step "Redis 7 on port $redisport, multi-part AOF with timestamps (the agent tails it)"
+mkdir -p "$demo/redis"
+cat >"$demo/redis/redis.conf" <<CONF
+port $redisport
+bind 127.0.0.1
+dir $demo/redis
+daemonize yes
+pidfile $demo/redis/redis.pid
+logfile $demo/redis/redis.log
+save ""
+appendonly yes
+appendfsync everysec
+aof-timestamp-enabled yes
+CONF
+[[ $(id -u) -eq 0 ]] && chown -R postgres:postgres "$demo/redis"
+as_pg redis-server "$demo/redis/redis.conf"
+rcli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+for _ in $(seq 1 100); do rcli "$redisport" PING 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+for i in $(seq 1 200); do echo "SET session:$i user$i"; done | rcli "$redisport" >/dev/null
 
 step "coordinator and agent"
 "$bin/coordinator/tidemark-coordinator" --config "$demo/coordinator.yaml" --check-config
@@ -187,6 +219,35 @@ echo "\$ tidemarkctl drill run --target pg-main --wait"
 ctl drill run --target pg-main --wait
 echo "\$ tidemarkctl drills list"
 ctl drills list
+
+step "Redis: a snapshot (RDB over the replication protocol), keys around a remembered time"
+echo "\$ tidemarkctl backup run --target cache --type snapshot --wait"
+ctl backup run --target cache --type snapshot --wait
+rcli "$redisport" SET order:1 before >/dev/null
+sleep 1.5
+redis_time=$(date -u '+%Y-%m-%d %H:%M:%S+00')
+sleep 1.5
+rcli "$redisport" SET order:2 after >/dev/null
+echo "order:1 written before $redis_time, order:2 after it"
+for _ in $(seq 1 100); do
+    end=$(ctl pitr window --target cache --json | sed -n 's/.*"end":"\([^"]*\)".*/\1/p')
+    [[ -n "$end" && "$end" > "$(date -u -d "$redis_time" '+%Y-%m-%dT%H:%M:%SZ')" ]] && break
+    sleep 0.3
+done
+echo "\$ tidemarkctl pitr window --target cache"
+ctl pitr window --target cache
+
+step "Redis: restore to $redis_time into a second server (snapshot + AOF up to that time)"
+rrport=$((redisport + 1))
+echo "\$ tidemarkctl restore --target cache --time '$redis_time' --to demo-db --dir $demo/restored-redis --start --port $rrport --wait"
+ctl restore --target cache --time "$redis_time" --to demo-db --dir "$demo/restored-redis" \
+    --start --port "$rrport" --wait
+echo "in the restored server: order:1=$(rcli "$rrport" GET order:1) order:2=$(rcli "$rrport" GET order:2) (order:2 came after the target time)"
+rcli "$rrport" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+
+step "Redis: a restore drill to a time (restore, start, check, measure RTO/RPO, tear down)"
+echo "\$ tidemarkctl drill run --target cache --time '$redis_time' --wait"
+ctl drill run --target cache --time "$redis_time" --wait
 
 step "status: per target the restorable window, RPO now and the drill's RTO, against the goals"
 echo "\$ tidemarkctl status"

@@ -84,10 +84,12 @@ static int coord_policy(tm_cv *v, uint32_t i, const struct raw_policy *rp, tm_po
     }
     if (rc == 0) {
         /* Snapshots only for kinds that take them (the kind table), with
-         * the kind's default schedule; a policy for any kind gets none
-         * unless it asks. A kind with full backups and no snapshots has its
-         * full backup as its snapshot. */
+         * the kind's default schedule; a policy for any kind that does not
+         * say leaves it to the scheduler (each kind's default). A kind with
+         * full backups and no snapshots has its full backup as its
+         * snapshot. */
         const tm_engine_kind *kind = tm_engine_kind_by_name(rp->match.kind);
+        p->snapshot_given = tm_cv_has(v, KP("schedule.snapshot"));
         const char *snap = tm_cv_has(v, KP("schedule.snapshot")) ? rp->schedule.snapshot
                            : kind != NULL                        ? kind->default_snapshot
                                                                  : NULL;

@@ -337,6 +337,59 @@ static void test_drill_schedule(void **state)
     tm_scheduler_free(s);
 }
 
+/* Open backup tasks of target of one type (none cancelled). */
+static size_t open_of_type(fixture *f, const char *target, int type)
+{
+    Tidemark__Task **t = NULL;
+    size_t n = 0, k = 0;
+    tm_err err;
+    assert_int_equal(tm_catalog_task_list(f->cat, target, 1, 0, &t, &n, &err), TM_OK);
+    for (size_t i = 0; i < n; i++) {
+        k += t[i]->kind == TIDEMARK__TASK_KIND__BACKUP && (int)t[i]->backup_type == type;
+    }
+    tm_catalog_tasks_free(t, n);
+    return k;
+}
+
+/* A policy for any kind: its full schedule applies to the kinds that take
+ * full backups only (a redis target gets no full job, which could never
+ * run and would only fire backup_late), and a kind that takes snapshots
+ * gets its own default snapshot schedule (redis: every 6 hours) unless the
+ * policy says schedule.snapshot. */
+static void test_kind_takes_what_it_can(void **state)
+{
+    fixture *f = *state;
+    f->policy.match_kind = NULL;
+    f->policy.n_labels = 0;
+    tm_err err;
+    tm_scheduler *s = NULL;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err), TM_OK);
+    f->now = DAY0 + 2 * 3600;
+    tick(s);
+    f->now = DAY0 + 3 * 3600 + 1; /* 03:00: the policy's full */
+    tick(s);
+    assert_int_equal(open_of_type(f, "pg", TIDEMARK__BACKUP_TYPE__FULL), 1);
+    assert_int_equal(open_of_type(f, "cache", TIDEMARK__BACKUP_TYPE__FULL), 0);
+    assert_int_equal(open_of_type(f, "cache", TIDEMARK__BACKUP_TYPE__SNAPSHOT), 0);
+    f->now = DAY0 + 6 * 3600 + 1; /* 06:00: redis' default snapshot */
+    tick(s);
+    assert_int_equal(open_of_type(f, "cache", TIDEMARK__BACKUP_TYPE__SNAPSHOT), 1);
+    assert_int_equal(open_of_type(f, "pg", TIDEMARK__BACKUP_TYPE__SNAPSHOT), 0);
+    tm_scheduler_free(s);
+
+    /* schedule.snapshot: "" in the file: no snapshots, not the default. */
+    open_tasks(f, "pg", 1);
+    f->policy.snapshot_given = true;
+    assert_int_equal(tm_scheduler_new(&s, &f->conf, f->cat, f->disp, fake_clock, f, &err), TM_OK);
+    f->now = DAY0 + 11 * 3600;
+    tick(s);
+    f->now = DAY0 + 12 * 3600 + 1;
+    tick(s);
+    assert_int_equal(open_of_type(f, "cache", TIDEMARK__BACKUP_TYPE__SNAPSHOT),
+                     1); /* the old one */
+    tm_scheduler_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_cron_names_its_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repository_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drill_schedule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kind_takes_what_it_can, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
