@@ -7,9 +7,18 @@
  */
 #include "agent/engine.h"
 #include "agent/engines/sqlite/config.h"
+#include "agent/engines/sqlite/sqlite.h"
 
 const tm_engine tm_engine_sqlite = {
     .kind = TIDEMARK__TARGET_KIND__SQLITE,
     .name = "sqlite",
     .target_schema = &tm_sqlite_target_schema,
+    .backup = tm_sqlite_backup,
+    .restore = tm_sqlite_restore_task,
+    .in_use = tm_sqlite_in_use,
+    .restore_cli = tm_sqlite_restore_cli,
+    .restore_usage = tm_sqlite_restore_usage,
+    /* --output names a file, which no other engine restores to: given for a
+     * target this agent does not serve, it picks this engine. */
+    .restore_dir_alias = "--output",
 };

@@ -1,0 +1,346 @@
+"""The SQLite engine end to end: a coordinator, an agent serving real
+SQLite databases in WAL mode (a writer process inserting (id, time) rows in
+small transactions all along), two posix repositories, and a staging agent.
+
+- snapshot: `backup run --type snapshot` with the writer running -> one
+  consistent copy in both repositories; `tidemark-agent restore --backup`
+  gives exactly the rows 1..k of the writer for some k between the rows
+  committed before the backup started and after it ended, byte for byte
+  the same values, integrity_check ok, still in WAL mode;
+- the destination: an existing file is refused without --force and kept;
+  a file another process has open (a live database) is refused without
+  --force; --force replaces it (and removes its stale -wal);
+- `tidemarkctl restore --to staging` into a restore root; outside the
+  restore roots refused;
+- a database in rollback-journal mode is refused with what to do and left
+  in its mode; with set_wal: true it is switched and backed up;
+- a wrong master key: a clear error naming the key, nothing written.
+"""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+from tmtest.cluster import Cluster, binary
+from tmtest.runner import check, run, setup, teardown, test, wait_for
+
+TASKS_YAML = """tasks:
+  lease: 4s
+  max_attempts: 2
+  retry_backoff: 500ms
+  poll_max: 5s
+"""
+
+# The writer: one row (id, t_ms, pad) per transaction, the commit time
+# logged after COMMIT returns. It dies with the test (PR_SET_PDEATHSIG).
+WRITER = r"""
+import ctypes, os, signal, sqlite3, sys, time
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+db, log, every_ms = sys.argv[1], sys.argv[2], float(sys.argv[3])
+c = sqlite3.connect(db, isolation_level=None, timeout=30)
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, t_ms INTEGER, pad BLOB)")
+n = c.execute("SELECT coalesce(max(id), 0) FROM rows").fetchone()[0]
+out = open(log, "a", buffering=1)
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+while not stop:
+    n += 1
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("INSERT INTO rows VALUES (?, ?, randomblob(200))", (n, int(time.time() * 1000)))
+    c.execute("COMMIT")
+    out.write(f"{n} {int(time.time() * 1000)}\n")
+    time.sleep(every_ms / 1000)
+"""
+
+
+class Ctx:
+    pass
+
+
+ctx = Ctx()
+
+
+def agent_cli(*args, conf=None, timeout=300):
+    return subprocess.run([binary("tidemark-agent"), "--config", conf or ctx.conf, *args],
+                          capture_output=True, text=True, timeout=timeout, env=ctx.c.env)
+
+
+def repo_yaml(key=None):
+    return (f"repositories:\n"
+            f"  - name: region-a\n    type: posix\n    path: {ctx.repo_a}\n"
+            f"  - name: region-b\n    type: posix\n    path: {ctx.repo_b}\n"
+            f"encryption:\n  master_key_file: {key or ctx.key}\n")
+
+
+def make_db(path, rows, wal=True):
+    c = sqlite3.connect(path, isolation_level=None)
+    if wal:
+        c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, t_ms INTEGER, pad BLOB)")
+    c.execute("BEGIN")
+    for i in range(1, rows + 1):
+        c.execute("INSERT INTO rows VALUES (?, ?, randomblob(300))", (i, int(time.time() * 1000)))
+    c.execute("COMMIT")
+    c.close()
+
+
+def start_writer(db, every_ms=5):
+    log = db + ".writer.log"
+    p = subprocess.Popen([sys.executable, "-c", WRITER, db, log, str(every_ms)])
+    ctx.writers.append(p)
+    wait_for(lambda: os.path.exists(log) and os.path.getsize(log) > 0, 15, "writer commits")
+    return p, log
+
+
+def writer_log(log):
+    """[(id, commit_ms)] as the writer logged them, in order."""
+    with open(log) as f:
+        return [tuple(int(x) for x in line.split()) for line in f if line.endswith("\n")]
+
+
+def rows_of(path):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return c.execute("SELECT id, t_ms, pad FROM rows ORDER BY id").fetchall()
+    finally:
+        c.close()
+
+
+def journal_mode(path):
+    c = sqlite3.connect(path)
+    try:
+        return c.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        c.close()
+
+
+def snapshot(target, expect_ok=True):
+    r = ctx.c.ctl("backup", "run", "--target", target, "--type", "snapshot", "--wait", "--json",
+                  timeout=300, check=False)
+    if expect_ok:
+        check(r.returncode == 0, f"snapshot of {target}: {r.stdout}\n{r.stderr}\n"
+                                 + ctx.c.agents["db-1"].output()[-3000:])
+    return r
+
+
+@setup
+def setup_cluster():
+    ctx.tmp = tempfile.mkdtemp(prefix="tm-sqliteit-")
+    ctx.writers = []
+    ctx.repo_a = os.path.join(ctx.tmp, "repo-a")
+    ctx.repo_b = os.path.join(ctx.tmp, "repo-b")
+    ctx.key = os.path.join(ctx.tmp, "master.key")
+    ctx.drills = os.path.join(ctx.tmp, "drills")
+    ctx.staging = os.path.join(ctx.tmp, "staging-data")
+    ctx.data = os.path.join(ctx.tmp, "data")
+    for d in (ctx.drills, ctx.staging, ctx.data):
+        os.makedirs(d)
+    subprocess.run([binary("tidemark-agent"), "repo", "keygen", ctx.key], check=True,
+                   capture_output=True)
+    ctx.app = os.path.join(ctx.data, "app.db")
+    make_db(ctx.app, 2000)
+    ctx.legacy = os.path.join(ctx.data, "legacy.db")
+    make_db(ctx.legacy, 50, wal=False)
+    ctx.switch = os.path.join(ctx.data, "switch.db")
+    make_db(ctx.switch, 50, wal=False)
+
+    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML + f"""policies:
+  - name: files
+    match:
+      kind: sqlite
+    schedule:
+      full: "0 3 1 1 *"
+      incremental: ""
+      snapshot: ""
+    drill:
+      schedule: ""
+      dir: {ctx.drills}
+""")
+    ctx.c.__enter__()
+    c = ctx.c
+    c.start_coordinator()
+    targets = [("app", "sqlite", f"sqlite:\n  path: {ctx.app}\n  busy_timeout: 10s\n"),
+               ("legacy", "sqlite", f"sqlite:\n  path: {ctx.legacy}\n"),
+               ("switch", "sqlite", f"sqlite:\n  path: {ctx.switch}\n  set_wal: true\n")]
+    c.start_agent("db-1", targets=targets, extra=repo_yaml())
+    roots = "".join(f"  - {d}\n" for d in (ctx.drills, ctx.staging))
+    c.start_agent("staging", targets=[], extra=repo_yaml() + "restore_roots:\n" + roots)
+    ctx.conf = os.path.join(c.dir, "agents", "db-1", "agent.yaml")
+    ctx.staging_conf = os.path.join(c.dir, "agents", "staging", "agent.yaml")
+    wait_for(lambda: all(c.agents_by_host().get(h, {}).get("state") == "online"
+                         for h in ("db-1", "staging")), 15, "agents online")
+    ctx.writer, ctx.wlog = start_writer(ctx.app)
+
+
+@teardown
+def teardown_all():
+    for p in getattr(ctx, "writers", []):
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    if getattr(ctx, "c", None) is not None:
+        ctx.c.__exit__(None, None, None)
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+
+
+@test
+def snapshot_while_writing_restores_a_consistent_prefix():
+    wait_for(lambda: len(writer_log(ctx.wlog)) >= 50, 30, "writer running")
+    before = len(writer_log(ctx.wlog))
+    t0 = time.monotonic()
+    task = json.loads(snapshot("app").stdout)
+    dt = time.monotonic() - t0
+    after = rows_of(ctx.app)[-1][0]
+    res = task["result"]
+    ctx.snap = res["backup_id"]
+    extra = res.get("extra", {})
+    print(f"  snapshot {ctx.snap}: {dt:.2f} s wall, {int(res['bytes']) / 1e6:.2f} MB, "
+          f"{int(res['stored_bytes']) / 1e6:.2f} MB stored, {extra}")
+    check(ctx.snap.endswith("-snapshot"), f"backup id: {ctx.snap}")
+    oks = sorted(o["repository"] for o in res.get("repository_outcomes", []) if o.get("ok"))
+    check(oks == ["region-a", "region-b"], f"complete in both repositories: {res}")
+    for repo in (ctx.repo_a, ctx.repo_b):
+        check(os.path.exists(os.path.join(repo, "app", "backup", ctx.snap, "manifest")),
+              f"manifest in {repo}")
+    spool = os.path.join(ctx.c.dir, "agents", "db-1", "state", "sqlite", "app")
+    check(os.listdir(spool) == [], f"the spool file is removed: {os.listdir(spool)}")
+    bl = {b["id"]: b for b in ctx.c.ctl_json("backups", "list", "--target", "app")}
+    check(ctx.snap in bl, f"the coordinator lists the snapshot: {list(bl)}")
+
+    out = os.path.join(ctx.tmp, "restored", "app.db")
+    r = agent_cli("restore", "--target", "app", "--output", out, "--backup", ctx.snap, "--json")
+    check(r.returncode == 0, f"restore: {r.returncode}\n{r.stdout}\n{r.stderr}")
+    rep = json.loads(r.stdout)
+    print(f"  restore: {rep}")
+    check(rep["integrity"] == "ok" and rep["backup_id"] == ctx.snap, f"report: {rep}")
+    got = rows_of(out)
+    k = len(got)
+    check([g[0] for g in got] == list(range(1, k + 1)), "rows 1..k, no hole")
+    check(2000 + before <= k <= after,
+          f"k={k} between the rows before the backup ({2000 + before}) and after ({after})")
+    src = rows_of(ctx.app)
+    check(got == src[:k], "the restored rows are the source's rows 1..k, byte for byte")
+    check(journal_mode(out) == "wal", "the restored file is in WAL mode")
+    names = sorted(os.listdir(os.path.dirname(out)))
+    check(names == ["app.db"], f"nothing else left beside it: {names}")
+    ctx.restored = out
+
+
+@test
+def destination_rules_existing_live_force():
+    out = ctx.restored
+    before = os.stat(out)
+    r = agent_cli("restore", "--target", "app", "--output", out)
+    check(r.returncode == 1 and "already exists" in r.stderr and "--force" in r.stderr,
+          f"an existing file is refused: {r.returncode} {r.stderr}")
+    check(os.stat(out).st_mtime_ns == before.st_mtime_ns, "and kept")
+    # A process holding it open: live.
+    holder = sqlite3.connect(out)
+    holder.execute("SELECT count(*) FROM rows").fetchone()
+    try:
+        r = agent_cli("restore", "--target", "app", "--output", out)
+        check(r.returncode == 1, f"refused: {r.stderr}")
+        r2 = agent_cli("restore", "--target", "app", "--dir", os.path.dirname(out))
+        check(r2.returncode == 1 and "already exists" in r2.stderr, f"--dir too: {r2.stderr}")
+    finally:
+        holder.close()
+    # The live source itself (the writer holds it): refused as live, even
+    # named by --output.
+    r = agent_cli("restore", "--target", "app", "--output", ctx.app)
+    check(r.returncode == 1 and "already exists" in r.stderr, f"the live source: {r.stderr}")
+    # A file with a stale -wal beside it: --force replaces both.
+    with open(out + "-wal", "wb") as f:
+        f.write(b"\0" * 4096)
+    r = agent_cli("restore", "--target", "app", "--output", out, "--force", "--json")
+    check(r.returncode == 0, f"--force: {r.stderr}")
+    check(not os.path.exists(out + "-wal"), "the stale -wal is gone")
+    check(len(rows_of(out)) > 2000, "the replaced file reads")
+
+
+@test
+def live_database_rules():
+    live = os.path.join(ctx.tmp, "live", "other.db")
+    os.makedirs(os.path.dirname(live))
+    make_db(live, 3)
+    holder = sqlite3.connect(live)
+    holder.execute("SELECT 1 FROM rows").fetchone()
+    try:
+        r = agent_cli("restore", "--target", "app", "--output", live, "--force")
+        check(r.returncode == 0, f"--force over a live file goes ahead: {r.stderr}")
+        os.unlink(live)
+        make_db(live, 3)
+        holder2 = sqlite3.connect(live)
+        holder2.execute("BEGIN")
+        holder2.execute("SELECT 1 FROM rows").fetchone()
+        os.unlink(live)  # gone by name; its -wal/-shm still open
+        r = agent_cli("restore", "--target", "app", "--output", live)
+        check(r.returncode == 1 and "open" in r.stderr and "live" in r.stderr,
+              f"a database whose -wal/-shm a process holds is live: {r.stderr}")
+        holder2.close()
+    finally:
+        holder.close()
+
+
+@test
+def coordinator_restore_to_staging():
+    d = os.path.join(ctx.staging, "app-1")
+    r = ctx.c.ctl("restore", "--target", "app", "--dir", d, "--to", "staging", "--wait",
+                  "--json", timeout=300, check=False)
+    check(r.returncode == 0, f"ctl restore: {r.stdout}\n{r.stderr}\n"
+                             + ctx.c.agents["staging"].output()[-3000:])
+    res = json.loads(r.stdout)["result"]
+    out = os.path.join(d, "app.db")
+    check(res.get("extra", {}).get("output") == out, f"restored to {out}: {res}")
+    check(res.get("extra", {}).get("integrity") == "ok", f"integrity recorded: {res}")
+    got = rows_of(out)
+    check(len(got) > 2000 and got == rows_of(ctx.app)[:len(got)], "the source's rows 1..k")
+    bad = os.path.join(ctx.tmp, "not-a-root")
+    r = ctx.c.ctl("restore", "--target", "app", "--dir", bad, "--to", "staging", "--wait",
+                  "--json", timeout=300, check=False)
+    check(r.returncode != 0 and "restore_roots" in (r.stdout + r.stderr),
+          f"outside the restore roots refused: {r.stdout} {r.stderr}")
+    check(not os.path.exists(bad), "nothing created there")
+
+
+@test
+def not_wal_refused_and_set_wal_switches():
+    r = snapshot("legacy", expect_ok=False)
+    check(r.returncode != 0, "a rollback-journal database is refused")
+    msg = r.stdout + r.stderr
+    check("not WAL" in msg and "set_wal: true" in msg, f"saying what to do: {msg}")
+    check(journal_mode(ctx.legacy) == "delete", "and left in its mode")
+    task = json.loads(snapshot("switch").stdout)
+    check(task["result"]["backup_id"].endswith("-snapshot"), "set_wal: backed up")
+    check(journal_mode(ctx.switch) == "wal", "set_wal: switched to WAL")
+    out = os.path.join(ctx.tmp, "restored", "switch.db")
+    r = agent_cli("restore", "--target", "switch", "--output", out)
+    check(r.returncode == 0 and rows_of(out) == rows_of(ctx.switch), f"restored: {r.stderr}")
+
+
+@test
+def wrong_key_is_a_clear_error():
+    other = os.path.join(ctx.tmp, "other.key")
+    subprocess.run([binary("tidemark-agent"), "repo", "keygen", other], check=True,
+                   capture_output=True)
+    conf = os.path.join(ctx.tmp, "wrongkey.yaml")
+    with open(ctx.staging_conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace(ctx.key, other))
+    out = os.path.join(ctx.tmp, "wrongkey", "app.db")
+    r = agent_cli("restore", "--target", "app", "--engine", "sqlite", "--output", out, conf=conf)
+    check(r.returncode == 1 and "master key" in r.stderr and "master_key_file" in r.stderr,
+          f"names the key: {r.returncode} {r.stderr}")
+    check(not os.path.exists(out), "nothing written")
+
+
+if __name__ == "__main__":
+    run()
