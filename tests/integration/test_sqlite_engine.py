@@ -163,6 +163,9 @@ def setup_cluster():
     drill:
       schedule: ""
       dir: {ctx.drills}
+      checks:
+        - "SELECT count(*) > 2000 FROM rows"
+        - "SELECT min(id) = 1 AND max(id) = count(*) FROM rows"
 """)
     ctx.c.__enter__()
     c = ctx.c
@@ -308,6 +311,26 @@ def coordinator_restore_to_staging():
     check(r.returncode != 0 and "restore_roots" in (r.stdout + r.stderr),
           f"outside the restore roots refused: {r.stdout} {r.stderr}")
     check(not os.path.exists(bad), "nothing created there")
+
+
+@test
+def drill_passes_with_rto_and_rpo():
+    r = ctx.c.ctl("drill", "run", "--target", "app", "--to", "staging", "--wait", "--json",
+                  timeout=300, check=False)
+    check(r.returncode == 0, f"drill: {r.stdout}\n{r.stderr}\n"
+                             + ctx.c.agents["staging"].output()[-3000:])
+    d = json.loads(r.stdout)
+    check(d.get("ok") is True and d.get("rto_seconds") is not None
+          and d.get("rpo_seconds") is not None, f"drill passed with RTO and RPO: {d}")
+    names = {x["name"]: x for x in d.get("checks", [])}
+    for n in ("integrity_check", "tables", "sql:1", "sql:2"):
+        check(names.get(n, {}).get("ok") is True, f"check {n}: {names}")
+    check("1 tables" in names["tables"]["detail"], f"tables counted: {names['tables']}")
+    listed = ctx.c.ctl_json("drills", "list", "--target", "app")
+    check(any(x.get("ok") for x in listed), f"drills list shows it: {listed}")
+    print(f"  drill: RTO {d.get('rto_seconds')} s, RPO {d.get('rpo_seconds')} s, "
+          f"phases {d.get('phases')}")
+    check(os.listdir(ctx.drills) == [], f"drill dir removed: {os.listdir(ctx.drills)}")
 
 
 @test

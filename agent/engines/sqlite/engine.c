@@ -15,6 +15,7 @@ const tm_engine tm_engine_sqlite = {
     .target_schema = &tm_sqlite_target_schema,
     .backup = tm_sqlite_backup,
     .restore = tm_sqlite_restore_task,
+    .drill = tm_sqlite_drill,
     .in_use = tm_sqlite_in_use,
     .restore_cli = tm_sqlite_restore_cli,
     .restore_usage = tm_sqlite_restore_usage,

@@ -75,6 +75,11 @@ void tm_sqlite_time_fmt(int64_t ms, char *out, size_t cap);
 int tm_sqlite_restore_cli(const tm_agent_conf *conf, int argc, char **argv);
 extern const char tm_sqlite_restore_usage[];
 
+/* ---- drill.c ---- */
+
+int tm_sqlite_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
+                    tm_err *err);
+
 /* ---- in_use.c ---- */
 
 /* The engine's in_use hook: 1 (why filled) when a process has a SQLite
