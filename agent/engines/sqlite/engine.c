@@ -1,0 +1,15 @@
+/*
+ * engine.c - the SQLite engine as the agent sees it (agent/engine.h): one
+ * struct naming its kind, its target block and its hooks. The hooks live
+ * in their own rooms: snapshot.c (BACKUP), restore.c/restore_cli.c
+ * (RESTORE, `tidemark-agent restore`), drill.c (DRILL), in_use.c (restore
+ * safety); the WAL shipper and its log hooks are ship.c and log.c.
+ */
+#include "agent/engine.h"
+#include "agent/engines/sqlite/config.h"
+
+const tm_engine tm_engine_sqlite = {
+    .kind = TIDEMARK__TARGET_KIND__SQLITE,
+    .name = "sqlite",
+    .target_schema = &tm_sqlite_target_schema,
+};
