@@ -7,9 +7,11 @@
  */
 #include "agent/engine.h"
 #include "agent/engines/sqlite/config.h"
+#include "agent/engines/sqlite/ship.h"
 
 const tm_engine tm_engine_sqlite = {
     .kind = TIDEMARK__TARGET_KIND__SQLITE,
     .name = "sqlite",
     .target_schema = &tm_sqlite_target_schema,
+    .ship = tm_sqlite_ship,
 };
