@@ -7,6 +7,7 @@
  */
 #include "agent/engine.h"
 #include "agent/engines/sqlite/config.h"
+#include "agent/engines/sqlite/ship.h"
 #include "agent/engines/sqlite/sqlite.h"
 
 const tm_engine tm_engine_sqlite = {
@@ -22,4 +23,5 @@ const tm_engine tm_engine_sqlite = {
     /* --output names a file, which no other engine restores to: given for a
      * target this agent does not serve, it picks this engine. */
     .restore_dir_alias = "--output",
+    .ship = tm_sqlite_ship,
 };
