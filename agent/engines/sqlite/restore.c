@@ -21,6 +21,7 @@
  * it was.
  */
 #include "agent/engines/sqlite/sqlite.h"
+#include "agent/engines/sqlite/replay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -342,6 +343,94 @@ static int check_destination(const tm_sqlite_restore_opts *o, const char *dir, t
     return other_engines_busy(dir, err);
 }
 
+/* The snapshot to start from (by id, or the newest at or before the time;
+ * none is not an error yet) and the plan (plan.c). --backup restores that
+ * snapshot as it was taken: no replay. */
+static int choose(const tm_agent_conf *conf, tm_repo_set *rs, const tm_sqlite_restore_opts *o,
+                  tm_backup_reader **rd, tm_sqlite_plan *plan, tm_err *err)
+{
+    tm_err none = {0};
+    int rc = tm_sqlite_open_snapshot(rs, o->target, o->backup_id, o->until_ms, rd, &none);
+    if (rc != TM_OK && (rc != TM_ENOENT || o->backup_id != NULL)) {
+        *err = none;
+        return rc;
+    }
+    const Tidemark__Manifest *m =
+        *rd != NULL ? tm_manifest_proto(tm_backup_reader_manifest(*rd)) : NULL;
+    if (o->backup_id != NULL) {
+        *plan = (tm_sqlite_plan){.from_snapshot = 1};
+        return TM_OK;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    tm_err le = {0};
+    rc = tm_sqlite_log_names(conf, o->target, &names, &n, &le);
+    if (rc != TM_OK && o->until_ms > 0) {
+        /* A time cannot be reached without the log: never a silent older state. */
+        *err = le;
+        return tm_err_prefix(err, "restore of %s to a time", o->target);
+    }
+    if (rc != TM_OK) {
+        tm_warn("sqlite", "event=log_unlisted target=%s msg=\"%s\" using=snapshot", o->target,
+                le.msg);
+    }
+    tm_sqlite_plan_make(names, n, m, o->until_ms, plan);
+    tm_sqlite_names_free(names, n);
+    if (!plan->from_snapshot && plan->chain == 0) {
+        *err = none;
+        return none.code != 0 ? none.code
+                              : tm_err_set(err, TM_ENOENT, "nothing to restore %s from", o->target);
+    }
+    return TM_OK;
+}
+
+/* The snapshot's database object into the new file tmp. */
+static int write_snapshot(tm_restore_root *root, const char *tmp, tm_backup_reader *rd,
+                          const tm_sqlite_restore_opts *o, tm_sqlite_restore_report *rep,
+                          tm_err *err)
+{
+    const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
+    snprintf(rep->backup_id, sizeof(rep->backup_id), "%s", m->backup_id ? m->backup_id : "");
+    snprintf(rep->source, sizeof(rep->source), "snapshot");
+    rep->snapshot_ms = info_i64(m, "start_ms");
+    rep->recovered_ms = rep->snapshot_ms;
+    int fd = -1;
+    int rc = tm_restore_root_create(root, tmp, &fd, err);
+    file_out fo = {.fd = fd, .ctx = o->ctx};
+    if (rc == TM_OK) {
+        tm_sink sink = {.write = out_write,
+                        .commit = out_commit,
+                        .abort = out_abort,
+                        .arg = &fo,
+                        .name = "restore"};
+        rc = tm_backup_get(rd, TM_SQLITE_DB_OBJECT, &sink, err);
+        rep->bytes = fo.bytes;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc;
+}
+
+/* The chain's own base snapshot from the log into the new file path. */
+static int write_base(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
+                      const tm_sqlite_plan *plan, const char *path, tm_sqlite_restore_report *rep,
+                      tm_err *err)
+{
+    tm_sqlite_replayed out;
+    int rc = tm_sqlite_restore_base(conf, o->target, plan->chain, path, &out, err);
+    snprintf(rep->source, sizeof(rep->source), "chain base");
+    snprintf(rep->backup_id, sizeof(rep->backup_id), "chain-%08" PRIx32, plan->chain);
+    rep->snapshot_ms = out.time_ms;
+    rep->recovered_ms = out.time_ms;
+    rep->objects = out.objects;
+    struct stat st;
+    if (rc == TM_OK && stat(path, &st) == 0) {
+        rep->bytes = (uint64_t)st.st_size;
+    }
+    return rc;
+}
+
 int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
                       tm_sqlite_restore_report *rep, tm_err *err)
 {
@@ -366,42 +455,40 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
     tm_backup_reader *rd = NULL;
     tm_restore_root *root = NULL;
     rc = tm_repo_set_open(&rs, conf, TM_REPO_KEYS, err);
+    tm_sqlite_plan plan = {0};
     if (rc == TM_OK) {
-        rc = tm_sqlite_open_snapshot(rs, o->target, o->backup_id, o->until_ms, &rd, err);
+        rc = choose(conf, rs, o, &rd, &plan, err);
     }
-    const Tidemark__Manifest *m = NULL;
     if (rc == TM_OK) {
-        m = tm_manifest_proto(tm_backup_reader_manifest(rd));
-        snprintf(rep->backup_id, sizeof(rep->backup_id), "%s", m->backup_id ? m->backup_id : "");
-        rep->snapshot_ms = info_i64(m, "stop_ms");
-        rep->recovered_ms = rep->snapshot_ms;
-        snprintf(rep->source, sizeof(rep->source), "snapshot");
         rc = tm_restore_root_new(dir, NULL, &root, err);
     }
-    int fd = -1;
-    if (rc == TM_OK) {
-        remove_with_companions(root, tmp);
-        rc = tm_restore_root_create(root, tmp, &fd, err);
-    }
-    file_out fo = {.fd = fd, .ctx = o->ctx};
-    if (rc == TM_OK) {
-        tm_sink sink = {.write = out_write,
-                        .commit = out_commit,
-                        .abort = out_abort,
-                        .arg = &fo,
-                        .name = "restore"};
-        rc = tm_backup_get(rd, TM_SQLITE_DB_OBJECT, &sink, err);
-        rep->bytes = fo.bytes;
-    }
-    if (fd >= 0) {
-        close(fd);
-        fd = -1;
-    }
-    rep->files_s = (double)(tm_mono_ns() - t0) / 1e9;
     char path[PATH_MAX + TM_RESTORE_NAME_MAX + 48];
     snprintf(path, sizeof(path), "%s/%s", dir, tmp);
+    if (rc == TM_OK) {
+        remove_with_companions(root, tmp);
+        rc = plan.from_snapshot ? write_snapshot(root, tmp, rd, o, rep, err)
+                                : write_base(conf, o, &plan, path, rep, err);
+    }
+    rep->files_s = (double)(tm_mono_ns() - t0) / 1e9;
 
     uint64_t t1 = tm_mono_ns();
+    if (rc == TM_OK && plan.chain != 0) {
+        if (o->ctx != NULL) {
+            tm_task_progress(o->ctx, "replay", rep->bytes, 0, 0, 0);
+        }
+        tm_sqlite_replayed out;
+        rc = tm_sqlite_replay(conf, o->target, plan.chain, plan.from, o->until_ms, path, &out, err);
+        rep->chain = plan.chain;
+        rep->frames = out.frames;
+        rep->objects += out.objects;
+        if (rc == TM_OK && out.time_ms > 0 && out.frames > 0) {
+            rep->recovered_ms = out.time_ms;
+        }
+        if (rc == TM_OK && out.frames > 0) {
+            snprintf(rep->source + strlen(rep->source), sizeof(rep->source) - strlen(rep->source),
+                     "+log");
+        }
+    }
     rep->replay_s = (double)(tm_mono_ns() - t1) / 1e9;
 
     uint64_t t2 = tm_mono_ns();
@@ -413,6 +500,7 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
     }
     rep->check_s = (double)(tm_mono_ns() - t2) / 1e9;
     /* Durable before it gets its name. */
+    int fd = -1;
     if (rc == TM_OK && tm_restore_root_open_read(root, tmp, &fd, err) == TM_OK) {
         if (fsync(fd) != 0) {
             rc = tm_err_set(err, TM_EIO, "fsync %s: %s", path, strerror(errno));

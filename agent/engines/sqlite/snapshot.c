@@ -31,6 +31,7 @@
 
 #include "agent/engines/sqlite/copy.h"
 #include "agent/engines/sqlite/db.h"
+#include "agent/engines/sqlite/ship.h"
 #include "agent/repo/repository.h"
 #include "agent/result_kv.h"
 #include "common/log.h"
@@ -138,9 +139,25 @@ static int stream_file(tm_task_ctx *ctx, tm_backup_writer *w, const char *path, 
 }
 
 /* The figures a restore and a drill read back from the manifest. */
+/* Where the snapshot stands in the shipped log. */
+typedef struct log_point {
+    uint32_t chain;             /* the shipper's chain; 0 = nothing shipped yet */
+    char start[TM_LOG_POS_MAX]; /* its saved position before the read transaction */
+    char exact[TM_LOG_POS_MAX]; /* the read transaction's own position; "" = unknown */
+} log_point;
+
 static void snapshot_info(tm_info *info, const char *db, const tm_sqlite_copy_info *ci,
-                          int64_t start_ms, int64_t stop_ms)
+                          int64_t start_ms, int64_t stop_ms, const log_point *lp)
 {
+    if (lp->chain != 0) {
+        /* log_chain/log_start: retention (log.c) keeps the chains from
+         * log_chain on; log_exact: a restore replays from it (plan.c). */
+        tm_info_add(info, "log_chain", "%" PRIu32, lp->chain);
+        tm_info_add(info, "log_start", "%s", lp->start);
+        if (lp->exact[0] != '\0') {
+            tm_info_add(info, "log_exact", "%s", lp->exact);
+        }
+    }
     tm_info_add(info, "source", "%s", db);
     tm_info_add(info, "page_size", "%" PRIu32, ci->page_size);
     tm_info_add(info, "pages", "%" PRIu64, ci->pages);
@@ -173,8 +190,17 @@ static int begin(tm_repo_set *rs, const char *target, tm_backup_writer **w,
 }
 
 static void fill_result(Tidemark__TaskResult *result, tm_backup_writer *w, uint64_t bytes,
-                        const tm_object_digest *dg, int64_t start_ms, int64_t stop_ms)
+                        const tm_object_digest *dg, int64_t start_ms, int64_t stop_ms,
+                        const log_point *lp)
 {
+    if (lp->chain != 0) {
+        /* The log continues the snapshot from here: the coordinator's
+         * window extends through the shipped run holding this position. */
+        result->has_chain = 1;
+        result->chain = lp->chain;
+        result->start_position = strdup(lp->start);
+        result->stop_log = strdup(lp->start);
+    }
     result->backup_id = strdup(tm_backup_writer_id(w));
     result->has_backup_type = 1;
     result->backup_type = TIDEMARK__BACKUP_TYPE__SNAPSHOT;
@@ -222,6 +248,15 @@ int tm_sqlite_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__Tas
     (void)unlink(tmp);
 
     uint64_t t0 = tm_mono_ns();
+    /* The shipper's saved position before the read transaction begins:
+     * every commit up to it is in the log, the snapshot holds them too. */
+    log_point lp = {0};
+    tm_err pe = {0};
+    if (tm_sqlite_ship_position(conf, t->name, &lp.chain, lp.start, sizeof(lp.start), &pe) !=
+        TM_OK) {
+        tm_warn("sqlite", "event=ship_position_unknown target=%s msg=\"%s\"", t->name, pe.msg);
+        lp.chain = 0;
+    }
     sqlite3 *c = NULL;
     rc = tm_sqlite_db_open(db, (int)sc->busy_timeout_ms, sc->set_wal, &c, err);
     if (rc != TM_OK) {
@@ -269,7 +304,7 @@ int tm_sqlite_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__Tas
         rc = stream_file(ctx, w, spool, ci.bytes, &dg, &sent, err);
     }
     if (rc == TM_OK) {
-        snapshot_info(&info, db, &ci, start_ms, stop_ms);
+        snapshot_info(&info, db, &ci, start_ms, stop_ms, &lp);
         Tidemark__Manifest *m = tm_manifest_proto(tm_backup_writer_manifest(w));
         tm_info_attach(&info, m);
         rc = tm_backup_finish(w, err);
@@ -289,7 +324,7 @@ int tm_sqlite_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__Tas
         rc = TM_OK;
     }
     if (rc == TM_OK) {
-        fill_result(result, w, sent, &dg, start_ms, stop_ms);
+        fill_result(result, w, sent, &dg, start_ms, stop_ms, &lp);
         tm_result_extra(result, "db_bytes", "%" PRIu64, ci.bytes);
         tm_result_extra(result, "pages", "%" PRIu64, ci.pages);
         tm_result_extra(result, "page_size", "%" PRIu32, ci.page_size);

@@ -70,6 +70,26 @@ int tm_sqlite_integrity(const char *db, char *detail, size_t cap, tm_err *err);
 int tm_sqlite_time_parse(const char *s, int64_t *ms);
 void tm_sqlite_time_fmt(int64_t ms, char *out, size_t cap);
 
+/* ---- plan.c ---- */
+
+/* Every log object name of target stored whole in some repository (the
+ * union of their listings). Free with tm_sqlite_names_free. */
+int tm_sqlite_log_names(const tm_agent_conf *conf, const char *target, char ***out, size_t *n,
+                        tm_err *err);
+void tm_sqlite_names_free(char **names, size_t n);
+
+typedef struct tm_sqlite_plan {
+    int from_snapshot;         /* 1: the snapshot backup; 0: the chain's own base */
+    uint32_t chain;            /* the chain replayed; 0 = none */
+    char from[TM_LOG_POS_MAX]; /* replay from here ("" = the base's position) */
+    int64_t base_ms;           /* the chain base's time (from_snapshot 0) */
+} tm_sqlite_plan;
+
+/* The plan for a restore to until_ms (0 = the latest) from the log names
+ * and snap, the newest snapshot at or before it (NULL = none). */
+void tm_sqlite_plan_make(char *const *names, size_t n, const Tidemark__Manifest *snap,
+                         int64_t until_ms, tm_sqlite_plan *p);
+
 /* ---- restore_cli.c ---- */
 
 int tm_sqlite_restore_cli(const tm_agent_conf *conf, int argc, char **argv);
