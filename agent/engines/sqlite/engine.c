@@ -7,6 +7,7 @@
  */
 #include "agent/engine.h"
 #include "agent/engines/sqlite/config.h"
+#include "agent/engines/sqlite/log.h"
 #include "agent/engines/sqlite/ship.h"
 
 const tm_engine tm_engine_sqlite = {
@@ -14,4 +15,7 @@ const tm_engine tm_engine_sqlite = {
     .name = "sqlite",
     .target_schema = &tm_sqlite_target_schema,
     .ship = tm_sqlite_ship,
+    .log_ranges = tm_sqlite_log_ranges,
+    .log_status = tm_sqlite_log_status,
+    .log_before = tm_sqlite_log_before,
 };
