@@ -7,6 +7,7 @@
  */
 #include "agent/engine.h"
 #include "agent/engines/sqlite/config.h"
+#include "agent/engines/sqlite/log.h"
 #include "agent/engines/sqlite/ship.h"
 #include "agent/engines/sqlite/sqlite.h"
 
@@ -24,4 +25,7 @@ const tm_engine tm_engine_sqlite = {
      * target this agent does not serve, it picks this engine. */
     .restore_dir_alias = "--output",
     .ship = tm_sqlite_ship,
+    .log_ranges = tm_sqlite_log_ranges,
+    .log_status = tm_sqlite_log_status,
+    .log_before = tm_sqlite_log_before,
 };
