@@ -28,6 +28,13 @@ import time
 from tmtest.cluster import Cluster, binary
 from tmtest.runner import check, run, setup, teardown, test, wait_for
 
+SHIP_MS = 200
+# A restore to T holds the commits the shipper saw at or before T: a commit
+# is seen within one ship interval (plus the tick itself), so every commit
+# older than T - SLACK_MS must be there. Generous for a loaded host; the
+# test prints the largest gap it saw.
+SLACK_MS = 1500
+
 TASKS_YAML = """tasks:
   lease: 4s
   max_attempts: 2
@@ -170,7 +177,8 @@ def setup_cluster():
     ctx.c.__enter__()
     c = ctx.c
     c.start_coordinator()
-    targets = [("app", "sqlite", f"sqlite:\n  path: {ctx.app}\n  busy_timeout: 10s\n"),
+    targets = [("app", "sqlite", f"sqlite:\n  path: {ctx.app}\n  busy_timeout: 10s\n"
+                                 f"  ship_interval: {SHIP_MS}ms\n"),
                ("legacy", "sqlite", f"sqlite:\n  path: {ctx.legacy}\n"),
                ("switch", "sqlite", f"sqlite:\n  path: {ctx.switch}\n  set_wal: true\n")]
     c.start_agent("db-1", targets=targets, extra=repo_yaml())
@@ -311,6 +319,74 @@ def coordinator_restore_to_staging():
     check(r.returncode != 0 and "restore_roots" in (r.stdout + r.stderr),
           f"outside the restore roots refused: {r.stdout} {r.stderr}")
     check(not os.path.exists(bad), "nothing created there")
+
+
+def fmt_ms(ms):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}+00"
+
+
+def shipped_until(ms):
+    """Wait until the shipper has stored commits seen after ms in both
+    repositories (segment names end with the last commit's time)."""
+    def newest(repo):
+        best = 0
+        for dp, _, fs in os.walk(os.path.join(repo, "app", "log")):
+            for f in fs:
+                if f.endswith(".wal.meta"):
+                    best = max(best, int(f.split(".")[2], 16))
+        return best
+    wait_for(lambda: newest(ctx.repo_a) > ms and newest(ctx.repo_b) > ms, 30,
+             f"log shipped past {ms}")
+
+
+def check_restore_at(t_ms, label):
+    out = os.path.join(ctx.tmp, "pitr", f"{label}.db")
+    r = agent_cli("restore", "--target", "app", "--output", out, "--time", fmt_ms(t_ms), "--json")
+    check(r.returncode == 0, f"restore to {fmt_ms(t_ms)}: {r.stdout}\n{r.stderr}")
+    rep = json.loads(r.stdout)
+    got = rows_of(out)
+    ids = [g[0] for g in got]
+    k = len(ids)
+    check(ids == list(range(1, k + 1)), f"{label}: rows 1..{k}, no hole")
+    log = dict(writer_log(ctx.wlog))
+    late = [i for i in ids if i in log and log[i] > t_ms + 50]
+    check(not late, f"{label}: no row committed after T: {late[:5]} (T={t_ms})")
+    missing = [i for i, ms in log.items() if ms <= t_ms - SLACK_MS and i > k]
+    check(not missing, f"{label}: every row committed by T - {SLACK_MS} ms is there: "
+                       f"missing {missing[:5]}; k={k}")
+    gap = t_ms - max((log[i] for i in ids if i in log), default=t_ms)
+    check(rep["integrity"] == "ok", f"integrity: {rep}")
+    src = rows_of(ctx.app)
+    check(got == src[:k], f"{label}: byte-identical to the source's rows 1..{k}")
+    return rep, gap
+
+
+@test
+def restore_to_random_times_gives_exactly_the_commits_before():
+    import random
+    rnd = random.Random(15)
+    # A second snapshot, later, so that times fall before and after it.
+    time.sleep(2)
+    json.loads(snapshot("app").stdout)
+    time.sleep(2)
+    log = writer_log(ctx.wlog)
+    lo, hi = log[0][1], log[-1][1]
+    shipped_until(hi)
+    gaps = []
+    for j in range(6):
+        t = rnd.randint(lo, hi)
+        rep, gap = check_restore_at(t, f"t{j}")
+        gaps.append(gap)
+        print(f"  restore to {fmt_ms(t)}: {rep['source']}, chain {rep['chain']}, "
+              f"{rep['frames']} frames, recovered to {rep['recovered_to']}, "
+              f"newest row {gap} ms before T, {rep['total_s']} s")
+    print(f"  largest gap between T and the newest restored commit: {max(gaps)} ms")
+    # The latest: everything shipped so far.
+    out = os.path.join(ctx.tmp, "pitr", "latest.db")
+    r = agent_cli("restore", "--target", "app", "--output", out, "--json")
+    check(r.returncode == 0, f"latest: {r.stderr}")
+    k = len(rows_of(out))
+    check(k >= len(writer_log(ctx.wlog)) - 1000, f"latest has {k} rows")
 
 
 @test
