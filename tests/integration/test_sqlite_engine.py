@@ -14,7 +14,15 @@ small transactions all along), two posix repositories, and a staging agent.
   restore roots refused;
 - a database in rollback-journal mode is refused with what to do and left
   in its mode; with set_wal: true it is switched and backed up;
-- a wrong master key: a clear error naming the key, nothing written.
+- a wrong master key: a clear error naming the key, nothing written;
+- restores to random times while the writer runs: exactly rows 1..k, none
+  committed after the time, every one committed a ship interval (and a
+  margin) before it; the latest;
+- a drill through the coordinator: integrity_check, tables counted, the
+  policy's SQL checks, RTO and RPO recorded;
+- libSQL: a file written by the embedded library (npm @libsql/client,
+  installed by the test; unreachable npm fails the test) while the agent
+  ships it: snapshot and latest restore hold exactly its rows.
 """
 import json
 import os
@@ -65,6 +73,34 @@ while not stop:
     c.execute("COMMIT")
     out.write(f"{n} {int(time.time() * 1000)}\n")
     time.sleep(every_ms / 1000)
+"""
+
+
+# libSQL: the embedded library (npm @libsql/client) writing a file: database
+# in WAL mode, one row per write batch, logging each commit; runs until
+# SIGTERM. Node has no PR_SET_PDEATHSIG: the test kills it in teardown, and
+# it exits by itself when its parent (the test) is gone.
+LIBSQL_WRITER = r"""
+import { createClient } from "@libsql/client";
+import { appendFileSync } from "node:fs";
+const [db, log] = process.argv.slice(1);
+const c = createClient({ url: "file:" + db });
+// As with any WAL shipper: the agent takes the write lock for a few ms
+// each tick, so writers need a busy timeout.
+await c.execute("PRAGMA busy_timeout = 5000");
+await c.execute("PRAGMA journal_mode=WAL");
+await c.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT, t_ms INTEGER)");
+let stop = false;
+process.on("SIGTERM", () => { stop = true; });
+const parent = process.ppid;
+for (let i = 1; !stop; i++) {
+  await c.batch([{ sql: "INSERT INTO notes VALUES (?, ?, ?)",
+                   args: [i, "note " + i + " " + "x".repeat(i % 97), Date.now()] }], "write");
+  appendFileSync(log, i + " " + Date.now() + "\n");
+  if (process.ppid !== parent) break;
+  await new Promise((r) => setTimeout(r, 10));
+}
+c.close();
 """
 
 
@@ -138,6 +174,33 @@ def snapshot(target, expect_ok=True):
     return r
 
 
+def setup_libsql():
+    """npm install @libsql/client (once per build tree) and start the libSQL
+    writer; the error, or None. npm unreachable fails the libSQL test (it
+    does not skip)."""
+    mods = os.path.join(os.environ.get("TM_BUILD_DIR", ctx.tmp), "tests", "libsql-node")
+    if not os.path.exists(os.path.join(mods, "node_modules", "@libsql", "client")):
+        os.makedirs(mods, exist_ok=True)
+        try:
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", mods,
+                                "@libsql/client"], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"npm install @libsql/client: {e}"
+        if r.returncode != 0:
+            return f"npm install @libsql/client failed: {r.stderr[-1500:]}"
+    ctx.libsql_log = ctx.libsql + ".writer.log"
+    p = subprocess.Popen(["node", "--input-type=module", "-e", LIBSQL_WRITER, ctx.libsql,
+                          ctx.libsql_log], cwd=mods)
+    ctx.writers.append(p)
+    ctx.libsql_writer = p
+    try:
+        wait_for(lambda: os.path.exists(ctx.libsql_log) and len(writer_log(ctx.libsql_log)) > 50,
+                 30, "libSQL writer commits")
+    except AssertionError as e:
+        return f"the libSQL writer did not write: {e}"
+    return None
+
+
 @setup
 def setup_cluster():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-sqliteit-")
@@ -158,6 +221,9 @@ def setup_cluster():
     make_db(ctx.legacy, 50, wal=False)
     ctx.switch = os.path.join(ctx.data, "switch.db")
     make_db(ctx.switch, 50, wal=False)
+
+    ctx.libsql = os.path.join(ctx.data, "libsql.db")
+    ctx.libsql_error = setup_libsql()
 
     ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML + f"""policies:
   - name: files
@@ -180,6 +246,8 @@ def setup_cluster():
     targets = [("app", "sqlite", f"sqlite:\n  path: {ctx.app}\n  busy_timeout: 10s\n"
                                  f"  ship_interval: {SHIP_MS}ms\n"),
                ("legacy", "sqlite", f"sqlite:\n  path: {ctx.legacy}\n"),
+               ("notes", "sqlite", f"sqlite:\n  path: {ctx.libsql}\n"
+                                   f"  ship_interval: {SHIP_MS}ms\n"),
                ("switch", "sqlite", f"sqlite:\n  path: {ctx.switch}\n  set_wal: true\n")]
     c.start_agent("db-1", targets=targets, extra=repo_yaml())
     roots = "".join(f"  - {d}\n" for d in (ctx.drills, ctx.staging))
@@ -326,11 +394,15 @@ def fmt_ms(ms):
 
 
 def shipped_until(ms):
+    shipped_until_target("app", ms)
+
+
+def shipped_until_target(target, ms):
     """Wait until the shipper has stored commits seen after ms in both
     repositories (segment names end with the last commit's time)."""
     def newest(repo):
         best = 0
-        for dp, _, fs in os.walk(os.path.join(repo, "app", "log")):
+        for dp, _, fs in os.walk(os.path.join(repo, target, "log")):
             for f in fs:
                 if f.endswith(".wal.meta"):
                     best = max(best, int(f.split(".")[2], 16))
@@ -422,6 +494,44 @@ def not_wal_refused_and_set_wal_switches():
     out = os.path.join(ctx.tmp, "restored", "switch.db")
     r = agent_cli("restore", "--target", "switch", "--output", out)
     check(r.returncode == 0 and rows_of(out) == rows_of(ctx.switch), f"restored: {r.stderr}")
+
+
+@test
+def libsql_file_backed_up_and_restored():
+    check(ctx.libsql_error is None, f"libSQL client: {ctx.libsql_error}")
+    check(journal_mode(ctx.libsql) == "wal", "libSQL wrote the file in WAL mode")
+    before = len(writer_log(ctx.libsql_log))
+    task = json.loads(snapshot("notes").stdout)
+    snap = task["result"]["backup_id"]
+    out = os.path.join(ctx.tmp, "restored", "notes-snap.db")
+    r = agent_cli("restore", "--target", "notes", "--output", out, "--backup", snap, "--json")
+    check(r.returncode == 0, f"restore: {r.stderr}")
+
+    def notes(path):
+        c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return c.execute("SELECT id, body, t_ms FROM notes ORDER BY id").fetchall()
+        finally:
+            c.close()
+    got = notes(out)
+    check(len(got) >= before and [g[0] for g in got] == list(range(1, len(got) + 1)),
+          f"the snapshot holds rows 1..{len(got)} (>= {before} written before it)")
+    # Stop the writer, wait for the shipper, restore the latest: every row.
+    p = ctx.libsql_writer
+    p.terminate()
+    p.wait(timeout=30)
+    want = notes(ctx.libsql)
+    # Its t_ms was read before its commit, which the shipper saw after.
+    shipped_until_target("notes", want[-1][2])
+    out2 = os.path.join(ctx.tmp, "restored", "notes-latest.db")
+    r = agent_cli("restore", "--target", "notes", "--output", out2, "--json")
+    check(r.returncode == 0, f"restore latest: {r.stderr}")
+    rep = json.loads(r.stdout)
+    got2 = notes(out2)
+    check(got2 == want, f"the latest restore holds every row the libSQL client wrote: "
+                        f"{len(got2)} of {len(want)}; {rep}")
+    print(f"  libSQL: snapshot {len(got)} rows; latest {len(got2)} rows from {rep['source']} "
+          f"({rep['frames']} frames) in {rep['total_s']} s")
 
 
 @test
