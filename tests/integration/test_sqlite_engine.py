@@ -222,6 +222,12 @@ def setup_cluster():
     ctx.switch = os.path.join(ctx.data, "switch.db")
     make_db(ctx.switch, 50, wal=False)
 
+    ctx.tenants = os.path.join(ctx.data, "tenants")
+    os.makedirs(ctx.tenants)
+    for t in ("acme", "globex"):
+        make_db(os.path.join(ctx.tenants, f"{t}.db"), 20)
+    with open(os.path.join(ctx.tenants, "notes.txt"), "w") as f:
+        f.write("not a database\n")
     ctx.libsql = os.path.join(ctx.data, "libsql.db")
     ctx.libsql_error = setup_libsql()
 
@@ -246,6 +252,7 @@ def setup_cluster():
     targets = [("app", "sqlite", f"sqlite:\n  path: {ctx.app}\n  busy_timeout: 10s\n"
                                  f"  ship_interval: {SHIP_MS}ms\n"),
                ("legacy", "sqlite", f"sqlite:\n  path: {ctx.legacy}\n"),
+               ("tenants", "sqlite", f"sqlite:\n  path: {ctx.tenants}/*\n"),
                ("notes", "sqlite", f"sqlite:\n  path: {ctx.libsql}\n"
                                    f"  ship_interval: {SHIP_MS}ms\n"),
                ("switch", "sqlite", f"sqlite:\n  path: {ctx.switch}\n  set_wal: true\n")]
@@ -532,6 +539,32 @@ def libsql_file_backed_up_and_restored():
                         f"{len(got2)} of {len(want)}; {rep}")
     print(f"  libSQL: snapshot {len(got)} rows; latest {len(got2)} rows from {rep['source']} "
           f"({rep['frames']} frames) in {rep['total_s']} s")
+
+
+def served_targets():
+    a = ctx.c.agents_by_host().get("db-1", {})
+    return sorted(t["name"] for t in a.get("targets", []))
+
+
+@test
+def glob_target_one_target_per_file_and_new_files_discovered():
+    got = served_targets()
+    check("tenants-acme" in got and "tenants-globex" in got and "tenants" not in got
+          and not any(n.startswith("tenants-notes") for n in got),
+          f"one target per database file of the glob, the text file left out: {got}")
+    # A new database appears: the agent sees it and serves it.
+    make_db(os.path.join(ctx.tenants, "initech.db"), 7)
+    wait_for(lambda: "tenants-initech" in served_targets(), 30, "tenants-initech served")
+    wait_for(lambda: ctx.c.agents_by_host().get("db-1", {}).get("state") == "online", 15,
+             "agent back online after the restart")
+    task = json.loads(snapshot("tenants-initech").stdout)
+    out = os.path.join(ctx.tmp, "restored", "initech.db")
+    r = agent_cli("restore", "--target", "tenants-initech", "--output", out,
+                  "--backup", task["result"]["backup_id"])
+    check(r.returncode == 0, f"restore of a discovered target: {r.stderr}")
+    check(len(rows_of(out)) == 7, "its rows")
+    log = ctx.c.agents["db-1"].output()
+    check("event=targets_changed" in log, "the agent said why it restarted")
 
 
 @test

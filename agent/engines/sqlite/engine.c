@@ -19,6 +19,7 @@ const tm_engine tm_engine_sqlite = {
     .restore = tm_sqlite_restore_task,
     .drill = tm_sqlite_drill,
     .in_use = tm_sqlite_in_use,
+    .expand = tm_sqlite_expand,
     .restore_cli = tm_sqlite_restore_cli,
     .restore_usage = tm_sqlite_restore_usage,
     /* --output names a file, which no other engine restores to: given for a

@@ -100,6 +100,13 @@ extern const char tm_sqlite_restore_usage[];
 int tm_sqlite_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                     tm_err *err);
 
+/* ---- discover.c ---- */
+
+/* The engine's expand hook: a glob path -> one target per database file. */
+int tm_sqlite_expand(const tm_target_conf *t, tm_target_conf **out, size_t *n, tm_err *err);
+/* "<target>-<file name without extension>", as a target name. */
+void tm_sqlite_discovered_name(const char *target, const char *path, char *out, size_t cap);
+
 /* ---- in_use.c ---- */
 
 /* The engine's in_use hook: 1 (why filled) when a process has a SQLite
