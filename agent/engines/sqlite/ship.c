@@ -712,6 +712,7 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
         sqlite3_wal_checkpoint_v2(s->c, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         s->restart_due = 0;
         info->checkpointed = 1;
+        info->handed_over = 1;
     }
     if (!s->reading || !s->held) {
         rc = take_reader(s, err);
@@ -985,7 +986,8 @@ int tm_sqlite_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
         }
         rc = TM_OK;
         int64_t took = now_ms() - t0;
-        tm_ship_wait(ctx, took >= interval ? 1 : interval - (uint32_t)took);
+        uint32_t next = info.handed_over && interval > 25 ? 25 : interval;
+        tm_ship_wait(ctx, took >= next ? 1 : next - (uint32_t)took);
     }
     tm_sqlite_ship_free(s);
     return rc;

@@ -96,6 +96,9 @@ typedef struct tm_sqlite_tick {
     uint64_t bytes;
     int wal_restarted; /* the WAL restarted and the chain went on */
     int checkpointed;  /* the shipper ran a checkpoint */
+    int handed_over;   /* ... and let go of its reader so that the WAL can restart: until a tick
+                        * sees the restart, a killed agent costs a new chain, so the next
+                        * tick comes soon */
     int upload_failed; /* the spool could not be stored: err says why; retried */
     uint32_t pending;  /* objects still in the spool */
     uint64_t pending_bytes;
