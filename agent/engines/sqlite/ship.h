@@ -85,6 +85,10 @@ typedef struct tm_sqlite_ship_opts {
     uint64_t truncate_bytes; /* TRUNCATE past this WAL size; 0 = 64 MiB */
     int snap_pages;          /* base snapshot pacing (copy.h) */
     uint32_t snap_sleep_ms;
+    /* Optional: 1 = stop a base snapshot now (the agent is stopping; the
+     * next run starts a new chain, the snapshot having not finished). */
+    int (*cancelled)(void *arg);
+    void *cancel_arg;
 } tm_sqlite_ship_opts;
 
 typedef struct tm_sqlite_tick {
