@@ -232,10 +232,11 @@ static int continues(const cursor *c, const tm_sqlite_name *nm, const tm_sqlite_
                (!c->salts || (seg->wal.salt1 == c->salt1 && seg->wal.salt2 == c->salt2));
     }
     if (nm->wal == c->wal + 1) {
-        /* The WAL restarted: frame 1 of the next, which says where the one
-         * before ended. */
+        /* The WAL restarted: frame 1 of the next (other salts), which says
+         * where the one before ended. The restarting connection picks the
+         * new header's numbers, so they need not be the old ones plus one. */
         return seg->first_frame == 1 && seg->prev_last == c->frame &&
-               (!c->salts || seg->wal.salt1 == c->salt1 + 1);
+               (!c->salts || seg->wal.salt1 != c->salt1 || seg->wal.salt2 != c->salt2);
     }
     return 0;
 }

@@ -47,6 +47,7 @@ struct tm_sqlite_shipper {
     int verified;         /* the saved position was checked against the WAL */
     int force_first;      /* the saved position is unreadable: not a reset of a known chain */
     char reset_pos[TM_LOG_POS_MAX]; /* where the replaced chain ended */
+    int64_t dv_locked;              /* data_version at the end of the last locked tick; -1 = none */
 };
 
 static int64_t now_ms(void)
@@ -136,6 +137,7 @@ int tm_sqlite_ship_new(const tm_sqlite_ship_opts *o, const tm_sqlite_sink *sink,
         return tm_err_set(err, TM_ENOMEM, "sqlite shipper");
     }
     s->o = *o;
+    s->dv_locked = -1;
     s->sink = *sink;
     if (s->o.busy_ms <= 0) {
         s->o.busy_ms = 5000;
@@ -463,8 +465,11 @@ static int open_wal(tm_sqlite_shipper *s, int *fd, tm_sqlite_wal_hdr *h, tm_err 
     return rc;
 }
 
+/* (Re)take the read transaction. held is set again by the caller that
+ * takes it under the write lock at the shipped position. */
 static int take_reader(tm_sqlite_shipper *s, tm_err *err)
 {
+    s->held = 0;
     if (s->reading) {
         sqlite3_exec(s->r, "ROLLBACK", NULL, NULL, NULL);
         s->reading = 0;
@@ -541,8 +546,11 @@ static int snapshot(tm_sqlite_shipper *s, tm_err *err)
     tm_sqlite_name nm = {.kind = 'd', .chain = s->chain};
     tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
     spool_path(s, rel, p, sizeof(p));
-    tm_sqlite_copy_opts so = {
-        .pages_per_step = s->o.snap_pages, .sleep_ms = s->o.snap_sleep_ms, .busy_ms = s->o.busy_ms};
+    tm_sqlite_copy_opts so = {.pages_per_step = s->o.snap_pages,
+                              .sleep_ms = s->o.snap_sleep_ms,
+                              .busy_ms = s->o.busy_ms,
+                              .cancelled = s->o.cancelled,
+                              .arg = s->o.cancel_arg};
     tm_sqlite_copy_info si;
     unlink(p); /* a copy spooled by a run that died before the chain's description */
     int rc = tm_sqlite_copy_conn(s->r, p, &so, &si, err);
@@ -560,6 +568,20 @@ static int snapshot(tm_sqlite_shipper *s, tm_err *err)
     nm = (tm_sqlite_name){.kind = 'g', .chain = s->chain, .last = q->frames, .time_ms = s->snap_ms};
     tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
     return spool_write(s, rel, b, (size_t)n, err);
+}
+
+/* PRAGMA data_version of the checkpoint connection: it changes when any
+ * other connection commits (and not for checkpoints). */
+static int64_t data_version(tm_sqlite_shipper *s)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(s->c, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
 }
 
 /* A restarted shipper: the WAL is the one it saved (same salts), and its
@@ -629,9 +651,13 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
         }
         s->verified = 1;
     } else {
-        int next =
-            !s->have_hdr || (h.salt1 == s->pos.h.salt1 + 1 && h.ckpt_seq == s->pos.h.ckpt_seq + 1 &&
-                             h.page_size == s->pos.h.page_size);
+        /* A new WAL header. While our reader was held from the shipped
+         * position on, the locks allow exactly one restart, right there
+         * (see ship.h): the chain goes on in the new WAL. The header's own
+         * numbers prove nothing: the connection that restarts writes its
+         * own checkpoint count (random salts when it never restarted one
+         * itself), so they need not be the old ones plus one. */
+        int next = !s->have_hdr || h.page_size == s->pos.h.page_size;
         if (cont && next) {
             if (s->have_hdr) {
                 s->prev_last = s->pos.frames;
@@ -644,7 +670,7 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
             snprintf(why, sizeof(why),
                      "the WAL was restarted or replaced %s (salt %08" PRIx32 " -> %08" PRIx32
                      ", checkpoint %" PRIu32 " -> %" PRIu32 ")",
-                     cont ? "more than once or by another file" : "while the agent was not running",
+                     cont ? "with another page size" : "while the agent was not running",
                      s->pos.h.salt1, h.salt1, s->pos.h.ckpt_seq, h.ckpt_seq);
         }
     }
@@ -712,6 +738,7 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
         sqlite3_wal_checkpoint_v2(s->c, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         s->restart_due = 0;
         info->checkpointed = 1;
+        info->handed_over = 1;
     }
     if (!s->reading || !s->held) {
         rc = take_reader(s, err);
@@ -720,17 +747,23 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
         s->held = 1;
         s->restart_ok = 0;
     }
+    s->dv_locked = rc == TM_OK ? data_version(s) : -1;
     return rc;
 }
 
 /* TRUNCATE when the WAL file outgrew its bound. It needs the write lock, so
- * it runs outside ours: what it reports tells whether it went past what is
- * shipped (then a new generation, never a silent gap). */
+ * it runs outside ours, right after it: a commit that slipped in between
+ * would be checkpointed and truncated away unshipped. SQLite reports no
+ * frame count after a TRUNCATE (the WAL is empty by then), so the proof is
+ * data_version: unchanged since the shipper read it under its lock means no
+ * commit came in between, and the WAL restarted exactly at the shipped
+ * position; changed means a new chain, never a silent gap. */
 static void maybe_truncate(tm_sqlite_shipper *s, tm_sqlite_tick *info)
 {
     struct stat st;
-    if (stat(s->wal, &st) != 0 || (uint64_t)st.st_size <= s->o.truncate_bytes) {
-        return;
+    if (stat(s->wal, &st) != 0 || (uint64_t)st.st_size <= s->o.truncate_bytes || s->dv_locked < 0 ||
+        data_version(s) != s->dv_locked) {
+        return; /* small enough, or commits arrived already: the next tick */
     }
     if (s->reading) {
         sqlite3_exec(s->r, "ROLLBACK", NULL, NULL, NULL);
@@ -740,16 +773,18 @@ static void maybe_truncate(tm_sqlite_shipper *s, tm_sqlite_tick *info)
     int nlog = -1, nckpt = -1;
     int rc = sqlite3_wal_checkpoint_v2(s->c, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
     info->checkpointed = 1;
-    if (nlog >= 0 && (uint64_t)nlog > s->pos.frames) {
+    if (rc == SQLITE_OK && data_version(s) != s->dv_locked) {
         snprintf(s->force, sizeof(s->force),
-                 "a TRUNCATE checkpoint found %d WAL frames, %" PRIu64 " shipped", nlog,
-                 s->pos.frames);
+                 "a TRUNCATE checkpoint (WAL above %" PRIu64
+                 " bytes) ran after commits the shipper had not read",
+                 s->o.truncate_bytes);
     } else if (rc == SQLITE_OK) {
         s->restart_ok = 1; /* the WAL now starts again right at our position */
     }
-    /* The reader again (held stays 0: it was not taken at the shipped
-     * position under the lock, so a restart seen before the next tick
-     * takes it there is trusted only after our own TRUNCATE). */
+    /* BUSY: nothing was reset (a reader still used the WAL). The reader
+     * again; held stays 0: it was not taken at the shipped position under
+     * the lock, so a restart seen before the next tick is trusted only after
+     * our own TRUNCATE. */
     tm_err e = {0};
     take_reader(s, &e);
 }
@@ -807,6 +842,9 @@ int tm_sqlite_ship_tick(tm_sqlite_shipper *s, tm_sqlite_tick *info, tm_err *err)
     }
     rc = locked_tick(s, now_ms(), info, err);
     sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+    if (rc == TM_OK && !s->snap_pending) {
+        maybe_truncate(s, info);
+    }
     if (rc == TM_OK && s->snap_pending) {
         /* Spooled is durable: the chain's base is safe on this host even
          * while the repositories are down. */
@@ -819,9 +857,6 @@ int tm_sqlite_ship_tick(tm_sqlite_shipper *s, tm_sqlite_tick *info, tm_err *err)
     }
     if (rc == TM_OK && urc == TM_OK) {
         urc = upload(s, info, &uerr);
-    }
-    if (rc == TM_OK) {
-        maybe_truncate(s, info);
     }
     info->chain = s->chain;
     if (rc == TM_OK && urc != TM_OK) {
@@ -901,6 +936,11 @@ static void note_tick(const char *target, const tm_sqlite_shipper *s, const tm_s
 
 /* ---- the engine hook ---- */
 
+static int stopping(void *arg)
+{
+    return tm_ship_stopping(arg);
+}
+
 static int sink_store(void *arg, const char *rel, int fd, tm_err *err)
 {
     return tm_ship_store(arg, rel, fd, err);
@@ -946,7 +986,9 @@ int tm_sqlite_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
                              .ckpt_ms = st->checkpoint_interval_ms,
                              .truncate_bytes = st->wal_max_bytes,
                              .snap_pages = 1024,
-                             .snap_sleep_ms = 1};
+                             .snap_sleep_ms = 1,
+                             .cancelled = stopping,
+                             .cancel_arg = ctx};
     tm_sqlite_sink sink = {.store = sink_store, .report = sink_report, .arg = ctx};
     tm_sqlite_shipper *s = NULL;
     rc = tm_sqlite_ship_new(&o, &sink, &s, err);
@@ -985,7 +1027,8 @@ int tm_sqlite_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
         }
         rc = TM_OK;
         int64_t took = now_ms() - t0;
-        tm_ship_wait(ctx, took >= interval ? 1 : interval - (uint32_t)took);
+        uint32_t next = info.handed_over && interval > 25 ? 25 : interval;
+        tm_ship_wait(ctx, took >= next ? 1 : next - (uint32_t)took);
     }
     tm_sqlite_ship_free(s);
     return rc;

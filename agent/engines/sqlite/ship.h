@@ -85,6 +85,10 @@ typedef struct tm_sqlite_ship_opts {
     uint64_t truncate_bytes; /* TRUNCATE past this WAL size; 0 = 64 MiB */
     int snap_pages;          /* base snapshot pacing (copy.h) */
     uint32_t snap_sleep_ms;
+    /* Optional: 1 = stop a base snapshot now (the agent is stopping; the
+     * next run starts a new chain, the snapshot having not finished). */
+    int (*cancelled)(void *arg);
+    void *cancel_arg;
 } tm_sqlite_ship_opts;
 
 typedef struct tm_sqlite_tick {
@@ -96,6 +100,9 @@ typedef struct tm_sqlite_tick {
     uint64_t bytes;
     int wal_restarted; /* the WAL restarted and the chain went on */
     int checkpointed;  /* the shipper ran a checkpoint */
+    int handed_over;   /* ... and let go of its reader so that the WAL can restart: until a tick
+                        * sees the restart, a killed agent costs a new chain, so the next
+                        * tick comes soon */
     int upload_failed; /* the spool could not be stored: err says why; retried */
     uint32_t pending;  /* objects still in the spool */
     uint64_t pending_bytes;
