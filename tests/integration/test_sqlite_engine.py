@@ -226,6 +226,11 @@ def setup_cluster():
     os.makedirs(ctx.tenants)
     for t in ("acme", "globex"):
         make_db(os.path.join(ctx.tenants, f"{t}.db"), 20)
+    # A libSQL server's layout: one "data" file per namespace directory.
+    ctx.sqld = os.path.join(ctx.data, "sqld", "dbs")
+    for ns in ("ns1", "ns2"):
+        os.makedirs(os.path.join(ctx.sqld, ns))
+        make_db(os.path.join(ctx.sqld, ns, "data"), 5)
     with open(os.path.join(ctx.tenants, "notes.txt"), "w") as f:
         f.write("not a database\n")
     ctx.libsql = os.path.join(ctx.data, "libsql.db")
@@ -253,6 +258,7 @@ def setup_cluster():
                                  f"  ship_interval: {SHIP_MS}ms\n"),
                ("legacy", "sqlite", f"sqlite:\n  path: {ctx.legacy}\n"),
                ("tenants", "sqlite", f"sqlite:\n  path: {ctx.tenants}/*\n"),
+               ("sqld", "sqlite", f"sqlite:\n  path: {ctx.sqld}/*/data\n"),
                ("notes", "sqlite", f"sqlite:\n  path: {ctx.libsql}\n"
                                    f"  ship_interval: {SHIP_MS}ms\n"),
                ("switch", "sqlite", f"sqlite:\n  path: {ctx.switch}\n  set_wal: true\n")]
@@ -552,6 +558,8 @@ def glob_target_one_target_per_file_and_new_files_discovered():
     check("tenants-acme" in got and "tenants-globex" in got and "tenants" not in got
           and not any(n.startswith("tenants-notes") for n in got),
           f"one target per database file of the glob, the text file left out: {got}")
+    check("sqld-ns1.data" in got and "sqld-ns2.data" in got,
+          f"a libSQL server's namespaces, named by directory: {got}")
     # A new database appears: the agent sees it and serves it.
     make_db(os.path.join(ctx.tenants, "initech.db"), 7)
     wait_for(lambda: "tenants-initech" in served_targets(), 30, "tenants-initech served")

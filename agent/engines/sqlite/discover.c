@@ -1,8 +1,9 @@
 /*
  * discover.c - a sqlite target whose path is a glob (/srv/tenants/ *.db, no space):
  * one target per matching database file (the engine's expand hook,
- * agent/targets.c). Each is named "<target>-<file name without its
- * extension>" (characters a target name cannot hold become '_'), with
+ * agent/targets.c). Each is named "<target>-<what the pattern matched,
+ * without the file's extension>" ('/' becomes '.', other characters a
+ * target name cannot hold '_'), with
  * the pattern target's settings and the file as its path.
  *
  * A match counts once it is a database: a regular file (links are
@@ -14,7 +15,6 @@
 
 #include <fcntl.h>
 #include <glob.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,16 +51,25 @@ static int is_database(const char *path)
     return n == (ssize_t)sizeof(hdr) && memcmp(hdr, "SQLite format 3", 16) == 0;
 }
 
-void tm_sqlite_discovered_name(const char *target, const char *path, char *out, size_t cap)
+void tm_sqlite_discovered_name(const char *target, const char *pattern, const char *path, char *out,
+                               size_t cap)
 {
-    char b[PATH_MAX];
-    snprintf(b, sizeof(b), "%s", path);
-    char *base = basename(b);
-    char *dot = strrchr(base, '.');
-    if (dot != NULL && dot != base) {
+    /* The part of the path the pattern matched: after the last '/' before
+     * its first wildcard, without the file's extension; '/' becomes '.'
+     * (/srv/t/ *.db: acme.db -> acme; /sqld/dbs/ * /data: acme/data ->
+     * acme.data). */
+    size_t fixed = strcspn(pattern, "*?[");
+    while (fixed > 0 && pattern[fixed - 1] != '/') {
+        fixed--;
+    }
+    char rel[PATH_MAX];
+    snprintf(rel, sizeof(rel), "%s", strlen(path) >= fixed ? path + fixed : path);
+    char *slash = strrchr(rel, '/');
+    char *dot = strrchr(slash != NULL ? slash + 1 : rel, '.');
+    if (dot != NULL && dot != (slash != NULL ? slash + 1 : rel)) {
         *dot = '\0';
     }
-    int n = snprintf(out, cap, "%s-%s", target, base);
+    int n = snprintf(out, cap, "%s-%s", target, rel);
     if (n < 0 || (size_t)n >= cap || n > NAME_MAX_LEN) {
         out[cap - 1 < NAME_MAX_LEN ? cap - 1 : NAME_MAX_LEN] = '\0';
     }
@@ -68,7 +77,7 @@ void tm_sqlite_discovered_name(const char *target, const char *path, char *out, 
         int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
                  *p == '.' || *p == '_' || *p == '-';
         if (!ok) {
-            *p = '_';
+            *p = *p == '/' ? '.' : '_';
         }
     }
 }
@@ -102,7 +111,7 @@ int tm_sqlite_expand(const tm_target_conf *t, tm_target_conf **out, size_t *n, t
             continue;
         }
         char name[NAME_MAX_LEN + 1];
-        tm_sqlite_discovered_name(t->name, p, name, sizeof(name));
+        tm_sqlite_discovered_name(t->name, c->path, p, name, sizeof(name));
         tm_sqlite_target *ec = malloc(sizeof(*ec));
         tm_target_conf *d = &v[k];
         d->name = strdup(name);

@@ -104,8 +104,10 @@ int tm_sqlite_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__Task
 
 /* The engine's expand hook: a glob path -> one target per database file. */
 int tm_sqlite_expand(const tm_target_conf *t, tm_target_conf **out, size_t *n, tm_err *err);
-/* "<target>-<file name without extension>", as a target name. */
-void tm_sqlite_discovered_name(const char *target, const char *path, char *out, size_t cap);
+/* "<target>-<the part of path the pattern matched, without extension>",
+ * as a target name (discover.c says how). */
+void tm_sqlite_discovered_name(const char *target, const char *pattern, const char *path, char *out,
+                               size_t cap);
 
 /* ---- in_use.c ---- */
 
