@@ -8,9 +8,10 @@
  * description naming its time) and its segments (named with the time of
  * their last commit). The rule, for a time T (0 = the latest):
  *   - N = the newest chain whose base was taken at or before T;
- *   - a snapshot backup taken at or before T that recorded the exact WAL
- *     position of its read transaction on chain c >= N: the snapshot, then
- *     chain c replayed from that position (the shortest replay);
+ *   - a snapshot backup taken at or before T that recorded its place on
+ *     chain c >= N: the snapshot, then chain c replayed from there (the
+ *     shortest replay), kept only when the replay provably passed the
+ *     snapshot's own point (tm_sqlite_plan_passed), else redone from:
  *   - otherwise chain N from its own base;
  *   - otherwise (no shipped log reaches T) the snapshot alone.
  * A snapshot of an older chain would stop at that chain's end, short of T:
@@ -126,21 +127,40 @@ void tm_sqlite_plan_make(char *const *names, size_t n, const Tidemark__Manifest 
     memset(p, 0, sizeof(*p));
     int64_t base_ms = 0;
     uint32_t newest = newest_chain(names, n, until_ms, &base_ms);
-    /* log_exact: the WAL position of the snapshot's own read transaction
-     * (snapshot.c); log_start alone (the shipper's position before it) is
-     * not a sound replay start for a time (see snapshot.c). */
+    p->fallback_chain = newest;
+    p->base_ms = base_ms;
+    /* log_exact: the WAL position of the snapshot's own read transaction;
+     * log_start: the shipper's saved position before it began, a start
+     * that is sound only once the replay has passed the snapshot's point
+     * (tm_sqlite_plan_passed). */
     const char *chain_s = snap != NULL ? tm_info_get(snap, "log_chain") : NULL;
-    const char *pos = snap != NULL ? tm_info_get(snap, "log_exact") : NULL;
+    const char *exact = snap != NULL ? tm_info_get(snap, "log_exact") : NULL;
+    const char *start = snap != NULL ? tm_info_get(snap, "log_start") : NULL;
+    const char *stop = snap != NULL ? tm_info_get(snap, "stop_ms") : NULL;
     uint32_t snap_chain = chain_s != NULL ? (uint32_t)strtoul(chain_s, NULL, 10) : 0;
-    if (snap != NULL && snap_chain != 0 && pos != NULL && pos[0] != '\0' && snap_chain >= newest) {
+    p->snap_stop_ms = stop != NULL ? strtoll(stop, NULL, 10) : 0;
+    if (snap != NULL && snap_chain != 0 && snap_chain >= newest &&
+        ((exact != NULL && exact[0] != '\0') || (start != NULL && p->snap_stop_ms > 0))) {
         p->from_snapshot = 1;
         p->chain = snap_chain;
-        snprintf(p->from, sizeof(p->from), "%s", pos);
+        p->exact = exact != NULL && exact[0] != '\0';
+        snprintf(p->from, sizeof(p->from), "%s", p->exact ? exact : start);
     } else if (newest != 0) {
         p->from_snapshot = 0;
         p->chain = newest;
-        p->base_ms = base_ms;
     } else {
         p->from_snapshot = snap != NULL;
     }
+}
+
+/* Why this holds: the shipper reads a tick's commit time while it holds
+ * the write lock (ship.c). A tick stamped after the snapshot's stop_ms held
+ * the lock at a moment after its read transaction began, so no commit fell
+ * between that tick's lock and the snapshot: the tick shipped every commit
+ * the snapshot holds. Applying through it passes the snapshot's point; a
+ * replay that applied nothing leaves the snapshot as it was. Anything in
+ * between may stop short of it, with pages of two moments. */
+int tm_sqlite_plan_passed(const tm_sqlite_plan *p, uint64_t frames, int64_t last_ms)
+{
+    return !p->from_snapshot || p->exact || frames == 0 || last_ms > p->snap_stop_ms;
 }

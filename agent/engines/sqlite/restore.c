@@ -431,6 +431,28 @@ static int write_base(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
     return rc;
 }
 
+/* The plan's chain replayed onto path up to the time. */
+static int replay(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
+                  const tm_sqlite_plan *plan, const char *path, tm_sqlite_restore_report *rep,
+                  tm_err *err)
+{
+    if (o->ctx != NULL) {
+        tm_task_progress(o->ctx, "replay", rep->bytes, 0, 0, 0);
+    }
+    tm_sqlite_replayed out;
+    int rc =
+        tm_sqlite_replay(conf, o->target, plan->chain, plan->from, o->until_ms, path, &out, err);
+    rep->chain = plan->chain;
+    rep->frames = out.frames;
+    rep->objects += out.objects;
+    if (rc == TM_OK && out.time_ms > 0 && out.frames > 0) {
+        rep->recovered_ms = out.time_ms;
+        snprintf(rep->source + strlen(rep->source), sizeof(rep->source) - strlen(rep->source),
+                 "+log");
+    }
+    return rc;
+}
+
 int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
                       tm_sqlite_restore_report *rep, tm_err *err)
 {
@@ -473,20 +495,31 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
 
     uint64_t t1 = tm_mono_ns();
     if (rc == TM_OK && plan.chain != 0) {
-        if (o->ctx != NULL) {
-            tm_task_progress(o->ctx, "replay", rep->bytes, 0, 0, 0);
-        }
-        tm_sqlite_replayed out;
-        rc = tm_sqlite_replay(conf, o->target, plan.chain, plan.from, o->until_ms, path, &out, err);
-        rep->chain = plan.chain;
-        rep->frames = out.frames;
-        rep->objects += out.objects;
-        if (rc == TM_OK && out.time_ms > 0 && out.frames > 0) {
-            rep->recovered_ms = out.time_ms;
-        }
-        if (rc == TM_OK && out.frames > 0) {
-            snprintf(rep->source + strlen(rep->source), sizeof(rep->source) - strlen(rep->source),
-                     "+log");
+        rc = replay(conf, o, &plan, path, rep, err);
+    }
+    if (rc == TM_OK && plan.chain != 0 &&
+        !tm_sqlite_plan_passed(&plan, rep->frames, rep->recovered_ms)) {
+        /* The replay stopped between the snapshot's start position and its
+         * own point: start again from the chain's base. */
+        tm_warn("sqlite",
+                "event=restore_restart target=%s backup=%s why=\"the log stops before the "
+                "snapshot's own point\" chain=%" PRIu32,
+                o->target, rep->backup_id, plan.fallback_chain);
+        remove_with_companions(root, tmp);
+        if (plan.fallback_chain == 0) {
+            rc = tm_err_set(err, TM_ENOENT,
+                            "target %s: the shipped log ends inside snapshot %s and no chain "
+                            "begins at or before the time; restore --backup %s for the "
+                            "snapshot alone",
+                            o->target, rep->backup_id, rep->backup_id);
+        } else {
+            plan = (tm_sqlite_plan){.chain = plan.fallback_chain};
+            rep->frames = 0;
+            rep->objects = 0;
+            rc = write_base(conf, o, &plan, path, rep, err);
+            if (rc == TM_OK) {
+                rc = replay(conf, o, &plan, path, rep, err);
+            }
         }
     }
     rep->replay_s = (double)(tm_mono_ns() - t1) / 1e9;

@@ -82,13 +82,21 @@ typedef struct tm_sqlite_plan {
     int from_snapshot;         /* 1: the snapshot backup; 0: the chain's own base */
     uint32_t chain;            /* the chain replayed; 0 = none */
     char from[TM_LOG_POS_MAX]; /* replay from here ("" = the base's position) */
-    int64_t base_ms;           /* the chain base's time (from_snapshot 0) */
+    int exact;                 /* from is the snapshot's own point */
+    int64_t snap_stop_ms;      /* the snapshot's stop_ms */
+    uint32_t fallback_chain;   /* the newest chain begun by then (its base); 0 = none */
+    int64_t base_ms;           /* that base's time */
 } tm_sqlite_plan;
 
 /* The plan for a restore to until_ms (0 = the latest) from the log names
  * and snap, the newest snapshot at or before it (NULL = none). */
 void tm_sqlite_plan_make(char *const *names, size_t n, const Tidemark__Manifest *snap,
                          int64_t until_ms, tm_sqlite_plan *p);
+
+/* 1 when a replay from the plan's start that applied frames, the last
+ * commit stamped last_ms, gives a consistent file (plan.c says why); 0:
+ * start again from the fallback chain's base. */
+int tm_sqlite_plan_passed(const tm_sqlite_plan *p, uint64_t frames, int64_t last_ms);
 
 /* ---- restore_cli.c ---- */
 

@@ -65,12 +65,33 @@ static void test_plan(void **state)
     assert_true(p.from_snapshot);
     assert_int_equal(p.chain, 2);
     assert_string_equal(p.from, "00000000.0000000000000005");
-    /* Without its exact point: the chain's base (a start before the
-     * snapshot's point could stop between the two). */
+    assert_true(p.exact);
+    assert_true(tm_sqlite_plan_passed(&p, 10, 1));
+    /* Neither its point nor a start: the chain's base. */
     m = snap(only_chain, 1);
     tm_sqlite_plan_make(names, NN, &m, 0, &p);
     assert_false(p.from_snapshot);
     assert_int_equal(p.chain, 2);
+    /* The shipper's position before it and its stop time: from the
+     * snapshot, kept only once the replay passed a tick stamped after
+     * stop_ms, or applied nothing; the fallback is chain 2's base. */
+    Tidemark__Manifest__EngineInfoEntry st = TIDEMARK__MANIFEST__ENGINE_INFO_ENTRY__INIT,
+                                        sp = TIDEMARK__MANIFEST__ENGINE_INFO_ENTRY__INIT;
+    st.key = "log_start";
+    st.value = "00000000.0000000000000004";
+    sp.key = "stop_ms";
+    sp.value = "1500";
+    Tidemark__Manifest__EngineInfoEntry *started[] = {&c2, &st, &sp};
+    m = snap(started, 3);
+    tm_sqlite_plan_make(names, NN, &m, 0, &p);
+    assert_true(p.from_snapshot);
+    assert_false(p.exact);
+    assert_string_equal(p.from, "00000000.0000000000000004");
+    assert_int_equal(p.fallback_chain, 2);
+    assert_true(tm_sqlite_plan_passed(&p, 0, 0));
+    assert_true(tm_sqlite_plan_passed(&p, 3, 1501));
+    assert_false(tm_sqlite_plan_passed(&p, 3, 1500));
+    assert_false(tm_sqlite_plan_passed(&p, 3, 1200));
     /* A snapshot of an older chain than the newest begun by then: the
      * newer chain's base (the older chain stops short). */
     c2.value = "1";
