@@ -466,6 +466,14 @@ def restore_to_random_times_gives_exactly_the_commits_before():
               f"{rep['frames']} frames, recovered to {rep['recovered_to']}, "
               f"newest row {gap} ms before T, {rep['total_s']} s")
     print(f"  largest gap between T and the newest restored commit: {max(gaps)} ms")
+    # The coordinator's window runs through the shipped log past the
+    # newest snapshot (its stop_log names where the log continues it).
+    def window():
+        return ctx.c.ctl_json("pitr", "window", "--target", "app")
+    wait_for(lambda: window().get("rpo_seconds", 99) <= 5, 30, "RPO of seconds in the window")
+    w = window()
+    print(f"  PITR window: {w['start']} .. {w['end']}, RPO {w['rpo_seconds']} s, "
+          f"{len(w.get('ranges', []))} ranges")
     # The latest: everything shipped so far.
     out = os.path.join(ctx.tmp, "pitr", "latest.db")
     r = agent_cli("restore", "--target", "app", "--output", out, "--json")
