@@ -52,9 +52,15 @@ static int steps(sqlite3 *src, sqlite3 *dst, const char *tmp, const tm_sqlite_co
     int64_t busy_ms = o->busy_ms > 0 ? o->busy_ms : 5000;
     int64_t progress = tm_now_ms();
     int r = TM_OK;
+    /* Writeback as the copy goes (never one burst of the whole file at the
+     * final fsync, which stalls the application's own commits behind it). */
+    int wb = open(tmp, O_RDONLY | O_CLOEXEC);
     for (;;) {
         int rc = sqlite3_backup_step(b, per);
         info->steps++;
+        if (wb >= 0) {
+            sync_file_range(wb, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
         if (rc == SQLITE_DONE) {
             break;
         }
@@ -82,6 +88,9 @@ static int steps(sqlite3 *src, sqlite3 *dst, const char *tmp, const tm_sqlite_co
             sleep_ms(o->sleep_ms);
         }
     }
+    if (wb >= 0) {
+        close(wb);
+    }
     info->pages = (uint64_t)sqlite3_backup_pagecount(b);
     int rc = sqlite3_backup_finish(b);
     if (r == TM_OK && rc != SQLITE_OK) {
@@ -107,7 +116,12 @@ static int copy_to(sqlite3 *src, const char *tmp, const tm_sqlite_copy_opts *o,
         sqlite3_close(dst);
         return err->code;
     }
-    int r = steps(src, dst, tmp, o, info, err);
+    /* A scratch file until it is complete and synced (then renamed): no
+     * journal and no sync per step (the backup commits each step). */
+    int r = tm_sqlite_db_exec(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", err);
+    if (r == TM_OK) {
+        r = steps(src, dst, tmp, o, info, err);
+    }
     if (sqlite3_close(dst) != SQLITE_OK && r == TM_OK) {
         r = tm_err_set(err, TM_EIO, "close %s", tmp);
     }
