@@ -503,6 +503,23 @@ def drill_passes_with_rto_and_rpo():
 
 
 @test
+def drill_fails_on_a_failed_check():
+    # switch.db has 50 rows: the policy's "count(*) > 2000" is false there.
+    snapshot("switch")
+    r = ctx.c.ctl("drill", "run", "--target", "switch", "--to", "staging", "--wait", "--json",
+                  timeout=300, check=False)
+    check(r.returncode != 0, f"the drill fails: {r.stdout}")
+    d = json.loads(r.stdout)
+    names = {x["name"]: x for x in d.get("checks", [])}
+    check(d.get("ok") is False and names.get("sql:1", {}).get("ok") is False
+          and "returned false" in names["sql:1"].get("detail", ""),
+          f"failed on sql:1, saying what it returned: {d}")
+    check(names.get("integrity_check", {}).get("ok") is True
+          and names.get("sql:2", {}).get("ok") is True, f"the other checks ran: {names}")
+    check(os.listdir(ctx.drills) == [], f"drill dir removed: {os.listdir(ctx.drills)}")
+
+
+@test
 def not_wal_refused_and_set_wal_switches():
     r = snapshot("legacy", expect_ok=False)
     check(r.returncode != 0, "a rollback-journal database is refused")
