@@ -33,10 +33,13 @@ static int has_name(const tm_target_conf *v, size_t n, const char *name)
 }
 
 /* Append t (taken: moved or freed) to *v unless its name is there. */
-static int append(tm_target_conf **v, size_t *n, size_t *cap, tm_target_conf *t, const char *from)
+static int append(tm_target_conf **v, size_t *n, size_t *cap, tm_target_conf *t, const char *from,
+                  int quiet)
 {
     if (has_name(*v, *n, t->name)) {
-        tm_warn("agent", "event=target_duplicate target=%s from=%s", t->name, from);
+        if (!quiet) {
+            tm_warn("agent", "event=target_duplicate target=%s from=%s", t->name, from);
+        }
         target_free(t);
         return TM_OK;
     }
@@ -55,7 +58,8 @@ static int append(tm_target_conf **v, size_t *n, size_t *cap, tm_target_conf *t,
     return TM_OK;
 }
 
-int tm_targets_expand(tm_agent_conf *conf, size_t *patterns, tm_err *err)
+/* quiet: the periodic rescan, which says nothing unless the set changed. */
+static int expand(tm_agent_conf *conf, size_t *patterns, int quiet, tm_err *err)
 {
     tm_target_conf *v = NULL;
     size_t n = 0, cap = 0, npat = 0;
@@ -71,14 +75,16 @@ int tm_targets_expand(tm_agent_conf *conf, size_t *patterns, tm_err *err)
             break;
         }
         if (r == 0) {
-            rc = append(&v, &n, &cap, t, t->name);
+            rc = append(&v, &n, &cap, t, t->name, quiet);
             continue;
         }
         npat++;
-        tm_info("agent", "event=targets_expanded pattern=%s matches=%zu", t->name, nm);
+        if (!quiet) {
+            tm_info("agent", "event=targets_expanded pattern=%s matches=%zu", t->name, nm);
+        }
         for (size_t k = 0; k < nm; k++) {
             if (rc == TM_OK) {
-                rc = append(&v, &n, &cap, &m[k], t->name);
+                rc = append(&v, &n, &cap, &m[k], t->name, quiet);
             } else {
                 target_free(&m[k]);
             }
@@ -107,12 +113,17 @@ int tm_targets_expand(tm_agent_conf *conf, size_t *patterns, tm_err *err)
     return TM_OK;
 }
 
+int tm_targets_expand(tm_agent_conf *conf, size_t *patterns, tm_err *err)
+{
+    return expand(conf, patterns, 0, err);
+}
+
 int tm_targets_changed(const char *config_path, const tm_agent_conf *conf, char *what, size_t cap)
 {
     tm_agent_conf *now = NULL;
     tm_err err = {0};
     if (tm_agent_conf_load(config_path, &now, &err) != TM_OK ||
-        tm_targets_expand(now, NULL, &err) != TM_OK) {
+        expand(now, NULL, 1, &err) != TM_OK) {
         tm_agent_conf_free(now);
         return 0;
     }

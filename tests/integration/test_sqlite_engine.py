@@ -203,7 +203,7 @@ def setup_libsql():
 
 @setup
 def setup_cluster():
-    ctx.tmp = tempfile.mkdtemp(prefix="tm-sqliteit-")
+    ctx.tmp = tempfile.mkdtemp(prefix="tm-sqliteng-")
     ctx.writers = []
     ctx.repo_a = os.path.join(ctx.tmp, "repo-a")
     ctx.repo_b = os.path.join(ctx.tmp, "repo-b")
