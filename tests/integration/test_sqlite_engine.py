@@ -500,6 +500,15 @@ def drill_passes_with_rto_and_rpo():
     print(f"  drill: RTO {d.get('rto_seconds')} s, RPO {d.get('rpo_seconds')} s, "
           f"phases {d.get('phases')}")
     check(os.listdir(ctx.drills) == [], f"drill dir removed: {os.listdir(ctx.drills)}")
+    # tidemarkctl status: the sqlite target as any other (snapshot, window
+    # through the shipped log, shipping ok, the drill's RTO).
+    st = ctx.c.ctl_json("status")
+    row = next(t for t in st["target_status"] if t["name"] == "app")
+    print(f"  status: {row}")
+    check(row["kind"] == "sqlite" and row["last_full_at"] and row["pitr_end"]
+          and row["log_shipping"] == "ok" and row["rpo_seconds"] is not None
+          and row["rpo_seconds"] <= 10 and row["rto_seconds"] is not None
+          and row["last_drill_ok"] is True, f"status of app: {row}")
 
 
 @test
