@@ -25,6 +25,15 @@
 
 #define REL_MAX TM_SQLITE_NAME_MAX
 
+/* The frames committed after pos, up to the last commit in the file. */
+typedef struct batch {
+    uint8_t *buf;
+    size_t len, cap;
+    tm_sqlite_commit *commits;
+    uint32_t ncommits, capc;
+    tm_sqlite_wal end; /* the position after the last commit */
+} batch;
+
 struct tm_sqlite_shipper {
     tm_sqlite_ship_opts o;
     tm_sqlite_sink sink;
@@ -48,6 +57,10 @@ struct tm_sqlite_shipper {
     int force_first;      /* the saved position is unreadable: not a reset of a known chain */
     char reset_pos[TM_LOG_POS_MAX]; /* where the replaced chain ended */
     int64_t dv_locked;              /* data_version at the end of the last locked tick; -1 = none */
+    /* Frames read under the lock, spooled after it (see locked_tick). */
+    int has_deferred;
+    int64_t deferred_ms;
+    batch deferred;
 };
 
 static int64_t now_ms(void)
@@ -56,6 +69,7 @@ static int64_t now_ms(void)
 }
 
 static void prune_spool(tm_sqlite_shipper *s);
+static void batch_free(batch *b);
 
 static int save(tm_sqlite_shipper *s, tm_err *err)
 {
@@ -190,6 +204,7 @@ void tm_sqlite_ship_free(tm_sqlite_shipper *s)
     sqlite3_close(s->w);
     sqlite3_close(s->r);
     sqlite3_close(s->c);
+    batch_free(&s->deferred);
     free(s);
 }
 
@@ -384,15 +399,6 @@ static int upload(tm_sqlite_shipper *s, tm_sqlite_tick *info, tm_err *err)
 }
 
 /* ---- reading the WAL ---- */
-
-/* The frames committed after pos, up to the last commit in the file. */
-typedef struct batch {
-    uint8_t *buf;
-    size_t len, cap;
-    tm_sqlite_commit *commits;
-    uint32_t ncommits, capc;
-    tm_sqlite_wal end; /* the position after the last commit */
-} batch;
 
 static void batch_free(batch *b)
 {
@@ -609,6 +615,50 @@ static int last_frame_there(const tm_sqlite_shipper *s, int fd)
            v[3] == s->pos.s2;
 }
 
+/* The batch read after the position as one segment in the spool (fsync),
+ * then the position saved: only then does the position move. */
+static int spool_batch(tm_sqlite_shipper *s, const batch *b, int64_t now, tm_sqlite_tick *info,
+                       tm_err *err)
+{
+    tm_sqlite_seg seg = {.chain = s->chain,
+                         .wal = s->pos.h,
+                         .s1 = s->pos.s1,
+                         .s2 = s->pos.s2,
+                         .first_frame = s->pos.frames + 1,
+                         .prev_last = s->pos.frames == 0 ? s->prev_last : 0,
+                         .nframes = (uint32_t)(b->end.frames - s->pos.frames),
+                         .ncommits = b->ncommits,
+                         .commits = b->commits,
+                         .frames = b->buf};
+    uint8_t *obj = NULL;
+    size_t len = 0;
+    char rel[REL_MAX];
+    tm_sqlite_name nm = {.kind = 'w',
+                         .chain = s->chain,
+                         .wal = s->walidx,
+                         .first = seg.first_frame,
+                         .last = b->end.frames,
+                         .time_ms = now};
+    tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
+    int rc = tm_sqlite_seg_encode(&seg, &obj, &len, err);
+    if (rc == TM_OK) {
+        rc = spool_write(s, rel, obj, len, err);
+    }
+    free(obj);
+    if (rc == TM_OK) {
+        tm_sqlite_wal before = s->pos;
+        s->pos = b->end;
+        rc = save(s, err);
+        if (rc != TM_OK) {
+            s->pos = before;
+        }
+        info->commits = b->ncommits;
+        info->frames = seg.nframes;
+        info->bytes = len;
+    }
+    return rc;
+}
+
 /* Under the write lock. */
 static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, tm_err *err)
 {
@@ -684,43 +734,17 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
         batch b;
         rc = read_batch(fd, &s->pos, now, &b, err);
         close(fd);
-        if (rc == TM_OK && b.ncommits > 0) {
-            tm_sqlite_seg seg = {.chain = s->chain,
-                                 .wal = s->pos.h,
-                                 .s1 = s->pos.s1,
-                                 .s2 = s->pos.s2,
-                                 .first_frame = s->pos.frames + 1,
-                                 .prev_last = s->pos.frames == 0 ? s->prev_last : 0,
-                                 .nframes = (uint32_t)(b.end.frames - s->pos.frames),
-                                 .ncommits = b.ncommits,
-                                 .commits = b.commits,
-                                 .frames = b.buf};
-            uint8_t *obj = NULL;
-            size_t len = 0;
-            char rel[REL_MAX];
-            tm_sqlite_name nm = {.kind = 'w',
-                                 .chain = s->chain,
-                                 .wal = s->walidx,
-                                 .first = seg.first_frame,
-                                 .last = b.end.frames,
-                                 .time_ms = now};
-            tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
-            rc = tm_sqlite_seg_encode(&seg, &obj, &len, err);
-            if (rc == TM_OK) {
-                rc = spool_write(s, rel, obj, len, err);
-            }
-            free(obj);
-            if (rc == TM_OK) {
-                tm_sqlite_wal before = s->pos;
-                s->pos = b.end;
-                rc = save(s, err);
-                if (rc != TM_OK) {
-                    s->pos = before;
-                }
-                info->commits = b.ncommits;
-                info->frames = seg.nframes;
-                info->bytes = len;
-            }
+        /* With the reader held from before (not taken again in this tick,
+         * no hand-over), the frames stay in the WAL whatever happens: the
+         * segment is written and synced after the lock, so the application
+         * waits only for the read. Otherwise it is spooled here. */
+        if (rc == TM_OK && b.ncommits > 0 && s->reading && s->held && !s->restart_due) {
+            s->deferred = b;
+            s->deferred_ms = now;
+            s->has_deferred = 1;
+            memset(&b, 0, sizeof(b));
+        } else if (rc == TM_OK && b.ncommits > 0) {
+            rc = spool_batch(s, &b, now, info, err);
         }
         batch_free(&b);
         if (rc != TM_OK) {
@@ -842,6 +866,15 @@ int tm_sqlite_ship_tick(tm_sqlite_shipper *s, tm_sqlite_tick *info, tm_err *err)
     }
     rc = locked_tick(s, now_ms(), info, err);
     sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
+    if (s->has_deferred) {
+        /* A failure leaves the position where it was: the reader still
+         * holds the frames, the next tick reads them again. */
+        int drc = rc == TM_OK ? spool_batch(s, &s->deferred, s->deferred_ms, info, err) : rc;
+        batch_free(&s->deferred);
+        memset(&s->deferred, 0, sizeof(s->deferred));
+        s->has_deferred = 0;
+        rc = drc;
+    }
     if (rc == TM_OK && !s->snap_pending) {
         maybe_truncate(s, info);
     }
