@@ -16,10 +16,8 @@ static const tm_engine_kind kinds[] = {
      B(TIDEMARK__BACKUP_TYPE__FULL) | B(TIDEMARK__BACKUP_TYPE__INCREMENTAL), NULL},
     /* An RDB snapshot every 6 hours unless the policy says otherwise. */
     {"redis", TIDEMARK__TARGET_KIND__REDIS, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 */6 * * *"},
-    {"sqlite", TIDEMARK__TARGET_KIND__SQLITE,
-     B(TIDEMARK__BACKUP_TYPE__FULL) | B(TIDEMARK__BACKUP_TYPE__INCREMENTAL) |
-         B(TIDEMARK__BACKUP_TYPE__SNAPSHOT),
-     NULL},
+    /* An online snapshot daily at 03:00 UTC; the WAL is shipped in between. */
+    {"sqlite", TIDEMARK__TARGET_KIND__SQLITE, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *"},
     {"turso", TIDEMARK__TARGET_KIND__TURSO,
      B(TIDEMARK__BACKUP_TYPE__FULL) | B(TIDEMARK__BACKUP_TYPE__INCREMENTAL) |
          B(TIDEMARK__BACKUP_TYPE__SNAPSHOT),

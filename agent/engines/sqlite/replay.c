@@ -1,0 +1,447 @@
+/*
+ * replay.c - a chain's base and its shipped frames onto a database file
+ * (see replay.h).
+ */
+#include "agent/engines/sqlite/replay.h"
+#include "agent/engines/sqlite/segment.h"
+#include "agent/repo/repo_log.h"
+#include "agent/repo/repository.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct names {
+    char **v;
+    size_t n;
+} names;
+
+static void names_free(names *ns)
+{
+    for (size_t i = 0; i < ns->n; i++) {
+        free(ns->v[i]);
+    }
+    free(ns->v);
+    ns->v = NULL;
+    ns->n = 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int tm_sqlite_gen_parse(const char *b, tm_sqlite_gen *g)
+{
+    memset(g, 0, sizeof(*g));
+    int n = sscanf(b,
+                   "tidemark-sqlite-generation 1\nchain %" SCNu32 "\npage %" SCNu32
+                   "\nhdr %d\nsalt %" SCNu32 " %" SCNu32 "\nckpt %" SCNu32 "\nframes %" SCNu64
+                   "\ns %" SCNu32 " %" SCNu32 "\ntime_ms %" SCNd64 "\nbytes %" SCNu64,
+                   &g->chain, &g->page_size, &g->hdr, &g->salt1, &g->salt2, &g->ckpt, &g->frames,
+                   &g->s1, &g->s2, &g->time_ms, &g->bytes);
+    return n == 11 ? TM_OK : TM_EPROTO;
+}
+
+/* A scratch file beside db for one fetched object. */
+static void scratch_path(const char *db, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.tidemark-object", db);
+}
+
+/* Fetch rel into memory (a segment or a description: bounded by what the
+ * shipper writes in one interval). */
+static int fetch_buf(const tm_sqlite_source *src, const char *db, const char *rel, uint8_t **buf,
+                     size_t *len, tm_err *err)
+{
+    char p[PATH_MAX + 32];
+    scratch_path(db, p, sizeof(p));
+    unlink(p);
+    int rc = src->fetch(src->arg, rel, p, err);
+    char *b = NULL;
+    if (rc == TM_OK) {
+        rc = tm_file_read(p, &b, len, err);
+    }
+    unlink(p);
+    if (rc != TM_OK) {
+        return tm_err_prefix(err, "log object %s", rel);
+    }
+    *buf = (uint8_t *)b;
+    return TM_OK;
+}
+
+static int list_sorted(const tm_sqlite_source *src, names *ns, tm_err *err)
+{
+    int rc = src->list(src->arg, &ns->v, &ns->n, err);
+    if (rc != TM_OK) {
+        return tm_err_prefix(err, "list the shipped log");
+    }
+    if (ns->n > 1) {
+        qsort(ns->v, ns->n, sizeof(*ns->v), cmp_str);
+    }
+    return TM_OK;
+}
+
+/* The chain's description and base object names. */
+static int find_base(const names *ns, uint32_t chain, const char **gen, const char **dbo)
+{
+    *gen = *dbo = NULL;
+    for (size_t i = 0; i < ns->n; i++) {
+        tm_sqlite_name nm;
+        if (tm_sqlite_name_parse(ns->v[i], &nm) != TM_OK || nm.chain != chain) {
+            continue;
+        }
+        if (nm.kind == 'g') {
+            *gen = ns->v[i];
+        } else if (nm.kind == 'd') {
+            *dbo = ns->v[i];
+        }
+    }
+    return *gen != NULL && *dbo != NULL ? TM_OK : TM_ENOENT;
+}
+
+static int read_gen(const tm_sqlite_source *src, const char *db, const char *rel, uint32_t chain,
+                    tm_sqlite_gen *g, tm_err *err)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = fetch_buf(src, db, rel, &b, &len, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    rc = tm_sqlite_gen_parse((const char *)b, g);
+    free(b);
+    if (rc != TM_OK || g->chain != chain) {
+        return tm_err_set(err, TM_ECORRUPT, "chain description %s is malformed", rel);
+    }
+    return TM_OK;
+}
+
+int tm_sqlite_restore_base_src(const tm_sqlite_source *src, uint32_t chain, const char *db,
+                               tm_sqlite_replayed *out, tm_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->chain = chain;
+    if (access(db, F_OK) == 0) {
+        return tm_err_set(err, TM_EEXIST, "%s exists: the base is written to a new file", db);
+    }
+    names ns = {0};
+    int rc = list_sorted(src, &ns, err);
+    const char *gen = NULL, *dbo = NULL;
+    if (rc == TM_OK && find_base(&ns, chain, &gen, &dbo) != TM_OK) {
+        rc = tm_err_set(err, TM_ENOENT,
+                        "chain %08" PRIx32 " has no base snapshot in the log (%s missing)", chain,
+                        gen == NULL ? "its description" : "its database");
+    }
+    tm_sqlite_gen g;
+    if (rc == TM_OK) {
+        rc = read_gen(src, db, gen, chain, &g, err);
+    }
+    if (rc == TM_OK) {
+        rc = src->fetch(src->arg, dbo, db, err);
+        if (rc != TM_OK) {
+            tm_err_prefix(err, "base snapshot %s", dbo);
+        }
+    }
+    if (rc == TM_OK) {
+        tm_sqlite_pos_fmt(out->pos, sizeof(out->pos), 0, g.frames);
+        out->time_ms = g.time_ms;
+        out->objects = 2;
+    }
+    names_free(&ns);
+    return rc;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* Apply the transactions of seg whose commit is at or before until (0 =
+ * all). *stop = 1 once a later commit was met. */
+static int apply(int fd, const tm_sqlite_seg *seg, uint32_t wal, int64_t until,
+                 tm_sqlite_replayed *out, int *stop, tm_err *err)
+{
+    size_t fs = tm_sqlite_wal_frame_size(&seg->wal);
+    uint32_t from = 0; /* frames before it are applied */
+    for (uint32_t c = 0; c < seg->ncommits; c++) {
+        const tm_sqlite_commit *cm = &seg->commits[c];
+        if (until != 0 && cm->time_ms > until) {
+            *stop = 1;
+            return TM_OK;
+        }
+        for (uint32_t i = from; i < cm->frame; i++) {
+            const uint8_t *f = seg->frames + (size_t)i * fs;
+            uint32_t pgno =
+                ((uint32_t)f[0] << 24) | ((uint32_t)f[1] << 16) | ((uint32_t)f[2] << 8) | f[3];
+            if (pwrite_full(fd, f + TM_SQLITE_WAL_FRAME_HDR, seg->wal.page_size,
+                            (uint64_t)(pgno - 1) * seg->wal.page_size) != 0) {
+                return tm_err_set(err, TM_EIO, "write page %" PRIu32 ": %s", pgno, strerror(errno));
+            }
+        }
+        if (ftruncate(fd, (off_t)((uint64_t)cm->db_size * seg->wal.page_size)) != 0) {
+            return tm_err_set(err, TM_EIO, "set the size to %" PRIu32 " pages: %s", cm->db_size,
+                              strerror(errno));
+        }
+        out->frames += cm->frame - from;
+        from = cm->frame;
+        out->time_ms = cm->time_ms;
+        tm_sqlite_pos_fmt(out->pos, sizeof(out->pos), wal, seg->first_frame + cm->frame - 1);
+    }
+    return TM_OK;
+}
+
+/* Where the replay stands: the last frame read of WAL number wal (its salts
+ * when known). */
+typedef struct cursor {
+    uint32_t wal;
+    uint64_t frame;
+    int salts; /* salt1/salt2 known */
+    uint32_t salt1, salt2;
+} cursor;
+
+/* 1 when segment seg (named nm) continues cursor c. */
+static int continues(const cursor *c, const tm_sqlite_name *nm, const tm_sqlite_seg *seg)
+{
+    if (seg->first_frame != nm->first || seg->first_frame + seg->nframes - 1 != nm->last) {
+        return 0; /* the name does not describe the content */
+    }
+    if (nm->wal == c->wal) {
+        /* The same WAL: the next frame (a segment may start before the
+         * cursor when the replay starts inside it: frames are page images). */
+        return seg->first_frame <= c->frame + 1 && nm->last > c->frame &&
+               (!c->salts || (seg->wal.salt1 == c->salt1 && seg->wal.salt2 == c->salt2));
+    }
+    if (nm->wal == c->wal + 1) {
+        /* The WAL restarted: frame 1 of the next (other salts), which says
+         * where the one before ended. The restarting connection picks the
+         * new header's numbers, so they need not be the old ones plus one. */
+        return seg->first_frame == 1 && seg->prev_last == c->frame &&
+               (!c->salts || seg->wal.salt1 != c->salt1 || seg->wal.salt2 != c->salt2);
+    }
+    return 0;
+}
+
+int tm_sqlite_replay_src(const tm_sqlite_source *src, uint32_t chain, const char *from,
+                         int64_t until_ms, const char *db, tm_sqlite_replayed *out, tm_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->chain = chain;
+    names ns = {0};
+    int rc = list_sorted(src, &ns, err);
+    cursor c = {0};
+    if (rc == TM_OK && (from == NULL || from[0] == '\0')) {
+        const char *gen = NULL, *dbo = NULL;
+        tm_sqlite_gen g;
+        if (find_base(&ns, chain, &gen, &dbo) != TM_OK && gen == NULL) {
+            rc = tm_err_set(err, TM_ENOENT, "chain %08" PRIx32 " has no description in the log",
+                            chain);
+        } else {
+            rc = read_gen(src, db, gen, chain, &g, err);
+        }
+        if (rc == TM_OK) {
+            c = (cursor){
+                .wal = 0, .frame = g.frames, .salts = g.hdr, .salt1 = g.salt1, .salt2 = g.salt2};
+            out->objects++;
+        }
+    } else if (rc == TM_OK && tm_sqlite_pos_parse(from, &c.wal, &c.frame) != TM_OK) {
+        rc = tm_err_set(err, TM_EINVAL, "bad log position \"%.100s\"", from);
+    }
+    tm_sqlite_pos_fmt(out->pos, sizeof(out->pos), c.wal, c.frame);
+    int fd = -1;
+    if (rc == TM_OK) {
+        fd = open(db, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            rc = tm_err_set(err, tm_err_from_errno(errno), "open %s: %s", db, strerror(errno));
+        }
+    }
+    int stop = 0;
+    for (size_t i = 0; rc == TM_OK && i < ns.n && !stop; i++) {
+        tm_sqlite_name nm;
+        if (tm_sqlite_name_parse(ns.v[i], &nm) != TM_OK || nm.kind != 'w' || nm.chain != chain ||
+            nm.wal < c.wal || (nm.wal == c.wal && nm.last <= c.frame)) {
+            continue; /* not of this chain, or before the start */
+        }
+        uint8_t *b = NULL;
+        size_t len = 0;
+        rc = fetch_buf(src, db, ns.v[i], &b, &len, err);
+        tm_sqlite_seg seg;
+        int decoded = 0;
+        if (rc == TM_OK) {
+            rc = tm_sqlite_seg_decode(b, len, &seg, err);
+            decoded = rc == TM_OK;
+            if (rc != TM_OK) {
+                tm_err_prefix(err, "log object %s", ns.v[i]);
+            }
+        }
+        if (rc == TM_OK && (seg.chain != chain || !continues(&c, &nm, &seg))) {
+            rc = tm_err_set(err, TM_ECORRUPT,
+                            "chain %08" PRIx32
+                            " has a hole before %s (the replay stands at WAL %" PRIu32
+                            " frame %" PRIu64 ")",
+                            chain, ns.v[i], c.wal, c.frame);
+        }
+        if (rc == TM_OK) {
+            rc = apply(fd, &seg, nm.wal, until_ms, out, &stop, err);
+            c = (cursor){.wal = nm.wal,
+                         .frame = nm.last,
+                         .salts = 1,
+                         .salt1 = seg.wal.salt1,
+                         .salt2 = seg.wal.salt2};
+            out->objects++;
+        }
+        if (decoded) {
+            tm_sqlite_seg_free(&seg);
+        }
+        free(b);
+    }
+    if (fd >= 0) {
+        if (rc == TM_OK && fsync(fd) != 0) {
+            rc = tm_err_set(err, TM_EIO, "sync %s: %s", db, strerror(errno));
+        }
+        close(fd);
+    }
+    names_free(&ns);
+    return rc == TM_OK ? TM_OK : tm_err_prefix(err, "replay onto %s", db);
+}
+
+/* ---- the log store as the source ---- */
+
+typedef struct store_src {
+    const tm_agent_conf *conf;
+    const char *target;
+    tm_repo_set *rs;
+    tm_log_store *ls;
+} store_src;
+
+static int store_list(void *arg, char ***out, size_t *nout, tm_err *err)
+{
+    store_src *s = arg;
+    names ns = {0};
+    size_t cap = 0;
+    int any = 0, rc = TM_OK;
+    tm_err last = {0};
+    /* The union of every repository's listing: an object one repository
+     * misses may be in another (fetch tries them in order). */
+    for (size_t r = 0; r < tm_repo_set_count(s->rs); r++) {
+        tm_log_item *items = NULL;
+        size_t n = 0;
+        if (tm_log_scan(s->rs, r, s->target, &items, &n, &last) != TM_OK) {
+            tm_warn("sqlite", "event=repo_list_failed repo=%s msg=\"%s\"",
+                    tm_repo_set_name(s->rs, r), last.msg);
+            continue;
+        }
+        any = 1;
+        for (size_t i = 0; i < n && rc == TM_OK; i++) {
+            if (!items[i].has_meta || !items[i].has_object) {
+                continue;
+            }
+            int dup = 0;
+            for (size_t k = 0; k < ns.n && !dup; k++) {
+                dup = strcmp(ns.v[k], items[i].rel) == 0;
+            }
+            if (dup) {
+                continue;
+            }
+            if (ns.n == cap) {
+                cap = cap ? cap * 2 : 64;
+                char **nv = realloc(ns.v, cap * sizeof(*nv));
+                if (nv == NULL) {
+                    rc = tm_err_set(err, TM_ENOMEM, "log listing");
+                    break;
+                }
+                ns.v = nv;
+            }
+            ns.v[ns.n] = strdup(items[i].rel);
+            if (ns.v[ns.n] == NULL) {
+                rc = tm_err_set(err, TM_ENOMEM, "log listing");
+                break;
+            }
+            ns.n++;
+        }
+        tm_log_items_free(items, n);
+    }
+    if (rc == TM_OK && !any) {
+        *err = last;
+        rc = tm_err_prefix(err, "no repository could list the log of %s", s->target);
+    }
+    if (rc != TM_OK) {
+        names_free(&ns);
+        return rc;
+    }
+    *out = ns.v;
+    *nout = ns.n;
+    return TM_OK;
+}
+
+static int store_fetch(void *arg, const char *rel, const char *path, tm_err *err)
+{
+    store_src *s = arg;
+    return tm_log_get_file(s->ls, rel, path, NULL, NULL, err);
+}
+
+static int store_open(store_src *s, const tm_agent_conf *conf, const char *target,
+                      tm_sqlite_source *src, tm_err *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->conf = conf;
+    s->target = target;
+    int rc = tm_repo_set_open(&s->rs, conf, TM_REPO_KEYS, err);
+    if (rc == TM_OK) {
+        rc = tm_log_store_open(&s->ls, s->rs, target, err);
+    }
+    *src = (tm_sqlite_source){.list = store_list, .fetch = store_fetch, .arg = s};
+    return rc;
+}
+
+static void store_close(store_src *s)
+{
+    tm_log_store_free(s->ls);
+    tm_repo_set_free(s->rs);
+}
+
+int tm_sqlite_restore_base(const tm_agent_conf *conf, const char *target, uint32_t chain,
+                           const char *db, tm_sqlite_replayed *out, tm_err *err)
+{
+    store_src s;
+    tm_sqlite_source src;
+    int rc = store_open(&s, conf, target, &src, err);
+    if (rc == TM_OK) {
+        rc = tm_sqlite_restore_base_src(&src, chain, db, out, err);
+    }
+    store_close(&s);
+    return rc;
+}
+
+int tm_sqlite_replay(const tm_agent_conf *conf, const char *target, uint32_t chain,
+                     const char *from, int64_t until_ms, const char *db, tm_sqlite_replayed *out,
+                     tm_err *err)
+{
+    store_src s;
+    tm_sqlite_source src;
+    int rc = store_open(&s, conf, target, &src, err);
+    if (rc == TM_OK) {
+        rc = tm_sqlite_replay_src(&src, chain, from, until_ms, db, out, err);
+    }
+    store_close(&s);
+    return rc;
+}
