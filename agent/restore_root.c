@@ -475,6 +475,33 @@ int tm_restore_root_write(tm_restore_root *r, const char *rel, const void *buf, 
     return rc;
 }
 
+int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to, tm_err *err)
+{
+    int pfd, tfd;
+    const char *fname, *tname;
+    int rc = open_parent(r, from, &pfd, &fname, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    rc = open_parent(r, to, &tfd, &tname, err);
+    if (rc != TM_OK) {
+        close(pfd);
+        return rc;
+    }
+    /* Never over an existing file: a restore does not replace what is there. */
+    if (renameat2(pfd, fname, tfd, tname, RENAME_NOREPLACE) != 0) {
+        rc = errno == EEXIST ? tm_err_set(err, TM_EEXIST,
+                                          "%s/%s already exists: nothing was replaced", r->path, to)
+                             : fail(err, r, "rename into", to);
+    }
+    if (rc == TM_OK && fsync(tfd) != 0) {
+        rc = fail(err, r, "fsync the directory of", to);
+    }
+    close(pfd);
+    close(tfd);
+    return rc;
+}
+
 int tm_restore_root_remove(tm_restore_root *r, const char *rel, int is_dir, tm_err *err)
 {
     int pfd;

@@ -88,6 +88,10 @@ int tm_restore_root_write(tm_restore_root *r, const char *rel, const void *buf, 
                           uint32_t mode, tm_err *err);
 /* Open rel for appending (created 0600 if missing). */
 int tm_restore_root_append(tm_restore_root *r, const char *rel, int *fd, tm_err *err);
+/* Rename file from to to (both beneath the root, not followed), never
+ * replacing an existing to (TM_EEXIST), then fsync to's directory: how a
+ * restore makes a whole file appear at once. */
+int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to, tm_err *err);
 /* Remove rel (a file or link; a directory with is_dir), not followed. */
 int tm_restore_root_remove(tm_restore_root *r, const char *rel, int is_dir, tm_err *err);
 
