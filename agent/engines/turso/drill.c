@@ -64,8 +64,10 @@ static int wait_ready(tm_turso_http *h, const tm_turso_conn *c, tm_task_ctx *ctx
     }
 }
 
+/* Checks are named after the source database (src): the drill copy's name
+ * changes every run. */
 static void run_checks(tm_drill_checks *d, tm_turso_http *h, const tm_turso_conn *c,
-                       const Tidemark__DrillSpec *spec)
+                       const char *src, const Tidemark__DrillSpec *spec)
 {
     char name[TM_TURSO_NAME_MAX + 200], detail[400];
     uint64_t t = tm_mono_ns();
@@ -81,7 +83,7 @@ static void run_checks(tm_drill_checks *d, tm_turso_http *h, const tm_turso_conn
                          "name NOT LIKE 'libsql_%' ORDER BY name)";
     (void)list;
     int rc = tm_turso_exec(h, c, &joined, 1, &ls, &e);
-    snprintf(name, sizeof(name), "tables:%s", c->name);
+    snprintf(name, sizeof(name), "tables:%s", src);
     if (rc != TM_OK || !ls.ok || ls.first[0] == '\0') {
         tm_drill_check_add(d, name, 0,
                            rc != TM_OK ? e.msg
@@ -118,7 +120,7 @@ static void run_checks(tm_drill_checks *d, tm_turso_http *h, const tm_turso_conn
     t = tm_mono_ns();
     rc = res != NULL ? tm_turso_exec(h, c, (const char *const *)sqls, n, res, &e) : TM_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        snprintf(name, sizeof(name), "rows:%s.%s", c->name, names[i]);
+        snprintf(name, sizeof(name), "rows:%s.%s", src, names[i]);
         if (rc != TM_OK || !res[i].ok) {
             tm_drill_check_add(d, name, 0, rc != TM_OK ? e.msg : res[i].error, t);
         } else {
@@ -134,7 +136,7 @@ static void run_checks(tm_drill_checks *d, tm_turso_http *h, const tm_turso_conn
         t = tm_mono_ns();
         const char *q = spec->checks[i];
         tm_turso_stmt s;
-        snprintf(name, sizeof(name), "sql:%s:%zu", c->name, i + 1);
+        snprintf(name, sizeof(name), "sql:%s:%zu", src, i + 1);
         rc = tm_turso_exec(h, c, &q, 1, &s, &e);
         if (rc != TM_OK || !s.ok) {
             tm_drill_check_add(d, name, 0, rc != TM_OK ? e.msg : s.error, t);
@@ -146,7 +148,7 @@ static void run_checks(tm_drill_checks *d, tm_turso_http *h, const tm_turso_conn
     t = tm_mono_ns();
     const char *ic = "PRAGMA integrity_check";
     tm_turso_stmt s;
-    snprintf(name, sizeof(name), "integrity:%s", c->name);
+    snprintf(name, sizeof(name), "integrity:%s", src);
     rc = tm_turso_exec(h, c, &ic, 1, &s, &e);
     tm_drill_check_add(d, name, rc == TM_OK && s.ok && strcmp(s.first, "ok") == 0,
                        rc != TM_OK ? e.msg
@@ -239,7 +241,7 @@ int tm_turso_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
         uint64_t t2 = tm_mono_ns();
         if (rc == TM_OK) {
             tm_task_progress(ctx, "drill:checks", 0, 0, (uint32_t)i, (uint32_t)ndb);
-            run_checks(&d, h, &c, spec);
+            run_checks(&d, h, &c, dbs[i].name, spec);
             if (d.failed) {
                 rc = tm_err_set(err, TM_ECORRUPT, "drill of %s (database %s): %s", task->target,
                                 dbs[i].name, d.first);
@@ -266,9 +268,10 @@ int tm_turso_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
     }
     if (!cleaned) {
         tm_err ce = {0};
-        tm_err_set(&ce, TM_EIO, "drill databases left behind, delete them by hand: %s", left);
+        /* Final, not retryable: another attempt would leave another one. */
+        tm_err_set(&ce, TM_EEXIST, "drill databases left behind, delete them by hand: %s", left);
         if (rc == TM_OK) {
-            rc = tm_err_set(err, TM_EIO, "%s", ce.msg);
+            rc = tm_err_set(err, TM_EEXIST, "%s", ce.msg);
         } else {
             tm_err_prefix(err, "%s; and", ce.msg);
         }
