@@ -62,7 +62,8 @@ def agent_cli(*args, timeout=300):
 def turso_yaml(which):
     return (f"turso:\n  organization: acme\n  {which}\n"
             f"  api_token_file: {ctx.token_file}\n  api_url: {ctx.t.url}\n"
-            f"  db_url: {ctx.t.url}/db/{{name}}\n  timeout: 20s\n  retries: 3\n")
+            f"  db_url: {ctx.t.url}/db/{{name}}\n  timeout: 20s\n  retries: 3\n"
+            f"  check_interval: 1s\n")
 
 
 def backup(target, expect_ok=True):
@@ -93,6 +94,11 @@ def t_attempts_one(r):
 def alerts(rule, target):
     return [a for a in ctx.c.ctl_json("alerts", "list")
             if a["rule"] == rule and a["target"] == target and a["state"] == "firing"]
+
+
+def status_of(target):
+    st = ctx.c.ctl_json("status")
+    return [t for t in st["target_status"] if t["name"] == target][0]
 
 
 def utc(ts):
@@ -316,6 +322,27 @@ def backup_then_restore_to_a_local_file_gives_the_same_rows():
 
 
 @test
+def status_shows_the_provider_window_beside_our_copies():
+    def ready():
+        t = status_of("app")
+        return t if t.get("provider_pitr") and t.get("pitr_end") else None
+    t = wait_for(ready, 30, "status with both windows")
+    print(f"  status: ours {t['pitr_start']} .. {t['pitr_end']}; provider "
+          f"{t['provider_pitr_start']} .. {t['provider_pitr_end']} ({t['provider_pitr']})")
+    check(t["provider_pitr"] == "turso plan scaler: 30 days, 1 database",
+          f"the plan's window: {t['provider_pitr']}")
+    from datetime import datetime
+    start = datetime.fromisoformat(t["provider_pitr_start"].replace("Z", "+00:00")).timestamp()
+    end = datetime.fromisoformat(t["provider_pitr_end"].replace("Z", "+00:00")).timestamp()
+    check(abs(end - time.time()) < 30 and abs(end - start - 30 * 86400) < 2,
+          f"30 days ending now: {t['provider_pitr_start']} .. {t['provider_pitr_end']}")
+    text = ctx.c.ctl("status").stdout
+    check("provider:" in text and "turso plan scaler" in text, f"text status: {text}")
+    g = wait_for(lambda: status_of("tenants").get("provider_pitr"), 30, "group window")
+    check(g.endswith("2 databases") or g.endswith("3 databases"), f"group: {g}")
+
+
+@test
 def restore_into_a_new_turso_database():
     want = ctx.t.query("app", "SELECT id, note, n FROM items WHERE note != 'after backup' "
                               "ORDER BY id")
@@ -428,20 +455,32 @@ def refused_token_is_a_clear_final_failure_and_alerts():
               "the token is in no message or log")
         a = wait_for(lambda: alerts("backup_failed", "app"), 30, "backup_failed firing")
         check("refused the token" in json.dumps(a), f"the alert says why: {a}")
+        # The periodic check sees it too, without a backup running.
+        p = wait_for(lambda: alerts("provider_check_failed", "quiet"), 30,
+                     "provider_check_failed firing for quiet")
+        check("refused the token" in json.dumps(p), f"the provider alert says why: {p}")
+        st = status_of("quiet")
+        check(st["provider_pitr"].startswith("unknown:") and "refused the token" in
+              st["provider_pitr"] and st["provider_pitr_end"] is None,
+              f"status shows the provider window unknown, and why: {st}")
     finally:
         ctx.t.api_token = good
     backup("app")
     wait_for(lambda: not alerts("backup_failed", "app"), 30, "backup_failed resolved")
+    wait_for(lambda: not alerts("provider_check_failed", "quiet"), 30,
+             "provider_check_failed resolved")
 
 
 @test
 def rate_limit_retry_after_is_honoured_and_5xx_retried():
-    ctx.t.fault("GET", r"^/v1/organizations/acme/databases/app$", 429, count=1, retry_after=2)
+    # The token request: only a backup makes it (status checks do not).
+    path = "/v1/organizations/acme/databases/app/auth/tokens"
+    ctx.t.fault("POST", "^" + path + "$", 429, count=1, retry_after=2)
     ctx.t.fault("GET", r"^/db/app/dump$", 503, count=2)
     n0 = len(ctx.t.log)
     res = json.loads(backup("app").stdout)["result"]
     log = ctx.t.log[n0:]
-    gets = [x for x in log if x["path"] == "/v1/organizations/acme/databases/app"]
+    gets = [x for x in log if x["path"] == path]
     check([x["status"] for x in gets][:2] == [429, 200], f"429 then 200: {gets}")
     gap = gets[1]["t"] - gets[0]["t"]
     check(gap >= 2.0, f"the retry waited the 2 s Retry-After asked for: {gap:.2f} s")

@@ -23,6 +23,7 @@ struct raw_turso {
     char *timeout;
     int64_t retries;
     char *provider_pitr;
+    char *check_interval;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -41,6 +42,7 @@ static const cyaml_schema_field_t turso_fields[] = {
     STR("timeout", timeout),
     CYAML_FIELD_INT("retries", OPT, struct raw_turso, retries),
     STR("provider_pitr", provider_pitr),
+    STR("check_interval", check_interval),
     CYAML_FIELD_END,
 };
 
@@ -134,6 +136,10 @@ static int turso_validate(tm_cv *v, const char *base, const void *raw, void **ou
     snprintf(p, sizeof(p), "%s.retries", base);
     if (rc == 0) {
         rc = tm_cv_int(v, p, r->retries, 5, 0, 20, &tc->retries);
+    }
+    snprintf(p, sizeof(p), "%s.check_interval", base);
+    if (rc == 0) {
+        rc = tm_cv_duration(v, p, r->check_interval, "5m", 1000, 86400000, &tc->check_interval_ms);
     }
     snprintf(p, sizeof(p), "%s.provider_pitr", base);
     if (rc == 0 && r->provider_pitr != NULL) {

@@ -18,6 +18,7 @@
  *         timeout: 60s
  *         retries: 5
  *         provider_pitr: 30d        # optional: overrides the plan's window
+ *         check_interval: 5m        # how often the databases and the window are checked
  *
  * Secrets are read once at load and never logged.
  */
@@ -29,16 +30,17 @@
 #include "common/config.h"
 
 typedef struct tm_turso_target_conf {
-    char *organization;      /* the organization slug (required) */
-    char *database;          /* one database; exclusive with group */
-    char *group;             /* every database of this group, new ones included */
-    char *api_token;         /* resolved secret (api_token: env:X | api_token_file) */
-    char *api_url;           /* default https://api.turso.tech (no trailing /) */
-    char *db_url;            /* template of a database's endpoint; default https://{hostname} */
-    char *db_token;          /* resolved secret; NULL = mint a short-lived token per database */
-    uint32_t timeout_ms;     /* one HTTP request; default 60s */
-    uint32_t retries;        /* attempts after the first on 429/5xx/connect errors; default 5 */
-    int64_t provider_pitr_s; /* 0 = from the organization's plan */
+    char *organization;         /* the organization slug (required) */
+    char *database;             /* one database; exclusive with group */
+    char *group;                /* every database of this group, new ones included */
+    char *api_token;            /* resolved secret (api_token: env:X | api_token_file) */
+    char *api_url;              /* default https://api.turso.tech (no trailing /) */
+    char *db_url;               /* template of a database's endpoint; default https://{hostname} */
+    char *db_token;             /* resolved secret; NULL = mint a short-lived token per database */
+    uint32_t timeout_ms;        /* one HTTP request; default 60s */
+    uint32_t retries;           /* attempts after the first on 429/5xx/connect errors; default 5 */
+    int64_t provider_pitr_s;    /* 0 = from the organization's plan */
+    uint32_t check_interval_ms; /* how often status asks the API; default 5m */
 } tm_turso_target_conf;
 
 /* The turso: block of a kind: turso target; NULL when t is not one. */

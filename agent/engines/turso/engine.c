@@ -385,6 +385,7 @@ const tm_engine tm_engine_turso = {
     .backup = turso_backup,
     .restore = turso_restore_task,
     .drill = tm_turso_drill,
+    .provider_window = tm_turso_provider_window,
     .restore_cli = tm_turso_restore_cli,
     .restore_usage = tm_turso_restore_usage,
 };

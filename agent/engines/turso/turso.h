@@ -77,4 +77,8 @@ extern const char tm_turso_restore_usage[];
 int tm_turso_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                    tm_err *err);
 
+/* ---- status.c ---- */
+
+void tm_turso_provider_window(const tm_target_conf *t, tm_provider_window *w);
+
 #endif
