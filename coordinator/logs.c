@@ -21,6 +21,22 @@ static int name_ok(const char *s, size_t max)
     return s != NULL && s[0] != '\0' && strlen(s) <= max && strchr(s, '/') == NULL;
 }
 
+/* TM_RPC_OK when the calling agent serves target; else the error reply. */
+static int own_target(struct tm_coordinator *c, tm_rpc_call *call, const char *target)
+{
+    char *owner = NULL;
+    int kind = 0;
+    tm_err err;
+    if (tm_catalog_target_owner(c->catalog, target, &owner, &kind, &err) != TM_OK) {
+        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err.msg);
+    }
+    int mine = strcmp(owner, tm_rpc_call_principal(call)) == 0;
+    free(owner);
+    return mine ? TM_RPC_OK
+                : tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
+                                    "target %s is served by another agent", target);
+}
+
 static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
                              void *arg)
 {
@@ -31,18 +47,11 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
                                  "target and repository names required; at most 100000 ranges");
     }
-    char *owner = NULL;
-    int kind = 0;
+    int rc = own_target(c, call, req->target);
+    if (rc != TM_RPC_OK) {
+        return rc;
+    }
     tm_err err;
-    if (tm_catalog_target_owner(c->catalog, req->target, &owner, &kind, &err) != TM_OK) {
-        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err.msg);
-    }
-    int mine = strcmp(owner, tm_rpc_call_principal(call)) == 0;
-    free(owner);
-    if (!mine) {
-        return tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
-                                 "target %s is served by another agent", req->target);
-    }
     for (size_t i = 0; i < req->n_ranges; i++) {
         const Tidemark__LogRange *r = req->ranges[i];
         if (!name_ok(r->first, 128) || !name_ok(r->last, 128) || strcmp(r->first, r->last) > 0) {
@@ -86,17 +95,9 @@ static int handle_report_provider(tm_rpc_call *call, const ProtobufCMessage *in,
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
                                  "target name required; source and error at most 4096 bytes");
     }
-    char *owner = NULL;
-    int kind = 0;
-    tm_err err;
-    if (tm_catalog_target_owner(c->catalog, req->target, &owner, &kind, &err) != TM_OK) {
-        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err.msg);
-    }
-    int mine = strcmp(owner, tm_rpc_call_principal(call)) == 0;
-    free(owner);
-    if (!mine) {
-        return tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
-                                 "target %s is served by another agent", req->target);
+    int rc = own_target(c, call, req->target);
+    if (rc != TM_RPC_OK) {
+        return rc;
     }
     tm_provider_status pw = {
         .start = req->has_start ? req->start : 0,

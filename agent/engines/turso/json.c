@@ -218,7 +218,8 @@ static int value(parser *ps, tm_tj *j, int depth)
         return literal(ps, "null");
     }
     const char *s = ps->p;
-    while (ps->p < ps->end && strchr("+-0123456789.eE", *ps->p) != NULL) {
+    /* (strchr finds the terminator too: a NUL byte is not a digit.) */
+    while (ps->p < ps->end && *ps->p != '\0' && strchr("+-0123456789.eE", *ps->p) != NULL) {
         ps->p++;
     }
     if (ps->p == s || ps->p - s > 64) {
