@@ -376,6 +376,17 @@ def group_target_covers_every_database_and_new_ones():
     c = sqlite3.connect(out)
     check(c.execute("SELECT note FROM items").fetchall() == [("gamma",)], "t-gamma's rows")
     c.close()
+    # A restore task from the coordinator: every database into DIR/<db>.db.
+    d = os.path.join(ctx.out, "all")
+    r = ctx.c.ctl("restore", "--target", "tenants", "--dir", d, "--to", "db-1", "--wait",
+                  "--json", timeout=300, check=False)
+    check(r.returncode == 0, f"restore task: {r.stdout}\n{r.stderr}")
+    check(sorted(os.listdir(d)) == ["t-alpha.db", "t-beta.db", "t-gamma.db"],
+          f"one file per database: {os.listdir(d)}")
+    r = ctx.c.ctl("restore", "--target", "tenants", "--dir", os.path.join(ctx.tmp, "outside"),
+                  "--to", "db-1", "--wait", "--json", timeout=120, check=False)
+    check(r.returncode != 0 and not os.path.exists(os.path.join(ctx.tmp, "outside")),
+          f"a restore task outside restore_roots is refused: {r.stdout}")
     # The catalog knows one target, tenants, not one per database.
     targets = {b.get("target") for b in ctx.c.ctl_json("backups", "list", "--target", "tenants")}
     check(targets == {"tenants"}, f"catalog target: {targets}")

@@ -237,6 +237,13 @@ static int request(tm_turso_http *h, const char *method, const char *url, const 
     if (token != NULL && strlen(token) + 32 > sizeof(auth)) {
         return tm_err_set(err, TM_EINVAL, "%s: the token is too long", what);
     }
+    /* A token goes into a header line: no control character may end it
+     * early and smuggle another header in (a secret file, or an answer). */
+    for (const char *p = token; p != NULL && *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            return tm_err_set(err, TM_EINVAL, "%s: the token holds a control character", what);
+        }
+    }
     for (uint32_t attempt = 0;; attempt++) {
         xfer x = {.h = h, .fn = fn, .arg = arg, .limit = 64u << 20, .retry_after_s = -1};
         struct curl_slist *hdrs = NULL;
