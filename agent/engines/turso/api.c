@@ -4,11 +4,13 @@
 #include "agent/engines/turso/api.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/engines/turso/json.h"
 #include "common/json.h"
+#include "common/util.h"
 
 /* A name as Turso makes them (lowercase letters, digits, dashes) or as our
  * config allows; anything else from an answer is refused before it lands in
@@ -406,4 +408,30 @@ int tm_turso_dump(tm_turso_http *h, const tm_turso_conn *c, tm_turso_sink_fn fn,
     snprintf(url, sizeof(url), "%s/dump", c->url);
     snprintf(what, sizeof(what), "dump of database %s", c->name);
     return tm_turso_http_stream(h, url, c->token, what, fn, arg, bytes, err);
+}
+
+/* A database the provider just created may take a while to come up from
+ * its storage: SELECT 1 until it answers, the token is refused, or 5
+ * minutes pass. */
+#define READY_TIMEOUT_MS 300000
+
+int tm_turso_wait_ready(tm_turso_http *h, const tm_turso_conn *c, tm_task_ctx *ctx, tm_err *err)
+{
+    uint64_t t0 = tm_mono_ns();
+    const char *q = "SELECT 1";
+    for (;;) {
+        tm_turso_stmt s;
+        int rc = tm_turso_exec(h, c, &q, 1, &s, err);
+        if (rc == TM_OK && s.ok) {
+            return TM_OK;
+        }
+        if (rc == TM_OK) {
+            tm_err_set(err, TM_EUNAVAIL, "database %s: %s", c->name, s.error);
+        }
+        if (rc == TM_EAUTH || (ctx != NULL && tm_task_cancelled(ctx)) ||
+            (tm_mono_ns() - t0) / 1000000 > READY_TIMEOUT_MS) {
+            return tm_err_prefix(err, "the new database never answered");
+        }
+        usleep(200000);
+    }
 }

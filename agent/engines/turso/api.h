@@ -75,6 +75,8 @@ typedef struct tm_turso_stmt {
  * failed: see out[i].ok). */
 int tm_turso_exec(tm_turso_http *h, const tm_turso_conn *c, const char *const *sql, size_t n,
                   tm_turso_stmt *out, tm_err *err);
+/* Wait until a newly created database answers (SELECT 1), up to 5 min. */
+int tm_turso_wait_ready(tm_turso_http *h, const tm_turso_conn *c, tm_task_ctx *ctx, tm_err *err);
 /* GET /dump streamed to fn. */
 int tm_turso_dump(tm_turso_http *h, const tm_turso_conn *c, tm_turso_sink_fn fn, void *arg,
                   uint64_t *bytes, tm_err *err);

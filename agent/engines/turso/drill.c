@@ -33,35 +33,11 @@
 #include "common/util.h"
 
 #define PROVIDER_GAP_MS 15000
-#define READY_TIMEOUT_MS 300000
 
 static int falsy(const char *v)
 {
     return strcmp(v, "0") == 0 || strcasecmp(v, "f") == 0 || strcasecmp(v, "false") == 0 ||
            v[0] == '\0';
-}
-
-/* Wait until the new database answers SELECT 1 (it may take a moment to
- * come up from the provider's storage). */
-static int wait_ready(tm_turso_http *h, const tm_turso_conn *c, tm_task_ctx *ctx, tm_err *err)
-{
-    uint64_t t0 = tm_mono_ns();
-    const char *q = "SELECT 1";
-    for (;;) {
-        tm_turso_stmt s;
-        int rc = tm_turso_exec(h, c, &q, 1, &s, err);
-        if (rc == TM_OK && s.ok) {
-            return TM_OK;
-        }
-        if (rc == TM_OK) {
-            tm_err_set(err, TM_EUNAVAIL, "database %s: %s", c->name, s.error);
-        }
-        if (rc == TM_EAUTH || (ctx != NULL && tm_task_cancelled(ctx)) ||
-            (tm_mono_ns() - t0) / 1000000 > READY_TIMEOUT_MS) {
-            return tm_err_prefix(err, "the drill database never answered");
-        }
-        usleep(200000);
-    }
 }
 
 /* Checks are named after the source database (src): the drill copy's name
@@ -236,7 +212,7 @@ int tm_turso_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
         }
         if (rc == TM_OK) {
             tm_task_progress(ctx, "drill:wait", 0, 0, (uint32_t)i, (uint32_t)ndb);
-            rc = wait_ready(h, &c, ctx, err);
+            rc = tm_turso_wait_ready(h, &c, ctx, err);
         }
         uint64_t t2 = tm_mono_ns();
         if (rc == TM_OK) {

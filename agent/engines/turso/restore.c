@@ -199,20 +199,29 @@ static int skip_ws_eq(const char *s, const char *word)
     return strncasecmp(s, word, strlen(word)) == 0;
 }
 
+/* One batch in one request, inside its own transaction (BEGIN .. COMMIT on
+ * the request's stream): one commit per batch, not per row, and far inside
+ * the provider's limit on an open transaction. */
 static int flush(replay *r, tm_err *err)
 {
     if (r->nbatch == 0) {
         return TM_OK;
     }
-    tm_turso_stmt *res = calloc(r->nbatch, sizeof(*res));
-    int rc = res == NULL
-                 ? tm_err_set(err, TM_ENOMEM, "out of memory")
-                 : tm_turso_exec(r->h, r->conn, (const char *const *)r->batch, r->nbatch, res, err);
-    for (size_t i = 0; rc == TM_OK && i < r->nbatch; i++) {
+    const char *sql[LOAD_BATCH + 2];
+    sql[0] = "BEGIN";
+    for (size_t i = 0; i < r->nbatch; i++) {
+        sql[i + 1] = r->batch[i];
+    }
+    sql[r->nbatch + 1] = "COMMIT";
+    size_t n = r->nbatch + 2;
+    tm_turso_stmt *res = calloc(n, sizeof(*res));
+    int rc = res == NULL ? tm_err_set(err, TM_ENOMEM, "out of memory")
+                         : tm_turso_exec(r->h, r->conn, sql, n, res, err);
+    for (size_t i = 0; rc == TM_OK && i < n; i++) {
         if (!res[i].ok) {
             rc = tm_err_set(err, TM_EIO, "load into %s: statement %" PRIu64 " failed: %s (%.80s)",
-                            r->conn->name, r->statements - r->nbatch + i + 1, res[i].error,
-                            r->batch[i]);
+                            r->conn->name, r->statements - r->nbatch + (i > 0 ? i - 1 : 0) + 1,
+                            res[i].error, sql[i]);
         }
     }
     for (size_t i = 0; i < r->nbatch; i++) {
@@ -240,9 +249,9 @@ static int on_stmt(void *arg, const char *stmt, tm_err *err)
         }
         return TM_OK;
     }
-    /* Remote: each batch is its own request; the dump's own transaction
-     * would outlive the provider's interactive-transaction limit, and a
-     * failed load deletes the new database anyway. */
+    /* Remote: each batch is its own request and transaction (flush); the
+     * dump's own transaction would outlive the provider's limit on an open
+     * transaction, and a failed load deletes the new database anyway. */
     if (skip_ws_eq(stmt, "BEGIN") || skip_ws_eq(stmt, "COMMIT") || skip_ws_eq(stmt, "END")) {
         return TM_OK;
     }
@@ -472,9 +481,11 @@ static int restore_remote(const tm_turso_restore_opts *o, tm_backup_reader *rd,
         rc = tm_turso_api_create(tc, h, o->to_turso, group, NULL, NULL, &db, err);
         created = rc == TM_OK;
     }
-    /* A new database may take a moment to answer: a few tries. */
-    for (int i = 0; rc == TM_OK && i < 1; i++) {
+    if (rc == TM_OK) {
         rc = tm_turso_conn_open(tc, h, &db, 1, &c, err);
+    }
+    if (rc == TM_OK) {
+        rc = tm_turso_wait_ready(h, &c, o->ctx, err);
     }
     if (rc == TM_OK) {
         replay r = {.h = h, .conn = &c, .ctx = o->ctx};
