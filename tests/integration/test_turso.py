@@ -23,7 +23,10 @@ group, and a database never backed up), two posix repositories:
 - 429 with Retry-After: the agent waits as long as it says, then succeeds;
   5xx is retried;
 - no recent off-provider copy: backup_stale alerts (policy backup_max_age),
-  and a backup resolves it."""
+  and a backup resolves it;
+- status shows the provider's own point-in-time window beside Tidemark's;
+  a refused token or a database gone from the provider fires
+  provider_check_failed without a backup running."""
 import json
 import os
 import shutil
@@ -513,6 +516,18 @@ def no_recent_off_provider_copy_alerts():
     check(not alerts("backup_stale", "app"), "app has a recent backup: no alert")
     backup("quiet")
     wait_for(lambda: not alerts("backup_stale", "quiet"), 30, "backup_stale resolved")
+
+
+@test
+def a_database_gone_from_the_provider_alerts():
+    """The periodic check sees a database deleted behind Tidemark's back
+    (runs last: 'quiet' is gone afterwards)."""
+    ctx.t.dbs.pop("quiet")
+    a = wait_for(lambda: alerts("provider_check_failed", "quiet"), 30,
+                 "provider_check_failed firing for the deleted database")
+    check("not found" in a[0]["summary"] and "quiet" in a[0]["summary"], f"says why: {a}")
+    check(not alerts("provider_check_failed", "app"), "the other targets are fine")
+    print(f"  {a[0]['summary']}")
 
 
 if __name__ == "__main__":
