@@ -10,9 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/util.h"
 #include "tidemark.pb-c.h"
 
-#define TM_DRILL_CHECKS_MAX 64
+#define TM_DRILL_CHECKS_MAX 96
 
 typedef struct tm_drill_checks {
     Tidemark__DrillCheck *c[TM_DRILL_CHECKS_MAX];
@@ -25,6 +26,11 @@ typedef struct tm_drill_checks {
  * TM_DRILL_CHECKS_MAX checks only the failure is remembered. */
 void tm_drill_check_add(tm_drill_checks *d, const char *name, int ok, const char *detail,
                         uint64_t ms);
+/* Milliseconds since t0 (tm_mono_ns), for a check timed by its caller. */
+static inline uint64_t tm_drill_ms_since(uint64_t t0)
+{
+    return (tm_mono_ns() - t0) / 1000000;
+}
 /* Hand the checks to res (res->checks), or free them when that fails. */
 void tm_drill_checks_move(tm_drill_checks *d, Tidemark__DrillResult *res);
 /* A user check's first column: anything but NULL, false, f, 0 passes. */

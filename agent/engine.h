@@ -70,6 +70,17 @@ typedef struct tm_log_status {
     uint64_t pending_bytes;            /* their bytes; 0 = unknown */
 } tm_log_status;
 
+/* The provider's own point-in-time window of a target whose database is a
+ * managed service keeping its own history (reached over the network, no
+ * file access): what the provider can restore, reported beside Tidemark's
+ * own copies. On the wire: tidemark.ProviderWindowReport. */
+typedef struct tm_provider_window {
+    int64_t start;              /* unix seconds; 0 = unknown */
+    int64_t end;                /* unix seconds; 0 = unknown */
+    char source[256];           /* how it is known ("plan scaler: 30 days") */
+    char error[TM_ERR_MSG_MAX]; /* the provider could not be asked (why); "" = asked */
+} tm_provider_window;
+
 /* An agent subcommand owned by an engine: `tidemark-agent [--config F] NAME
  * ...`. argv[0] is NAME; config is the --config path (the command loads the
  * configuration itself, e.g. offline). Returns the process exit code. */
@@ -155,6 +166,12 @@ typedef struct tm_engine {
      * NULL = the server pushes (its archive command runs one of the
      * engine's cmds). */
     int (*ship)(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
+
+    /* The provider's window of t into *w (zeroed by the caller); the
+     * engine may answer from a cache it refreshes at its own pace. Called
+     * by agent/log_report.c every few heartbeats. NULL = the database
+     * keeps no history Tidemark can see. */
+    void (*provider_window)(const tm_target_conf *t, tm_provider_window *w);
 
     /* ---- command line ---- */
     /* Agent subcommands owned by the engine, ended by {NULL}; listed by

@@ -170,11 +170,43 @@ int tm_log_report_once(const tm_agent_conf *conf, tm_rpc_client *rpc, tm_err *er
     return reports;
 }
 
+/* The provider's own window of every target whose engine knows one. */
+static void report_providers(const tm_agent_conf *conf, tm_rpc_client *rpc)
+{
+    for (size_t t = 0; t < conf->n_targets; t++) {
+        const tm_target_conf *tc = &conf->targets[t];
+        const tm_engine *e = tm_engine_of(tc);
+        if (e == NULL || e->provider_window == NULL) {
+            continue;
+        }
+        tm_provider_window *w = calloc(1, sizeof(*w));
+        if (w == NULL) {
+            return;
+        }
+        e->provider_window(tc, w);
+        Tidemark__ProviderWindowReport req = TIDEMARK__PROVIDER_WINDOW_REPORT__INIT;
+        req.target = tc->name;
+        req.has_start = req.has_end = 1;
+        req.start = w->start;
+        req.end = w->end;
+        req.source = w->source;
+        req.error = w->error;
+        tm_err err = {0};
+        if (tm_rpc_client_call(rpc, "Coordinator.ReportProviderWindow", &req.base,
+                               &tidemark__provider_window_response__descriptor, NULL, 10000, NULL,
+                               &err) != TM_OK) {
+            tm_debug("log_report", "target=%s provider_window msg=\"%s\"", tc->name, err.msg);
+        }
+        free(w);
+    }
+}
+
 static void *reporter_main(void *arg)
 {
     tm_log_reporter *r = arg;
     while (!atomic_load(&r->stopping)) {
         tm_err err = {0};
+        report_providers(r->conf, r->rpc);
         int n = tm_log_report_once(r->conf, r->rpc, &err);
         if (n < 0) {
             tm_debug("log_report", "msg=\"%s\"", err.msg);

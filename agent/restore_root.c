@@ -490,7 +490,8 @@ int tm_restore_root_remove(tm_restore_root *r, const char *rel, int is_dir, tm_e
     return rc;
 }
 
-int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to, tm_err *err)
+int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to, int replace,
+                           tm_err *err)
 {
     int ffd, tfd;
     const char *fname, *tname;
@@ -503,8 +504,13 @@ int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to,
         close(ffd);
         return rc;
     }
-    if (renameat(ffd, fname, tfd, tname) != 0) {
-        rc = fail(err, r, "rename into", to);
+    /* Without replace, never over an existing file: a restore does not
+     * replace what is there unless the operator said so (--force). */
+    if (renameat2(ffd, fname, tfd, tname, replace ? 0 : RENAME_NOREPLACE) != 0) {
+        rc = errno == EEXIST && !replace
+                 ? tm_err_set(err, TM_EEXIST, "%s/%s already exists: nothing was replaced", r->path,
+                              to)
+                 : fail(err, r, "rename into", to);
     }
     /* Durable once it returns: the directories that changed are synced. */
     if (rc == TM_OK && fsync(tfd) != 0) {

@@ -18,10 +18,9 @@ static const tm_engine_kind kinds[] = {
     {"redis", TIDEMARK__TARGET_KIND__REDIS, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 */6 * * *"},
     /* An online snapshot daily at 03:00 UTC; the WAL is shipped in between. */
     {"sqlite", TIDEMARK__TARGET_KIND__SQLITE, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *"},
-    {"turso", TIDEMARK__TARGET_KIND__TURSO,
-     B(TIDEMARK__BACKUP_TYPE__FULL) | B(TIDEMARK__BACKUP_TYPE__INCREMENTAL) |
-         B(TIDEMARK__BACKUP_TYPE__SNAPSHOT),
-     NULL},
+    /* An off-provider SQL dump per database daily at 03:00 UTC: the
+     * provider's own point-in-time recovery covers the time between. */
+    {"turso", TIDEMARK__TARGET_KIND__TURSO, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *"},
 };
 
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))

@@ -26,7 +26,7 @@ static const char *const rule_names[] = {
     "drill_failed",        "drill_rto_over_goal",
     "drill_rpo_over_goal", "replication_gap",
     "replication_lag",     "repository_unreachable",
-    "verify_failed",
+    "verify_failed",       "provider_check_failed",
 };
 
 /* Log files finished by the database and not yet archived (reported by the
@@ -301,6 +301,25 @@ static void rule_log_shipping(tm_alert_rules *r, const char *target, const tm_po
                  target, logf, since, failed);
     }
     observe(r, "log_shipping_failed", target, TM_ALERT_CRITICAL, failing, summary, d, 3, now_ms);
+}
+
+/* provider_check_failed: the agent could not ask the provider about a
+ * managed database (token refused, database gone, API down): its own
+ * point-in-time window is unknown and drills through it will fail. */
+static void rule_provider(tm_alert_rules *r, const char *target, int64_t now_ms)
+{
+    tm_provider_status pw;
+    if (r->archiver == NULL || tm_archiver_get_window(r->archiver, target, &pw) != TM_OK) {
+        return;
+    }
+    int failing = pw.error[0] != '\0';
+    char summary[640] = "";
+    tm_alert_kv d[1] = {{"error", pw.error}};
+    if (failing) {
+        snprintf(summary, sizeof(summary), "provider check of %s failed: %.500s", target, pw.error);
+    }
+    observe(r, "provider_check_failed", target, TM_ALERT_CRITICAL, failing, summary, d,
+            failing ? 1 : 0, now_ms);
 }
 
 typedef struct late_ctx {
@@ -596,6 +615,7 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
             if (rc == TM_OK && p != NULL) {
                 rule_freshness(r, target, p, f, nf, ag->registered_at, now_ms);
                 rule_log_shipping(r, target, p, now_ms);
+                rule_provider(r, target, now_ms);
             }
         }
     }

@@ -10,7 +10,9 @@
 
 typedef struct row {
     char target[72];
+    int has_st, has_window; /* which of the two the agent reported */
     tm_archiver_status st;
+    tm_provider_status pw;
 } row;
 
 struct tm_archiver_table {
@@ -49,38 +51,73 @@ static row *find(tm_archiver_table *t, const char *target)
     return NULL;
 }
 
-int tm_archiver_put(tm_archiver_table *t, const char *target, const tm_archiver_status *st)
+/* The row of target, added if missing; under t->mu. */
+static row *find_or_add(tm_archiver_table *t, const char *target)
 {
-    pthread_mutex_lock(&t->mu);
     row *r = find(t, target);
     if (r == NULL) {
         if (t->n == t->cap) {
             size_t cap = t->cap ? t->cap * 2 : 16;
             row *nr = realloc(t->rows, cap * sizeof(*nr));
             if (nr == NULL) {
-                pthread_mutex_unlock(&t->mu);
-                return TM_ENOMEM;
+                return NULL;
             }
             t->rows = nr;
             t->cap = cap;
         }
         r = &t->rows[t->n++];
+        memset(r, 0, sizeof(*r));
         snprintf(r->target, sizeof(r->target), "%s", target);
     }
-    r->st = *st;
+    return r;
+}
+
+int tm_archiver_put(tm_archiver_table *t, const char *target, const tm_archiver_status *st)
+{
+    pthread_mutex_lock(&t->mu);
+    row *r = find_or_add(t, target);
+    if (r != NULL) {
+        r->st = *st;
+        r->has_st = 1;
+    }
     pthread_mutex_unlock(&t->mu);
-    return TM_OK;
+    return r != NULL ? TM_OK : TM_ENOMEM;
+}
+
+int tm_archiver_put_window(tm_archiver_table *t, const char *target, const tm_provider_status *pw)
+{
+    pthread_mutex_lock(&t->mu);
+    row *r = find_or_add(t, target);
+    if (r != NULL) {
+        r->pw = *pw;
+        r->has_window = 1;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return r != NULL ? TM_OK : TM_ENOMEM;
+}
+
+int tm_archiver_get_window(tm_archiver_table *t, const char *target, tm_provider_status *out)
+{
+    pthread_mutex_lock(&t->mu);
+    row *r = find(t, target);
+    int ok = r != NULL && r->has_window;
+    if (ok) {
+        *out = r->pw;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return ok ? TM_OK : TM_ENOENT;
 }
 
 int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status *out)
 {
     pthread_mutex_lock(&t->mu);
     row *r = find(t, target);
-    if (r != NULL) {
+    int ok = r != NULL && r->has_st;
+    if (ok) {
         *out = r->st;
     }
     pthread_mutex_unlock(&t->mu);
-    return r != NULL ? TM_OK : TM_ENOENT;
+    return ok ? TM_OK : TM_ENOENT;
 }
 
 int tm_archiver_failing(const tm_archiver_status *st)
@@ -100,7 +137,7 @@ void tm_archiver_collect(tm_metrics_writer *w, void *arg)
         char labels[160], esc[144];
         snprintf(labels, sizeof(labels), "target=\"%s\"",
                  tm_metrics_escape(t->rows[i].target, esc, sizeof(esc)));
-        if (t->rows[i].st.error[0] == '\0') {
+        if (t->rows[i].has_st && t->rows[i].st.error[0] == '\0') {
             tm_metrics_write_sample(w, "tidemark_log_archive_failures_total", labels,
                                     (double)t->rows[i].st.failed_count);
         }
@@ -111,7 +148,8 @@ void tm_archiver_collect(tm_metrics_writer *w, void *arg)
         char labels[160], esc[144];
         snprintf(labels, sizeof(labels), "target=\"%s\"",
                  tm_metrics_escape(t->rows[i].target, esc, sizeof(esc)));
-        if (t->rows[i].st.error[0] == '\0' && t->rows[i].st.last_archived_ms > 0) {
+        if (t->rows[i].has_st && t->rows[i].st.error[0] == '\0' &&
+            t->rows[i].st.last_archived_ms > 0) {
             tm_metrics_write_sample(w, "tidemark_log_last_archived_timestamp_seconds", labels,
                                     (double)t->rows[i].st.last_archived_ms / 1000.0);
         }

@@ -3,7 +3,10 @@
  * agents last reported it (the engine's own archiver statistics): live
  * state kept in memory, like heartbeats; re-reported every few seconds, so a restart
  * loses nothing that matters. Feeds the log_shipping_failed rule and the
- * tidemark_log_archive_* metrics.
+ * tidemark_log_archive_* metrics. Beside it, for a target whose database is
+ * a managed service keeping its own history, the provider's own
+ * point-in-time window as the agent last reported it (ReportProviderWindow):
+ * shown by status, alerted on by provider_check_failed.
  */
 #ifndef TM_ARCHIVER_H
 #define TM_ARCHIVER_H
@@ -23,11 +26,22 @@ typedef struct tm_archiver_status {
     int64_t reported_at; /* unix seconds */
 } tm_archiver_status;
 
+/* The provider's own window of a target (ProviderWindowReport). */
+typedef struct tm_provider_status {
+    int64_t start, end; /* unix seconds; 0 = unknown */
+    char source[256];   /* how it is known */
+    char error[512];    /* the provider could not be asked (why); "" = asked */
+    int64_t reported_at;
+} tm_provider_status;
+
 int tm_archiver_table_new(tm_archiver_table **out, tm_err *err);
 void tm_archiver_table_free(tm_archiver_table *t);
 int tm_archiver_put(tm_archiver_table *t, const char *target, const tm_archiver_status *st);
 /* TM_ENOENT when the target never reported. */
 int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status *out);
+int tm_archiver_put_window(tm_archiver_table *t, const char *target, const tm_provider_status *pw);
+/* TM_ENOENT when the target never reported a provider window. */
+int tm_archiver_get_window(tm_archiver_table *t, const char *target, tm_provider_status *out);
 /* Failing now: the newest archive attempt failed (a later success clears
  * it; milliseconds, since a failure and the retry's success often share a
  * second). */

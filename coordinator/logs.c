@@ -21,6 +21,22 @@ static int name_ok(const char *s, size_t max)
     return s != NULL && s[0] != '\0' && strlen(s) <= max && strchr(s, '/') == NULL;
 }
 
+/* TM_RPC_OK when the calling agent serves target; else the error reply. */
+static int own_target(struct tm_coordinator *c, tm_rpc_call *call, const char *target)
+{
+    char *owner = NULL;
+    int kind = 0;
+    tm_err err;
+    if (tm_catalog_target_owner(c->catalog, target, &owner, &kind, &err) != TM_OK) {
+        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err.msg);
+    }
+    int mine = strcmp(owner, tm_rpc_call_principal(call)) == 0;
+    free(owner);
+    return mine ? TM_RPC_OK
+                : tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
+                                    "target %s is served by another agent", target);
+}
+
 static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
                              void *arg)
 {
@@ -31,18 +47,11 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
         return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
                                  "target and repository names required; at most 100000 ranges");
     }
-    char *owner = NULL;
-    int kind = 0;
+    int rc = own_target(c, call, req->target);
+    if (rc != TM_RPC_OK) {
+        return rc;
+    }
     tm_err err;
-    if (tm_catalog_target_owner(c->catalog, req->target, &owner, &kind, &err) != TM_OK) {
-        return tm_rpc_call_error(call, TM_RPC_NOT_FOUND, "%s", err.msg);
-    }
-    int mine = strcmp(owner, tm_rpc_call_principal(call)) == 0;
-    free(owner);
-    if (!mine) {
-        return tm_rpc_call_error(call, TM_RPC_PERMISSION_DENIED,
-                                 "target %s is served by another agent", req->target);
-    }
     for (size_t i = 0; i < req->n_ranges; i++) {
         const Tidemark__LogRange *r = req->ranges[i];
         if (!name_ok(r->first, 128) || !name_ok(r->last, 128) || strcmp(r->first, r->last) > 0) {
@@ -69,6 +78,36 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
                  a->last_failed_log ? a->last_failed_log : "");
         snprintf(st.error, sizeof(st.error), "%s", a->error ? a->error : "");
         tm_archiver_put(c->archiver, req->target, &st);
+    }
+    return TM_RPC_OK;
+}
+
+/* ReportProviderWindow: the provider's own window of a target this agent
+ * serves, kept in memory beside the log shipping status. */
+static int handle_report_provider(tm_rpc_call *call, const ProtobufCMessage *in,
+                                  ProtobufCMessage *out, void *arg)
+{
+    struct tm_coordinator *c = arg;
+    const Tidemark__ProviderWindowReport *req = (const Tidemark__ProviderWindowReport *)in;
+    (void)out;
+    if (!name_ok(req->target, 64) || (req->source != NULL && strlen(req->source) > 4096) ||
+        (req->error != NULL && strlen(req->error) > 4096)) {
+        return tm_rpc_call_error(call, TM_RPC_INVALID_ARGUMENT,
+                                 "target name required; source and error at most 4096 bytes");
+    }
+    int rc = own_target(c, call, req->target);
+    if (rc != TM_RPC_OK) {
+        return rc;
+    }
+    tm_provider_status pw = {
+        .start = req->has_start ? req->start : 0,
+        .end = req->has_end ? req->end : 0,
+        .reported_at = tm_now_s(),
+    };
+    snprintf(pw.source, sizeof(pw.source), "%s", req->source ? req->source : "");
+    snprintf(pw.error, sizeof(pw.error), "%s", req->error ? req->error : "");
+    if (tm_archiver_put_window(c->archiver, req->target, &pw) != TM_OK) {
+        return tm_rpc_call_error(call, TM_RPC_RESOURCE_EXHAUSTED, "out of memory");
     }
     return TM_RPC_OK;
 }
@@ -206,6 +245,10 @@ int tm_logs_register(struct tm_coordinator *c)
 {
     int rc = tm_rpc_server_register(c->rpc, &tidemark__coordinator__descriptor, "ReportLog",
                                     handle_report_log, c, 0);
+    if (rc == TM_OK) {
+        rc = tm_rpc_server_register(c->rpc, &tidemark__coordinator__descriptor,
+                                    "ReportProviderWindow", handle_report_provider, c, 0);
+    }
     if (rc == TM_OK) {
         rc = tm_rpc_server_register(c->rpc, &tidemark__admin__descriptor, "PitrWindow",
                                     handle_pitr_window, c, 0);

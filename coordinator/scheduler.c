@@ -179,7 +179,8 @@ void tm_scheduler_free(tm_scheduler *s)
 }
 
 /* A kind's own snapshot schedule, for a policy of any kind that did not set
- * one (a redis target under a catch-all policy still gets its snapshots). */
+^ * one (a target of a snapshot-only engine under a catch-all policy still
+ * gets its snapshots). */
 static const tm_cron *kind_default_snapshot(const tm_scheduler *s, int kind)
 {
     return kind >= 0 && kind < MAX_KINDS ? s->kind_snapshot[kind] : NULL;

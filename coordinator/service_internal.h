@@ -50,7 +50,7 @@ int tm_service_register(struct tm_coordinator *c);
 int tm_admin_register(struct tm_coordinator *c);
 int tm_admin_tasks_register(struct tm_coordinator *c);
 int tm_admin_alerts_register(struct tm_coordinator *c); /* ListAlerts, RetentionPlan */
-int tm_logs_register(struct tm_coordinator *c);         /* ReportLog, PitrWindow */
+int tm_logs_register(struct tm_coordinator *c); /* ReportLog, ReportProviderWindow, PitrWindow */
 /* The restorable window of target (logs.c): start/end unix seconds, 0 = none. */
 int tm_logs_window(struct tm_coordinator *c, const char *target, int64_t *start, int64_t *end,
                    uint32_t *queue_depth, tm_err *err);

@@ -30,6 +30,21 @@ static uint32_t firing_for(const tm_alert_info *al, size_t n, const char *target
     return k;
 }
 
+/* The provider's own window, where the target's agent reports one. */
+static void fill_provider(struct tm_coordinator *c, tm_arena *a, const char *target,
+                          Tidemark__TargetStatus *ts)
+{
+    tm_provider_status pw;
+    if (tm_archiver_get_window(c->archiver, target, &pw) != TM_OK) {
+        return;
+    }
+    ts->has_provider_pitr_start = ts->has_provider_pitr_end = 1;
+    ts->provider_pitr_start = pw.error[0] ? 0 : pw.start;
+    ts->provider_pitr_end = pw.error[0] ? 0 : pw.end;
+    ts->provider_pitr =
+        pw.error[0] ? tm_arena_printf(a, "unknown: %s", pw.error) : tm_arena_strdup(a, pw.source);
+}
+
 static void fill_log_shipping(struct tm_coordinator *c, tm_arena *a, const char *target,
                               const tm_policy_conf *p, Tidemark__TargetStatus *ts)
 {
@@ -206,6 +221,7 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
                 }
             }
             fill_log_shipping(c, a, name, p, ts);
+            fill_provider(c, a, name, ts);
             ts->has_alerts_firing = 1;
             ts->alerts_firing = firing_for(al, n_alerts, name);
             ts->running = (char *)running_of(a, open, n_open, name);

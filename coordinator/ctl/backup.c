@@ -39,9 +39,9 @@ static void backup_usage(FILE *f)
             "--tablespace-map-all apply to engines with tablespaces.\n"
             "\n"
             "Examples:\n"
-            "  tidemarkctl backup run --target pg-main --type full --wait\n"
-            "  tidemarkctl backups list --target pg-main\n"
-            "  tidemarkctl restore --target pg-main --dir /srv/restore/pg --time "
+            "  tidemarkctl backup run --target orders-db --type full --wait\n"
+            "  tidemarkctl backups list --target orders-db\n"
+            "  tidemarkctl restore --target orders-db --dir /srv/restore/orders --time "
             "'2026-12-07 09:30:00+00' --to staging-1 --wait\n");
 }
 

@@ -30,8 +30,8 @@ static void drills_usage(FILE *f)
         "1 failed).\n"
         "\n"
         "Examples:\n"
-        "  tidemarkctl drill run --target pg-main --to staging-1 --wait\n"
-        "  tidemarkctl drills list --target pg-main\n");
+        "  tidemarkctl drill run --target orders-db --to staging-1 --wait\n"
+        "  tidemarkctl drills list --target orders-db\n");
 }
 
 static void json_ms(FILE *f, int64_t ms)

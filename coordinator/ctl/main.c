@@ -58,7 +58,7 @@ static void usage(FILE *f)
                "\n"
                "Examples:\n"
                "  tidemarkctl --config /etc/tidemark/coordinator.yaml status\n"
-               "  tidemarkctl backup run --target pg-main --wait\n"
+               "  tidemarkctl backup run --target orders-db --wait\n"
                "\n"
                "Exit codes: 0 ok, 1 failure, 2 usage, 3 partial (a backup complete in some of\n"
                "its required repositories only), 130 interrupted (Ctrl-C on --wait: the task\n"

@@ -23,7 +23,7 @@ int ctl_pitr(ctl *c, int argc, char **argv)
                 "point to the newest archived log point reachable without a gap; gaps are\n"
                 "listed; RPO now is what a disaster right now would lose.\n\n"
                 "Example:\n"
-                "  tidemarkctl pitr window --target pg-main\n");
+                "  tidemarkctl pitr window --target orders-db\n");
         return help ? CTL_OK : CTL_USAGE;
     }
     for (int i = 2; i < argc; i++) {

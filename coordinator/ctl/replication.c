@@ -32,7 +32,7 @@ static int usage(FILE *f, int code)
                "\n"
                "Examples:\n"
                "  tidemarkctl replication status\n"
-               "  tidemarkctl replication check --target pg-main --wait\n");
+               "  tidemarkctl replication check --target orders-db --wait\n");
     return code;
 }
 

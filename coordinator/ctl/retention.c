@@ -34,8 +34,8 @@ static void usage(FILE *f)
             "log    what retention deleted, newest first (default limit 100).\n"
             "\n"
             "Examples:\n"
-            "  tidemarkctl retention plan --target pg-main\n"
-            "  tidemarkctl retention apply --target pg-main --wait\n"
+            "  tidemarkctl retention plan --target orders-db\n"
+            "  tidemarkctl retention apply --target orders-db --wait\n"
             "  tidemarkctl retention log --limit 20\n");
 }
 
@@ -49,7 +49,7 @@ static void keep_usage(FILE *f)
                "like any other backup.\n"
                "\n"
                "Example:\n"
-               "  tidemarkctl backup keep 20261207T030000Z-full --target pg-main\n");
+               "  tidemarkctl backup keep 20261207T030000Z-full --target orders-db\n");
 }
 
 int ctl_backup_keep(ctl *c, int argc, char **argv)

@@ -73,6 +73,16 @@ static void json_target(FILE *f, const Tidemark__TargetStatus *t)
     } else {
         fputs("null", f);
     }
+    fputs(",\"provider_pitr_start\":", f);
+    json_time(f, t->provider_pitr_start);
+    fputs(",\"provider_pitr_end\":", f);
+    json_time(f, t->provider_pitr_end);
+    fputs(",\"provider_pitr\":", f);
+    if (t->provider_pitr && t->provider_pitr[0]) {
+        tm_json_str(f, t->provider_pitr);
+    } else {
+        fputs("null", f);
+    }
     fputs(",\"partial_backups\":[", f);
     for (size_t i = 0; i < t->n_partial_backups; i++) {
         fputs(i ? "," : "", f);
@@ -132,6 +142,16 @@ static void text_target(const Tidemark__TargetStatus *t)
         printf("    RTO:          unknown: never drilled (tidemarkctl drill run --target %s)\n",
                t->name);
     }
+    if (t->provider_pitr && t->provider_pitr[0]) {
+        char s1[32], s2[32];
+        if (t->provider_pitr_end > 0) {
+            tm_fmt_time(t->provider_pitr_start, s1, sizeof(s1));
+            tm_fmt_time(t->provider_pitr_end, s2, sizeof(s2));
+            printf("    provider:     %s .. %s (%s)\n", s1, s2, t->provider_pitr);
+        } else {
+            printf("    provider:     %s\n", t->provider_pitr);
+        }
+    }
     printf("    log shipping: %s (queue %u)\n", t->log_shipping ? t->log_shipping : "-",
            t->archive_queue);
     printf("    alerts:       %u firing\n", t->alerts_firing);
@@ -153,8 +173,9 @@ int ctl_status(ctl *c, int argc, char **argv)
             printf("Usage: tidemarkctl status [--json]\n\n"
                    "Coordinator version and uptime, catalog, agents by state, and per target:\n"
                    "newest backups, the restorable window, RPO now and RTO of the last\n"
-                   "restore drill against the policy's goals, log shipping, alerts firing\n"
-                   "and the task running.\n\n"
+                   "restore drill against the policy's goals, the provider's own\n"
+                   "point-in-time window of a managed database, log shipping, alerts\n"
+                   "firing and the task running.\n\n"
                    "Examples:\n"
                    "  tidemarkctl status\n"
                    "  tidemarkctl status --json | jq '.targets[] | {target, rpo_seconds}'\n");

@@ -394,7 +394,7 @@ static void tasks_usage(FILE *f)
                "the task.\n"
                "\n"
                "Examples:\n"
-               "  tidemarkctl tasks list --target pg-main --limit 10\n"
+               "  tidemarkctl tasks list --target orders-db --limit 10\n"
                "  tidemarkctl task wait task-20261207T030000Z-675f97dbb6d0\n"
                "  tidemarkctl task cancel task-20261207T030000Z-675f97dbb6d0\n");
 }

@@ -39,10 +39,11 @@
 #include <hiredis/hiredis.h>
 
 #include "agent/restore_root.h"
+#include "agent/drill_checks.h"
+#include "agent/result_kv.h"
 #include "common/log.h"
 #include "common/util.h"
 
-#define MAX_CHECKS 64
 #define SAMPLE_KEYS 200
 
 static uint32_t loopback_port(void)
@@ -67,35 +68,6 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     (void)flag;
     (void)ftw;
     return remove(path) != 0 && errno != ENOENT ? -1 : 0;
-}
-
-typedef struct checks {
-    Tidemark__DrillCheck *c[MAX_CHECKS];
-    size_t n;
-    int failed;
-    char first[512];
-} checks;
-
-static void check_add(checks *d, const char *name, int ok, const char *detail, uint64_t t0)
-{
-    uint64_t ms = (tm_mono_ns() - t0) / 1000000;
-    if (!ok && !d->failed) {
-        d->failed = 1;
-        snprintf(d->first, sizeof(d->first), "check %.100s failed: %.300s", name, detail);
-    }
-    tm_info("drill", "event=check name=\"%s\" ok=%d ms=%" PRIu64 " detail=\"%.200s\"", name, ok, ms,
-            detail);
-    Tidemark__DrillCheck *c = d->n < MAX_CHECKS ? malloc(sizeof(*c)) : NULL;
-    if (c == NULL) {
-        return;
-    }
-    tidemark__drill_check__init(c);
-    c->name = strdup(name);
-    c->detail = strdup(detail);
-    c->has_ok = c->has_duration_ms = 1;
-    c->ok = ok;
-    c->duration_ms = ms;
-    d->c[d->n++] = c;
 }
 
 static redisReply *cmd(redisContext *c, const char *fmt, ...)
@@ -146,7 +118,7 @@ static void info_keyspace(const char *s, tm_redis_keyspace *k)
     }
 }
 
-static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
+static void run_checks(tm_drill_checks *d, redisContext *c, const tm_redis_keyspace *rec)
 {
     char name[64], detail[400];
     uint64_t t = tm_mono_ns();
@@ -182,7 +154,8 @@ static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
     if (e == NULL && !extra) {
         tm_redis_keyspace_fmt(&live, detail, sizeof(detail));
     }
-    check_add(d, "keyspace", e == NULL && !extra, e != NULL ? e : detail, t);
+    tm_drill_check_add(d, "keyspace", e == NULL && !extra, e != NULL ? e : detail,
+                       tm_drill_ms_since(t));
     freeReplyObject(r);
     if (e != NULL) {
         return;
@@ -200,7 +173,7 @@ static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
             e = reply_err(c, r);
         }
         if (e != NULL) {
-            check_add(d, name, 0, e, t);
+            tm_drill_check_add(d, name, 0, e, tm_drill_ms_since(t));
             freeReplyObject(r);
             continue;
         }
@@ -217,7 +190,7 @@ static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
                  "%" PRIu64 " keys (backup recorded %" PRIu64 ", %" PRIu64
                  " with an expire; INFO keyspace %" PRIu64 ")",
                  got, want, rec->db[i].expires, info_keys);
-        check_add(d, name, ok, detail, t);
+        tm_drill_check_add(d, name, ok, detail, tm_drill_ms_since(t));
 
         /* A sample: every key SCAN yields until SAMPLE_KEYS, read by type. */
         t = tm_mono_ns();
@@ -262,7 +235,7 @@ static void run_checks(checks *d, redisContext *c, const tm_redis_keyspace *rec)
         } while (cursor != 0 && seen < SAMPLE_KEYS);
         snprintf(detail, sizeof(detail), "%zu keys read back by type, %zu expired meanwhile%s%s",
                  seen - gone - bad, gone, bad ? "; " : "", first_bad);
-        check_add(d, name, bad == 0 && seen > gone, detail, t);
+        tm_drill_check_add(d, name, bad == 0 && seen > gone, detail, tm_drill_ms_since(t));
     }
 }
 
@@ -279,7 +252,7 @@ int tm_redis_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
     }
     tidemark__drill_result__init(res);
     result->drill = res;
-    checks d = {0};
+    tm_drill_checks d = {0};
 
     char base[PATH_MAX], dir[PATH_MAX + 256];
     if (spec != NULL && spec->dir != NULL && spec->dir[0] != '\0') {
@@ -351,7 +324,8 @@ int tm_redis_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
         struct timeval tv = {.tv_sec = 30};
         redisContext *c = redisConnectWithTimeout("127.0.0.1", (int)port, tv);
         if (c == NULL || c->err) {
-            check_add(&d, "connect", 0, c ? c->errstr : "out of memory", tc0);
+            tm_drill_check_add(&d, "connect", 0, c ? c->errstr : "out of memory",
+                               tm_drill_ms_since(tc0));
         } else {
             redisSetTimeout(c, tv);
             run_checks(&d, c, &rep.recorded);
@@ -383,14 +357,7 @@ int tm_redis_drill(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
         tm_error("drill", "event=teardown_failed dir=%s stopped=%d removed=%d msg=\"%s\"", dir,
                  stopped, removed, terr.msg);
     }
-    if (d.n > 0 && (res->checks = malloc(d.n * sizeof(*res->checks))) != NULL) {
-        memcpy(res->checks, d.c, d.n * sizeof(*res->checks));
-        res->n_checks = d.n;
-    } else {
-        for (size_t i = 0; i < d.n; i++) {
-            tidemark__drill_check__free_unpacked(d.c[i], NULL);
-        }
-    }
+    tm_drill_checks_move(&d, res);
     res->has_ok = 1;
     res->ok = rc == TM_OK;
     if (rc != TM_OK) {

@@ -26,6 +26,7 @@
 #include "agent/engines/redis/rdb_stream.h"
 #include "agent/repo/repository.h"
 #include "agent/restore_root.h"
+#include "agent/result_kv.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -92,34 +93,6 @@ static int verdict_code(tm_redis_verdict v, int code)
         return TM_EPROTO;
     }
     return code;
-}
-
-static void result_extra(Tidemark__TaskResult *r, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void result_extra(Tidemark__TaskResult *r, const char *key, const char *fmt, ...)
-{
-    Tidemark__KeyValue **nv = realloc(r->extra, (r->n_extra + 1) * sizeof(*nv));
-    if (nv == NULL) {
-        return;
-    }
-    r->extra = nv;
-    Tidemark__KeyValue *e = malloc(sizeof(*e));
-    if (e == NULL) {
-        return;
-    }
-    tidemark__key_value__init(e);
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&e->value, fmt, ap);
-    va_end(ap);
-    e->key = strdup(key);
-    if (n < 0 || e->key == NULL) {
-        free(e->key);
-        free(n < 0 ? NULL : e->value);
-        free(e);
-        return;
-    }
-    r->extra[r->n_extra++] = e;
 }
 
 /* One fetch attempt: the RDB's bytes go to the checker and the object. */
@@ -259,7 +232,7 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
         if (rc != TM_OK) {
             rc = verdict_code(fr.verdict, rc);
             err->code = rc;
-            result_extra(result, "redis_verdict", "%s", tm_redis_verdict_name(fr.verdict));
+            tm_result_extra(result, "redis_verdict", "%s", tm_redis_verdict_name(fr.verdict));
         }
     }
     int64_t stop_time = (tm_now_ms() + 999) / 1000;
@@ -340,18 +313,18 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
                 result->repositories[result->n_repositories++] = strdup(res[i].repo);
             }
         }
-        result_extra(result, "method", "%s", used);
-        result_extra(result, "diskless", "%d", fr.diskless);
-        result_extra(result, "rdb_version", "%d", rdb_version);
-        result_extra(result, "keys", "%" PRIu64, total_keys);
-        result_extra(result, "expires", "%" PRIu64, total_expires);
-        result_extra(result, "keyspace", "%s", ksbuf);
+        tm_result_extra(result, "method", "%s", used);
+        tm_result_extra(result, "diskless", "%d", fr.diskless);
+        tm_result_extra(result, "rdb_version", "%d", rdb_version);
+        tm_result_extra(result, "keys", "%" PRIu64, total_keys);
+        tm_result_extra(result, "expires", "%" PRIu64, total_expires);
+        tm_result_extra(result, "keyspace", "%s", ksbuf);
         for (size_t i = 0; i < ks.n; i++) {
             char k[40];
             snprintf(k, sizeof(k), "keys_db%" PRIu64, ks.db[i].db);
-            result_extra(result, k, "%" PRIu64, ks.db[i].keys);
+            tm_result_extra(result, k, "%" PRIu64, ks.db[i].keys);
         }
-        result_extra(result, "wait_ms", "%" PRIu64, fr.wait_ms);
+        tm_result_extra(result, "wait_ms", "%" PRIu64, fr.wait_ms);
         tm_info("redis",
                 "event=backup_done target=%s backup=%s method=%s diskless=%d rdb_version=%d "
                 "bytes=%" PRIu64 " stored=%" PRIu64 " keys=%" PRIu64 " keyspace=%s wait_ms=%" PRIu64
@@ -410,11 +383,11 @@ static int redis_restore_task(tm_task_ctx *ctx, const Tidemark__Task *task,
     result->files = rep.bytes ? 1 : 0;
     char ks[TM_REDIS_MAX_DBS * 64];
     tm_redis_keyspace_fmt(&rep.checked, ks, sizeof(ks));
-    result_extra(result, "keyspace", "%s", ks);
-    result_extra(result, "rdb_version", "%d", rep.rdb_version);
-    result_extra(result, "restore_files_s", "%.3f", rep.files_s);
-    result_extra(result, "start_s", "%.3f", rep.start_s);
-    result_extra(result, "total_s", "%.3f", rep.total_s);
+    tm_result_extra(result, "keyspace", "%s", ks);
+    tm_result_extra(result, "rdb_version", "%d", rep.rdb_version);
+    tm_result_extra(result, "restore_files_s", "%.3f", rep.files_s);
+    tm_result_extra(result, "start_s", "%.3f", rep.start_s);
+    tm_result_extra(result, "total_s", "%.3f", rep.total_s);
     return rc;
 }
 

@@ -550,7 +550,7 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
         }
     }
     if (rc == TM_OK) {
-        rc = tm_restore_root_rename(root, tmp, name, err);
+        rc = tm_restore_root_rename(root, tmp, name, o->force, err);
     }
     if (rc != TM_OK && root != NULL) {
         remove_with_companions(root, tmp);

@@ -50,6 +50,12 @@ static void test_traits(void **state)
     assert_true(tm_engine_kind_takes(rd, TIDEMARK__BACKUP_TYPE__SNAPSHOT));
     assert_false(tm_engine_kind_takes(rd, TIDEMARK__BACKUP_TYPE__FULL));
     assert_string_equal(rd->default_snapshot, "0 */6 * * *");
+    /* Turso: an off-provider dump (a snapshot) daily at 03:00 UTC, nothing else. */
+    const tm_engine_kind *tu = tm_engine_kind_by_name("turso");
+    assert_true(tm_engine_kind_takes(tu, TIDEMARK__BACKUP_TYPE__SNAPSHOT));
+    assert_false(tm_engine_kind_takes(tu, TIDEMARK__BACKUP_TYPE__FULL));
+    assert_false(tm_engine_kind_takes(tu, TIDEMARK__BACKUP_TYPE__INCREMENTAL));
+    assert_string_equal(tu->default_snapshot, "0 3 * * *");
     assert_false(tm_engine_kind_takes(NULL, TIDEMARK__BACKUP_TYPE__FULL));
     assert_false(tm_engine_kind_takes(pg, -1));
     assert_false(tm_engine_kind_takes(pg, 40));
