@@ -104,6 +104,16 @@ typedef struct tm_engine {
      * NULL = the kind has no block. */
     const tm_target_schema *target_schema;
 
+    /* A target that stands for many (a pattern, e.g. a glob of database
+     * files): 1 with *out the concrete targets it names now (*n of them,
+     * malloc'd array; each entry's name, kind and engine_version malloc'd
+     * and its engine_conf freeable by t->schema->free_conf, as the config
+     * loader makes them; agent/targets.c owns them after), 0 when t is
+     * itself one target, < 0 on error. agent/targets.c calls it at start
+     * and every few seconds; a changed set restarts the agent so every
+     * part sees it. NULL = every target is itself. */
+    int (*expand)(const tm_target_conf *t, tm_target_conf **out, size_t *n, tm_err *err);
+
     /* ---- restore safety (agent/restore_root.c) ---- */
     /* 1 when a running server of this engine uses directory dir (its data
      * directory, or a directory it writes outside it), or dir is inside

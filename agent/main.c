@@ -8,10 +8,13 @@
 #include "agent/engine.h"
 #include "agent/repo/repo_cmd.h"
 #include "agent/restore_cmd.h"
+#include "agent/targets.h"
 #include "common/secrets.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -60,6 +63,47 @@ static void *signal_thread(void *arg)
     sigwait(&s->set, &sig);
     tm_info("agent", "event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     tm_daemon_stop(s->d);
+    return NULL;
+}
+
+/* A target that is a pattern (agent/targets.h): its matches are looked at
+ * every DISCOVER_MS; a new or vanished one stops the daemon, which is then
+ * started again in place with the new set. */
+#define DISCOVER_MS 3000
+
+typedef struct watch_ctx {
+    const char *config;
+    const tm_agent_conf *conf;
+    tm_daemon *d;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    int restart;
+} watch_ctx;
+
+static void *watch_thread(void *arg)
+{
+    watch_ctx *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec ts;
+        tm_deadline_after_ms(&ts, DISCOVER_MS);
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        if (w->stop) {
+            break;
+        }
+        pthread_mutex_unlock(&w->mu);
+        char what[160];
+        int changed = tm_targets_changed(w->config, w->conf, what, sizeof(what));
+        pthread_mutex_lock(&w->mu);
+        if (changed && !w->stop) {
+            tm_info("agent", "event=targets_changed what=\"%s\" action=restart", what);
+            w->restart = 1;
+            tm_daemon_stop(w->d);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -125,6 +169,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }
+    size_t patterns = 0;
+    if (tm_targets_expand(conf, &patterns, &err) != TM_OK) {
+        fprintf(stderr, "%s: %s\n", config, err.msg);
+        tm_agent_conf_free(conf);
+        return 2;
+    }
     if (check) {
         printf("%s: ok\n", config);
         tm_agent_conf_free(conf);
@@ -149,8 +199,26 @@ int main(int argc, char **argv)
     pthread_t st;
     pthread_create(&st, NULL, signal_thread, &sc);
     pthread_detach(st);
+    watch_ctx w = {.config = config, .conf = conf, .d = d};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_t wt;
+    int watching = patterns > 0 && pthread_create(&wt, NULL, watch_thread, &w) == 0;
     int rc = tm_daemon_run(d);
+    pthread_mutex_lock(&w.mu);
+    w.stop = 1;
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    if (watching) {
+        pthread_join(wt, NULL);
+    }
     tm_daemon_free(d);
     tm_agent_conf_free(conf);
+    if (w.restart && rc == 0) {
+        /* The same command line: the new set is read from the file again. */
+        execv("/proc/self/exe", argv);
+        tm_error("agent", "event=restart_failed msg=\"%s\"", strerror(errno));
+        return 1;
+    }
     return rc == 0 ? 0 : 1;
 }

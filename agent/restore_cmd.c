@@ -8,6 +8,7 @@
  */
 #include "agent/restore_cmd.h"
 #include "agent/engine.h"
+#include "agent/targets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,12 @@ int tm_restore_cmd(const char *config, int argc, char **argv)
         return 2;
     }
     tm_log_set_level(conf->log_level);
+    /* A target matched by a pattern is served by name like any other. */
+    if (tm_targets_expand(conf, NULL, &err) != TM_OK) {
+        fprintf(stderr, "%s: %s\n", config, err.msg);
+        tm_agent_conf_free(conf);
+        return 2;
+    }
     const tm_engine *e = pick(conf, argc, argv);
     if (e == NULL) {
         tm_agent_conf_free(conf);

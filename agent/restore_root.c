@@ -490,6 +490,34 @@ int tm_restore_root_remove(tm_restore_root *r, const char *rel, int is_dir, tm_e
     return rc;
 }
 
+int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to, tm_err *err)
+{
+    int ffd, tfd;
+    const char *fname, *tname;
+    int rc = open_parent(r, from, &ffd, &fname, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    rc = open_parent(r, to, &tfd, &tname, err);
+    if (rc != TM_OK) {
+        close(ffd);
+        return rc;
+    }
+    if (renameat(ffd, fname, tfd, tname) != 0) {
+        rc = fail(err, r, "rename into", to);
+    }
+    /* Durable once it returns: the directories that changed are synced. */
+    if (rc == TM_OK && fsync(tfd) != 0) {
+        rc = fail(err, r, "sync the directory of", to);
+    }
+    if (rc == TM_OK && fsync(ffd) != 0) {
+        rc = fail(err, r, "sync the directory of", from);
+    }
+    close(ffd);
+    close(tfd);
+    return rc;
+}
+
 static int fd_dir_empty(int fd)
 {
     int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);

@@ -91,6 +91,10 @@ int tm_restore_root_append(tm_restore_root *r, const char *rel, int *fd, tm_err 
 /* Remove rel (a file or link; a directory with is_dir), not followed. */
 int tm_restore_root_remove(tm_restore_root *r, const char *rel, int is_dir, tm_err *err);
 
+/* Rename from to to (both beneath the root, neither followed; to is
+ * replaced), then sync their directories: the new name is durable. */
+int tm_restore_root_rename(tm_restore_root *r, const char *from, const char *to, tm_err *err);
+
 /* A symbolic link rel -> dest, where the engine's rule allows one. dest must
  * pass tm_restore_dir_check, is created if missing (0700, owned), must be
  * empty unless allow_nonempty, and must not be in use by a running server.

@@ -76,20 +76,22 @@ static const tm_engine test_engine = {
     .ship = test_ship,
 };
 
-static tm_agent_conf *conf_new(void)
+/* with_shipped: the stand-in's target too (else only the postgres one,
+ * whose engine has no shipper). */
+static tm_agent_conf *conf_new(int with_shipped)
 {
     char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "coordinator:\n  url: tcp://127.0.0.1:7800\n  enrollment_token: env:TM_T\n"
              "state_dir: %s/state\n"
              "targets:\n"
-             "  - name: shipped\n    kind: sqlite\n"
+             "%s"
              "  - name: pushed\n    kind: postgres\n"
              "repositories:\n"
              "  - name: a\n    type: posix\n    path: %s/a\n"
              "  - name: b\n    type: posix\n    path: %s/b\n"
              "encryption:\n  master_key_file: %s\n",
-             dir, dir, dir, keyfile);
+             dir, with_shipped ? "  - name: shipped\n    kind: sqlite\n" : "", dir, dir, keyfile);
     tm_agent_conf *c = NULL;
     tm_err err = {0};
     if (tm_agent_conf_parse("/t/agent.yaml", yaml, strlen(yaml), &c, &err) != 0) {
@@ -133,7 +135,7 @@ static int64_t mono_ms(void)
 static void test_shipper_runs_reports_restarts_stops(void **state)
 {
     (void)state;
-    tm_agent_conf *conf = conf_new();
+    tm_agent_conf *conf = conf_new(1);
     tm_shippers *s = NULL;
     tm_err err = {0};
     assert_int_equal(tm_shippers_start(&s, conf, on_kick, NULL, &err), TM_OK);
@@ -194,7 +196,7 @@ static void test_no_shipping_engine_no_thread(void **state)
 {
     (void)state;
     tm_engine_add_for_test(NULL);
-    tm_agent_conf *conf = conf_new();
+    tm_agent_conf *conf = conf_new(0);
     tm_shippers *s = NULL;
     tm_err err = {0};
     assert_int_equal(tm_shippers_start(&s, conf, NULL, NULL, &err), TM_OK);
