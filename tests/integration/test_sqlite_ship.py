@@ -18,8 +18,9 @@ log of each commit (when it began and when COMMIT returned):
     one (with a base), never a silent gap, and the latest replay equals the
     live database;
   - the database replaced behind the agent's back (a copy renamed over it):
-    a new chain whose base is the new file, and the agent's log says
-    "generation_reset";
+    a new chain whose base is the new file, the agent's log says
+    "generation_reset", and the coordinator counts it as a shipping failure
+    of the target (tidemark_log_archive_failures_total);
   - a repository made unwritable for a while, then back: shipping catches up
     in both repositories, nothing lost.
 The writer dies with the test (PR_SET_PDEATHSIG)."""
@@ -151,6 +152,14 @@ def exact(ids, upto_ms, log, label):
     check(not missing, f"{label}: {len(missing)} rows committed before {upto_ms} missing, e.g. {missing[:5]}")
     late = [i for i in ids if began.get(i, 0) > upto_ms]
     check(not late, f"{label}: rows begun after {upto_ms} present: {late[:5]}")
+
+
+def failures():
+    """The coordinator's count of shipping failures of target app."""
+    for line in ctx.c.metrics().splitlines():
+        if line.startswith('tidemark_log_archive_failures_total{target="app"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def agent_log():
@@ -286,6 +295,7 @@ def database_replaced_starts_a_new_chain():
     c.execute("INSERT INTO t VALUES (1000000, 0, NULL)")
     c.close()
     before = set(objects(ctx.repo_a))
+    failed_before = failures()
     for side in ("-wal", "-shm"):
         if os.path.exists(ctx.db + side):
             os.unlink(ctx.db + side)
@@ -298,7 +308,11 @@ def database_replaced_starts_a_new_chain():
     wait_for(lambda: "event=generation_reset" in agent_log(), 10, "the reset logged")
     line = [l for l in agent_log().splitlines() if "event=generation_reset" in l][-1]
     check("replaced" in line, f"the reset says why: {line}")
-    print(f"  replaced: new chain {new}: {line.split('why=', 1)[-1]}")
+    # The reset reaches the coordinator as a shipping failure of the target
+    # (log_status -> ReportLog -> its archiver status -> /metrics).
+    wait_for(lambda: failures() > failed_before, 20,
+             "the reset counted in tidemark_log_archive_failures_total")
+    print(f"  replaced: new chain {new}: {line.split('why=', 1)[-1]}; failures metric {failures():g}")
     ids, _, _ = replay(new)
     check(1000000 in ids, "the new chain's base is the new file")
 

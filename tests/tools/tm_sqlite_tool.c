@@ -9,6 +9,8 @@
  *       (chain, pos, time_ms, frames, objects); exit 0 or 1 with the error.
  *   tm_sqlite_tool CONFIG position TARGET
  *       the shipper's saved position (chain=, pos=).
+ *   tm_sqlite_tool - copy DB DST
+ *       tm_sqlite_copy (bytes=, ms=), for measuring it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,14 +18,17 @@
 #include <string.h>
 
 #include "agent/engine.h"
+#include "agent/engines/sqlite/copy.h"
 #include "agent/engines/sqlite/replay.h"
 #include "agent/engines/sqlite/ship.h"
 #include "common/config.h"
+#include "common/util.h"
 
 static int usage(void)
 {
     fprintf(stderr, "usage: tm_sqlite_tool CONFIG replay TARGET CHAIN_HEX UNTIL_MS OUT\n"
-                    "       tm_sqlite_tool CONFIG position TARGET\n");
+                    "       tm_sqlite_tool CONFIG position TARGET\n"
+                    "       tm_sqlite_tool - copy DB DST\n");
     return 2;
 }
 
@@ -31,6 +36,17 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         return usage();
+    }
+    if (strcmp(argv[1], "-") == 0 && strcmp(argv[2], "copy") == 0 && argc == 5) {
+        tm_err e = {0};
+        uint64_t bytes = 0;
+        int64_t t0 = tm_now_ms();
+        if (tm_sqlite_copy(argv[3], argv[4], &bytes, &e) != TM_OK) {
+            fprintf(stderr, "%s\n", e.msg);
+            return 1;
+        }
+        printf("bytes=%" PRIu64 "\nms=%" PRId64 "\n", bytes, tm_now_ms() - t0);
+        return 0;
     }
     tm_engine_config_init();
     tm_agent_conf *conf = NULL;
