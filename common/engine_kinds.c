@@ -24,6 +24,9 @@ static const tm_engine_kind kinds[] = {
      B(TIDEMARK__BACKUP_TYPE__FULL) | B(TIDEMARK__BACKUP_TYPE__INCREMENTAL) |
          B(TIDEMARK__BACKUP_TYPE__SNAPSHOT),
      NULL},
+    /* Managed PostgreSQL: a logical dump of every database daily at 03:00
+     * UTC unless the policy says otherwise; no log shipping. */
+    {"pg_dump", TIDEMARK__TARGET_KIND__PG_DUMP, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *"},
 };
 
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
