@@ -245,6 +245,21 @@ int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch 
         return tm_err_set(err, TM_EIO, "pipe: %s", strerror(errno));
     }
     char **env = child_env(s);
+    /* argv[0] is the full path: pg_dumpall finds pg_dump beside itself
+     * through argv[0], and a bare name would be looked up in PATH (on
+     * Debian, a wrapper in another directory). */
+    size_t na = 0;
+    while (argv[na] != NULL) {
+        na++;
+    }
+    char **av = calloc(na + 1, sizeof(char *));
+    if (av == NULL) {
+        free(env);
+        env = NULL;
+    } else {
+        memcpy(av, argv, na * sizeof(char *));
+        av[0] = path;
+    }
     int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
     pid_t parent = getpid();
     pid_t pid = env != NULL && nul >= 0 ? fork() : -1;
@@ -257,11 +272,12 @@ int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch 
         dup2(nul, 0);
         dup2(want_stdout ? p[1] : nul, 1);
         dup2(c->err_fd, 2);
-        execve(path, argv, env);
+        execve(path, av, env);
         _exit(127);
     }
     int e = errno;
     free(env);
+    free(av);
     if (nul >= 0) {
         close(nul);
     }
