@@ -26,7 +26,8 @@ static const tm_engine_kind kinds[] = {
      NULL},
     /* Managed PostgreSQL: a logical dump of every database daily at 03:00
      * UTC unless the policy says otherwise; no log shipping. */
-    {"pg_dump", TIDEMARK__TARGET_KIND__PG_DUMP, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *"},
+    {"pg_dump", TIDEMARK__TARGET_KIND__PG_DUMP, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *",
+     true},
 };
 
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))

@@ -23,6 +23,7 @@ PostgreSQL clusters (initdb + pg_ctl from `pg_config --bindir`, on
 - the coordinator's RESTORE task (tidemarkctl restore --host ... --to) and
   a drill into the staging server (checks, RTO, RPO = the dump's age,
   databases dropped after)."""
+import itertools
 import json
 import os
 import shutil
@@ -220,7 +221,7 @@ def setup_all():
     schedule:
       full: "0 3 1 1 *"
       incremental: ""
-      snapshot: ""
+      snapshot: "0 3 1 1 *"
     drill:
       schedule: ""
 """)
@@ -416,6 +417,22 @@ def coordinator_restore_task():
                   check=False)
     check(r.returncode != 0 and "restore_roots" in r.stdout + r.stderr,
           f"outside restore_roots: {r.stdout}")
+
+
+@test
+def status_shows_the_rpo_of_backups_only():
+    row = [t for t in ctx.c.ctl_json("status")["target_status"] if t["name"] == "main"][0]
+    check(row.get("rpo_bound_seconds") in (365 * 86400, 366 * 86400)
+          and row.get("rpo_seconds") is not None and 0 <= row["rpo_seconds"] < 600
+          and row.get("log_shipping", "").startswith("none: backups only"),
+          f"RPO = the newest dump's age, bounded by the interval (yearly here): {row}")
+    text = ctx.c.ctl("status").stdout
+    lines = text.split("main (pg_dump)")[1].splitlines()[1:]
+    block = "\n".join(x for x in itertools.takewhile(lambda x: x.startswith("    "), lines))
+    check("the newest backup's age (no log shipping: up to the backup interval, 36" in block
+          and "the backup interval is longer than the goal" in block,
+          f"status says what the RPO is and that a 15 min goal cannot be met: {block}")
+    print("  " + block.replace("\n", "\n  "))
 
 
 @test

@@ -169,7 +169,7 @@ static int dump_validate(tm_cv *v, const char *base, const void *raw, void **out
     }
     snprintf(p, sizeof(p), "%s.compress", base);
     if (rc == 0) {
-        rc = tm_cv_int(v, p, r->compress, 0, 0, 9, &d->compress);
+        rc = tm_cv_int(v, p, r->compress, 1, 0, 9, &d->compress);
     }
     snprintf(p, sizeof(p), "%s.jobs", base);
     if (rc == 0) {

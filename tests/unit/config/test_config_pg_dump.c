@@ -42,7 +42,7 @@ static void test_defaults(void **state)
     assert_string_equal(d->database, "postgres");
     assert_int_equal(d->n_databases, 0); /* every non-template database */
     assert_null(d->bindir);              /* found with pg_config at run time */
-    assert_int_equal(d->compress, 0);
+    assert_int_equal(d->compress, 1);
     assert_int_equal(d->jobs, 2);
     assert_null(d->staging.host);
     tm_agent_conf_free(c);
