@@ -83,7 +83,7 @@ static int dump_object(stream *st, tm_backup_writer *w, const char *bindir,
         return rc;
     }
     tm_dump_child ch;
-    rc = tm_dump_spawn(bindir, argv, sc, 1, &ch, err);
+    rc = tm_dump_spawn(bindir, argv, sc, NULL, 1, &ch, err);
     if (rc != TM_OK) {
         tm_backup_object_abort(o);
         return rc;

@@ -56,15 +56,16 @@ void tm_dump_scratch_free(tm_dump_scratch *s);
 
 /* A child program: argv[0] is run from bindir, stdin from /dev/null (or
  * in_fd), stdout into a pipe (*out_fd, with want_stdout) or /dev/null,
- * stderr kept for the message; PGPASSFILE = the scratch's password file. It
+ * stderr kept for the message; PGPASSFILE = the scratch's password file,
+ * plus extra_env ("NAME=value", NULL-ended; may be NULL). It
  * dies with the agent (PR_SET_PDEATHSIG). */
 typedef struct tm_dump_child {
     pid_t pid;
     int out_fd; /* -1 without want_stdout */
     int err_fd; /* memfd holding stderr */
 } tm_dump_child;
-int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch *s, int want_stdout,
-                  tm_dump_child *c, tm_err *err);
+int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch *s,
+                  const char *const *extra_env, int want_stdout, tm_dump_child *c, tm_err *err);
 /* Wait for it (closing out_fd). 0 when it exited 0; otherwise an error naming
  * prog and the last lines of its stderr. *errtext (errtext may be NULL):
  * all of its stderr, malloc'd. */

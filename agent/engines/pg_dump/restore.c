@@ -241,7 +241,7 @@ static int run_globals(const char *bindir, const tm_dump_scratch *sc, const char
     char *argv[] = {"psql", "-X",         "-q", "--no-password", "-d", (char *)conn,
                     "-f",   (char *)file, NULL};
     tm_dump_child ch;
-    int rc = tm_dump_spawn(bindir, argv, sc, 0, &ch, err);
+    int rc = tm_dump_spawn(bindir, argv, sc, NULL, 0, &ch, err);
     if (rc != TM_OK) {
         return rc;
     }
@@ -443,7 +443,14 @@ int tm_dump_restore(const tm_agent_conf *conf, const tm_dump_restore_opts *o,
             char *argv[] = {"pg_restore", "--no-password", "-j", jobs, "-d", conn, path, NULL};
             tm_dump_child ch;
             t1 = tm_mono_ns();
-            rc = tm_dump_spawn(bindir, argv, &sc, 0, &ch, err);
+            /* The sessions pg_restore opens on the new database: index
+             * builds sort in memory rather than on disk (the server's
+             * default is 64 MB), and commits do not wait for the WAL flush
+             * (a failed restore is dropped whole anyway). Both are settings
+             * any user may change for a session, managed servers included. */
+            static const char *const restore_env[] = {
+                "PGOPTIONS=-c maintenance_work_mem=256MB -c synchronous_commit=off", NULL};
+            rc = tm_dump_spawn(bindir, argv, &sc, restore_env, 0, &ch, err);
             if (rc == TM_OK) {
                 rc = tm_dump_wait(&ch, "pg_restore", NULL, err);
                 if (rc != TM_OK) {

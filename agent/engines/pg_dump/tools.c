@@ -202,13 +202,17 @@ void tm_dump_scratch_free(tm_dump_scratch *s)
  * could redirect or authenticate it differently, plus PGPASSFILE. Built
  * before fork (the agent has threads: nothing but async-signal-safe calls
  * between fork and exec). */
-static char **child_env(const tm_dump_scratch *s)
+static char **child_env(const tm_dump_scratch *s, const char *const *extra)
 {
     size_t n = 0;
     while (environ[n] != NULL) {
         n++;
     }
-    char **env = calloc(n + 4, sizeof(char *));
+    size_t ne = 0;
+    while (extra != NULL && extra[ne] != NULL) {
+        ne++;
+    }
+    char **env = calloc(n + ne + 4, sizeof(char *));
     if (env == NULL) {
         return NULL;
     }
@@ -224,12 +228,15 @@ static char **child_env(const tm_dump_scratch *s)
         env[k++] = pf;
     }
     env[k++] = "PGCONNECT_TIMEOUT=30";
+    for (size_t i = 0; i < ne; i++) {
+        env[k++] = (char *)extra[i];
+    }
     env[k] = NULL;
     return env;
 }
 
-int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch *s, int want_stdout,
-                  tm_dump_child *c, tm_err *err)
+int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch *s,
+                  const char *const *extra_env, int want_stdout, tm_dump_child *c, tm_err *err)
 {
     c->pid = -1;
     c->out_fd = -1;
@@ -244,7 +251,7 @@ int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch 
         close(c->err_fd);
         return tm_err_set(err, TM_EIO, "pipe: %s", strerror(errno));
     }
-    char **env = child_env(s);
+    char **env = child_env(s, extra_env);
     /* argv[0] is the full path: pg_dumpall finds pg_dump beside itself
      * through argv[0], and a bare name would be looked up in PATH (on
      * Debian, a wrapper in another directory). */
