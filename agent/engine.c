@@ -12,12 +12,10 @@ extern const tm_engine tm_engine_postgres; /* agent/engines/postgres/engine.c */
 extern const tm_engine tm_engine_redis;    /* agent/engines/redis/engine.c */
 extern const tm_engine tm_engine_sqlite;   /* agent/engines/sqlite/engine.c */
 extern const tm_engine tm_engine_turso;    /* agent/engines/turso/engine.c */
+extern const tm_engine tm_engine_pg_dump;  /* agent/engines/pg_dump/engine.c */
 
 static const tm_engine *const engines[] = {
-    &tm_engine_postgres,
-    &tm_engine_redis,
-    &tm_engine_sqlite,
-    &tm_engine_turso,
+    &tm_engine_postgres, &tm_engine_redis, &tm_engine_sqlite, &tm_engine_turso, &tm_engine_pg_dump,
 };
 
 /* One more engine, set by the seam's tests only (tm_engine_add_for_test). */

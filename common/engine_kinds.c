@@ -21,6 +21,10 @@ static const tm_engine_kind kinds[] = {
     /* An off-provider SQL dump per database daily at 03:00 UTC: the
      * provider's own point-in-time recovery covers the time between. */
     {"turso", TIDEMARK__TARGET_KIND__TURSO, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *"},
+    /* Managed PostgreSQL: a logical dump of every database daily at 03:00
+     * UTC unless the policy says otherwise; no log shipping. */
+    {"pg_dump", TIDEMARK__TARGET_KIND__PG_DUMP, B(TIDEMARK__BACKUP_TYPE__SNAPSHOT), "0 3 * * *",
+     true},
 };
 
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))

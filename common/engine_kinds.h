@@ -20,6 +20,11 @@ typedef struct tm_engine_kind {
     /* cron of schedule.snapshot for a policy matching this kind when the
      * policy says nothing; NULL = no default snapshots. */
     const char *default_snapshot;
+    /* true: the kind ships no log between backups (a logical dump of a
+     * server the agent cannot read files from), so its restorable points
+     * are its backups and its RPO is bounded by the backup interval;
+     * status says so instead of a log shipping state. */
+    bool backups_only;
 } tm_engine_kind;
 
 /* NULL when unknown. */

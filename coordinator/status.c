@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/engine_kinds.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "coordinator/alert_rules.h"
 #include "coordinator/archiver.h"
+#include "coordinator/cron.h"
 #include "coordinator/policy.h"
 
 static uint32_t firing_for(const tm_alert_info *al, size_t n, const char *target)
@@ -64,6 +66,27 @@ static void fill_log_shipping(struct tm_coordinator *c, tm_arena *a, const char 
     } else {
         ts->log_shipping = "ok";
     }
+}
+
+/* A kind with backups only: no log shipping to report, and the RPO bound
+ * is the interval of the policy's snapshot schedule (the gap between its
+ * next two runs; 0 without a schedule). */
+static void fill_backups_only(tm_arena *a, const tm_policy_conf *p, int64_t now,
+                              Tidemark__TargetStatus *ts)
+{
+    int64_t bound = 0;
+    tm_cron *cr = NULL;
+    tm_err e;
+    if (p != NULL && p->snapshot != NULL && tm_cron_parse(p->snapshot, &cr, &e) == TM_OK) {
+        int64_t n1 = tm_cron_next(cr, now);
+        int64_t n2 = n1 > 0 ? tm_cron_next(cr, n1) : 0;
+        bound = n1 > 0 && n2 > n1 ? n2 - n1 : 0;
+        tm_cron_free(cr);
+    }
+    ts->has_rpo_bound_seconds = 1;
+    ts->rpo_bound_seconds = bound;
+    ts->log_shipping = tm_arena_printf(
+        a, "none: backups only, the RPO is the newest backup's age (up to the backup interval)");
 }
 
 static const char *running_of(tm_arena *a, Tidemark__Task *const *open, size_t n,
@@ -220,7 +243,12 @@ int tm_status_targets(struct tm_coordinator *c, tm_rpc_call *call, Tidemark__Sta
                     ts->rto_seconds = (double)d->rto_ms / 1000.0;
                 }
             }
-            fill_log_shipping(c, a, name, p, ts);
+            const tm_engine_kind *ek = tm_engine_kind_by_kind(ag->targets[t].kind);
+            if (ek != NULL && ek->backups_only) {
+                fill_backups_only(a, p, now, ts);
+            } else {
+                fill_log_shipping(c, a, name, p, ts);
+            }
             fill_provider(c, a, name, ts);
             ts->has_alerts_firing = 1;
             ts->alerts_firing = firing_for(al, n_alerts, name);

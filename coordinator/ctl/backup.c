@@ -24,6 +24,8 @@ static void backup_usage(FILE *f)
             "                           [--to AGENT] [--delta] [--start] [--port N]\n"
             "                           [--wait] [--json]\n"
             "                           [--tablespace-map OID=DIR ...] [--tablespace-map-all DIR]\n"
+            "                           [--host H [--port N] [--into NAME | --dbname-suffix S]\n"
+            "                            [--jobs N]]\n"
             "\n"
             "--wait follows the task to its end and fails early if the agent stops\n"
             "reporting. Exit codes of backup run --wait:\n"
@@ -36,7 +38,11 @@ static void backup_usage(FILE *f)
             "     fills the gap when the repository is back (backups list: PARTIAL)\n"
             "--position takes a log position as the target's engine writes it (see\n"
             "`backup show`); --pgdata is an older name of --dir. --tablespace-map and\n"
-            "--tablespace-map-all apply to engines with tablespaces.\n"
+            "--tablespace-map-all apply to engines with tablespaces. --host restores into\n"
+            "a server over the network (engines that restore by dumps): new\n"
+            "databases <name>S (--dbname-suffix, default _restored) or NAME (--into, a\n"
+            "backup of one database), restored with --jobs N parallel jobs; DIR is then\n"
+            "the scratch directory for the temporary archive (under restore_roots).\n"
             "\n"
             "Examples:\n"
             "  tidemarkctl backup run --target orders-db --type full --wait\n"
@@ -336,6 +342,10 @@ int ctl_restore(ctl *c, int argc, char **argv)
         {"port", required_argument, NULL, 'p'},
         {"tablespace-map", required_argument, NULL, 'm'},
         {"tablespace-map-all", required_argument, NULL, 'M'},
+        {"host", required_argument, NULL, 'H'},
+        {"into", required_argument, NULL, 'I'},
+        {"dbname-suffix", required_argument, NULL, 'S'},
+        {"jobs", required_argument, NULL, 'J'},
         {"wait", no_argument, NULL, 'w'},
         {"wait-timeout", required_argument, NULL, 'W'},
         {"json", no_argument, NULL, 'j'},
@@ -393,6 +403,19 @@ int ctl_restore(ctl *c, int argc, char **argv)
             break;
         case 'M':
             spec.tablespace_map_all = optarg;
+            break;
+        case 'H':
+            spec.host = optarg;
+            break;
+        case 'I':
+            spec.into = optarg;
+            break;
+        case 'S':
+            spec.name_suffix = optarg;
+            break;
+        case 'J':
+            spec.has_jobs = 1;
+            spec.jobs = (uint32_t)strtoul(optarg, NULL, 10);
             break;
         case 'w':
             wait = 1;

@@ -54,6 +54,8 @@ static void json_target(FILE *f, const Tidemark__TargetStatus *t)
     json_time(f, t->pitr_end);
     fputs(",\"rpo_seconds\":", f);
     t->rpo_seconds >= 0 ? fprintf(f, "%" PRId64, t->rpo_seconds) : fputs("null", f);
+    fputs(",\"rpo_bound_seconds\":", f);
+    t->has_rpo_bound_seconds ? fprintf(f, "%" PRId64, t->rpo_bound_seconds) : fputs("null", f);
     fputs(",\"rpo_goal_seconds\":", f);
     t->has_rpo_goal_seconds ? fprintf(f, "%" PRId64, t->rpo_goal_seconds) : fputs("null", f);
     fputs(",\"rto_seconds\":", f);
@@ -114,11 +116,35 @@ static void text_target(const Tidemark__TargetStatus *t)
         if (t->has_rpo_goal_seconds) {
             span(t->rpo_goal_seconds, g, sizeof(g));
         }
-        printf("    RPO now:      %s%s%s%s\n", a, t->has_rpo_goal_seconds ? " (goal " : "",
-               t->has_rpo_goal_seconds ? g : "",
-               t->has_rpo_goal_seconds
-                   ? (t->rpo_seconds > t->rpo_goal_seconds ? ") BREACHED" : ") ok")
-                   : "");
+        if (t->has_rpo_bound_seconds) {
+            /* No log between backups: what a restore loses now is the
+             * newest backup's age, and the schedule's interval bounds it. */
+            char bnd[32] = "no schedule";
+            if (t->rpo_bound_seconds > 0) {
+                span(t->rpo_bound_seconds, bnd, sizeof(bnd));
+            }
+            printf("    RPO now:      %s, the newest backup's age (no log shipping: up to the "
+                   "backup interval, %s)\n",
+                   a, bnd);
+        }
+        if (t->has_rpo_goal_seconds && t->has_rpo_bound_seconds &&
+            (t->rpo_bound_seconds == 0 || t->rpo_bound_seconds > t->rpo_goal_seconds)) {
+            printf("    RPO goal:     %s: %s\n", g,
+                   t->rpo_seconds > t->rpo_goal_seconds
+                       ? "BREACHED (backups alone cannot meet it; shorten the interval)"
+                       : "ok now, but the backup interval is longer than the goal");
+        } else if (t->has_rpo_bound_seconds) {
+            printf("    RPO goal:     %s%s\n", t->has_rpo_goal_seconds ? g : "none",
+                   !t->has_rpo_goal_seconds               ? ""
+                   : t->rpo_seconds > t->rpo_goal_seconds ? " BREACHED"
+                                                          : " ok");
+        } else {
+            printf("    RPO now:      %s%s%s%s\n", a, t->has_rpo_goal_seconds ? " (goal " : "",
+                   t->has_rpo_goal_seconds ? g : "",
+                   t->has_rpo_goal_seconds
+                       ? (t->rpo_seconds > t->rpo_goal_seconds ? ") BREACHED" : ") ok")
+                       : "");
+        }
     } else {
         printf("    restorable:   nothing yet (no backup)\n");
     }
@@ -152,8 +178,12 @@ static void text_target(const Tidemark__TargetStatus *t)
             printf("    provider:     %s\n", t->provider_pitr);
         }
     }
-    printf("    log shipping: %s (queue %u)\n", t->log_shipping ? t->log_shipping : "-",
-           t->archive_queue);
+    if (t->has_rpo_bound_seconds) {
+        printf("    log shipping: %s\n", t->log_shipping ? t->log_shipping : "-");
+    } else {
+        printf("    log shipping: %s (queue %u)\n", t->log_shipping ? t->log_shipping : "-",
+               t->archive_queue);
+    }
     printf("    alerts:       %u firing\n", t->alerts_firing);
     if (t->running && t->running[0]) {
         printf("    running:      %s\n", t->running);

@@ -20,7 +20,7 @@ static void test_round_trip(void **state)
     (void)state;
     size_t n = 0;
     const tm_engine_kind *all = tm_engine_kinds(&n);
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 5);
     for (size_t i = 0; i < n; i++) {
         assert_ptr_equal(tm_engine_kind_by_name(all[i].name), &all[i]);
         assert_ptr_equal(tm_engine_kind_by_kind(all[i].kind), &all[i]);
@@ -56,6 +56,13 @@ static void test_traits(void **state)
     assert_false(tm_engine_kind_takes(tu, TIDEMARK__BACKUP_TYPE__FULL));
     assert_false(tm_engine_kind_takes(tu, TIDEMARK__BACKUP_TYPE__INCREMENTAL));
     assert_string_equal(tu->default_snapshot, "0 3 * * *");
+    /* pg_dump: daily logical dumps at 03:00 UTC, nothing else. */
+    const tm_engine_kind *pd = tm_engine_kind_by_name("pg_dump");
+    assert_int_equal(pd->kind, TIDEMARK__TARGET_KIND__PG_DUMP);
+    assert_true(tm_engine_kind_takes(pd, TIDEMARK__BACKUP_TYPE__SNAPSHOT));
+    assert_false(tm_engine_kind_takes(pd, TIDEMARK__BACKUP_TYPE__FULL));
+    assert_false(tm_engine_kind_takes(pd, TIDEMARK__BACKUP_TYPE__INCREMENTAL));
+    assert_string_equal(pd->default_snapshot, "0 3 * * *");
     assert_false(tm_engine_kind_takes(NULL, TIDEMARK__BACKUP_TYPE__FULL));
     assert_false(tm_engine_kind_takes(pg, -1));
     assert_false(tm_engine_kind_takes(pg, 40));
@@ -64,8 +71,8 @@ static void test_traits(void **state)
 static void test_lists(void **state)
 {
     (void)state;
-    assert_string_equal(tm_engine_kind_list(true), "postgres, redis, sqlite or turso");
-    assert_string_equal(tm_engine_kind_list(false), "postgres, redis, sqlite, turso");
+    assert_string_equal(tm_engine_kind_list(true), "postgres, redis, sqlite, turso or pg_dump");
+    assert_string_equal(tm_engine_kind_list(false), "postgres, redis, sqlite, turso, pg_dump");
 }
 
 int main(void)

@@ -111,7 +111,7 @@ static void test_missing_required(void **state)
     agent_fails("coordinator:\n  url: tcp://h:1\n",
                 F ":2:3: coordinator.enrollment_token: ", "required secret is missing");
     agent_fails(MIN_AGENT "targets:\n  - name: a\n", F ":5:5: targets[0].kind: ",
-                "required key is missing, expected one of postgres, redis, sqlite, turso");
+                "required key is missing, expected one of postgres, redis, sqlite, turso, pg_dump");
 }
 
 static void test_unknown_and_type(void **state)
@@ -149,7 +149,7 @@ static void test_targets(void **state)
                           "    kind: postgres\n",
                 F ":5:11: targets[0].name: ", "not a valid name");
     agent_fails(MIN_AGENT "targets:\n  - name: m\n    kind: mysql\n", F ":6:11: targets[0].kind: ",
-                "unknown kind 'mysql', expected postgres, redis, sqlite or turso");
+                "unknown kind 'mysql', expected postgres, redis, sqlite, turso or pg_dump");
 }
 
 static void test_labels(void **state)

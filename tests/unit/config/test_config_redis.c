@@ -155,7 +155,7 @@ static void test_errors(void **state)
                           "      path: /x\n",
                 F ":7:5: targets[0].sqlite", "unknown");
     agent_fails(MIN_AGENT "targets:\n  - name: m\n    kind: mysql\n",
-                F ":6:11: targets[0].kind: ", "expected postgres, redis, sqlite or turso");
+                F ":6:11: targets[0].kind: ", "expected postgres, redis, sqlite, turso or pg_dump");
     /* The secret never appears in a message. */
     agent_fails_hiding(RD("      password: hunter2\n"), "hunter2");
 }
