@@ -234,10 +234,29 @@ static int all_required_ok(const Tidemark__ReplicationStatusResponse *r)
     return 1;
 }
 
-/* The copies a check queued: COPY tasks of the target the replication
- * service created once the check ended (coordinator/replication.c). Their
- * ids into ids (malloc'd), count returned. */
-static size_t copies_after(ctl *c, const char *target, int64_t since, char ***ids)
+static int in_list(char **list, const char *id)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (strcmp(list[i], id) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void free_list(char **list)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        free(list[i]);
+    }
+    free(list);
+}
+
+/* The replication service's COPY tasks of the target (coordinator/
+ * replication.c), except those in before (the ones that existed before the
+ * check was asked for: timestamps have one-second steps, ids do not
+ * repeat). Their ids into ids (malloc'd, NULL-terminated), count returned. */
+static size_t copies_of(ctl *c, const char *target, char **before, char ***ids)
 {
     Tidemark__ListTasksRequest req = TIDEMARK__LIST_TASKS_REQUEST__INIT;
     req.target = (char *)target;
@@ -253,7 +272,7 @@ static size_t copies_after(ctl *c, const char *target, int64_t since, char ***id
     *ids = calloc(resp->n_tasks + 1, sizeof(char *));
     for (size_t i = 0; *ids != NULL && i < resp->n_tasks; i++) {
         const Tidemark__Task *t = resp->tasks[i];
-        if (t->kind == TIDEMARK__TASK_KIND__COPY && t->created_at >= since &&
+        if (t->kind == TIDEMARK__TASK_KIND__COPY && !in_list(before, t->id) &&
             strcmp(s_or(t->requested_by, ""), "replication") == 0) {
             (*ids)[n++] = strdup(t->id);
         }
@@ -266,7 +285,7 @@ static size_t copies_after(ctl *c, const char *target, int64_t since, char ***id
  * to repair what it found (followed to their end), and where things stand
  * after the check the coordinator runs once the copies are done. Exit 0
  * when the check and its copies ran. */
-static int check_report(ctl *c, const char *target, const char *id, uint32_t wait_s)
+static int check_report(ctl *c, const char *target, const char *id, char **before, uint32_t wait_s)
 {
     uint64_t deadline = tm_mono_ns() + (uint64_t)wait_s * 1000000000ULL;
     c->wait_quiet = 1;
@@ -299,7 +318,7 @@ static int check_report(ctl *c, const char *target, const char *id, uint32_t wai
                  (rep->repositories[i]->missing + rep->repositories[i]->mismatched > 0);
     }
     char **ids = NULL;
-    size_t nids = dirty ? copies_after(c, target, chk->created_at, &ids) : 0;
+    size_t nids = dirty ? copies_of(c, target, before, &ids) : 0;
     tidemark__task__free_unpacked(chk, NULL);
     int copies_ok = 1;
     int64_t last_copy_end = 0;
@@ -335,10 +354,7 @@ static int check_report(ctl *c, const char *target, const char *id, uint32_t wai
         }
         tidemark__task__free_unpacked(cp, NULL);
     }
-    for (size_t i = 0; ids != NULL && ids[i] != NULL; i++) {
-        free(ids[i]);
-    }
-    free(ids);
+    free_list(ids);
     if (c->json) {
         printf("]");
     } else if (nids == 0) {
@@ -387,12 +403,19 @@ static int check_report(ctl *c, const char *target, const char *id, uint32_t wai
 
 static int check(ctl *c, const char *target, int wait, uint32_t wait_s)
 {
+    /* The copies already there: the report names only those that come
+     * after this check. */
+    char **before = NULL;
+    if (wait) {
+        copies_of(c, target, NULL, &before);
+    }
     Tidemark__ReplicationCheckRequest req = TIDEMARK__REPLICATION_CHECK_REQUEST__INIT;
     req.target = (char *)target;
     Tidemark__TaskResponse *resp = NULL;
     int rc = ctl_call(c, "Admin.ReplicationCheck", &req.base, &tidemark__task_response__descriptor,
                       (ProtobufCMessage **)&resp);
     if (rc != CTL_OK) {
+        free_list(before);
         return rc;
     }
     char id[128];
@@ -406,7 +429,9 @@ static int check(ctl *c, const char *target, int wait, uint32_t wait_s)
         }
     }
     tidemark__task_response__free_unpacked(resp, NULL);
-    return wait ? check_report(c, target, id, wait_s) : CTL_OK;
+    rc = wait ? check_report(c, target, id, before, wait_s) : CTL_OK;
+    free_list(before);
+    return rc;
 }
 
 int ctl_replication(ctl *c, int argc, char **argv)

@@ -107,12 +107,18 @@ def teardown_all():
     shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
-@test
-def replication_check_wait_reports_found_repaired_and_after():
-    # The check the coordinator runs after every backup ends first: one
-    # check at a time, and this one must see the gap made below.
+def settle():
+    """Wait until no task of the target is queued or running: the checks the
+    coordinator queues by itself (after a backup, after a copy) end first.
+    One check is queued at a time, so a check asked for while one is queued
+    is that one, and it may have started before the damage a case makes."""
     wait_for(lambda: not [t for t in ctx.c.ctl_json("tasks", "list", "--target", "cache")
                           if t["state"] in ("queued", "running")], 60, "no task of cache left")
+
+
+@test
+def replication_check_wait_reports_found_repaired_and_after():
+    settle()
     # One object of the backup gone from the us region.
     bdir = os.path.join(ctx.us, "cache", "backup", ctx.backup)
     objs = sorted(os.path.join(d, f) for d, _, fs in os.walk(bdir) for f in fs if f != "manifest")
@@ -138,6 +144,7 @@ def replication_check_wait_reports_found_repaired_and_after():
 
 @test
 def replication_check_wait_says_what_it_cannot_repair():
+    settle()
     bdir = os.path.join(ctx.eu, "cache", "backup", ctx.backup)
     obj = sorted(os.path.join(d, f) for d, _, fs in os.walk(bdir) for f in fs if f != "manifest")[0]
     rel = os.path.relpath(obj, ctx.eu)
