@@ -660,7 +660,12 @@ static void own_truncate(void **state)
         "worst %lld ms\n",
         ckpts, restarts, gens, (long long)commits, (long long)worst);
     assert_true(ckpts >= 10);
-    assert_true(restarts >= 5); /* most truncations keep the chain */
+    /* Most truncations keep the chain. How many happen depends on how the
+     * writer and the ticks interleave (fewer on a loaded machine: the CI
+     * run once saw fewer than 5), so only that some did, and that more
+     * were followed than cost a chain. */
+    assert_true(restarts >= 1);
+    assert_true(restarts > gens);
     struct stat st;
     char wal[300];
     snprintf(wal, sizeof(wal), "%s-wal", e.f.db);
