@@ -21,6 +21,9 @@ typedef struct tm_archiver_status {
     char last_archived_log[64], last_failed_log[64];
     char error[256];     /* could not read the status (e.g. server down); "" = read */
     int64_t reported_at; /* unix seconds */
+    /* Non-empty: the target's window is snapshot-only, and why (the agent's
+     * engine says so: its log carries no times to restore to). */
+    char snapshot_only[256];
 } tm_archiver_status;
 
 int tm_archiver_table_new(tm_archiver_table **out, tm_err *err);
@@ -33,7 +36,8 @@ int tm_archiver_get(tm_archiver_table *t, const char *target, tm_archiver_status
  * second). */
 int tm_archiver_failing(const tm_archiver_status *st);
 
-/* tidemark_log_archive_failures_total{target}, tidemark_log_last_archived_timestamp_seconds. */
+/* tidemark_log_archive_failures_total{target}, tidemark_log_last_archived_timestamp_seconds,
+ * tidemark_pitr_snapshot_only{target} (1: restores reach backups only). */
 void tm_archiver_collect(tm_metrics_writer *w, void *arg);
 
 #endif
