@@ -24,6 +24,9 @@ typedef struct tm_archiver_status {
     /* Non-empty: the target's window is snapshot-only, and why (the agent's
      * engine says so: its log carries no times to restore to). */
     char snapshot_only[256];
+    /* What the last failure said, when the agent knows (its own shipper's
+     * error); "" = only the database's log says. */
+    char last_failure[256];
 } tm_archiver_status;
 
 int tm_archiver_table_new(tm_archiver_table **out, tm_err *err);
