@@ -150,8 +150,13 @@ static int seed_wal(tm_repo_set *rs, char **f, tm_err *err)
         return tm_err_set(err, TM_EIO, "mkstemp failed");
     }
     unlink(path);
-    char data[64];
+    char data[512]; /* names up to the log store's limit fit */
     int n = snprintf(data, sizeof(data), "wal %s\n", f[2]);
+    if (n < 0 || (size_t)n >= sizeof(data)) {
+        close(fd);
+        tm_log_store_free(ls);
+        return tm_err_set(err, TM_EINVAL, "log name too long: %s", f[2]);
+    }
     if (write(fd, data, (size_t)n) != n) {
         rc = tm_err_set(err, TM_EIO, "write failed");
     }
