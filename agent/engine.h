@@ -68,6 +68,11 @@ typedef struct tm_log_status {
     char last_failure[TM_ERR_MSG_MAX]; /* what the last failure said; "" = unknown */
     uint32_t pending_count;            /* log files waiting locally to be shipped */
     uint64_t pending_bytes;            /* their bytes; 0 = unknown */
+    /* Non-empty: the shipped log cannot take a restore to a time between
+     * backups (the server does not record when each change happened), so
+     * the restorable window is the backups alone; says why and what to
+     * change. "" = a restore can go to any time the ranges cover. */
+    char snapshot_only[TM_ERR_MSG_MAX];
 } tm_log_status;
 
 /* The provider's own point-in-time window of a target whose database is a
@@ -251,5 +256,9 @@ int tm_ship_store_buf(tm_ship_ctx *ctx, const char *rel, const void *buf, size_t
 void tm_ship_report(tm_ship_ctx *ctx, const tm_log_range *r);
 /* Objects waiting to be shipped, for the status (0/0 when caught up). */
 void tm_ship_pending(tm_ship_ctx *ctx, uint32_t count, uint64_t bytes);
+/* The target's window is snapshot-only (tm_log_status.snapshot_only) for
+ * the reason why; NULL or "" = restores to a time work again. Kept until
+ * changed, also across runs of the engine's ship. */
+void tm_ship_snapshot_only(tm_ship_ctx *ctx, const char *why);
 
 #endif

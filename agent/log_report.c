@@ -48,6 +48,7 @@ static const tm_engine *reporting_engine(const tm_target_conf *t)
 static void status_to_wire(const tm_log_status *st, Tidemark__ArchiverStatus *a)
 {
     tidemark__archiver_status__init(a);
+    a->snapshot_only = st->snapshot_only[0] ? (char *)st->snapshot_only : NULL;
     if (!st->readable) {
         a->error = (char *)st->error;
         return;

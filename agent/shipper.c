@@ -161,6 +161,13 @@ void tm_ship_pending(tm_ship_ctx *ctx, uint32_t count, uint64_t bytes)
     pthread_mutex_unlock(&status_mu);
 }
 
+void tm_ship_snapshot_only(tm_ship_ctx *ctx, const char *why)
+{
+    pthread_mutex_lock(&status_mu);
+    snprintf(ctx->st.snapshot_only, sizeof(ctx->st.snapshot_only), "%s", why ? why : "");
+    pthread_mutex_unlock(&status_mu);
+}
+
 int tm_ship_status(const char *target, tm_log_status *st)
 {
     int found = 0;

@@ -293,7 +293,13 @@ static void rule_log_shipping(tm_alert_rules *r, const char *target, const tm_po
     }
     tm_alert_kv d[3] = {
         {"failed_count", failed}, {"last_failed_log", logf}, {"last_failed", since}};
-    if (failing) {
+    if (failing && st.last_failure[0] != '\0') {
+        /* The agent's shipper failed and said why. */
+        snprintf(summary, sizeof(summary),
+                 "log shipping of %s fails: shipping after %s failed at %s (%s failures so far): "
+                 "%.200s; the agent keeps its position and retries",
+                 target, logf[0] ? logf : "the start", since, failed, st.last_failure);
+    } else if (failing) {
         snprintf(summary, sizeof(summary),
                  "log shipping of %s fails: archiving %s failed at %s (%s failures so far); "
                  "the database keeps the file and retries, see its log for the archive "

@@ -154,5 +154,16 @@ void tm_archiver_collect(tm_metrics_writer *w, void *arg)
                                     (double)t->rows[i].st.last_archived_ms / 1000.0);
         }
     }
+    tm_metrics_write_family(w, "tidemark_pitr_snapshot_only", TM_METRIC_GAUGE,
+                            "1 when the target's restorable window is snapshot-only (its "
+                            "shipped log has no times to restore to), 0 when it reaches any "
+                            "time the log covers.");
+    for (size_t i = 0; i < t->n; i++) {
+        char labels[160], esc[144];
+        snprintf(labels, sizeof(labels), "target=\"%s\"",
+                 tm_metrics_escape(t->rows[i].target, esc, sizeof(esc)));
+        tm_metrics_write_sample(w, "tidemark_pitr_snapshot_only", labels,
+                                t->rows[i].st.snapshot_only[0] != '\0' ? 1.0 : 0.0);
+    }
     pthread_mutex_unlock(&t->mu);
 }

@@ -24,6 +24,12 @@ typedef struct tm_archiver_status {
     char last_archived_log[64], last_failed_log[64];
     char error[256];     /* could not read the status (e.g. server down); "" = read */
     int64_t reported_at; /* unix seconds */
+    /* Non-empty: the target's window is snapshot-only, and why (the agent's
+     * engine says so: its log carries no times to restore to). */
+    char snapshot_only[256];
+    /* What the last failure said, when the agent knows (its own shipper's
+     * error); "" = only the database's log says. */
+    char last_failure[256];
 } tm_archiver_status;
 
 /* The provider's own window of a target (ProviderWindowReport). */
@@ -47,7 +53,8 @@ int tm_archiver_get_window(tm_archiver_table *t, const char *target, tm_provider
  * second). */
 int tm_archiver_failing(const tm_archiver_status *st);
 
-/* tidemark_log_archive_failures_total{target}, tidemark_log_last_archived_timestamp_seconds. */
+/* tidemark_log_archive_failures_total{target}, tidemark_log_last_archived_timestamp_seconds,
+ * tidemark_pitr_snapshot_only{target} (1: restores reach backups only). */
 void tm_archiver_collect(tm_metrics_writer *w, void *arg);
 
 #endif

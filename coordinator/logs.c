@@ -77,6 +77,10 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
         snprintf(st.last_failed_log, sizeof(st.last_failed_log), "%s",
                  a->last_failed_log ? a->last_failed_log : "");
         snprintf(st.error, sizeof(st.error), "%s", a->error ? a->error : "");
+        snprintf(st.snapshot_only, sizeof(st.snapshot_only), "%s",
+                 a->snapshot_only ? a->snapshot_only : "");
+        snprintf(st.last_failure, sizeof(st.last_failure), "%s",
+                 a->last_failure ? a->last_failure : "");
         tm_archiver_put(c->archiver, req->target, &st);
     }
     return TM_RPC_OK;

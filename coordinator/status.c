@@ -51,6 +51,9 @@ static void fill_log_shipping(struct tm_coordinator *c, tm_arena *a, const char 
                               const tm_policy_conf *p, Tidemark__TargetStatus *ts)
 {
     tm_archiver_status st;
+    if (tm_archiver_get(c->archiver, target, &st) == TM_OK && st.snapshot_only[0] != '\0') {
+        ts->snapshot_only = tm_arena_strdup(a, st.snapshot_only);
+    }
     if (p != NULL && !p->log_shipping) {
         ts->log_shipping = "off";
     } else if (tm_archiver_get(c->archiver, target, &st) != TM_OK) {

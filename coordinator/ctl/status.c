@@ -52,6 +52,15 @@ static void json_target(FILE *f, const Tidemark__TargetStatus *t)
     json_time(f, t->pitr_start);
     fputs(",\"pitr_end\":", f);
     json_time(f, t->pitr_end);
+    /* The window's kind: "snapshot-only" when the agent says its log cannot
+     * take a restore to a time between backups (the reason beside it). */
+    fprintf(f, ",\"window\":\"%s\",\"snapshot_only\":",
+            t->snapshot_only && t->snapshot_only[0] ? "snapshot-only" : "point-in-time");
+    if (t->snapshot_only && t->snapshot_only[0]) {
+        tm_json_str(f, t->snapshot_only);
+    } else {
+        fputs("null", f);
+    }
     fputs(",\"rpo_seconds\":", f);
     t->rpo_seconds >= 0 ? fprintf(f, "%" PRId64, t->rpo_seconds) : fputs("null", f);
     fputs(",\"rpo_bound_seconds\":", f);
@@ -111,7 +120,8 @@ static void text_target(const Tidemark__TargetStatus *t)
         char s1[32], s2[32];
         tm_fmt_time(t->pitr_start, s1, sizeof(s1));
         tm_fmt_time(t->pitr_end, s2, sizeof(s2));
-        printf("    restorable:   %s .. %s\n", s1, s2);
+        printf("    restorable:   %s .. %s%s\n", s1, s2,
+               t->snapshot_only && t->snapshot_only[0] ? " (snapshot-only)" : "");
         span(t->rpo_seconds, a, sizeof(a));
         if (t->has_rpo_goal_seconds) {
             span(t->rpo_goal_seconds, g, sizeof(g));
@@ -183,6 +193,9 @@ static void text_target(const Tidemark__TargetStatus *t)
     } else {
         printf("    log shipping: %s (queue %u)\n", t->log_shipping ? t->log_shipping : "-",
                t->archive_queue);
+    }
+    if (t->snapshot_only && t->snapshot_only[0]) {
+        printf("    window:       snapshot-only: %s\n", t->snapshot_only);
     }
     printf("    alerts:       %u firing\n", t->alerts_firing);
     if (t->running && t->running[0]) {

@@ -150,6 +150,12 @@ def setup_cluster():
                     conf={"appendonly": "yes", "aof-timestamp-enabled": "yes",
                           "appenddirname": "appendonlydir", "appendfsync": "always"}).start()
 
+    # Multi-part AOF without "#TS:" annotations: shipped, but the window is
+    # snapshot-only (status says so; a drill to a time fails loudly).
+    ctx.notime = Redis(ctx.tmp, "notime", users={USER: (ctx.password, SYNC_ACL)},
+                       conf={"appendonly": "yes", "aof-timestamp-enabled": "no",
+                             "appenddirname": "appendonlydir"}).start()
+
     ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=TASKS_YAML + f"""policies:
   - name: cache
     match:
@@ -168,7 +174,11 @@ def setup_cluster():
     aof_extra = (f"  aof_dir: {os.path.join(ctx.aof.dir, 'appendonlydir')}\n"
                  f"  ship_interval: 200ms\n")
     ctx.db1 = dict(targets=[("cache", "redis", redis_yaml(ctx.src.port, ctx.pass_file)),
-                            ("events", "redis", redis_yaml(ctx.aof.port, ctx.pass_file, aof_extra))],
+                            ("events", "redis", redis_yaml(ctx.aof.port, ctx.pass_file, aof_extra)),
+                            ("notime", "redis", redis_yaml(
+                                ctx.notime.port, ctx.pass_file,
+                                f"  aof_dir: {os.path.join(ctx.notime.dir, 'appendonlydir')}\n"
+                                f"  ship_interval: 200ms\n"))],
                    extra=repo_yaml())
     c.start_agent("db-1", **ctx.db1)
     roots = "".join(f"  - {d}\n" for d in (ctx.drills, ctx.staging))
@@ -189,7 +199,7 @@ def teardown_all():
             wait_for(lambda: not port_open(s.port), 30, f"restored server on {s.port} stopped")
         else:
             s.stop()
-    for name in ("src", "aof"):
+    for name in ("src", "aof", "notime"):
         if getattr(ctx, name, None) is not None:
             getattr(ctx, name).stop()
     if getattr(ctx, "c", None) is not None:
@@ -393,6 +403,81 @@ def restore_to_a_time_fails_loudly_while_snapshot_only():
                   "--time", time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime()))
     check(r.returncode != 0 and "snapshot-only" in r.stderr, f"PITR refused: {r.stderr}")
     check(not os.path.exists(os.path.join(ctx.tmp, "pitr", "dump.rdb")), "nothing written")
+
+
+def status_rows():
+    return {t["name"]: t for t in ctx.c.ctl_json("status")["target_status"]}
+
+
+@test
+def status_and_drill_say_snapshot_only_without_timestamps():
+    """aof-timestamp-enabled no: the agent warns, `status` (text and --json)
+    and /metrics say the window is snapshot-only, a target with "#TS:"
+    annotations says point-in-time, and a drill to a time fails loudly."""
+    ctx.notime.cli("SET", "k1", "v1")
+    ctx.notime.cli("HSET", "h1", "f", "v")
+    wait_for(lambda: status_rows().get("notime", {}).get("window") == "snapshot-only", 30,
+             "status --json says notime is snapshot-only")
+    rows = status_rows()
+    why = rows["notime"].get("snapshot_only") or ""
+    check("aof-timestamp-enabled" in why, f"the reason names the setting: {why!r}")
+    wait_for(lambda: status_rows().get("events", {}).get("window") == "point-in-time", 30,
+             "a target with timestamps is point-in-time")
+    check(status_rows()["events"].get("snapshot_only") is None,
+          f"no reason for events: {status_rows()['events']}")
+    text = ctx.c.ctl("status").stdout
+    check("window:       snapshot-only: aof-timestamp-enabled is no" in text,
+          f"the text status says so: {text}")
+    m = ctx.c.metrics()
+    check('tidemark_pitr_snapshot_only{target="notime"} 1' in m
+          and 'tidemark_pitr_snapshot_only{target="events"} 0' in m,
+          "the metric: " + "\n".join(l for l in m.splitlines() if "snapshot_only" in l))
+    log = ctx.c.agents["db-1"].output()
+    check("event=aof_no_timestamps target=notime" in log, "the agent warned")
+    # A snapshot to drill from, then a drill to a time: it fails, and says why.
+    r = ctx.c.ctl("backup", "run", "--target", "notime", "--type", "snapshot", "--wait", "--json",
+                  timeout=300, check=False)
+    check(r.returncode == 0, f"snapshot of notime: {r.stdout}\n{r.stderr}")
+    t = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
+    r = ctx.c.ctl("drill", "run", "--target", "notime", "--to", "staging", "--time", t, "--wait",
+                  "--json", timeout=300, check=False)
+    out = r.stdout + r.stderr
+    check(r.returncode != 0 and "snapshot-only" in out,
+          f"a PITR drill on a snapshot-only target fails loudly: rc={r.returncode} {out}")
+    print(f"  notime: status window=snapshot-only ({why}); PITR drill refused: "
+          f"{out.strip().splitlines()[-1][:200] if out.strip() else ''}")
+    check(os.listdir(ctx.drills) == [], f"drill dir removed: {os.listdir(ctx.drills)}")
+
+
+@test
+def status_window_runs_on_through_the_shipped_aof():
+    """The coordinator hears the shipped AOF's ranges (one run across the
+    rewrite) and a snapshot's window runs on through them: RPO stays at
+    seconds while writes go on, not the time since the snapshot."""
+    wait_shipped(int(time.time()))
+    r = ctx.c.ctl("backup", "run", "--target", "events", "--type", "snapshot", "--wait", "--json",
+                  timeout=300, check=False)
+    check(r.returncode == 0, f"snapshot of events: {r.stdout}\n{r.stderr}")
+    time.sleep(5)
+    rpo = []
+
+    def fresh():
+        with Resp(ctx.aof.port) as c:
+            c.call("SELECT", 5)
+            c.call("SET", "tick", time.time())
+        row = status_rows()["events"]
+        rpo.append(row.get("rpo_seconds"))
+        return row.get("rpo_seconds") is not None and row["rpo_seconds"] <= 3
+    wait_for(fresh, 30, "RPO of seconds from the shipped AOF")
+    w = ctx.c.ctl_json("pitr", "window", "--target", "events")
+    print(f"  events: RPO {rpo[-1]} s (5 s after its snapshot); pitr window ranges: "
+          f"{[(x.get('repository'), x.get('first'), x.get('last')) for x in w.get('ranges', [])]}")
+    per_repo = {}
+    for x in w.get("ranges", []):
+        per_repo.setdefault(x.get("repository"), []).append(x)
+    check(sorted(per_repo) == ["region-a", "region-b"] and
+          all(len(v) == 1 for v in per_repo.values()),
+          f"one run per repository across the rewrite (no hole): {w.get('ranges')}")
 
 
 @test

@@ -1,5 +1,9 @@
-"""Retention applied for real: a coordinator whose policy applies the GFS plan
-every minute, one agent with two posix repositories ("regions" a and b).
+"""Retention applied for real: a coordinator whose policies apply the GFS plan
+every minute, one agent with two posix repositories ("regions" a and b) and
+two targets, one of each engine that ships a log: "pg" (PostgreSQL: fulls,
+incrementals, WAL) and "cache" (Redis: snapshots, shipped AOF objects). The
+same checks run over both (TARGETS); what only one engine has (incrementals,
+an orphan, holds on a chain) is checked on it alone.
 
 Seeding (tests/tools/tm_retention_seed, which links the agent's repository
 code and the coordinator's catalog code): 3 years and a month of daily fulls
@@ -22,6 +26,13 @@ Then:
    and newer WAL, history files and other timelines stay, the deletion log
    lists every removed backup with both repositories and a reason, and
    tidemark_retention_deletions_total counts them;
+ - the Redis target: 3 years and a month of daily snapshots, each recording
+   the shipped AOF position it was taken at (one AOF chain a day, a
+   BGREWRITEAOF each night), and 40 days of shipped AOF objects (base + incr
+   per chain, gap markers on two chains): the schedule drops exactly the
+   snapshots outside the GFS set, and the AOF objects of the chains before
+   the cutoff snapshot's (markers included), never one of its chain or
+   later (what a restore to any time in the PITR window replays);
  - applying again deletes nothing more.
 """
 import calendar
@@ -31,7 +42,7 @@ import subprocess
 import tempfile
 import time
 
-from tmtest.cluster import Cluster, binary
+from tmtest.cluster import Cluster, binary, free_port
 from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 POLICY_YAML = """tasks:
@@ -40,12 +51,13 @@ POLICY_YAML = """tasks:
   retry_backoff: 500ms
   poll_max: 5s
 policies:
-  - name: gfs
+"""
+POLICY = """  - name: gfs-{kind}
     match:
-      kind: postgres
+      kind: {kind}
     schedule:
       full: "0 3 1 1 *"
-      incremental: ""
+      incremental: ""{extra}
       jitter: 0s
     retention:
       keep_daily: 7
@@ -59,7 +71,9 @@ policies:
       schedule: ""           # no scheduled drills: only retention runs on its own
 """
 
-TARGET = "pg"
+TARGET = "pg"      # PostgreSQL: fulls, incrementals, WAL
+RTARGET = "cache"  # Redis: snapshots, shipped AOF
+TARGETS = (TARGET, RTARGET)
 DAY = 86400
 
 
@@ -86,11 +100,11 @@ def bid(t, kind):
 
 def gfs(backups, holds, now):
     """restic `forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12
-    --keep-yearly 7` over the fulls, plus holds, the newest and the PITR
-    anchor (newest finished at or before now - 7d) with their fulls, and
-    incrementals exactly with their full."""
-    fulls = sorted((b for b in backups if b.type == "full"), key=lambda b: (b.finished, b.id),
-                   reverse=True)
+    --keep-yearly 7` over the fulls (or snapshots), plus holds, the newest
+    and the PITR anchor (newest finished at or before now - 7d) with their
+    fulls, and incrementals exactly with their full."""
+    fulls = sorted((b for b in backups if b.type in ("full", "snapshot")),
+                   key=lambda b: (b.finished, b.id), reverse=True)
     keep = set()
     for fmt, n in (("%Y-%m-%d", 7), ("%G-W%V", 4), ("%Y-%m", 12), ("%Y", 7)):
         buckets = []
@@ -112,10 +126,10 @@ def gfs(backups, holds, now):
     return keep, anchor
 
 
-def repo_backups(repo):
-    """backup id -> files under it, for every backup dir of TARGET."""
+def repo_backups(repo, target=TARGET):
+    """backup id -> files under it, for every backup dir of target."""
     out = {}
-    root = os.path.join(repo, TARGET, "backup")
+    root = os.path.join(repo, target, "backup")
     for bid_ in os.listdir(root) if os.path.isdir(root) else []:
         files = []
         for dp, _, fs in os.walk(os.path.join(root, bid_)):
@@ -124,18 +138,18 @@ def repo_backups(repo):
     return out
 
 
-def repo_manifests(repo):
-    return {b for b, files in repo_backups(repo).items() if "manifest" in files}
+def repo_manifests(repo, target=TARGET):
+    return {b for b, files in repo_backups(repo, target).items() if "manifest" in files}
 
 
-def repo_key_dirs(repo):
-    root = os.path.join(repo, TARGET, "keys")
+def repo_key_dirs(repo, target=TARGET):
+    root = os.path.join(repo, target, "keys")
     return {d for d in os.listdir(root) if d != "log" and os.listdir(os.path.join(root, d))}
 
 
-def repo_logs(repo):
+def repo_logs(repo, target=TARGET):
     out = set()
-    root = os.path.join(repo, TARGET, "log")
+    root = os.path.join(repo, target, "log")
     for dp, _, fs in os.walk(root):
         for f in fs:
             out.add(os.path.relpath(os.path.join(dp, f), root))
@@ -156,11 +170,17 @@ def setup():
     repo_yaml = "repositories:\n" + "".join(
         f"  - name: {n}\n    region: {n[-1]}\n    type: posix\n    path: {p}\n"
         for n, p in ctx.repos.items()) + f"encryption:\n  master_key_file: {ctx.key}\n"
-    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=POLICY_YAML)
+    ctx.c = Cluster(heartbeat="200ms", extra_coord_yaml=POLICY_YAML + POLICY.format(
+        kind="postgres", extra="") + POLICY.format(kind="redis", extra='\n      snapshot: ""'))
     ctx.c.__enter__()
     c = ctx.c
     c.start_coordinator()
-    c.start_agent("db1", targets=[(TARGET, "postgres")], extra=repo_yaml)
+    # The Redis target's server is not running: retention needs only the
+    # repositories (its shipper waits, saying the AOF directory is unknown).
+    c.start_agent("db1", targets=[(TARGET, "postgres"),
+                                  (RTARGET, "redis", f"redis:\n  host: 127.0.0.1\n"
+                                                     f"  port: {free_port()}\n")],
+                  extra=repo_yaml)
     wait_for(lambda: c.agents_by_host().get("db1", {}).get("state") == "online", 15,
              "agent online")
 
@@ -203,6 +223,28 @@ def setup():
             ctx.wal.append(f"00000001/{wal_name(1, s + k)}")
     ctx.wal += ["00000002/00000002.history", f"00000002/{wal_name(2, 5)}"]
     script += [f"wal {TARGET} {w}" for w in ctx.wal]
+    # The Redis target: a snapshot a day at 03:00, taken in that day's AOF
+    # chain (a rewrite at 02:00 starts chain k+1 on day k), recording the
+    # shipped position; AOF objects (base + incr) of the last 40 days' chains,
+    # and gap markers on two of them (one before the cutoff, one after).
+    rbackups = []
+    for d in range(days):
+        day = today - (days - d) * DAY
+        t = day + 3 * 3600
+        b = B(bid(t, "snapshot"), "snapshot", t, None, None, None)
+        b.full = b.id
+        b.chain = d + 1
+        b.pos = f"{d + 1:010d}:1i{d + 1:08d}-0000000000000000-{day + 2 * 3600:010d}-{t - 60:010d}"
+        rbackups.append(b)
+        script.append(f"backup {RTARGET} {b.id} snapshot - {t - 60} {t} {b.pos} both")
+    ctx.aof = []
+    for d in range(days - 40, days):
+        c_, day = d + 1, today - (days - d) * DAY
+        ctx.aof += [f"{c_:010d}/0r{c_:08d}-0000000000000000-{day + 7200:010d}-{day + 7200:010d}",
+                    f"{c_:010d}/1i{c_:08d}-0000000000000000-{day + 7200:010d}-{day + DAY:010d}"]
+        if d in (days - 38, days - 3):
+            ctx.aof.append(f"{c_:010d}/0g{c_:08d}-0000000000000000-0000000000-0000000000")
+    script += [f"wal {RTARGET} {a}" for a in ctx.aof]
     agent_yaml = os.path.join(c.dir, "agents", "db1", "agent.yaml")
     t0 = time.monotonic()
     # Seeded with the coordinator stopped: its policy applies retention every
@@ -221,6 +263,9 @@ def setup():
           f"({len([b for b in backups if b.type == 'full'])} fulls, two repositories)")
     ctx.backups = backups
     ctx.by_id = {b.id: b for b in backups}
+    ctx.rbackups = rbackups
+    ctx.rby_id = {b.id: b for b in rbackups}
+    ctx.seeded = {TARGET: backups, RTARGET: rbackups}
 
 
 @test
@@ -246,19 +291,29 @@ def holds():
         r = c.ctl(*args)
         check("Usage:" in r.stdout, f"{' '.join(args)}: {r.stdout}")
     ctx.holds = [ctx.hold_full, ctx.hold_inc]
-    ctx.keep, ctx.anchor = gfs(ctx.backups, ctx.holds, time.time())
+    # Holds on the Redis target are not set: its first scheduled apply may
+    # run before this test (nothing makes the agent refuse it, as the
+    # orphan does for pg), and holds are the coordinator's, not an engine's.
+    ctx.target_holds = {TARGET: ctx.holds, RTARGET: []}
+    ctx.keeps, ctx.anchors = {}, {}
+    for t in TARGETS:
+        ctx.keeps[t], ctx.anchors[t] = gfs(ctx.seeded[t], ctx.target_holds[t], time.time())
+    ctx.keep, ctx.anchor = ctx.keeps[TARGET], ctx.anchors[TARGET]
 
 
 @test
 def plan_is_the_gfs_set():
-    doc = ctx.c.ctl_json("retention", "plan", "--target", TARGET)
-    tgt = doc["plans"][0]["plan"]["targets"][0]
-    kept = {b["id"] for b in tgt["backups"] if b["action"] == "keep"}
-    check(kept == ctx.keep, f"plan keeps the GFS set: extra {sorted(kept - ctx.keep)[:5]}, "
-                            f"missing {sorted(ctx.keep - kept)[:5]}")
-    check(tgt["log_cutoff_id"] == ctx.anchor.id, f"log cutoff {tgt['log_cutoff_id']} is the PITR "
-                                                f"anchor {ctx.anchor.id}")
-    print(f"  plan: keep {len(kept)} of {len(ctx.backups)}, log cutoff {ctx.anchor.id}")
+    for target in TARGETS:
+        doc = ctx.c.ctl_json("retention", "plan", "--target", target)
+        tgt = doc["plans"][0]["plan"]["targets"][0]
+        kept = {b["id"] for b in tgt["backups"] if b["action"] == "keep"}
+        want, anchor = ctx.keeps[target], ctx.anchors[target]
+        check(kept == want, f"{target}: plan keeps the GFS set: extra {sorted(kept - want)[:5]}, "
+                            f"missing {sorted(want - kept)[:5]}")
+        check(tgt["log_cutoff_id"] == anchor.id, f"{target}: log cutoff {tgt['log_cutoff_id']} "
+                                                 f"is the PITR anchor {anchor.id}")
+        print(f"  {target} plan: keep {len(kept)} of {len(ctx.seeded[target])}, "
+              f"log cutoff {anchor.id}")
 
 
 @test
@@ -288,79 +343,105 @@ def agent_refuses_to_orphan_an_incremental():
         shutil.rmtree(os.path.join(p, TARGET, "keys", ctx.orphan))
 
 
+def scheduled_success(target):
+    """The scheduled EXPIRE of target that succeeded and deleted: the plan
+    is applied every minute, so a slow run (ASan) can see a later one that
+    found nothing left to drop."""
+    done = [t for t in ctx.c.ctl_json("tasks", "list", "--target", target)
+            if t["kind"] == "expire" and t["requested_by"] == "schedule"
+            and t["state"] == "succeeded"]
+    return max(done, key=lambda t: len((t.get("expire") or {}).get("drop") or []), default=None)
+
+
+def logs_gone(target, anchor):
+    """(log rels retention must delete, the first kept) for target's cutoff."""
+    if target == TARGET:
+        gone = [w for w in ctx.wal if w.startswith("00000001/") and w.split("/")[1] < anchor.wal]
+        return gone, f"00000001/{anchor.wal}"
+    # Redis: every object of a chain before the cutoff snapshot's chain.
+    gone = [a for a in ctx.aof if int(a.split("/")[0]) < anchor.chain]
+    return gone, min(a for a in ctx.aof if a not in gone)
+
+
 @test
 def schedule_applies_retention_in_every_repository():
     c = ctx.c
-
-    def scheduled_success():
-        for t in c.ctl_json("tasks", "list", "--target", TARGET):
-            if t["kind"] == "expire" and t["requested_by"] == "schedule" and \
-                    t["state"] == "succeeded":
-                return t
-        return None
-
-    t = wait_for(scheduled_success, 150, "an EXPIRE task by the schedule that succeeded",
-                 interval=1)
-    now = time.time()
-    keep, anchor = gfs(ctx.backups, ctx.holds, now)
-    check(keep == ctx.keep and anchor.id == ctx.anchor.id, "the GFS set did not move meanwhile")
-    dropped = set(ctx.by_id) - keep
-    cat = {b["id"] for b in c.ctl_json("backups", "list", "--target", TARGET)}
-    check(cat == keep, f"catalog holds exactly the GFS set ({len(cat)} vs {len(keep)})")
-    for name, p in ctx.repos.items():
-        got = repo_backups(p)
-        check(set(got) == keep, f"{name}: exactly the GFS set of backup dirs "
-                                f"(extra {sorted(set(got) - keep)[:3]})")
-        check(all("manifest" in f for f in got.values()), f"{name}: every kept backup complete")
-        check(repo_key_dirs(p) == keep, f"{name}: key records of dropped backups are gone")
-        logs = repo_logs(p)
-        for w in ctx.wal:
-            tli, name_ = w.split("/")
-            gone = tli == "00000001" and name_ < anchor.wal
-            for f in (w, w + ".meta"):
-                check((f in logs) != gone, f"{name}: {f} {'deleted' if gone else 'kept'} "
-                                           f"(cutoff {anchor.wal})")
-    for h in ctx.holds + [max(ctx.backups, key=lambda b: b.finished).id]:
-        check(h in cat, f"held/newest {h} kept")
-    ex = t["expire"]
-    check(set(ex["drop"]) == dropped and ex["log_cutoff_id"] == anchor.id,
-          f"the task carried the plan: {len(ex['drop'])} drops, cutoff {ex['log_cutoff_id']}")
-    wal_gone = len([w for w in ctx.wal if w.startswith("00000001/") and
-                    w.split("/")[1] < anchor.wal])
-    for rr in ex["repositories"]:
-        check(rr["backups"] == len(dropped) and rr["log_files"] == wal_gone and
-              rr["log_first_kept"] == f"00000001/{anchor.wal}",
-              f"per-repository report: {rr} (want {len(dropped)} backups, {wal_gone} logs)")
-    check(sorted(r["repository"] for r in ex["repositories"]) == ["region-a", "region-b"],
-          "both repositories reported")
-    print(f"  scheduled EXPIRE {t['id']}: dropped {len(dropped)}, kept {len(keep)}, "
-          f"{wal_gone} WAL files; per repository {ex['repositories']}")
-    log = c.ctl_json("retention", "log", "--target", TARGET, "--limit", "100000")
-    check({d["backup_id"] for d in log} == dropped, f"deletion log lists every removed backup "
-                                                    f"({len(log)} vs {len(dropped)})")
-    check(all(sorted(d["repositories"]) == ["region-a", "region-b"] and d["reason"] and
-              d["task_id"] == t["id"] for d in log), f"repositories, reason, task: {log[:2]}")
-    text = c.ctl("retention", "log", "--target", TARGET, "--limit", "3").stdout
-    check("REASON" in text and len(text.strip().splitlines()) == 4, f"text log: {text}")
+    total = 0
+    for target in TARGETS:
+        t = wait_for(lambda: scheduled_success(target), 150,
+                     f"an EXPIRE task of {target} by the schedule that succeeded", interval=1)
+        seeded = ctx.seeded[target]
+        by_id = {b.id: b for b in seeded}
+        now = time.time()
+        keep, anchor = gfs(seeded, ctx.target_holds[target], now)
+        check(keep == ctx.keeps[target] and anchor.id == ctx.anchors[target].id,
+              f"{target}: the GFS set did not move meanwhile")
+        dropped = set(by_id) - keep
+        total += len(dropped)
+        cat = {b["id"] for b in c.ctl_json("backups", "list", "--target", target)}
+        check(cat == keep, f"{target}: catalog holds exactly the GFS set ({len(cat)} vs {len(keep)})")
+        gone, first_kept = logs_gone(target, anchor)
+        logs_all = ctx.wal if target == TARGET else ctx.aof
+        check(0 < len(gone) < len(logs_all), f"{target}: the cutoff splits the log "
+                                             f"({len(gone)} of {len(logs_all)} go)")
+        for name, p in ctx.repos.items():
+            got = repo_backups(p, target)
+            check(set(got) == keep, f"{target} {name}: exactly the GFS set of backup dirs "
+                                    f"(extra {sorted(set(got) - keep)[:3]})")
+            check(all("manifest" in f for f in got.values()),
+                  f"{target} {name}: every kept backup complete")
+            check(repo_key_dirs(p, target) == keep,
+                  f"{target} {name}: key records of dropped backups are gone")
+            logs = repo_logs(p, target)
+            for w in logs_all:
+                for f in (w, w + ".meta"):
+                    check((f in logs) != (w in gone), f"{target} {name}: {f} "
+                          f"{'deleted' if w in gone else 'kept'} (cutoff {anchor.id})")
+        for h in ctx.target_holds[target] + [max(seeded, key=lambda b: b.finished).id]:
+            check(h in cat, f"{target}: held/newest {h} kept")
+        ex = t["expire"]
+        check(set(ex["drop"]) == dropped and ex["log_cutoff_id"] == anchor.id,
+              f"{target}: the task carried the plan: {len(ex['drop'])} drops, "
+              f"cutoff {ex['log_cutoff_id']}")
+        for rr in ex["repositories"]:
+            check(rr["backups"] == len(dropped) and rr["log_files"] == len(gone) and
+                  rr["log_first_kept"] == first_kept,
+                  f"{target}: per-repository report: {rr} (want {len(dropped)} backups, "
+                  f"{len(gone)} logs, first kept {first_kept})")
+        check(sorted(r["repository"] for r in ex["repositories"]) == ["region-a", "region-b"],
+              f"{target}: both repositories reported")
+        print(f"  {target}: scheduled EXPIRE {t['id']}: dropped {len(dropped)}, kept {len(keep)}, "
+              f"{len(gone)} log objects; per repository {ex['repositories']}")
+        log = c.ctl_json("retention", "log", "--target", target, "--limit", "100000")
+        check({d["backup_id"] for d in log} == dropped,
+              f"{target}: deletion log lists every removed backup ({len(log)} vs {len(dropped)})")
+        check(all(sorted(d["repositories"]) == ["region-a", "region-b"] and d["reason"] and
+                  d["task_id"] == t["id"] for d in log),
+              f"{target}: repositories, reason, task: {log[:2]}")
+        text = c.ctl("retention", "log", "--target", target, "--limit", "3").stdout
+        check("REASON" in text and len(text.strip().splitlines()) == 4, f"text log: {text}")
+        check(f"event=backup_deleted target={target} backup={sorted(dropped)[0]}" in
+              c.coordinator.output(), f"{target}: a log line per deletion")
     m = c.metrics()
-    check(f"tidemark_retention_deletions_total {len(dropped)}" in m,
-          "tidemark_retention_deletions_total counts the deletions")
-    check(f"event=backup_deleted target={TARGET} backup={sorted(dropped)[0]}" in
-          c.coordinator.output(), "a log line per deletion")
+    check(f"tidemark_retention_deletions_total {total}" in m,
+          f"tidemark_retention_deletions_total counts the deletions of both targets ({total})")
 
 
 @test
 def applying_again_deletes_nothing_more():
     c = ctx.c
-    before = {n: (repo_manifests(p), repo_logs(p)) for n, p in ctx.repos.items()}
-    r = c.ctl("retention", "apply", "--target", TARGET, "--wait", "--wait-timeout", "120",
-              timeout=150, check=False)
-    # A scheduled run may be the open one: either way it must succeed.
-    check(r.returncode == 0, f"second apply succeeds: {r.stdout}\n{r.stderr}")
-    after = {n: (repo_manifests(p), repo_logs(p)) for n, p in ctx.repos.items()}
-    check(after == before, "nothing more deleted")
-    cat = {b["id"] for b in c.ctl_json("backups", "list", "--target", TARGET)}
-    check(cat == ctx.keep, "catalog still the GFS set")
+    for target in TARGETS:
+        before = {n: (repo_manifests(p, target), repo_logs(p, target))
+                  for n, p in ctx.repos.items()}
+        r = c.ctl("retention", "apply", "--target", target, "--wait", "--wait-timeout", "120",
+                  timeout=150, check=False)
+        # A scheduled run may be the open one: either way it must succeed.
+        check(r.returncode == 0, f"{target}: second apply succeeds: {r.stdout}\n{r.stderr}")
+        after = {n: (repo_manifests(p, target), repo_logs(p, target))
+                 for n, p in ctx.repos.items()}
+        check(after == before, f"{target}: nothing more deleted")
+        cat = {b["id"] for b in c.ctl_json("backups", "list", "--target", target)}
+        check(cat == ctx.keeps[target], f"{target}: catalog still the GFS set")
 
 
 @teardown

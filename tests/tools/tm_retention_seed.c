@@ -14,6 +14,10 @@
  *       a backup with that id (manifest: kind, parent, engine "postgres",
  *       engine_info start_wal/start_lsn/timeline/wal_segment_size, one small
  *       data object); WHERE: both | repo (repositories only) | catalog
+ *   backup TARGET ID snapshot - STARTED FINISHED AOF_POSITION|- WHERE
+ *       the same for a snapshot of the second engine: engine "redis", one
+ *       dump.rdb object, engine_info aof_position (the shipped AOF position
+ *       the snapshot recorded; - = none)
  *   wal TARGET REL
  *       a small log file at <TARGET>/log/<REL> in every repository (repo_log)
  * Prints "seeded N backups, M log files"; exit 1 on any failure.
@@ -51,17 +55,21 @@ static int seed_backup(tm_repo_set *rs, tm_catalog *cat, char **f, tm_err *err)
     const char *parent = strcmp(f[4], "-") == 0 ? NULL : f[4];
     long long started = atoll(f[5]), finished = atoll(f[6]);
     const char *where = f[8];
+    int snap = strcmp(kind, "snapshot") == 0;
     char lsn[32], tli_s[16];
     unsigned tli = 0;
-    wal_lsn(f[7], lsn, sizeof(lsn), &tli);
+    if (!snap) {
+        wal_lsn(f[7], lsn, sizeof(lsn), &tli);
+    }
     snprintf(tli_s, sizeof(tli_s), "%u", tli);
     int rc = TM_OK;
     if (strcmp(where, "catalog") != 0) {
         tm_backup_writer *w = NULL;
         tm_backup_object *o = NULL;
         tm_object_digest d;
-        rc = tm_backup_begin(rs, target, id, kind, "postgres", &w, err);
-        if (rc == TM_OK && (rc = tm_backup_object_open(w, "base.tar", &o, err)) == TM_OK) {
+        rc = tm_backup_begin(rs, target, id, kind, snap ? "redis" : "postgres", &w, err);
+        if (rc == TM_OK &&
+            (rc = tm_backup_object_open(w, snap ? "dump.rdb" : "base.tar", &o, err)) == TM_OK) {
             char data[128];
             int n = snprintf(data, sizeof(data), "backup %s of %s\n", id, target);
             rc = tm_backup_object_write(o, data, (size_t)n, err);
@@ -76,7 +84,12 @@ static int seed_backup(tm_repo_set *rs, tm_catalog *cat, char **f, tm_err *err)
                                 {"start_lsn", lsn},
                                 {"timeline", tli_s},
                                 {"wal_segment_size", "16777216"}};
-        for (int i = 0; i < 4; i++) {
+        size_t nkv = 4;
+        if (snap) {
+            kv[0][0] = "aof_position";
+            nkv = strcmp(f[7], "-") == 0 ? 0 : 1;
+        }
+        for (size_t i = 0; i < nkv; i++) {
             tidemark__manifest__engine_info_entry__init(&e[i]);
             e[i].key = (char *)kv[i][0];
             e[i].value = (char *)kv[i][1];
@@ -85,7 +98,7 @@ static int seed_backup(tm_repo_set *rs, tm_catalog *cat, char **f, tm_err *err)
         Tidemark__Manifest *m = w != NULL ? tm_manifest_proto(tm_backup_writer_manifest(w)) : NULL;
         if (rc == TM_OK) {
             m->engine_info = ep;
-            m->n_engine_info = 4;
+            m->n_engine_info = nkv;
             m->parent_backup_id = (char *)parent;
             rc = tm_backup_finish(w, err);
         }
@@ -107,12 +120,14 @@ static int seed_backup(tm_repo_set *rs, tm_catalog *cat, char **f, tm_err *err)
         b.target = (char *)target;
         b.has_type = b.has_started_at = b.has_finished_at = b.has_chain = 1;
         b.type = strcmp(kind, "incremental") == 0 ? TIDEMARK__BACKUP_TYPE__INCREMENTAL
+                 : snap                           ? TIDEMARK__BACKUP_TYPE__SNAPSHOT
                                                   : TIDEMARK__BACKUP_TYPE__FULL;
         b.parent_id = (char *)parent;
         b.started_at = started;
         b.finished_at = finished;
-        b.start_position = lsn;
+        b.start_position = snap ? NULL : lsn;
         b.chain = tli;
+        b.has_chain = !snap;
         b.repositories = repos;
         b.n_repositories = nr < 16 ? nr : 16;
         b.agent_id = "seed";
@@ -135,8 +150,13 @@ static int seed_wal(tm_repo_set *rs, char **f, tm_err *err)
         return tm_err_set(err, TM_EIO, "mkstemp failed");
     }
     unlink(path);
-    char data[64];
+    char data[512]; /* names up to the log store's limit fit */
     int n = snprintf(data, sizeof(data), "wal %s\n", f[2]);
+    if (n < 0 || (size_t)n >= sizeof(data)) {
+        close(fd);
+        tm_log_store_free(ls);
+        return tm_err_set(err, TM_EINVAL, "log name too long: %s", f[2]);
+    }
     if (write(fd, data, (size_t)n) != n) {
         rc = tm_err_set(err, TM_EIO, "write failed");
     }

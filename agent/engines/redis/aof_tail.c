@@ -42,7 +42,8 @@ struct tm_aof_tail {
     char pos[TM_AOF_POS_MAX];
 
     int64_t cur_ts;    /* the "#TS:" in effect; 0 = none yet */
-    int ts_seen;       /* any annotation */
+    int ts_seen;       /* any annotation (also shipped before a resume) */
+    int ts_run;        /* an annotation read by this tail */
     int cmd_seen;      /* any command */
     int64_t rfirst;    /* time of the range's first command; -1 = none yet */
     int64_t final_seq; /* the last incr file finished, and the time in effect */
@@ -305,10 +306,17 @@ const char *tm_aof_tail_base(const tm_aof_tail *t)
 
 int tm_aof_tail_timestamps(const tm_aof_tail *t)
 {
-    if (t->ts_seen) {
+    /* What this tail read decides: the time carried over at a resume may be
+     * a base file's, which says nothing about annotations. Commands without
+     * one can also be the rest of a second annotated before the resume:
+     * then the next second's annotation turns it back to 1. */
+    if (t->ts_run) {
         return 1;
     }
-    return t->cmd_seen ? 0 : -1;
+    if (t->cmd_seen) {
+        return 0;
+    }
+    return t->ts_seen ? 1 : -1;
 }
 
 int tm_aof_range_copy(const tm_aof_range *r,
@@ -344,7 +352,7 @@ static int on_unit(void *arg, const tm_aof_unit *u, tm_err *err)
     if (u->kind == TM_AOF_UNIT_ANNOTATION) {
         if (u->ts >= 0) {
             t->cur_ts = u->ts;
-            t->ts_seen = 1;
+            t->ts_seen = t->ts_run = 1;
         }
     } else {
         t->cmd_seen = 1;

@@ -89,7 +89,9 @@ int tm_aof_tail_poll(tm_aof_tail *t, const tm_aof_tail_cbs *cbs, int *ranges, tm
 const char *tm_aof_tail_position(const tm_aof_tail *t);
 const char *tm_aof_tail_base(const tm_aof_tail *t);
 /* 1: "#TS:" annotations seen (PITR possible); 0: commands seen without any
- * (aof-timestamp-enabled is off: snapshot-only); -1: nothing seen yet. */
+ * (aof-timestamp-enabled is off: snapshot-only); -1: nothing seen yet. By
+ * what this tail read since it was made (a resume's carried-over time is
+ * used only until then). */
 int tm_aof_tail_timestamps(const tm_aof_tail *t);
 
 /* Read a range's bytes from its pinned file, in pieces, into fn. */

@@ -27,6 +27,7 @@
 #include "agent/repo/repository.h"
 #include "agent/restore_root.h"
 #include "agent/result_kv.h"
+#include "agent/shipper.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -266,6 +267,16 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
     int rdb_version = rc == TM_OK ? tm_rdb_check_version(s.chk) : 0;
     kvs info = {0};
     int finished = 0;
+    /* Where the shipped AOF stood when the snapshot was taken ("" when
+     * nothing was shipped): the coordinator's window runs on from the
+     * snapshot through the AOF range holding it (the AOF restores any time
+     * after it on its own, from its bases), and retention keeps that chain
+     * and later ones while the snapshot is its cutoff (aof_expire.c). */
+    tm_log_status ls = {0};
+    char aof_pos[TM_LOG_POS_MAX] = "";
+    if (tm_ship_status(t->name, &ls)) {
+        snprintf(aof_pos, sizeof(aof_pos), "%s", ls.last_shipped);
+    }
     if (rc == TM_OK) {
         kvs_add(&info, "start_time", "%" PRId64, start_time);
         kvs_add(&info, "stop_time", "%" PRId64, stop_time);
@@ -275,6 +286,9 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
         kvs_add(&info, "method", "%s", used);
         kvs_add(&info, "diskless", "%d", fr.diskless);
         kvs_add(&info, "source", "%s:%d", co.host, co.port);
+        if (aof_pos[0] != '\0') {
+            kvs_add(&info, TM_REDIS_AOF_POSITION_INFO, "%s", aof_pos);
+        }
         Tidemark__Manifest *m = tm_manifest_proto(tm_backup_writer_manifest(s.w));
         m->engine_info = info.p;
         m->n_engine_info = info.n;
@@ -312,6 +326,9 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
             if (res[i].code == TM_OK) {
                 result->repositories[result->n_repositories++] = strdup(res[i].repo);
             }
+        }
+        if (aof_pos[0] != '\0') {
+            result->stop_log = strdup(aof_pos);
         }
         tm_result_extra(result, "method", "%s", used);
         tm_result_extra(result, "diskless", "%d", fr.diskless);
@@ -400,6 +417,7 @@ const tm_engine tm_engine_redis = {
     .drill = tm_redis_drill,
     .ship = tm_redis_ship,
     .log_ranges = tm_redis_log_ranges,
+    .log_before = tm_redis_log_before,
     .in_use = tm_redis_in_use,
     .restore_cli = tm_redis_restore_cli,
     .restore_usage = tm_redis_restore_usage,

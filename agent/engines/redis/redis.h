@@ -89,6 +89,23 @@ typedef struct tm_redis_log_name {
 } tm_redis_log_name;
 
 int tm_redis_log_name_parse(const char *rel, tm_redis_log_name *out);
+/* The kind letter of a gap marker object (<chain>/0g<seq>-...): that chain
+ * starts after a hole in the shipped AOF. */
+#define TM_REDIS_GAP_KIND "g"
+/* 1 (and *chain) when rel is a gap marker. */
+int tm_redis_log_is_gap(const char *rel, uint64_t *chain);
+/* A log position as the coordinator sees it: rel with ':' for '/'. */
+void tm_redis_log_pos(const char *rel, char *out, size_t cap);
+
+/* ---- aof_expire.c ---- */
+
+/* The snapshot manifest's engine_info key: the shipped AOF position
+ * ("<chain>:<name>") when the snapshot was taken. */
+#define TM_REDIS_AOF_POSITION_INFO "aof_position"
+/* engine.h's log_before: 1 when the shipped AOF object rel belongs to a
+ * chain older than the one the cutoff snapshot was taken in. */
+int tm_redis_log_before(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
+                        const char *rel);
 int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err);
 int tm_redis_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_t n,
                         tm_log_range **out, size_t *nout, tm_err *err);

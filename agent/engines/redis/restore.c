@@ -509,8 +509,11 @@ static int pitr(const tm_agent_conf *conf, tm_repo_set *rs, tm_restore_root *roo
                                   : "the time is before the oldest shipped AOF base");
     }
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s/tm-redis-pitr-XXXXXX",
-             conf->state_dir != NULL ? conf->state_dir : "/tmp");
+    const char *sdir = conf->state_dir != NULL ? conf->state_dir : "/tmp";
+    snprintf(tmp, sizeof(tmp), "%s/tm-redis-pitr-XXXXXX", sdir);
+    /* A staging host's agent may never have run: its state_dir is made. */
+    tm_err e_dir = {0};
+    tm_mkdir_p(sdir, 0700, &e_dir);
     if (mkdtemp(tmp) == NULL) {
         tm_log_items_free(items, n);
         return tm_err_set(err, TM_EIO, "mkdtemp %s: %s", tmp, strerror(errno));
@@ -537,29 +540,48 @@ static int pitr(const tm_agent_conf *conf, tm_repo_set *rs, tm_restore_root *roo
         }
     }
     tm_log_items_free(items, n);
-    /* The pieces of each file must follow each other without a hole. */
+    /* The pieces of each file must follow each other without a hole. A
+     * store that failed in one repository is retried from the shipper's
+     * saved position with the bytes appended meanwhile: the repositories
+     * that took the first try then hold pieces of one file from the same
+     * offset, the later one longer (names sort them by offset, then time).
+     * The file is append-only, so the longest piece at an offset holds the
+     * others' bytes: keep it, and drop pieces inside what is covered. */
+    size_t kept = 0;
+    uint64_t covered = 0;
     for (size_t i = 0; rc == TM_OK && i < np; i++) {
         struct stat st;
         if (stat(pc[i].path, &st) != 0) {
             rc = tm_err_set(err, TM_EIO, "stat %s: %s", pc[i].path, strerror(errno));
             break;
         }
-        int same = i > 0 && pc[i - 1].n.base == pc[i].n.base && pc[i - 1].n.seq == pc[i].n.seq;
+        uint64_t end = pc[i].n.start + (uint64_t)st.st_size;
+        piece *prev = kept > 0 ? &pc[kept - 1] : NULL;
+        int same = prev != NULL && prev->n.base == pc[i].n.base && prev->n.seq == pc[i].n.seq;
+        if (same && end <= covered) {
+            continue; /* an earlier try's bytes, all in the kept pieces */
+        }
+        if (same && pc[i].n.start == prev->n.start) {
+            *prev = pc[i]; /* the same offset, longer: replaces it */
+            covered = end;
+            continue;
+        }
         if (!same && pc[i].n.start != 0) {
             rc = tm_err_set(err, TM_ECORRUPT,
                             "shipped AOF of %s: %s starts at offset %" PRIu64
                             " but nothing before it was shipped (a gap)",
                             o->target, pc[i].rel, pc[i].n.start);
-        }
-        if (i + 1 < np && pc[i + 1].n.base == pc[i].n.base && pc[i + 1].n.seq == pc[i].n.seq &&
-            pc[i + 1].n.start != pc[i].n.start + (uint64_t)st.st_size) {
+        } else if (same && pc[i].n.start != covered) {
             rc = tm_err_set(err, TM_ECORRUPT,
                             "shipped AOF of %s: %s ends at %" PRIu64 " but the next piece starts "
-                            "at %" PRIu64 " (a gap)",
-                            o->target, pc[i].rel, pc[i].n.start + (uint64_t)st.st_size,
-                            pc[i + 1].n.start);
+                            "at %" PRIu64 " (%s)",
+                            o->target, prev->rel, covered, pc[i].n.start,
+                            pc[i].n.start > covered ? "a gap" : "an overlap");
         }
+        pc[kept++] = pc[i];
+        covered = end;
     }
+    np = rc == TM_OK ? kept : np;
     /* Sources: the base, then one per incr file. */
     src_files sb = {.fd = -1}, *si = calloc(np ? np : 1, sizeof(*si));
     tm_aof_source base = {0}, *incrs = calloc(np ? np : 1, sizeof(*incrs));

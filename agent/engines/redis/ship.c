@@ -16,7 +16,14 @@
  * an RDB/AOF base (sorting before) and "1i" for incr data, seq %08, start =
  * byte offset in that file (%016x), times in unix seconds (%010; 0 = no
  * "#TS:" annotation). A gap (the agent was down across a rewrite and its
- * pins were gone) starts a new chain at the current base.
+ * pins were gone) starts a new chain at the current base, and a marker
+ * object <chain>/0g<seq>-... (TM_REDIS_GAP_KIND, ignored by restore) says
+ * that chain does not continue the one before it. A rewrite starts a new
+ * chain too, but without a hole: the log ranges run on across it.
+ *
+ * Positions in the log ranges (and the shipped position in the status) are
+ * "<chain>:<name>": the rel with ':' for '/', which the coordinator
+ * compares as plain strings (in shipping order) and never as a path.
  *
  * The position (the tail's position, its last base, the last time, the
  * chain) is saved in the shipper's state directory after every poll that
@@ -73,7 +80,28 @@ typedef struct shipper {
     uint64_t chain;
     int64_t last_ts;
     int timestamps_warned;
+    int gap; /* a hole was seen: the next base gets a gap marker */
 } shipper;
+
+void tm_redis_log_pos(const char *rel, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", rel);
+    char *slash = strchr(out, '/');
+    if (slash != NULL) {
+        *slash = ':';
+    }
+}
+
+int tm_redis_log_is_gap(const char *rel, uint64_t *chain)
+{
+    unsigned long long c;
+    int used = 0;
+    if (sscanf(rel, "%10llu/0" TM_REDIS_GAP_KIND "%*8u%n", &c, &used) != 1 || used == 0) {
+        return 0;
+    }
+    *chain = c;
+    return 1;
+}
 
 static int copy_fd(void *arg, const void *buf, size_t len, tm_err *err)
 {
@@ -85,6 +113,20 @@ static int ship_range(void *arg, const tm_aof_range *r, tm_err *err)
     shipper *s = arg;
     if (r->type == TM_AOF_BASE) {
         s->chain = (uint64_t)r->seq;
+    }
+    if (r->type == TM_AOF_BASE && s->gap) {
+        /* Stored before the base: a chain without its marker would be
+         * taken as continuing the one before. */
+        char gap[128];
+        snprintf(gap, sizeof(gap),
+                 "%010" PRIu64 "/0" TM_REDIS_GAP_KIND "%08" PRId64
+                 "-0000000000000000-0000000000-0000000000",
+                 s->chain, r->seq);
+        int grc = tm_ship_store_buf(s->ctx, gap, "gap\n", 4, err);
+        if (grc != TM_OK) {
+            return grc;
+        }
+        s->gap = 0;
     }
     if (r->bytes == 0) {
         return TM_OK; /* only marks a file final */
@@ -114,8 +156,8 @@ static int ship_range(void *arg, const tm_aof_range *r, tm_err *err)
                        .end_time = r->last_ts,
                        .bytes = r->bytes,
                        .objects = 1};
-    snprintf(lr.start, sizeof(lr.start), "%s", r->start_pos);
-    snprintf(lr.end, sizeof(lr.end), "%s", r->end_pos);
+    tm_redis_log_pos(rel, lr.start, sizeof(lr.start));
+    tm_redis_log_pos(rel, lr.end, sizeof(lr.end));
     tm_ship_report(s->ctx, &lr);
     if (r->last_ts > 0) {
         s->last_ts = r->last_ts;
@@ -129,6 +171,7 @@ static int ship_gap(void *arg, const char *what, tm_err *err)
 {
     shipper *s = arg;
     (void)err;
+    s->gap = 1;
     tm_warn("redis", "event=aof_gap target=%s msg=\"%s\" next=\"a new chain at the current base\"",
             s->t->name, what);
     return TM_OK;
@@ -166,6 +209,12 @@ static int state_save(const char *path, tm_aof_tail *tail, const shipper *s, tm_
     return tm_file_write_atomic(path, buf, (size_t)n, 0600, err);
 }
 
+/* The status's reason (tm_ship_snapshot_only) when the server writes no
+ * "#TS:" annotations. */
+#define NO_TIMESTAMPS                                                                              \
+    "aof-timestamp-enabled is no: the AOF is shipped but carries no times, so a restore "          \
+    "cannot go to a time between snapshots (set aof-timestamp-enabled yes)"
+
 int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
 {
     const tm_redis_target_conf *rc = tm_redis_target(t);
@@ -191,6 +240,9 @@ int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
                     "event=aof_off target=%s window=snapshot-only msg=\"appendonly is no: no AOF "
                     "to ship, restores go to a snapshot only\"",
                     t->name);
+            tm_ship_snapshot_only(ctx, "appendonly is no: no AOF to ship, restores go to a "
+                                       "snapshot only (set appendonly yes and "
+                                       "aof-timestamp-enabled yes)");
             while (!tm_ship_wait(ctx, 60000)) {
             }
             return TM_OK;
@@ -204,6 +256,12 @@ int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
                 "event=aof_dir_unknown target=%s window=snapshot-only msg=\"%s; set "
                 "targets[].redis.aof_dir to ship the AOF\"",
                 t->name, e.msg);
+        char why[TM_ERR_MSG_MAX];
+        snprintf(why, sizeof(why),
+                 "the AOF directory is unknown (%.200s): set "
+                 "targets[].redis.aof_dir",
+                 e.msg);
+        tm_ship_snapshot_only(ctx, why);
         while (!tm_ship_wait(ctx, 60000)) {
         }
         return TM_OK;
@@ -214,6 +272,11 @@ int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
             "event=aof_no_timestamps target=%s window=snapshot-only msg=\"aof-timestamp-enabled "
             "is no: the AOF is shipped but a restore cannot go to a time\"",
             t->name);
+    }
+    /* What the server says now; without CONFIG GET (the minimal ACL), the
+     * shipped AOF itself tells below. */
+    if (timestamps >= 0) {
+        tm_ship_snapshot_only(ctx, timestamps ? NULL : NO_TIMESTAMPS);
     }
     char sd[PATH_MAX], state[PATH_MAX + 16];
     int r = tm_ship_state_dir(ctx, sd, sizeof(sd), err);
@@ -246,8 +309,15 @@ int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
         if (r == TM_OK && n > 0) {
             r = state_save(state, tail, &s, err);
         }
-        if (r == TM_OK && !s.timestamps_warned && tm_aof_tail_timestamps(tail) == 0) {
+        /* Without CONFIG GET the shipped AOF tells (an annotation seen,
+         * or commands without any). */
+        int seen = r == TM_OK ? tm_aof_tail_timestamps(tail) : -1;
+        if (seen == 1 && timestamps != 0) {
+            tm_ship_snapshot_only(ctx, NULL);
+        }
+        if (seen == 0 && !s.timestamps_warned) {
             s.timestamps_warned = 1;
+            tm_ship_snapshot_only(ctx, NO_TIMESTAMPS);
             tm_warn("redis",
                     "event=aof_no_timestamps target=%s window=snapshot-only msg=\"the AOF has "
                     "commands without #TS: annotations (aof-timestamp-enabled no): a restore "
@@ -268,37 +338,61 @@ int tm_redis_log_ranges(const tm_target_conf *t, const tm_log_item *items, size_
     (void)t;
     *out = NULL;
     *nout = 0;
+    /* The chains that start after a hole (their gap marker). */
+    uint64_t *gaps = calloc(n ? n : 1, sizeof(*gaps));
+    size_t ng = 0;
+    if (gaps == NULL) {
+        return tm_err_set(err, TM_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c;
+        if (items[i].has_meta && items[i].has_object && tm_redis_log_is_gap(items[i].rel, &c)) {
+            gaps[ng++] = c;
+        }
+    }
     tm_log_range *v = NULL;
     size_t nv = 0;
+    uint64_t last_chain = 0;
     for (size_t i = 0; i < n; i++) {
         tm_redis_log_name ln;
         if (!items[i].has_meta || !items[i].has_object ||
             tm_redis_log_name_parse(items[i].rel, &ln) != TM_OK) {
             continue;
         }
-        /* One run per chain: the tail ships a chain without holes (a hole
-         * starts a new chain). */
-        if (nv == 0 || v[nv - 1].chain != (uint32_t)ln.chain) {
+        /* A run goes on across rewrites (a new chain at its base, shipped
+         * without a hole) and ends at a hole: a gap marker, or a chain whose
+         * first object is not its base (the base was never shipped). */
+        int hole = nv == 0;
+        if (!hole && ln.chain != last_chain) {
+            hole = !ln.base;
+            for (size_t g = 0; g < ng && !hole; g++) {
+                hole = gaps[g] == ln.chain;
+            }
+        }
+        last_chain = ln.chain;
+        if (hole) {
             tm_log_range *nr = realloc(v, (nv + 1) * sizeof(*v));
             if (nr == NULL) {
                 free(v);
+                free(gaps);
                 return tm_err_set(err, TM_ENOMEM, "out of memory");
             }
             v = nr;
             memset(&v[nv], 0, sizeof(v[nv]));
             v[nv].chain = (uint32_t)ln.chain;
-            snprintf(v[nv].start, sizeof(v[nv].start), "%s", items[i].rel);
+            tm_redis_log_pos(items[i].rel, v[nv].start, sizeof(v[nv].start));
             v[nv].start_time = ln.first_ts ? ln.first_ts : ln.last_ts;
             nv++;
         }
         tm_log_range *r = &v[nv - 1];
-        snprintf(r->end, sizeof(r->end), "%s", items[i].rel);
+        tm_redis_log_pos(items[i].rel, r->end, sizeof(r->end));
         if (ln.last_ts > r->end_time) {
             r->end_time = ln.last_ts;
         }
         r->bytes += items[i].stored_size;
         r->objects++;
     }
+    free(gaps);
     *out = v;
     *nout = nv;
     return TM_OK;

@@ -60,6 +60,37 @@ def shell_timed(cmd, timeout=3600):
     return time.monotonic() - t0
 
 
+def ops(r):
+    return int(r.info("stats")["total_commands_processed"])
+
+
+class Load:
+    """redis-benchmark against the primary for the whole full-backup phase
+    (SET/GET, 64-byte values over 10,000 keys in db 0, CLIENTS connections,
+    looping). throughput(fn) runs fn and returns (fn's result, the primary's
+    commands per second meanwhile, from INFO stats)."""
+
+    def __init__(self, r, clients):
+        self.r = r
+        self.p = subprocess.Popen(["redis-benchmark", "-h", "127.0.0.1", "-p", str(r.port),
+                                   "-t", "set,get", "-d", "64", "-r", "10000", "-c", str(clients),
+                                   "-n", "1000000000", "-l", "-q"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+
+    def throughput(self, fn):
+        o0, t0 = ops(self.r), time.monotonic()
+        res = fn()
+        return res, (ops(self.r) - o0) / (time.monotonic() - t0)
+
+    def idle(self, seconds=5):
+        return self.throughput(lambda: time.sleep(seconds))[1]
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
 def vm_hwm_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -104,22 +135,39 @@ def full_backup(a, r, tmp, pass_file):
         pipeline = (f"redis-cli -h 127.0.0.1 -p {r.port} --rdb - 2>/dev/null | zstd -3 -q -c | "
                     f"openssl enc -aes-256-ctr -pbkdf2 -pass file:{enc_key} -out {out}")
         tm, ctl_wall, cli = [], [], []
-        for i in range(a.runs):
-            order = ["tm", "cli"] if i % 2 == 0 else ["cli", "tm"]
-            for name in order:
-                wait_idle(r)
-                if name == "cli":
-                    cli.append(shell_timed(pipeline))
-                    continue
-                t0 = time.monotonic()
-                p = c.ctl("backup", "run", "--target", "cache", "--type", "snapshot", "--wait",
-                          "--json", timeout=3600)
-                ctl_wall.append(time.monotonic() - t0)
-                res = json.loads(p.stdout)["result"]
-                tm.append((res["duration_ms"] / 1000.0, res["bytes"], res["stored_bytes"]))
-            print(f"run {i + 1}: tidemark backup {tm[-1][0]:.2f} s (tidemarkctl --wait "
-                  f"{ctl_wall[-1]:.2f} s), RDB {tm[-1][1] >> 20} MB -> stored {tm[-1][2] >> 20} MB; "
-                  f"redis-cli|zstd|openssl {cli[-1]:.2f} s -> {os.path.getsize(out) >> 20} MB")
+        load = Load(r, a.load_clients) if a.load else None
+        base_ops, tm_ops, cli_ops = [], [], []
+
+        def run_tm():
+            t0 = time.monotonic()
+            p = c.ctl("backup", "run", "--target", "cache", "--type", "snapshot", "--wait",
+                      "--json", timeout=3600)
+            ctl_wall.append(time.monotonic() - t0)
+            res = json.loads(p.stdout)["result"]
+            tm.append((res["duration_ms"] / 1000.0, res["bytes"], res["stored_bytes"]))
+        try:
+            for i in range(a.runs):
+                order = ["tm", "cli"] if i % 2 == 0 else ["cli", "tm"]
+                if load:
+                    wait_idle(r)
+                    base_ops.append(load.idle())
+                for name in order:
+                    wait_idle(r)
+                    fn = (lambda: cli.append(shell_timed(pipeline))) if name == "cli" else run_tm
+                    if load:
+                        (tm_ops if name == "tm" else cli_ops).append(load.throughput(fn)[1])
+                    else:
+                        fn()
+                print(f"run {i + 1}: tidemark backup {tm[-1][0]:.2f} s (tidemarkctl --wait "
+                      f"{ctl_wall[-1]:.2f} s), RDB {tm[-1][1] >> 20} MB -> stored "
+                      f"{tm[-1][2] >> 20} MB; redis-cli|zstd|openssl {cli[-1]:.2f} s -> "
+                      f"{os.path.getsize(out) >> 20} MB" +
+                      (f"; primary ops/s: idle {base_ops[-1]:.0f}, during tidemark "
+                       f"{tm_ops[-1]:.0f}, during redis-cli pipeline {cli_ops[-1]:.0f}"
+                       if load else ""))
+        finally:
+            if load:
+                load.stop()
         rss = vm_hwm_kib(agent.p.pid)
         mt = statistics.median(x[0] for x in tm)
         mc = statistics.median(cli)
@@ -128,6 +176,11 @@ def full_backup(a, r, tmp, pass_file):
         print(f"median redis-cli --rdb - | zstd -3 | openssl enc -aes-256-ctr: {mc:.2f} s")
         print(f"ratio tidemark / pipeline: {mt / mc:.2f}x; agent peak RSS {rss / 1024:.1f} MiB "
               f"(VmHWM over the agent's life: {a.runs} backups)")
+        if load:
+            mb, mtt, mcc = (statistics.median(x) for x in (base_ops, tm_ops, cli_ops))
+            print(f"median primary throughput (redis-benchmark -c {a.load_clients} SET/GET): "
+                  f"idle {mb:.0f} ops/s, during tidemark {mtt:.0f} ops/s ({mtt / mb:.2f}x), "
+                  f"during redis-cli|zstd|openssl {mcc:.0f} ops/s ({mcc / mb:.2f}x)")
 
 
 def main():
@@ -138,6 +191,10 @@ def main():
                          "backup through coordinator and agent vs redis-cli|zstd|openssl")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--disk", action="store_true")
+    ap.add_argument("--load", action="store_true",
+                    help="full mode: redis-benchmark runs against the primary throughout; its "
+                         "throughput idle and during each tool is printed")
+    ap.add_argument("--load-clients", type=int, default=4)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="tm-bench-redis-")
     try:

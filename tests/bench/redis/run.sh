@@ -22,7 +22,12 @@
 # as the agent task, against `redis-cli --rdb - | zstd -3 | openssl enc
 # -aes-256-ctr` to a file; agent peak RSS (VmHWM).
 #
-# Usage: tests/bench/redis/run.sh [--size-mb N (64)] [--runs N (3)] [--mode fetch|full|both] [--disk] [--build DIR]
+# --load (full mode): redis-benchmark (SET/GET, --load-clients N connections,
+# default 4) runs against the primary throughout; the primary's commands per
+# second (INFO stats) are printed idle (5 s before each round) and during each
+# tool's backup.
+#
+# Usage: tests/bench/redis/run.sh [--size-mb N (64)] [--runs N (3)] [--mode fetch|full|both] [--disk] [--load [--load-clients N]] [--build DIR]
 # Bounded: one temp dir, removed at the end (TM_KEEP_TMP=1 keeps it).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

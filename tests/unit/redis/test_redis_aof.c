@@ -20,6 +20,8 @@
 #include "agent/engines/redis/aof_manifest.h"
 #include "agent/engines/redis/aof_resp.h"
 #include "agent/engines/redis/aof_truncate.h"
+#include "agent/engines/redis/redis.h"
+#include "agent/repo/repo_log.h"
 
 #define SET(k, v) "*3\r\n$3\r\nset\r\n$1\r\n" k "\r\n$1\r\n" v "\r\n"
 static const char AOF[] =
@@ -373,6 +375,83 @@ static void truncate_torn_tail_and_open_multi(void **state)
     assert_non_null(strstr(err.msg, "x.1.incr.aof"));
 }
 
+/* The shipped AOF as log ranges: one run across a rewrite (a new chain
+ * starting at its base), a new run at a gap marker and at a chain whose
+ * base was never shipped; positions never hold a '/'. */
+static void log_ranges_run_across_rewrites_and_end_at_holes(void **state)
+{
+    (void)state;
+    const char *rels[] = {
+        "0000000001/0r00000001-0000000000000000-0000000100-0000000100",
+        "0000000001/1i00000001-0000000000000000-0000000101-0000000110",
+        "0000000002/0r00000002-0000000000000000-0000000111-0000000111", /* rewrite */
+        "0000000002/1i00000002-0000000000000000-0000000111-0000000120",
+        "0000000005/0g00000005-0000000000000000-0000000000-0000000000", /* gap marker */
+        "0000000005/0r00000005-0000000000000000-0000000200-0000000200",
+        "0000000005/1i00000005-0000000000000000-0000000200-0000000210",
+        "0000000007/1i00000007-0000000000000040-0000000300-0000000310", /* no base */
+    };
+    size_t n = sizeof(rels) / sizeof(rels[0]);
+    tm_log_item items[8];
+    for (size_t i = 0; i < n; i++) {
+        items[i] = (tm_log_item){
+            .rel = (char *)rels[i], .has_meta = 1, .has_object = 1, .stored_size = 10};
+    }
+    tm_log_range *r = NULL;
+    size_t nr = 0;
+    tm_err err = {0};
+    assert_int_equal(tm_redis_log_ranges(NULL, items, n, &r, &nr, &err), TM_OK);
+    assert_int_equal(nr, 3);
+    assert_string_equal(r[0].start, "0000000001:0r00000001-0000000000000000-0000000100-0000000100");
+    assert_string_equal(r[0].end, "0000000002:1i00000002-0000000000000000-0000000111-0000000120");
+    assert_int_equal(r[0].objects, 4);
+    assert_int_equal(r[0].end_time, 120);
+    assert_int_equal(r[1].chain, 5);
+    assert_int_equal(r[1].objects, 2); /* the marker is no data */
+    assert_int_equal(r[2].chain, 7);
+    for (size_t i = 0; i < nr; i++) {
+        assert_null(strchr(r[i].start, '/'));
+        assert_null(strchr(r[i].end, '/'));
+    }
+    free(r);
+}
+
+/* Retention: objects (and markers) of chains before the one the cutoff
+ * snapshot recorded go; that chain and later ones stay; without a recorded
+ * position nothing goes. */
+static void log_before_is_by_the_cutoff_snapshots_chain(void **state)
+{
+    (void)state;
+    Tidemark__Manifest m = TIDEMARK__MANIFEST__INIT;
+    Tidemark__Manifest__EngineInfoEntry e = TIDEMARK__MANIFEST__ENGINE_INFO_ENTRY__INIT;
+    Tidemark__Manifest__EngineInfoEntry *ep = &e;
+    e.key = TM_REDIS_AOF_POSITION_INFO;
+    e.value = "0000000005:1i00000005-0000000000000000-0000000200-0000000210";
+    m.engine_info = &ep;
+    m.n_engine_info = 1;
+    assert_int_equal(tm_redis_log_before(
+                         &m, NULL, "0000000004/1i00000004-0000000000000000-0000000100-0000000110"),
+                     1);
+    assert_int_equal(tm_redis_log_before(
+                         &m, NULL, "0000000003/0g00000003-0000000000000000-0000000000-0000000000"),
+                     1);
+    assert_int_equal(tm_redis_log_before(
+                         &m, NULL, "0000000005/0r00000005-0000000000000000-0000000200-0000000200"),
+                     0);
+    assert_int_equal(tm_redis_log_before(
+                         &m, NULL, "0000000006/0r00000006-0000000000000000-0000000300-0000000300"),
+                     0);
+    assert_int_equal(tm_redis_log_before(&m, NULL, "0000000001/not-ours"), 0);
+    assert_int_equal(
+        tm_redis_log_before(NULL, NULL,
+                            "0000000001/0r00000001-0000000000000000-0000000100-0000000100"),
+        0);
+    e.value = "garbage";
+    assert_int_equal(tm_redis_log_before(
+                         &m, NULL, "0000000001/0r00000001-0000000000000000-0000000100-0000000100"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +462,8 @@ int main(void)
         cmocka_unit_test(manifest_rejects_malformed_with_line),
         cmocka_unit_test(truncate_cuts_at_time_and_drops_later_files),
         cmocka_unit_test(truncate_torn_tail_and_open_multi),
+        cmocka_unit_test(log_ranges_run_across_rewrites_and_end_at_holes),
+        cmocka_unit_test(log_before_is_by_the_cutoff_snapshots_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
