@@ -367,6 +367,38 @@ def connection_killed_mid_dump_fails_and_leaves_nothing():
 
 
 @test
+def cancel_while_pg_dump_waits_for_a_lock():
+    before_repo = repo_ids("main")
+    holder = subprocess.Popen(
+        ["psql", "-X", "-h", "127.0.0.1", "-p", str(ctx.src.port), "-U", "postgres", "-d", "shop",
+         "-c", "BEGIN; LOCK TABLE inventory.items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t = ctx.c.ctl_json("backup", "run", "--target", "main", "--type", "snapshot")
+        tid = t.get("id") or t.get("task_id")
+        wait_for(lambda: ctx.src.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                      "= 'tidemark-agent' AND wait_event_type = 'Lock'") != "0",
+                 120, "pg_dump waiting on the lock")
+        ctx.c.ctl("task", "cancel", tid)
+        deadline, shown = time.monotonic() + 30, {}
+        while time.monotonic() < deadline:
+            shown = ctx.c.ctl_json("task", "show", tid)
+            if str(shown.get("state", "")).lower() in ("cancelled", "failed"):
+                break
+            time.sleep(0.5)
+        check(str(shown.get("state", "")).lower() in ("cancelled", "failed"),
+              f"the task ends while pg_dump still waits: {shown}\n"
+              + open(os.path.join(ctx.c.dir, "agents", "db-1", "agent.log")).read()[-3000:])
+    finally:
+        ctx.src.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                     "query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()", check=False)
+        holder.wait(timeout=30)
+    wait_for(lambda: ctx.src.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                  "= 'tidemark-agent'") == "0", 30, "pg_dump's session gone")
+    check(repo_ids("main") == before_repo, "nothing left in the repositories")
+
+
+@test
 def wrong_password_is_a_clear_final_error():
     r, t = backup("bad", expect_ok=False)
     err = json.dumps(t)

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,13 @@ static int dump_object(stream *st, tm_backup_writer *w, const char *bindir,
         if (st->ctx != NULL && tm_task_cancelled(st->ctx)) {
             rc = tm_err_set(err, TM_EBUSY, "cancelled");
             break;
+        }
+        /* Wait at most a second for output, so a cancel is seen while
+         * pg_dump waits for a lock and writes nothing. */
+        struct pollfd pfd = {.fd = ch.out_fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, 1000);
+        if (pr == 0 || (pr < 0 && errno == EINTR)) {
+            continue;
         }
         ssize_t n = read(ch.out_fd, st->buf, CHUNK);
         if (n < 0 && errno == EINTR) {

@@ -63,6 +63,7 @@ typedef struct tm_dump_child {
     pid_t pid;
     int out_fd; /* -1 without want_stdout */
     int err_fd; /* memfd holding stderr */
+    int status; /* wait status, once tm_dump_kill reaped it (pid -1) */
 } tm_dump_child;
 int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch *s,
                   const char *const *extra_env, int want_stdout, tm_dump_child *c, tm_err *err);
@@ -72,6 +73,8 @@ int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch 
 int tm_dump_wait(tm_dump_child *c, const char *prog, char **errtext, tm_err *err);
 /* Its stderr so far (malloc'd, NUL-ended). */
 char *tm_dump_child_stderr(const tm_dump_child *c);
+/* Stop it: SIGTERM (pg_dump sends the server a cancel and exits), then
+ * SIGKILL after 3 s (a program that does not answer). */
 void tm_dump_kill(tm_dump_child *c);
 
 /* A libpq connection string (malloc'd) for s and database db. */

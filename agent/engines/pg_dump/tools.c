@@ -240,6 +240,7 @@ int tm_dump_spawn(const char *bindir, char *const argv[], const tm_dump_scratch 
 {
     c->pid = -1;
     c->out_fd = -1;
+    c->status = 0;
     c->err_fd = memfd_create("tidemark-stderr", MFD_CLOEXEC);
     if (c->err_fd < 0) {
         return tm_err_set(err, TM_EIO, "memfd_create: %s", strerror(errno));
@@ -322,9 +323,21 @@ char *tm_dump_child_stderr(const tm_dump_child *c)
 
 void tm_dump_kill(tm_dump_child *c)
 {
-    if (c->pid > 0) {
-        kill(c->pid, SIGTERM);
+    if (c->pid <= 0) {
+        return;
     }
+    kill(c->pid, SIGTERM);
+    for (int i = 0; i < 30; i++) {
+        if (waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+            c->pid = -1;
+            return;
+        }
+        usleep(100000);
+    }
+    kill(c->pid, SIGKILL);
+    while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR) {
+    }
+    c->pid = -1;
 }
 
 /* The last two lines of a program's stderr, on one line. */
@@ -355,7 +368,7 @@ int tm_dump_wait(tm_dump_child *c, const char *prog, char **errtext, tm_err *err
         close(c->out_fd);
         c->out_fd = -1;
     }
-    int st = 0, rc = TM_OK;
+    int st = c->pid > 0 ? 0 : c->status, rc = TM_OK;
     while (c->pid > 0 && waitpid(c->pid, &st, 0) < 0 && errno == EINTR) {
     }
     c->pid = -1;
