@@ -128,8 +128,8 @@ static void text_extra(const Tidemark__TaskResult *r)
             continue;
         }
         v = strtod(kv->value, &end);
-        if (end == kv->value) {
-            continue;
+        if (end == kv->value || v * scale > 1e8) {
+            continue; /* not a duration: a point in time (unix seconds) */
         }
         printf("%s%s %.2f s", nt++ ? ", " : "timings:   ", phase, v * scale);
     }
@@ -141,7 +141,8 @@ static void text_extra(const Tidemark__TaskResult *r)
         char phase[64];
         double scale;
         if (kv->key == NULL || kv->value == NULL ||
-            timing_key(kv->key, phase, sizeof(phase), &scale)) {
+            (timing_key(kv->key, phase, sizeof(phase), &scale) &&
+             strtod(kv->value, NULL) * scale <= 1e8)) {
             continue;
         }
         printf("%s%s=%s", no++ ? " " : "details:   ", kv->key, kv->value);
