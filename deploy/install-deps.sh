@@ -20,6 +20,13 @@ if [[ "${1:-}" == "--test" ]]; then
     pkgs+=("${test[@]}")
 fi
 
+# Node.js and npm (tests only: the official @libsql/client and
+# @tursodatabase/api clients they install from the npm registry). A machine
+# that has node from elsewhere keeps it; otherwise Debian's.
+if [[ "${1:-}" == "--test" ]] && ! command -v npm >/dev/null; then
+    pkgs+=(nodejs npm)
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
