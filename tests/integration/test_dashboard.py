@@ -227,7 +227,7 @@ def alertmanager_route_and_fleet_configs_are_valid():
                             f"severity={sev}", "tidemark_rule=backup_failed"],
                            capture_output=True, text=True, timeout=60)
         check(r.returncode == 0 and r.stdout.strip() == want, f"{sev} -> {want}: {r.stdout}{r.stderr}")
-    # The fleet's files name /etc/tidemark/...: here a temp dir holds
+    # The fleet's files name /etc/tidemark/... and /srv/...: here a temp dir holds
     # throwaway secrets, keys and certificates under those names, so
     # --check-config reads real files (it checks that each opens).
     fleet = os.path.join(EXAMPLES, "fleet")
@@ -247,10 +247,12 @@ def alertmanager_route_and_fleet_configs_are_valid():
             f.write(os.urandom(20).hex() + "\n")
     subprocess.run([binary("tidemark-agent"), "repo", "keygen", os.path.join(etc, "master.key")],
                    check=True, capture_output=True)
+    os.makedirs(os.path.join(ctx.tmp, "srv", "app", "data"), exist_ok=True)
     env = dict(os.environ, TIDEMARK_S3_ACCESS_KEY="AKIAEXAMPLE")
     for f in files:
         with open(os.path.join(fleet, f)) as fh:
             text = fh.read().replace("/etc/tidemark/", etc + "/")
+            text = text.replace("/srv/", ctx.tmp + "/srv/")
         path = os.path.join(ctx.tmp, f)
         with open(path, "w") as fh:
             fh.write(text)
