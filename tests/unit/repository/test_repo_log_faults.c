@@ -104,6 +104,20 @@ static int push(tm_log_store *ls, const char *rel, size_t quorum, tm_log_push_re
     return rc;
 }
 
+/* The file at path holds exactly the source's bytes. */
+static void assert_same_as_src(const char *path)
+{
+    char *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    tm_err err = {0};
+    assert_int_equal(tm_file_read(src, &a, &la, &err), TM_OK);
+    assert_int_equal(tm_file_read(path, &b, &lb, &err), TM_OK);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    free(a);
+    free(b);
+}
+
 /* The fetched file equals the source. */
 static void assert_fetched(tm_log_store *ls, const char *rel, size_t want_repo)
 {
@@ -116,14 +130,7 @@ static void assert_fetched(tm_log_store *ls, const char *rel, size_t want_repo)
         fail_msg("get %s: %s", rel, err.msg);
     }
     assert_int_equal(used, want_repo);
-    char *a = NULL, *b = NULL;
-    size_t la = 0, lb = 0;
-    assert_int_equal(tm_file_read(src, &a, &la, &err), TM_OK);
-    assert_int_equal(tm_file_read(out, &b, &lb, &err), TM_OK);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
-    free(a);
-    free(b);
+    assert_same_as_src(out);
     unlink(out);
 }
 
@@ -231,14 +238,7 @@ static void test_get_faults_and_damage(void **state)
         if (rc == TM_OK) {
             /* a's copy failed to land, b's was taken: complete and equal */
             assert_int_equal(used, 1);
-            char *a = NULL, *b = NULL;
-            size_t la = 0, lb = 0;
-            assert_int_equal(tm_file_read(src, &a, &la, &err), TM_OK);
-            assert_int_equal(tm_file_read(out, &b, &lb, &err), TM_OK);
-            assert_int_equal(la, lb);
-            assert_memory_equal(a, b, la);
-            free(a);
-            free(b);
+            assert_same_as_src(out);
             unlink(out);
             continue;
         }
