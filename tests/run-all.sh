@@ -160,10 +160,12 @@ else
     # (LeakSanitizer finds an nng request message of the task runner's
     # cancelled long poll when an agent stops right after registering, #14).
     # test_faults walks a reduced set of N here (TM_FAULT_MAX_N=9: the first,
-    # middle and last 3 calls of each op, "sampled" in its table); the plain
-    # pass walks 40 per op.
+    # middle and last 3 calls of each op of repo put and wal-push; the middle
+    # call of each op of the PostgreSQL backup, restore and catalog walks,
+    # "sampled" in its table); the plain pass walks 40, 2, 3 and 2 per op.
     step "ASan/UBSan: integration and e2e tests (ctest -j$ijobs)"
-    TM_FAULT_MAX_N=9 run_ctest build-asan asan-integration -L 'integration|e2e' -j"$ijobs" \
+    TM_FAULT_MAX_N=9 TM_FAULT_MAX_N_PG=1 TM_FAULT_MAX_N_PG_BACKUP=1 TM_FAULT_MAX_N_CAT=1 \
+        run_ctest build-asan asan-integration -L 'integration|e2e' -j"$ijobs" \
         -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults'
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
