@@ -101,12 +101,9 @@ int tm_secret_file_write(const char *path, const void *buf, size_t len, int repl
         }
         return tm_err_set(err, tm_err_from_errno(e), "rename to %s: %s", path, strerror(e));
     }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return TM_OK;
+    /* The file is in place; a failed directory fsync means it may not
+     * survive a crash, which the caller must hear. */
+    return tm_fsync_dir(dir, err);
 }
 
 int tm_secret_file_check(const char *path, const char *what, tm_secret_policy policy, tm_err *err)

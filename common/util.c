@@ -188,10 +188,15 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    /* The descriptor is closed whatever fsync said (a failed fsync used to
+     * leak it), and a failed close (EIO, EDQUOT on NFS) fails the write. */
+    int synced = fsync(fd) == 0 ? 0 : errno;
+    int closed = close(fd) == 0 ? 0 : errno;
+    if (synced != 0 || closed != 0) {
+        int e = synced != 0 ? synced : closed;
         unlink(tmp);
-        return tm_err_set(err, tm_err_from_errno(e), "fsync %s: %s", tmp, strerror(e));
+        return tm_err_set(err, tm_err_from_errno(e), "%s %s: %s", synced != 0 ? "fsync" : "close",
+                          tmp, strerror(e));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
@@ -200,12 +205,28 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
     }
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+    return tm_fsync_dir(dirname(dir), err);
+}
+
+int tm_fsync_dir(const char *dir, tm_err *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return tm_err_set(err, tm_err_from_errno(errno), "open directory %s: %s", dir,
+                          strerror(errno));
     }
-    return TM_OK;
+    /* EINVAL: a file system that cannot sync a directory (nothing to wait
+     * for); anything else means the rename may not survive a crash. */
+    int rc = TM_OK;
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        rc = tm_err_set(err, tm_err_from_errno(errno), "fsync directory %s: %s", dir,
+                        strerror(errno));
+    }
+    if (close(fd) != 0 && rc == TM_OK) {
+        rc = tm_err_set(err, tm_err_from_errno(errno), "close directory %s: %s", dir,
+                        strerror(errno));
+    }
+    return rc;
 }
 
 int tm_mkdir_p(const char *path, int mode, tm_err *err)

@@ -37,6 +37,9 @@ int tm_str_eq_ct(const char *a, const char *b);
 int tm_file_read(const char *path, char **out, size_t *len, tm_err *err);
 /* Durably replace path with buf: temp file, fsync, rename, fsync dir. */
 int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode, tm_err *err);
+/* fsync a directory, so a rename or create in it survives a crash: a
+ * failure is an error (EINVAL, a file system that cannot, is not). */
+int tm_fsync_dir(const char *dir, tm_err *err);
 /* mkdir -p with mode for created directories. */
 int tm_mkdir_p(const char *path, int mode, tm_err *err);
 /* The same, giving every directory it creates to uid:gid ((uid_t)-1: no

@@ -3,11 +3,14 @@
 # installs what it needs (deploy/install-deps.sh --test skips what is
 # present), then:
 #   1. builds the programs in every build type (Debug, Release,
-#      RelWithDebInfo, MinSizeRel) with gcc and clang, -Werror;
+#      RelWithDebInfo, MinSizeRel) with gcc and clang, -Werror (in the
+#      background at nice 19 while the integration tests of 2 run: those
+#      mostly wait on servers, and the builds take only idle CPU);
 #   2. a gcov build (RelWithDebInfo): every unit, integration and e2e test,
 #      then a line/branch report per folder checked against
-#      tests/coverage-gate.txt;
-#   3. an ASan/UBSan build: every unit, integration and e2e test;
+#      tests/coverage-gate.txt (TM_COVERAGE=0: a plain build, no gate);
+#   3. an ASan/UBSan build: every unit test and the integration and e2e
+#      tests proven there (the -R list below);
 #   4. a short fuzz pass per decoder of untrusted bytes; clang-format.
 #   tests/run-all.sh            everything
 #   tests/run-all.sh --quick    build + unit + integration only (no matrix,
@@ -19,6 +22,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+# Integration modules two at a time (they mostly wait on servers); the ones
+# with timed checks are RUN_SERIAL in tests/CMakeLists.txt. TM_CTEST_JOBS=1:
+# one at a time, as before.
+ijobs=${TM_CTEST_JOBS:-2}
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 fuzz_seconds=${TM_FUZZ_SECONDS:-15}
@@ -73,28 +80,51 @@ if ((quick == 1)); then
 else
     # 1. Every build type with both compilers, -Werror: the programs and
     #    libraries only (the tests are built, with -Werror, in 2 and 3).
-    step "build matrix: gcc and clang x Debug, Release, RelWithDebInfo, MinSizeRel (-Werror)"
+    #    Started here in the background at nice 19 and collected after the
+    #    integration tests of 2: the builds use the CPU those tests leave
+    #    idle (they mostly wait on PostgreSQL, Redis, S3 and timers), and
+    #    nice 19 gives a test's burst the CPU first. Each build's verdict is
+    #    counted below exactly as before; its log is build-matrix/<cc>-<type>.log.
     mkdir -p build-matrix
-    for cc in gcc clang; do
-        for type in Debug Release RelWithDebInfo MinSizeRel; do
-            d=build-matrix/$cc-$type
-            if CC=$cc cmake -S . -B "$d" -DCMAKE_BUILD_TYPE=$type -DTIDEMARK_WERROR=ON \
-                    -DTIDEMARK_TESTS=OFF >"$d.log" 2>&1 \
-                && cmake --build "$d" -j"$jobs" >>"$d.log" 2>&1; then
-                ok "build $cc $type"
-            else
-                bad "build $cc $type"; grep -E 'error|warning' "$d.log" | head -30 || true
-            fi
+    rm -f build-matrix/*.verdict
+    matrix_build() {
+        for cc in gcc clang; do
+            for type in Debug Release RelWithDebInfo MinSizeRel; do
+                local d=build-matrix/$cc-$type t0=$SECONDS
+                if CC=$cc cmake -S . -B "$d" -DCMAKE_BUILD_TYPE=$type -DTIDEMARK_WERROR=ON \
+                        -DTIDEMARK_TESTS=OFF >"$d.log" 2>&1 \
+                    && cmake --build "$d" -j"$jobs" >>"$d.log" 2>&1; then
+                    echo "ok $((SECONDS - t0))" >"$d.verdict"
+                else
+                    echo "bad $((SECONDS - t0))" >"$d.verdict"
+                fi
+            done
         done
-    done
+    }
+    matrix_collect() {
+        for cc in gcc clang; do
+            for type in Debug Release RelWithDebInfo MinSizeRel; do
+                local d=build-matrix/$cc-$type v=""
+                [[ -f "$d.verdict" ]] && v=$(cat "$d.verdict")
+                if [[ "$v" == ok* ]]; then
+                    ok "build $cc $type (${v#ok }s)"
+                else
+                    bad "build $cc $type"; grep -E 'error|warning' "$d.log" | head -30 || true
+                fi
+            done
+        done
+    }
+    step "build matrix started in the background (gcc and clang x Debug, Release, RelWithDebInfo, MinSizeRel, -Werror, nice 19)"
+    (renice -n 19 -p "$BASHPID" >/dev/null; matrix_build) &
+    matrix_pid=$!
 
     # 2. The tests in a gcov build (RelWithDebInfo, gcc, -Werror): it is the
-    #    plain pass as well, so the suite runs once here, not twice.
-    # TM_COVERAGE=1: the suite runs in a gcov build and the per-folder gate
-    # is checked. Off by default: gcovr hung for 20+ minutes on this tree
-    # (Known gaps in CHANGELOG), which CI's time cannot carry.
-    cov=OFF
-    [[ "${TM_COVERAGE:-0}" == 1 ]] && cov=ON
+    #    plain pass as well, so the suite runs once here, not twice. The
+    #    gate is checked in every run (TM_COVERAGE=0 turns the gcov build
+    #    off): gcovr's old hang is fixed in tests/coverage.sh (one worker,
+    #    a timeout), and the pass costs about a minute more than a plain one.
+    cov=ON
+    [[ "${TM_COVERAGE:-1}" == 0 ]] && cov=OFF
     step "build (RelWithDebInfo, gcc, -Werror, coverage $cov)"
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cfg[@]}" -DTIDEMARK_COVERAGE=$cov >/dev/null
     if cmake --build build -j"$jobs"; then ok "build"; else bad "build"; fi
@@ -108,8 +138,11 @@ else
     done
     step "unit tests"
     run_ctest build unit -L unit -j"$jobs"
-    step "integration + e2e tests (real servers on loopback)"
-    run_ctest build integration -L 'integration|e2e'
+    step "integration + e2e tests (real servers on loopback, ctest -j$ijobs)"
+    run_ctest build integration -L 'integration|e2e' -j"$ijobs"
+    step "build matrix: waiting for the background builds"
+    wait "$matrix_pid" || true
+    matrix_collect
     if [[ $cov == ON ]]; then
         step "coverage per folder (gate: tests/coverage-gate.txt)"
         find build -name '*.gcda' -size 0 -delete # objects no test ran
@@ -123,12 +156,17 @@ else
     export "${san_env[@]}"
     step "ASan/UBSan: unit tests"
     run_ctest build-asan asan-unit -L unit -j"$jobs"
-    # The integration tests proven under ASan/UBSan so far; the rest
-    # (diskfull, faults, pg_backup, rpc_hostile, shutdown, prometheus rules,
-    # alert sinks) join as each is proven there within CI's time (#14).
-    step "ASan/UBSan: integration and e2e tests"
-    run_ctest build-asan asan-integration -L 'integration|e2e' \
-        -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal'
+    # The integration tests proven under ASan/UBSan. Not yet: shutdown
+    # (LeakSanitizer finds an nng request message of the task runner's
+    # cancelled long poll when an agent stops right after registering, #14).
+    # test_faults walks a reduced set of N here (TM_FAULT_MAX_N=9: the first,
+    # middle and last 3 calls of each op of repo put and wal-push; the middle
+    # call of each op of the PostgreSQL backup, restore and catalog walks,
+    # "sampled" in its table); the plain pass walks 40, 2, 3 and 2 per op.
+    step "ASan/UBSan: integration and e2e tests (ctest -j$ijobs)"
+    TM_FAULT_MAX_N=9 TM_FAULT_MAX_N_PG=1 TM_FAULT_MAX_N_PG_BACKUP=1 TM_FAULT_MAX_N_CAT=1 \
+        run_ctest build-asan asan-integration -L 'integration|e2e' -j"$ijobs" \
+        -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults'
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
     # 4. Fuzz and format.

@@ -733,8 +733,10 @@ int tm_log_push(tm_log_store *ls, const char *rel, int fd, size_t quorum, tm_log
             rc = tm_err_set(err, TM_ENOMEM, "out of memory");
             goto out;
         }
+        /* 1 (no tm code is positive): the pipeline gave no verdict for
+         * this sink (it stopped before its finish). */
         for (size_t k = 0; k < nsinks; k++) {
-            sr[k].code = TM_EIO;
+            sr[k].code = 1;
         }
         int prc = lseek(fd, 0, SEEK_SET) < 0 ? tm_err_set(&e, TM_EIO, "lseek: %s", strerror(errno))
                                              : TM_OK;
@@ -745,9 +747,14 @@ int tm_log_push(tm_log_store *ls, const char *rel, int fd, size_t quorum, tm_log
                 sinks[k].abort(sinks[k].arg);
             }
         }
+        /* Per-sink verdicts count even when the pipeline failed because of
+         * another sink: a repository that committed the object holds it (it
+         * used to be failed too, with the other repository's error, so a
+         * push with a quorum below all failed though the quorum stored it). */
+        int verdicts = sr[0].code != 1;
         /* The file changed between the two reads: refuse rather than
          * record a sidecar that does not describe what was stored. */
-        int changed = prc == TM_OK && (strcmp(d.xxh3_128, xxh) != 0 || d.plain_size != size);
+        int changed = verdicts && (strcmp(d.xxh3_128, xxh) != 0 || d.plain_size != size);
         for (size_t k = 0; k < nsinks; k++) {
             size_t r = map[k];
             if (changed) {
@@ -756,8 +763,9 @@ int tm_log_push(tm_log_store *ls, const char *rel, int fd, size_t quorum, tm_log
                          "sidecar");
                 continue;
             }
-            if (sr[k].code != TM_OK || (prc != TM_OK && sr[k].msg[0] == '\0')) {
-                snprintf(why[r], TM_ERR_MSG_MAX, "%s", sr[k].msg[0] ? sr[k].msg : e.msg);
+            if (!verdicts || sr[k].code != TM_OK) {
+                snprintf(why[r], TM_ERR_MSG_MAX, "%s",
+                         verdicts && sr[k].msg[0] ? sr[k].msg : e.msg);
                 continue;
             }
             tm_log_meta m = local;

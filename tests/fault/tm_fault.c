@@ -42,6 +42,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "tm_fault.h"
+
 enum {
     OP_NONE,
     OP_WRITE,
@@ -375,4 +377,50 @@ int unlinkat(int dirfd, const char *path, int flags)
         }
     }
     return REAL(unlinkat)(dirfd, path, flags);
+}
+
+/* In-process control (tests/fault/tm_fault.h), for unit tests linked with the
+ * static tm_fault_inproc: the same calls fail as under LD_PRELOAD, armed per
+ * test case instead of from the environment. */
+int tm_fault_arm(const char *op, long n, int err, int short_write, const char *prefix)
+{
+    int which = OP_NONE;
+    for (int i = 1; i < (int)(sizeof(op_names) / sizeof(op_names[0])); i++) {
+        if (strcmp(op, op_names[i]) == 0) {
+            which = i;
+        }
+    }
+    if (which == OP_NONE) {
+        return -1;
+    }
+    pthread_mutex_lock(&g_mu);
+    g_op = which;
+    g_n = n;
+    g_errno = err;
+    g_short = short_write;
+    snprintf(g_prefix, sizeof(g_prefix), "%s", prefix != NULL ? prefix : "");
+    g_prefix_len = strlen(g_prefix);
+    g_calls = 0;
+    g_injected = 0;
+    g_injected_path[0] = '\0';
+    pthread_mutex_unlock(&g_mu);
+    return 0;
+}
+
+void tm_fault_disarm(void)
+{
+    pthread_mutex_lock(&g_mu);
+    g_op = OP_NONE;
+    g_n = 0;
+    pthread_mutex_unlock(&g_mu);
+}
+
+long tm_fault_calls(void)
+{
+    return g_calls;
+}
+
+int tm_fault_injected(void)
+{
+    return g_injected;
 }

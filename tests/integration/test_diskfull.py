@@ -22,7 +22,7 @@ import time
 
 from tmtest.cluster import Cluster, binary, free_port
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 COORD_YAML = """tasks:
   lease: 4s
@@ -86,7 +86,7 @@ def backup_run():
                      timeout=600, check=False)
 
 
-@test
+@setup
 def setup_and_good_backup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-diskfull-")
     os.chmod(ctx.tmp, 0o755)
@@ -209,8 +209,8 @@ def previous_backup_verifies_and_restores():
         p.stop("immediate")
 
 
-@test
-def teardown():
+@teardown
+def tear_down():
     ctx.c.__exit__(None, None, None)
     ctx.pg.stop("immediate")
     if getattr(ctx, "mounted", False):

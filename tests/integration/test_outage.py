@@ -31,7 +31,7 @@ import time
 from tmtest import pg as pgmod
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 LEASE_S = 3
 TASKS_YAML = f"""tasks:
@@ -139,7 +139,7 @@ def task(tid):
     return ctx.c.ctl_json("task", "show", tid)
 
 
-@test
+@setup
 def setup_cluster():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-outage-")
     os.chmod(ctx.tmp, 0o755)
@@ -286,8 +286,8 @@ def agent_killed_mid_backup():
     check(r.returncode == 0, f"repo verify {bid}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}")
 
 
-@test
-def teardown():
+@teardown
+def tear_down():
     ctx.pg.stop("immediate")
     ctx.c.__exit__(None, None, None)
     shutil.rmtree(ctx.tmp, ignore_errors=True)

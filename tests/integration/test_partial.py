@@ -30,7 +30,7 @@ import time
 from tmtest.alertmanager import WebhookReceiver
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 from tmtest.s3server import S3Server
 
 BUCKET = "tm-partial"
@@ -125,8 +125,8 @@ def run_backup():
     return r, json.loads(r.stdout) if r.stdout.strip() else None, time.monotonic()
 
 
-@test
-def setup():
+@setup
+def set_up():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-partial-")
     os.chmod(ctx.tmp, 0o755)
     ctx.local = os.path.join(ctx.tmp, "local")
@@ -279,8 +279,8 @@ def no_repository_holds_it_is_a_failure():
         os.rename(away, target_dir)
 
 
-@test
-def teardown():
+@teardown
+def tear_down():
     ctx.pg.stop("immediate")
     ctx.c.__exit__(None, None, None)
     ctx.rx.__exit__(None, None, None)

@@ -157,12 +157,7 @@ def setup_cluster_and_full_backup():
     # and this test wants most of them referenced.
     ctx.pg.psql("CHECKPOINT")
     time.sleep(3)
-    # The probe file: written "now" (so within the slack of the full's start).
     ctx.probe = os.path.join(ctx.pg.datadir, "tidemark_probe")
-    with open(ctx.probe, "w") as f:
-        f.write("A" * 64)
-    ctx.probe_mtime = int(time.time())
-    os.utime(ctx.probe, (ctx.probe_mtime, ctx.probe_mtime))
 
     pgyaml = (f"postgres:\n  pgdata: {ctx.pg.datadir}\n  host: 127.0.0.1\n  port: {ctx.pg.port}\n"
               f"  user: postgres\n  parallel: 2\n  checksum_validation: true\n")
@@ -178,6 +173,14 @@ def setup_cluster_and_full_backup():
                          for h in ("db-1", "staging")), 15, "agents online")
     time.sleep(0.5)
 
+    # The probe file: written right before the full starts, so its mtime is
+    # within the slack of the full's start (written before the cluster
+    # started, an ASan run with another module beside it was 2+ s late and
+    # the incremental rightly did not re-copy it).
+    with open(ctx.probe, "w") as f:
+        f.write("A" * 64)
+    ctx.probe_mtime = int(time.time())
+    os.utime(ctx.probe, (ctx.probe_mtime, ctx.probe_mtime))
     task, dt = backup("full")
     res = task["result"]
     ctx.full = res["backup_id"]

@@ -16,7 +16,7 @@ import tempfile
 
 from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 from tmtest.s3server import S3Server
 
 BUCKET = "tm-outcomes"
@@ -44,8 +44,8 @@ class Ctx:
 ctx = Ctx()
 
 
-@test
-def setup():
+@setup
+def set_up():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-outcomes-")
     os.chmod(ctx.tmp, 0o755)
     ctx.s3 = S3Server(os.path.join(ctx.tmp, "swift")).start()
@@ -130,8 +130,8 @@ def wal_push_needs_every_repository():
           f"the message names the failing repository and why: {r.stderr}")
 
 
-@test
-def teardown():
+@teardown
+def tear_down():
     ctx.c.__exit__(None, None, None)
     ctx.pg.stop("immediate")
     ctx.s3.stop()

@@ -29,7 +29,7 @@ import time
 from tmtest import pg as pgmod
 from tmtest.cluster import Cluster, binary, free_port
 from tmtest.pg import Postgres
-from tmtest.runner import check, run, test, wait_for
+from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 SECRET = "tm-confine-secret-" + os.urandom(8).hex()
 
@@ -87,7 +87,7 @@ def quiet_wal():
     return prev[0]
 
 
-@test
+@setup
 def setup_source_with_waldir_and_backup():
     ctx.tmp = tempfile.mkdtemp(prefix="tm-confine-")
     os.chmod(ctx.tmp, 0o755)
@@ -323,8 +323,8 @@ def d_drill_server_does_not_see_the_agent_environment():
     check(ctx.pg.psql("SELECT count(*) FROM t") == "4000", "the source still runs")
 
 
-@test
-def teardown():
+@teardown
+def tear_down():
     ctx.pg.stop("immediate")
     ctx.c.__exit__(None, None, None)
     shutil.rmtree(ctx.tmp, ignore_errors=True)

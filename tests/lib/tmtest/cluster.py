@@ -125,8 +125,13 @@ class Proc:
         return self.p.returncode
 
     def output(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        # A log deleted under the test (its directory removed by someone
+        # else) must not stop the other daemons from being stopped.
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError as e:
+            return f"(log {self.log_path} unreadable: {e})"
 
 
 class Cluster:
@@ -328,8 +333,9 @@ targets:
         for p in reversed(self.procs):
             try:
                 p.stop()
-            except AssertionError as e:
-                problems.append(str(e))
+            except Exception as e:  # noqa: BLE001 - every daemon is stopped first
+                problems.append(str(e) if isinstance(e, AssertionError)
+                                else f"{p.name}: stop raised {e!r}")
             if p.p is not None and p.p.poll() is None:
                 p.kill9()
         if problems:

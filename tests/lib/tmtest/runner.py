@@ -10,6 +10,7 @@ under this runner), SKIP_CODE (77, ctest's SKIP_RETURN_CODE) when nothing ran
 because a test called skip(). A test that cannot run its real parts fails
 unless it says why it skips; a missing program always fails (require()).
 """
+import atexit
 import glob
 import os
 import sys
@@ -28,8 +29,27 @@ _teardowns = []
 # code a test does not look at) lands in this directory, and run() fails the
 # module when it is not empty. The directory is world-writable because
 # PostgreSQL and the agents may run as another user when the test is root.
+#
+# Every temp dir of this test process (clusters, servers, repositories) is
+# made under one base dir of its own, not straight in /tmp: on a shared
+# machine a cleaner of /tmp/tm-it-* or /tmp/tm-* removed a running test's
+# cluster (its agent.yaml and logs gone mid-test). 0755 like the dirs the
+# tests open to the PostgreSQL user.
+BASE_DIR = tempfile.mkdtemp(prefix="tmtest-")
+os.chmod(BASE_DIR, 0o755)
+tempfile.tempdir = BASE_DIR
 SAN_DIR = tempfile.mkdtemp(prefix="tm-san-")
 os.chmod(SAN_DIR, 0o1777)
+
+
+@atexit.register
+def _remove_empty_dirs():
+    # fail_all/skip_all exit before run(): leave nothing empty behind.
+    for d in (SAN_DIR, BASE_DIR):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def _add_log_path(var, name):
@@ -187,6 +207,10 @@ def run():
     else:
         import shutil
         shutil.rmtree(SAN_DIR, ignore_errors=True)
+    try:
+        os.rmdir(BASE_DIR)  # only when empty: what a test kept as evidence stays
+    except OSError:
+        print(f"kept: {BASE_DIR}")
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     sys.stdout.flush()
     if failed or fixture_failed:
