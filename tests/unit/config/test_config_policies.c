@@ -281,8 +281,9 @@ static void test_snapshot(void **state)
                           "    schedule:\n"
                           "      snapshot: 'every day'\n",
                 F ":10:17: policies[0].schedule.snapshot: ", NULL);
-    coord_fails(MIN_COORD "policies:\n  - name: m\n    match:\n      kind: mysql\n",
-                F ":8:13: policies[0].match.kind: ", "expected postgres, redis, sqlite, turso or pg_dump");
+    coord_fails(
+        MIN_COORD "policies:\n  - name: m\n    match:\n      kind: mysql\n",
+        F ":8:13: policies[0].match.kind: ", "expected postgres, redis, sqlite, turso or pg_dump");
 }
 
 static void test_url_not_echoed(void **state)
