@@ -746,7 +746,14 @@ int tm_dispatcher_complete(tm_dispatcher *d, tm_rpc_call *call,
                  (long long)((now - t->lease_expires_at) / 1000));
         t->state = TIDEMARK__TASK_STATE__TASK_RUNNING;
         t->not_before = 0;
-    } else if (t->cancel_requested && req->has_ok && req->ok) {
+    } else if (t->lease_expires_at > 0 && now > t->lease_expires_at) {
+        /* Its lease ran out, but no sweep has expired it yet (a coordinator
+         * just back from an outage hears the agent before its first sweep):
+         * the same truth as the late path above, said the same way. */
+        add_note(t, "result of attempt %u delivered %lld s late, recorded", att,
+                 (long long)((now - t->lease_expires_at) / 1000));
+    }
+    if (!late && t->cancel_requested && req->has_ok && req->ok) {
         add_note(t, "cancel requested, but attempt %u had already finished: result recorded", att);
     }
     int ok = req->has_ok && req->ok;

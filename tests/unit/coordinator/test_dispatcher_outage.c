@@ -445,6 +445,24 @@ static void test_stale_result_after_newer_attempt_finished(void **state)
     free(id);
 }
 
+/* A result whose lease has run out before any sweep expired it (the
+ * coordinator just came back): recorded, and said to be late, as when the
+ * sweep came first. */
+static void test_late_result_before_the_sweep(void **state)
+{
+    fixture *f = *state;
+    char *id = submit_backup(f);
+    assert_int_equal(lease(f, id), 1);
+    f->now += LEASE + 5000; /* no tick: nothing swept */
+    complete_ok(f, "c1", id, 1, "b-unswept");
+    Tidemark__Task *t = get(f, id);
+    assert_int_equal(t->state, TIDEMARK__TASK_STATE__TASK_SUCCEEDED);
+    assert_int_equal(t->attempt, 1);
+    assert_true(has_note(t, "result of attempt 1 delivered 5 s late, recorded"));
+    tidemark__task__free_unpacked(t, NULL);
+    free(id);
+}
+
 static void test_resend_of_complete(void **state)
 {
     fixture *f = *state;
@@ -529,6 +547,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stale_result_after_newer_attempt_finished, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_late_result_before_the_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_of_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_races_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_result_after_last_attempt_failed, setup,
