@@ -29,7 +29,7 @@
 /* The watchdog's bound on the teardown after SIGTERM. A clean teardown
  * waits for a running task to notice its cancellation and for the log
  * shippers and repository probes to return; under a sanitizer on a loaded
- * machine that took more than 4 s (test_faults, test_redis_engine), which
+ * machine that took more than 4 s (test_faults and an engine's test), which
  * then exited 1 as "stuck". 12 s is still well inside systemd's stop
  * timeout (90 s) and the tests' bound on a stop (20 s); test_shutdown
  * holds the agent's usual stop to 5 s. */
