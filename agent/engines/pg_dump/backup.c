@@ -31,40 +31,11 @@
 #include <unistd.h>
 
 #include "agent/repo/repository.h"
+#include "agent/result_kv.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define CHUNK (1u << 20)
-
-typedef struct kvs {
-    Tidemark__Manifest__EngineInfoEntry e[16];
-    Tidemark__Manifest__EngineInfoEntry *p[16];
-    char *v[16];
-    size_t n;
-} kvs;
-
-static void kvs_add(kvs *k, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void kvs_add(kvs *k, const char *key, const char *fmt, ...)
-{
-    if (k->n == sizeof(k->e) / sizeof(k->e[0])) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    char *v = NULL;
-    int n = vasprintf(&v, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    tidemark__manifest__engine_info_entry__init(&k->e[k->n]);
-    k->e[k->n].key = (char *)key;
-    k->e[k->n].value = v;
-    k->v[k->n] = v;
-    k->p[k->n] = &k->e[k->n];
-    k->n++;
-}
 
 /* One program's stdout into one object. */
 typedef struct stream {
@@ -331,24 +302,22 @@ int tm_dump_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
         }
     }
     int64_t stop_time = (tm_now_ms() + 999) / 1000;
-    kvs info = {0};
+    tm_info info = {0};
     int finished = 0;
     if (rc == TM_OK) {
-        kvs_add(&info, "start_time", "%" PRId64, start_time);
-        kvs_add(&info, "stop_time", "%" PRId64, stop_time);
-        kvs_add(&info, "databases", "%s", list != NULL ? list : "");
-        kvs_add(&info, "server_version_num", "%d", server_num);
-        kvs_add(&info, "pg_dump_major", "%d", dump_major);
-        kvs_add(&info, "role_passwords", "%s", read_auth ? "yes" : "no");
-        kvs_add(&info, "source", "%s:%u", srv->host, srv->port);
-        kvs_add(&info, "format", "custom -Z%u", d->compress);
+        tm_info_add(&info, "start_time", "%" PRId64, start_time);
+        tm_info_add(&info, "stop_time", "%" PRId64, stop_time);
+        tm_info_add(&info, "databases", "%s", list != NULL ? list : "");
+        tm_info_add(&info, "server_version_num", "%d", server_num);
+        tm_info_add(&info, "pg_dump_major", "%d", dump_major);
+        tm_info_add(&info, "role_passwords", "%s", read_auth ? "yes" : "no");
+        tm_info_add(&info, "source", "%s:%u", srv->host, srv->port);
+        tm_info_add(&info, "format", "custom -Z%u", d->compress);
         Tidemark__Manifest *m = tm_manifest_proto(tm_backup_writer_manifest(w));
-        m->engine_info = info.p;
-        m->n_engine_info = info.n;
+        tm_info_attach(&info, m);
         rc = tm_backup_finish(w, err);
         finished = 1;
-        m->engine_info = NULL;
-        m->n_engine_info = 0;
+        tm_info_detach(m);
     }
     size_t nres = 0;
     const tm_repo_result *res = w != NULL ? tm_backup_results(w, &nres) : NULL;
@@ -396,8 +365,6 @@ int tm_dump_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskR
     tm_dump_list_free(dbs, ndbs);
     free(list);
     free(st.buf);
-    for (size_t i = 0; i < info.n; i++) {
-        free(info.v[i]);
-    }
+    tm_info_free(&info);
     return rc;
 }

@@ -29,42 +29,25 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/repo/repo_find.h"
 #include "agent/repo/repository.h"
 #include "agent/restore_root.h"
+#include "agent/result_kv.h"
 #include "common/log.h"
 #include "common/util.h"
-
-static const char *info_get(const Tidemark__Manifest *m, const char *key)
-{
-    for (size_t i = 0; i < m->n_engine_info; i++) {
-        if (m->engine_info[i]->key != NULL && strcmp(m->engine_info[i]->key, key) == 0) {
-            return m->engine_info[i]->value;
-        }
-    }
-    return NULL;
-}
-
-static int id_desc(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)b, *(char *const *)a);
-}
-
-/* The UTC second a backup id begins with ("20261207T221500Z-..."). */
-static int64_t id_time(const char *id)
-{
-    char s[32];
-    if (strlen(id) < 16 || id[8] != 'T' || id[15] != 'Z') {
-        return -1;
-    }
-    snprintf(s, sizeof(s), "%.4s-%.2s-%.2s %.2s:%.2s:%.2s", id, id + 4, id + 6, id + 9, id + 11,
-             id + 13);
-    int64_t t = -1;
-    return tm_dump_time_parse(s, &t) == TM_OK ? t : -1;
-}
 
 static int is_dump(const Tidemark__Manifest *m)
 {
     return m->engine != NULL && strcmp(m->engine, TM_DUMP_ENGINE) == 0;
+}
+
+/* A pg_dump backup whose dumps ended at or before *arg (-1: any). */
+static int ended_by(void *arg, const Tidemark__Manifest *m)
+{
+    int64_t until = *(const int64_t *)arg;
+    const char *sv = tm_info_get(m, "stop_time");
+    int64_t stop = sv != NULL ? strtoll(sv, NULL, 10) : -1;
+    return until < 0 || (stop >= 0 && stop <= until);
 }
 
 /* Open the backup: id, or the newest pg_dump backup of target whose dumps
@@ -82,75 +65,8 @@ static int open_backup(tm_repo_set *rs, const char *target, const char *id, int6
         }
         return rc;
     }
-    char **ids = NULL;
-    size_t nids = 0, listed = 0;
-    int rc = TM_OK;
-    for (size_t r = 0; r < tm_repo_set_count(rs) && rc == TM_OK; r++) {
-        tm_backup_info *infos = NULL;
-        size_t ni = 0;
-        tm_err e = {0};
-        if (tm_repo_scan(rs, r, target, &infos, &ni, &e) != TM_OK) {
-            tm_warn("pg_dump", "event=repo_list_failed repo=%s msg=\"%s\"", tm_repo_set_name(rs, r),
-                    e.msg);
-            continue;
-        }
-        listed++;
-        char **nv = realloc(ids, (nids + ni + 1) * sizeof(*ids));
-        if (nv == NULL) {
-            rc = tm_err_set(err, TM_ENOMEM, "out of memory");
-        } else {
-            ids = nv;
-        }
-        for (size_t i = 0; rc == TM_OK && i < ni; i++) {
-            int dup = 0;
-            for (size_t k = 0; k < nids; k++) {
-                dup |= strcmp(ids[k], infos[i].backup_id) == 0;
-            }
-            if (!dup && infos[i].has_manifest && (ids[nids] = strdup(infos[i].backup_id)) != NULL) {
-                nids++;
-            }
-        }
-        tm_backup_infos_free(infos, ni);
-    }
-    if (rc == TM_OK && listed == 0) {
-        rc = tm_err_set(err, TM_EUNAVAIL, "no repository could be listed for target %s", target);
-    }
-    if (nids > 1) {
-        qsort(ids, nids, sizeof(*ids), id_desc);
-    }
-    int64_t newest_stop = -1;
-    for (size_t k = 0; rc == TM_OK && *out == NULL && k < nids; k++) {
-        int64_t it = id_time(ids[k]);
-        if (until >= 0 && it > until) {
-            continue; /* begun after the time: ended after it too */
-        }
-        tm_err e = {0};
-        tm_backup_reader *rd = NULL;
-        if (tm_backup_open(rs, target, ids[k], NULL, &rd, &e) != TM_OK) {
-            if (e.code == TM_EAUTH) {
-                rc = tm_err_set(err, TM_EAUTH, "%s", e.msg);
-                break;
-            }
-            tm_warn("pg_dump", "event=backup_unreadable backup=%s msg=\"%s\"", ids[k], e.msg);
-            continue;
-        }
-        const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
-        const char *sv = info_get(m, "stop_time");
-        int64_t stop = sv != NULL ? strtoll(sv, NULL, 10) : -1;
-        if (is_dump(m) && (until < 0 || (stop >= 0 && stop <= until))) {
-            *out = rd;
-        } else {
-            if (is_dump(m) && (newest_stop < 0 || stop < newest_stop)) {
-                newest_stop = stop; /* the oldest seen that ended too late */
-            }
-            tm_backup_reader_free(rd);
-        }
-    }
-    for (size_t k = 0; k < nids; k++) {
-        free(ids[k]);
-    }
-    free(ids);
-    if (rc == TM_OK && *out == NULL) {
+    int rc = tm_repo_find_backup(rs, target, TM_DUMP_ENGINE, ended_by, &until, out, err);
+    if (rc == TM_ENOENT) {
         char when[40] = "";
         if (until >= 0) {
             tm_fmt_time(until, when, sizeof(when));
@@ -320,10 +236,10 @@ int tm_dump_restore(const tm_agent_conf *conf, const tm_dump_restore_opts *o,
     char new_names[TM_DUMP_MAX_DBS][64];
     if (m != NULL) {
         snprintf(rep->backup_id, sizeof(rep->backup_id), "%s", m->backup_id ? m->backup_id : "");
-        const char *sv = info_get(m, "start_time"), *ev = info_get(m, "stop_time");
+        const char *sv = tm_info_get(m, "start_time"), *ev = tm_info_get(m, "stop_time");
         rep->dump_start = sv != NULL ? strtoll(sv, NULL, 10) : 0;
         rep->dump_stop = ev != NULL ? strtoll(ev, NULL, 10) : 0;
-        const char *list = info_get(m, "databases");
+        const char *list = tm_info_get(m, "databases");
         char *copy = strdup(list != NULL ? list : "");
         char *save = NULL;
         if (copy == NULL) {

@@ -37,64 +37,6 @@ int tm_turso_http_for(const tm_turso_target_conf *tc, tm_task_ctx *ctx, tm_turso
     return rc;
 }
 
-/* The manifest's engine_info, built as the backup goes. */
-typedef struct info {
-    Tidemark__Manifest__EngineInfoEntry *e;
-    Tidemark__Manifest__EngineInfoEntry **p;
-    size_t n, cap;
-} info;
-
-static void info_add(info *k, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void info_add(info *k, const char *key, const char *fmt, ...)
-{
-    if (k->n == k->cap) {
-        size_t nc = k->cap ? k->cap * 2 : 16;
-        Tidemark__Manifest__EngineInfoEntry *ne = calloc(nc, sizeof(*ne));
-        Tidemark__Manifest__EngineInfoEntry **np = calloc(nc, sizeof(*np));
-        if (ne == NULL || np == NULL) {
-            free(ne);
-            free(np);
-            return;
-        }
-        for (size_t i = 0; i < k->n; i++) {
-            ne[i] = k->e[i];
-            np[i] = &ne[i];
-        }
-        free(k->e);
-        free(k->p);
-        k->e = ne;
-        k->p = np;
-        k->cap = nc;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    char *v = NULL;
-    int n = vasprintf(&v, fmt, ap);
-    va_end(ap);
-    char *kd = strdup(key);
-    if (n < 0 || kd == NULL) {
-        free(kd);
-        free(n < 0 ? NULL : v);
-        return;
-    }
-    tidemark__manifest__engine_info_entry__init(&k->e[k->n]);
-    k->e[k->n].key = kd;
-    k->e[k->n].value = v;
-    k->p[k->n] = &k->e[k->n];
-    k->n++;
-}
-
-static void info_free(info *k)
-{
-    for (size_t i = 0; i < k->n; i++) {
-        free(k->e[i].key);
-        free(k->e[i].value);
-    }
-    free(k->e);
-    free(k->p);
-}
-
 /* One database's dump on its way into the backup object. */
 typedef struct dump_out {
     tm_backup_object *o;
@@ -192,7 +134,7 @@ static int turso_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
     size_t ndb = 0;
     tm_repo_set *rs = NULL;
     tm_backup_writer *w = NULL;
-    info inf = {0};
+    tm_info inf = {0};
     int rc = tm_turso_http_for(tc, ctx, &h, err);
     if (rc == TM_OK) {
         rc = tm_turso_api_targets(tc, h, &dbs, &ndb, err);
@@ -253,11 +195,11 @@ static int turso_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
         fprintf(nf, "%s%s", i ? "," : "", dbs[i].name);
         char key[TM_TURSO_NAME_MAX + 16];
         snprintf(key, sizeof(key), "bytes:%s", dbs[i].name);
-        info_add(&inf, key, "%" PRIu64, d.bytes);
+        tm_info_add(&inf, key, "%" PRIu64, d.bytes);
         snprintf(key, sizeof(key), "statements:%s", dbs[i].name);
-        info_add(&inf, key, "%" PRIu64, d.statements);
+        tm_info_add(&inf, key, "%" PRIu64, d.statements);
         snprintf(key, sizeof(key), "dumped_at:%s", dbs[i].name);
-        info_add(&inf, key, "%" PRId64, tm_now_s());
+        tm_info_add(&inf, key, "%" PRId64, tm_now_s());
         tm_info("turso",
                 "event=dump_done target=%s database=%s bytes=%" PRIu64 " statements=%" PRIu64
                 " ms=%" PRIu64,
@@ -269,21 +211,19 @@ static int turso_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
     int64_t stop_time = (tm_now_ms() + 999) / 1000;
     int finished = 0;
     if (rc == TM_OK) {
-        info_add(&inf, "start_time", "%" PRId64, start_time);
-        info_add(&inf, "stop_time", "%" PRId64, stop_time);
-        info_add(&inf, "organization", "%s", tc->organization);
-        info_add(&inf, tc->group != NULL ? "group" : "database", "%s",
-                 tc->group != NULL ? tc->group : tc->database);
-        info_add(&inf, TM_TURSO_INFO_DATABASES, "%s", names);
-        info_add(&inf, "provider_plan", "%s", plan);
-        info_add(&inf, "provider_pitr_s", "%" PRId64, window);
+        tm_info_add(&inf, "start_time", "%" PRId64, start_time);
+        tm_info_add(&inf, "stop_time", "%" PRId64, stop_time);
+        tm_info_add(&inf, "organization", "%s", tc->organization);
+        tm_info_add(&inf, tc->group != NULL ? "group" : "database", "%s",
+                    tc->group != NULL ? tc->group : tc->database);
+        tm_info_add(&inf, TM_TURSO_INFO_DATABASES, "%s", names);
+        tm_info_add(&inf, "provider_plan", "%s", plan);
+        tm_info_add(&inf, "provider_pitr_s", "%" PRId64, window);
         Tidemark__Manifest *m = tm_manifest_proto(tm_backup_writer_manifest(w));
-        m->engine_info = inf.p;
-        m->n_engine_info = inf.n;
+        tm_info_attach(&inf, m);
         rc = tm_backup_finish(w, err);
         finished = 1;
-        m->engine_info = NULL;
-        m->n_engine_info = 0;
+        tm_info_detach(m);
     }
     size_t nres = 0;
     const tm_repo_result *res = w != NULL ? tm_backup_results(w, &nres) : NULL;
@@ -335,7 +275,7 @@ static int turso_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
         rc = tm_err_set(err, TM_ENOMEM, "out of memory");
     }
     free(names);
-    info_free(&inf);
+    tm_info_free(&inf);
     tm_backup_writer_free(w);
     tm_repo_set_free(rs);
     free(dbs);

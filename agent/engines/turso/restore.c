@@ -30,22 +30,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/repo/repo_find.h"
 #include "agent/repo/repository.h"
 #include "agent/restore_root.h"
+#include "agent/result_kv.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define LOAD_BATCH 100
-
-static const char *info_get(const Tidemark__Manifest *m, const char *key)
-{
-    for (size_t i = 0; i < m->n_engine_info; i++) {
-        if (m->engine_info[i]->key != NULL && strcmp(m->engine_info[i]->key, key) == 0) {
-            return m->engine_info[i]->value;
-        }
-    }
-    return NULL;
-}
 
 int tm_turso_time_parse(const char *s, int64_t *out)
 {
@@ -65,13 +57,15 @@ int tm_turso_time_parse(const char *s, int64_t *out)
 
 static int64_t backup_end(const Tidemark__Manifest *m)
 {
-    const char *v = info_get(m, "stop_time");
+    const char *v = tm_info_get(m, "stop_time");
     return v != NULL ? strtoll(v, NULL, 10) : m->created_at;
 }
 
-static int id_desc(const void *a, const void *b)
+/* A Turso backup that ended at or before *arg (0: any). */
+static int ended_by(void *arg, const Tidemark__Manifest *m)
 {
-    return strcmp(*(char *const *)b, *(char *const *)a);
+    int64_t until = *(const int64_t *)arg;
+    return until == 0 || backup_end(m) <= until;
 }
 
 /* The backup named, or the newest Turso backup of target that opens (and,
@@ -92,60 +86,8 @@ static int open_backup(tm_repo_set *rs, const char *target, const char *id, int6
         }
         return rc;
     }
-    char **ids = NULL;
-    size_t nids = 0, listed = 0;
-    for (size_t r = 0; r < tm_repo_set_count(rs); r++) {
-        tm_backup_info *infos = NULL;
-        size_t ni = 0;
-        tm_err e = {0};
-        if (tm_repo_scan(rs, r, target, &infos, &ni, &e) != TM_OK) {
-            tm_warn("turso", "event=repo_list_failed repo=%s msg=\"%s\"", tm_repo_set_name(rs, r),
-                    e.msg);
-            continue;
-        }
-        listed++;
-        char **nv = realloc(ids, (nids + ni + 1) * sizeof(*ids));
-        if (nv != NULL) {
-            ids = nv;
-            for (size_t i = 0; i < ni; i++) {
-                if (infos[i].has_manifest && (ids[nids] = strdup(infos[i].backup_id)) != NULL) {
-                    nids++;
-                }
-            }
-        }
-        tm_backup_infos_free(infos, ni);
-    }
-    int rc = listed == 0 ? tm_err_set(err, TM_EUNAVAIL,
-                                      "no repository could be listed for target %s", target)
-                         : TM_OK;
-    if (nids > 1) {
-        qsort(ids, nids, sizeof(*ids), id_desc);
-    }
-    for (size_t k = 0; rc == TM_OK && *out == NULL && k < nids; k++) {
-        if (k > 0 && strcmp(ids[k], ids[k - 1]) == 0) {
-            continue;
-        }
-        tm_err e = {0};
-        tm_backup_reader *rd = NULL;
-        if (tm_backup_open(rs, target, ids[k], NULL, &rd, &e) != TM_OK) {
-            if (e.code == TM_EAUTH) {
-                rc = tm_err_set(err, TM_EAUTH, "%s", e.msg);
-            }
-            continue;
-        }
-        const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
-        if (m->engine != NULL && strcmp(m->engine, "turso") == 0 &&
-            (until == 0 || backup_end(m) <= until)) {
-            *out = rd;
-        } else {
-            tm_backup_reader_free(rd);
-        }
-    }
-    for (size_t k = 0; k < nids; k++) {
-        free(ids[k]);
-    }
-    free(ids);
-    if (rc == TM_OK && *out == NULL) {
+    int rc = tm_repo_find_backup(rs, target, "turso", ended_by, &until, out, err);
+    if (rc == TM_ENOENT) {
         rc = until ? tm_err_set(err, TM_ENOENT,
                                 "no Turso backup of target %s finished at or before the time "
                                 "asked for",
@@ -558,7 +500,7 @@ int tm_turso_restore(const tm_agent_conf *conf, const tm_turso_restore_opts *o,
         const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
         snprintf(rep->backup_id, sizeof(rep->backup_id), "%s", m->backup_id ? m->backup_id : "");
         rep->backup_time = backup_end(m);
-        const char *v = info_get(m, TM_TURSO_INFO_DATABASES);
+        const char *v = tm_info_get(m, TM_TURSO_INFO_DATABASES);
         dbs = strdup(v != NULL ? v : "");
         if (dbs == NULL) {
             rc = tm_err_set(err, TM_ENOMEM, "out of memory");
@@ -605,7 +547,7 @@ int tm_turso_restore(const tm_agent_conf *conf, const tm_turso_restore_opts *o,
         rc = tm_err_set(
             err, TM_ENOENT, "backup %s has no database %s (it holds %s)", rep->backup_id,
             o->database,
-            info_get(tm_manifest_proto(tm_backup_reader_manifest(rd)), TM_TURSO_INFO_DATABASES));
+            tm_info_get(tm_manifest_proto(tm_backup_reader_manifest(rd)), TM_TURSO_INFO_DATABASES));
     }
     rep->total_s = (double)(tm_mono_ns() - t0) / 1e9;
     if (rc == TM_OK) {
