@@ -16,19 +16,10 @@
  * object is kept.
  */
 #include "agent/engines/redis/redis.h"
+#include "agent/result_kv.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static const char *info(const Tidemark__Manifest *m, const char *key)
-{
-    for (size_t i = 0; m != NULL && i < m->n_engine_info; i++) {
-        if (m->engine_info[i]->key != NULL && strcmp(m->engine_info[i]->key, key) == 0) {
-            return m->engine_info[i]->value;
-        }
-    }
-    return NULL;
-}
 
 /* The chain of a position "<chain>:<name>"; -1 when it is not one. */
 static int pos_chain(const char *pos, uint64_t *chain)
@@ -50,7 +41,8 @@ int tm_redis_log_before(const Tidemark__Manifest *cutoff, const Tidemark__Expire
      * can say: without it, keep. */
     (void)spec;
     uint64_t keep_from = 0, chain = 0;
-    if (rel == NULL || pos_chain(info(cutoff, TM_REDIS_AOF_POSITION_INFO), &keep_from) != 0) {
+    if (rel == NULL ||
+        pos_chain(tm_info_get(cutoff, TM_REDIS_AOF_POSITION_INFO), &keep_from) != 0) {
         return 0;
     }
     tm_redis_log_name ln;

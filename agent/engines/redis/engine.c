@@ -142,36 +142,6 @@ static void snap_drop(snap *s)
     s->chk = NULL;
 }
 
-typedef struct kvs {
-    Tidemark__Manifest__EngineInfoEntry e[16];
-    Tidemark__Manifest__EngineInfoEntry *p[16];
-    char *v[16];
-    size_t n;
-} kvs;
-
-static void kvs_add(kvs *k, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void kvs_add(kvs *k, const char *key, const char *fmt, ...)
-{
-    if (k->n == sizeof(k->e) / sizeof(k->e[0])) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    char *v = NULL;
-    int n = vasprintf(&v, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    tidemark__manifest__engine_info_entry__init(&k->e[k->n]);
-    k->e[k->n].key = (char *)key;
-    k->e[k->n].value = v;
-    k->v[k->n] = v;
-    k->p[k->n] = &k->e[k->n];
-    k->n++;
-}
-
 static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__TaskResult *result,
                         tm_err *err)
 {
@@ -265,7 +235,7 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
     char ksbuf[TM_REDIS_MAX_DBS * 64];
     tm_redis_keyspace_fmt(&ks, ksbuf, sizeof(ksbuf));
     int rdb_version = rc == TM_OK ? tm_rdb_check_version(s.chk) : 0;
-    kvs info = {0};
+    tm_info info = {0};
     int finished = 0;
     /* Where the shipped AOF stood when the snapshot was taken ("" when
      * nothing was shipped): the coordinator's window runs on from the
@@ -278,24 +248,22 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
         snprintf(aof_pos, sizeof(aof_pos), "%s", ls.last_shipped);
     }
     if (rc == TM_OK) {
-        kvs_add(&info, "start_time", "%" PRId64, start_time);
-        kvs_add(&info, "stop_time", "%" PRId64, stop_time);
-        kvs_add(&info, "rdb_version", "%d", rdb_version);
-        kvs_add(&info, "rdb_bytes", "%" PRIu64, s.bytes);
-        kvs_add(&info, "keyspace", "%s", ksbuf);
-        kvs_add(&info, "method", "%s", used);
-        kvs_add(&info, "diskless", "%d", fr.diskless);
-        kvs_add(&info, "source", "%s:%d", co.host, co.port);
+        tm_info_add(&info, "start_time", "%" PRId64, start_time);
+        tm_info_add(&info, "stop_time", "%" PRId64, stop_time);
+        tm_info_add(&info, "rdb_version", "%d", rdb_version);
+        tm_info_add(&info, "rdb_bytes", "%" PRIu64, s.bytes);
+        tm_info_add(&info, "keyspace", "%s", ksbuf);
+        tm_info_add(&info, "method", "%s", used);
+        tm_info_add(&info, "diskless", "%d", fr.diskless);
+        tm_info_add(&info, "source", "%s:%d", co.host, co.port);
         if (aof_pos[0] != '\0') {
-            kvs_add(&info, TM_REDIS_AOF_POSITION_INFO, "%s", aof_pos);
+            tm_info_add(&info, TM_REDIS_AOF_POSITION_INFO, "%s", aof_pos);
         }
         Tidemark__Manifest *m = tm_manifest_proto(tm_backup_writer_manifest(s.w));
-        m->engine_info = info.p;
-        m->n_engine_info = info.n;
+        tm_info_attach(&info, m);
         rc = tm_backup_finish(s.w, err);
         finished = 1;
-        m->engine_info = NULL;
-        m->n_engine_info = 0;
+        tm_info_detach(m);
     }
     size_t nres = 0;
     const tm_repo_result *res = s.w ? tm_backup_results(s.w, &nres) : NULL;
@@ -358,9 +326,7 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
     snap_drop(&s);
     tm_backup_writer_free(s.w);
     tm_repo_set_free(rs);
-    for (size_t i = 0; i < info.n; i++) {
-        free(info.v[i]);
-    }
+    tm_info_free(&info);
     return rc;
 }
 

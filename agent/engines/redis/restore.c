@@ -11,6 +11,7 @@
  * loudly rather than silently giving the older snapshot.
  */
 #include "agent/engines/redis/redis.h"
+#include "agent/result_kv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,16 +36,6 @@
 #include "agent/restore_root.h"
 #include "common/log.h"
 #include "common/util.h"
-
-static const char *info_get(const Tidemark__Manifest *m, const char *key)
-{
-    for (size_t i = 0; i < m->n_engine_info; i++) {
-        if (m->engine_info[i]->key != NULL && strcmp(m->engine_info[i]->key, key) == 0) {
-            return m->engine_info[i]->value;
-        }
-    }
-    return NULL;
-}
 
 static int id_desc(const void *a, const void *b)
 {
@@ -738,11 +729,11 @@ int tm_redis_restore(const tm_agent_conf *conf, const tm_redis_restore_opts *o,
     if (rc == TM_OK) {
         const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
         snprintf(rep->backup_id, sizeof(rep->backup_id), "%s", m->backup_id ? m->backup_id : "");
-        const char *v = info_get(m, "keyspace");
+        const char *v = tm_info_get(m, "keyspace");
         if (v != NULL) {
             tm_redis_keyspace_parse(v, &rep->recorded);
         }
-        v = info_get(m, "stop_time");
+        v = tm_info_get(m, "stop_time");
         rep->snapshot_time = v != NULL ? strtoll(v, NULL, 10) : m->created_at;
         tm_info("redis", "event=restore_started target=%s backup=%s repo=%s dir=%s", o->target,
                 rep->backup_id, tm_backup_reader_repo(rd), o->dir);

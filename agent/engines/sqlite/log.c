@@ -6,6 +6,7 @@
 #include "agent/engines/sqlite/segment.h"
 #include "agent/engines/sqlite/ship.h"
 #include "agent/repo/repo_log.h"
+#include "agent/result_kv.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -121,16 +122,6 @@ void tm_sqlite_log_status(const tm_target_conf *t, tm_log_status *st)
     }
 }
 
-static const char *info_of(const Tidemark__Manifest *m, const char *key)
-{
-    for (size_t i = 0; m != NULL && i < m->n_engine_info; i++) {
-        if (m->engine_info[i]->key != NULL && strcmp(m->engine_info[i]->key, key) == 0) {
-            return m->engine_info[i]->value;
-        }
-    }
-    return NULL;
-}
-
 int tm_sqlite_log_before(const Tidemark__Manifest *cutoff, const Tidemark__ExpireSpec *spec,
                          const char *rel)
 {
@@ -139,7 +130,7 @@ int tm_sqlite_log_before(const Tidemark__Manifest *cutoff, const Tidemark__Expir
         return 0; /* not ours: kept */
     }
     uint64_t chain = 0;
-    const char *v = info_of(cutoff, "log_chain");
+    const char *v = tm_info_get(cutoff, "log_chain");
     char *end = NULL;
     if (v != NULL && v[0] != '\0') {
         errno = 0;
