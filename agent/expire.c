@@ -271,6 +271,24 @@ static int complete_somewhere(tm_backup_info **infos, const size_t *ninfos, size
     return 0;
 }
 
+/* Append item to the "; "-separated report. */
+static int report_add(char **out, size_t *len, size_t *cap, const char *item, tm_err *err)
+{
+    size_t k = strlen(item) + (*len ? 2 : 0);
+    if (*len + k + 1 > *cap) {
+        size_t ncap = (*len + k + 1) * 2;
+        char *nb = realloc(*out, ncap);
+        if (nb == NULL) {
+            return tm_err_set(err, TM_ENOMEM, "out of memory");
+        }
+        *out = nb;
+        *cap = ncap;
+    }
+    snprintf(*out + *len, *cap - *len, "%s%s", *len ? "; " : "", item);
+    *len += k;
+    return TM_OK;
+}
+
 int tm_expire_sweep_partial(tm_repo_set *rs, const char *target, char **report, tm_err *err)
 {
     *report = NULL;
@@ -289,6 +307,32 @@ int tm_expire_sweep_partial(tm_repo_set *rs, const char *target, char **report, 
     }
     size_t cap = 0, len = 0;
     char *out = NULL;
+    /* What writers killed mid-object left (the posix backend's temporaries),
+     * first, so that the folders of a swept attempt can go too. A failure
+     * here is logged, never the backup's failure. */
+    char prefix[512];
+    snprintf(prefix, sizeof(prefix), "%s/", target);
+    for (size_t r = 0; rc == TM_OK && r < nrepo; r++) {
+        uint64_t removed = 0;
+        tm_err terr = {0};
+        if (tm_storage_sweep_temps(tm_repo_set_storage(rs, r), prefix, TM_EXPIRE_TEMP_AGE_S,
+                                   &removed, &terr) != TM_OK) {
+            tm_warn("expire", "event=sweep_temps_failed target=%s repo=%s msg=\"%s\"", target,
+                    tm_repo_set_name(rs, r), terr.msg);
+            continue;
+        }
+        if (removed > 0) {
+            tm_warn("expire",
+                    "event=swept_temps target=%s repo=%s files=%llu reason=\"temporary files "
+                    "of a writer that died, untouched for %d s\"",
+                    target, tm_repo_set_name(rs, r), (unsigned long long)removed,
+                    TM_EXPIRE_TEMP_AGE_S);
+            char item[512];
+            snprintf(item, sizeof(item), "%llu abandoned temporary files in %s",
+                     (unsigned long long)removed, tm_repo_set_name(rs, r));
+            rc = report_add(&out, &len, &cap, item, err);
+        }
+    }
     for (size_t r = 0; rc == TM_OK && r < nrepo; r++) {
         for (size_t i = 0; rc == TM_OK && i < ninfos[r]; i++) {
             const char *id = infos[r][i].backup_id;
@@ -308,23 +352,9 @@ int tm_expire_sweep_partial(tm_repo_set *rs, const char *target, char **report, 
                     "reason=\"no manifest in any repository: an attempt that never finished\"",
                     target, tm_repo_set_name(rs, r), id, (unsigned long long)count);
             char item[512];
-            int k = snprintf(item, sizeof(item), "%s%s in %s (%llu objects)", len ? "; " : "", id,
-                             tm_repo_set_name(rs, r), (unsigned long long)count);
-            if (k < 0 || (size_t)k >= sizeof(item)) {
-                k = (int)strlen(item);
-            }
-            if (len + (size_t)k + 1 > cap) {
-                size_t ncap = (len + (size_t)k + 1) * 2;
-                char *nb = realloc(out, ncap);
-                if (nb == NULL) {
-                    rc = tm_err_set(err, TM_ENOMEM, "out of memory");
-                    break;
-                }
-                out = nb;
-                cap = ncap;
-            }
-            memcpy(out + len, item, (size_t)k + 1);
-            len += (size_t)k;
+            snprintf(item, sizeof(item), "%s in %s (%llu objects)", id, tm_repo_set_name(rs, r),
+                     (unsigned long long)count);
+            rc = report_add(&out, &len, &cap, item, err);
         }
     }
     for (size_t r = 0; r < nrepo; r++) {

@@ -45,7 +45,12 @@ int tm_expire_run(tm_repo_set *rs, const char *target, const tm_engine *engine,
  * backup whose manifest is in some repository is never touched (a copy may
  * be filling the others). *report (malloc'd, NULL when nothing was found)
  * says what was deleted: "<id> in <repo> (<n> objects); ...". A repository
- * that cannot be listed: nothing is deleted anywhere, TM_EIO. */
+ * that cannot be listed: nothing is deleted anywhere, TM_EIO.
+ * It also removes the temporaries a writer killed mid-object left under
+ * target (tm_storage_sweep_temps) once untouched for TM_EXPIRE_TEMP_AGE_S:
+ * a live writer (the log shipper, a copy) writes all the time, so one that
+ * old belongs to no one; "<n> abandoned temporary files in <repo>". */
+#define TM_EXPIRE_TEMP_AGE_S (6 * 3600)
 int tm_expire_sweep_partial(tm_repo_set *rs, const char *target, char **report, tm_err *err);
 
 /* The task runner's entry for EXPIRE tasks (engine-independent). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/storage/backend.h"
 
@@ -394,6 +395,27 @@ int tm_storage_delete(tm_storage *s, const char *const *keys, size_t n, tm_err *
         return TM_OK;
     }
     return s->b->del(s->state, keys, n, err);
+}
+
+int tm_storage_sweep_temps(tm_storage *s, const char *prefix, int64_t min_age_s, uint64_t *removed,
+                           tm_err *err)
+{
+    *removed = 0;
+    /* The prefix names a folder: "target/". */
+    size_t len = strlen(prefix);
+    char dir[TM_STORAGE_KEY_MAX + 1];
+    if (len < 2 || len > TM_STORAGE_KEY_MAX || prefix[len - 1] != '/') {
+        return bad_key(s, prefix, err);
+    }
+    memcpy(dir, prefix, len - 1);
+    dir[len - 1] = '\0';
+    if (!tm_storage_key_valid(dir)) {
+        return bad_key(s, prefix, err);
+    }
+    if (s->b->sweep_temps == NULL) {
+        return TM_OK;
+    }
+    return s->b->sweep_temps(s->state, prefix, (int64_t)time(NULL) - min_age_s, removed, err);
 }
 
 int tm_storage_copy(tm_storage *s, const char *src, const char *dst, tm_err *err)

@@ -93,6 +93,12 @@ int tm_storage_stat(tm_storage *s, const char *key, tm_storage_info *info, tm_er
 int tm_storage_delete(tm_storage *s, const char *const *keys, size_t n, tm_err *err);
 /* Server-side copy inside one storage. */
 int tm_storage_copy(tm_storage *s, const char *src, const char *dst, tm_err *err);
+/* Remove what writers killed mid-object left under prefix ("target/"): the
+ * posix backend's temporaries last written more than min_age_s seconds ago
+ * (a live writer writes all the time, so an old one is abandoned). Never
+ * touches a visible object. *removed = how many went. */
+int tm_storage_sweep_temps(tm_storage *s, const char *prefix, int64_t min_age_s, uint64_t *removed,
+                           tm_err *err);
 
 void tm_storage_infos_free(tm_storage_info *items, size_t n);
 

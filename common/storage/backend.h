@@ -37,6 +37,13 @@ typedef struct tm_storage_backend {
     int (*stat)(void *state, const char *key, tm_storage_info *info, tm_err *err);
     int (*del)(void *state, const char *const *keys, size_t n, tm_err *err);
     int (*copy)(void *state, const char *src, const char *dst, tm_err *err);
+    /* Optional: remove the temporaries of writers that died (SIGKILL, power
+     * loss) under prefix, last written before older_than (unix seconds);
+     * *removed counts them. NULL: the backend leaves none visible or
+     * billable that it could find (S3: a lifecycle rule ends incomplete
+     * multipart uploads). */
+    int (*sweep_temps)(void *state, const char *prefix, int64_t older_than, uint64_t *removed,
+                       tm_err *err);
 } tm_storage_backend;
 
 /* Keys are '/'-separated relative paths: no leading '/', no empty, "." or

@@ -615,6 +615,64 @@ static int posix_copy(void *state, const char *src, const char *dst, tm_err *err
     return posix_put_commit(w, err);
 }
 
+/* Temporaries of dead writers: ".tmp.*" files below dir last modified before
+ * older_than. The walk stays inside the repository (no symlinks followed). */
+static int sweep_dir(const char *dir, int64_t older_than, int depth, uint64_t *removed, tm_err *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return errno == ENOENT || errno == ENOTDIR ? TM_OK : fail(err, errno, "opendir", dir);
+    }
+    int rc = TM_OK;
+    struct dirent *de;
+    while (rc == TM_OK && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue; /* vanished */
+        }
+        if (S_ISDIR(st.st_mode)) {
+            char sub[PATH_MAX];
+            if (depth < 64 &&
+                (size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) < sizeof(sub)) {
+                rc = sweep_dir(sub, older_than, depth + 1, removed, err);
+            }
+            continue;
+        }
+        if (!S_ISREG(st.st_mode) || !starts_with(de->d_name, TMP_PREFIX) ||
+            (int64_t)st.st_mtime >= older_than) {
+            continue;
+        }
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
+            (*removed)++;
+        } else if (errno != ENOENT) {
+            char path[PATH_MAX + 8];
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            rc = fail(err, errno, "unlink", path);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int posix_sweep_temps(void *state, const char *prefix, int64_t older_than, uint64_t *removed,
+                             tm_err *err)
+{
+    posix *p = state;
+    char dir[PATH_MAX];
+    int rc = key_path(p, prefix, dir, err);
+    if (rc != TM_OK) {
+        return rc;
+    }
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') {
+        dir[--len] = '\0';
+    }
+    return sweep_dir(dir, older_than, 0, removed, err);
+}
+
 const tm_storage_backend tm_storage_backend_posix = {
     .name = "posix",
     .open = posix_open,
@@ -631,4 +689,5 @@ const tm_storage_backend tm_storage_backend_posix = {
     .stat = posix_stat,
     .del = posix_del,
     .copy = posix_copy,
+    .sweep_temps = posix_sweep_temps,
 };

@@ -256,6 +256,22 @@ def agent_killed_mid_backup():
                if os.path.isdir(os.path.join(r, "pg", "backup", victim))}
     print(f"  killed {victim} mid-copy: objects left in {sorted(partial)}")
     check(ctx.repo_a in partial, "the killed attempt left objects")
+    # A write the kill cut short leaves a posix temporary (".tmp.<name>.<rnd>",
+    # never listed). The sweep removes those untouched for hours (a live
+    # writer writes all the time): age what the kill left, plant one more so
+    # that there is one for sure, and a fresh one that must stay.
+    aged = time.time() - 7 * 3600
+    planted = os.path.join(ctx.repo_a, "pg", "backup", victim, ".tmp.planted.0123abcd")
+    with open(planted, "wb") as f:
+        f.write(b"half an object")
+    temps = [os.path.join(dp, f) for r in partial for dp, _, fs in
+             os.walk(os.path.join(r, "pg")) for f in fs if f.startswith(".tmp.")]
+    for t_path in temps:
+        os.utime(t_path, (aged, aged))
+    fresh = os.path.join(ctx.repo_a, "pg", ".tmp.fresh.0123abcd")
+    with open(fresh, "wb") as f:
+        f.write(b"a writer that is alive")
+    print(f"  temporaries aged 7 h: {len(temps)}")
     start_agent()
     wait_for(lambda: task(t["id"])["state"] in ("succeeded", "failed"), 180, "the task decided")
     got = task(t["id"])
@@ -268,13 +284,14 @@ def agent_killed_mid_backup():
         for sub in ("backup", "keys"):
             left = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(r, "pg", sub, victim))
                     for f in fs]
-            # A write the kill cut short is a posix temp file (".tmp.<name>.<rnd>", never
-            # listed, not an object); reported, not deleted by the sweep (storage's own).
-            objects = [f for f in left if not os.path.basename(f).startswith(".tmp.")]
-            if left:
-                print(f"  left in {r}/pg/{sub}/{victim}: {left}")
-            check(objects == [], f"the partial {victim}'s objects are gone from {r}: {objects}")
+            check(left == [], f"the partial {victim}'s objects and temporaries are gone "
+                              f"from {r}: {left}")
     check(victim in swept, f"the task result says what was swept: {got['result']['extra']}")
+    check("abandoned temporary files in region-a" in swept,
+          f"the task result counts the temporaries swept: {swept}")
+    check(os.path.exists(fresh), "a fresh temporary (its writer may be alive) is kept")
+    os.unlink(fresh)
+    check("event=swept_temps target=pg" in agent().output(), "the temporaries' sweep is logged")
     check(f"event=swept_partial target=pg" in agent().output() and victim in agent().output(),
           "the sweep is logged")
     check(all(manifests(bid)), f"the new backup {bid} is complete in both repositories")

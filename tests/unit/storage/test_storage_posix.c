@@ -18,6 +18,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/storage.h"
@@ -364,6 +366,45 @@ static void test_kill9_mid_write(void **state)
     }
     closedir(d);
     assert_int_equal(temps, 1);
+
+    /* The sweep: a fresh temporary stays (its writer may be alive), an old
+     * one goes, visible objects and other prefixes are never touched. */
+    assert_int_equal(tm_storage_put(f->s, "k/keep", "x", 1, &err), TM_OK);
+    assert_int_equal(tm_storage_put(f->s, "other/keep", "y", 1, &err), TM_OK);
+    char other_tmp[400];
+    snprintf(other_tmp, sizeof(other_tmp), "%s/repo/other/.tmp.orphan.1234", f->dir);
+    FILE *fp = fopen(other_tmp, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    uint64_t removed = 99;
+    assert_int_equal(tm_storage_sweep_temps(f->s, "k/", 3600, &removed, &err), TM_OK);
+    assert_int_equal(removed, 0);
+    struct timespec old[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    d = opendir(path);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, ".tmp.", 5) == 0) {
+            assert_int_equal(utimensat(dirfd(d), de->d_name, old, 0), 0);
+        }
+    }
+    closedir(d);
+    assert_int_equal(utimensat(AT_FDCWD, other_tmp, old, 0), 0);
+    assert_int_equal(tm_storage_sweep_temps(f->s, "k/", 3600, &removed, &err), TM_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(tm_storage_stat(f->s, "k/keep", &info, &err), TM_OK);
+    assert_int_equal(tm_storage_stat(f->s, "other/keep", &info, &err), TM_OK);
+    assert_int_equal(access(other_tmp, F_OK), 0); /* another prefix: untouched */
+    d = opendir(path);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        assert_int_not_equal(strncmp(de->d_name, ".tmp.", 5), 0);
+    }
+    closedir(d);
+    /* A prefix that is not a folder, or escapes the repository, is refused. */
+    assert_int_equal(tm_storage_sweep_temps(f->s, "k", 3600, &removed, &err), TM_EINVAL);
+    assert_int_equal(tm_storage_sweep_temps(f->s, "../", 3600, &removed, &err), TM_EINVAL);
+    assert_int_equal(tm_storage_sweep_temps(f->s, "absent/", 3600, &removed, &err), TM_OK);
+    assert_int_equal(removed, 0);
 }
 
 static void test_bad_config(void **state)
