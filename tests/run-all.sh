@@ -9,9 +9,12 @@
 #   2. a gcov build (RelWithDebInfo): every unit, integration and e2e test,
 #      then a line/branch report per folder checked against
 #      tests/coverage-gate.txt (TM_COVERAGE=0: a plain build, no gate);
-#   3. an ASan/UBSan build: every unit test and the integration and e2e
-#      tests proven there (the -R list below);
-#   4. a short fuzz pass per decoder of untrusted bytes; clang-format.
+#   3. an ASan/UBSan build (built in the same background job after the
+#      matrix): every unit test and the integration and e2e tests proven
+#      there (the -R list below);
+#   4. a short fuzz pass per decoder of untrusted bytes (built in the
+#      background too, run in the background at nice 19 during 3, each
+#      fuzzer for TM_FUZZ_SECONDS of wall time); clang-format.
 #   tests/run-all.sh            everything
 #   tests/run-all.sh --quick    build + unit + integration only (no matrix,
 #                               no sanitizers, no fuzz, no coverage gate)
@@ -114,8 +117,28 @@ else
             done
         done
     }
-    step "build matrix started in the background (gcc and clang x Debug, Release, RelWithDebInfo, MinSizeRel, -Werror, nice 19)"
-    (renice -n 19 -p "$BASHPID" >/dev/null; matrix_build) &
+    # The sanitizer and fuzz builds of 3 and 4 follow the matrix in the same
+    # background job, so they are ready when their steps come.
+    bg_build() { # DIR NAME CMAKE-ARGS...: configure + build, verdict in DIR.verdict
+        local d=$1 name=$2 t0=$SECONDS; shift 2
+        rm -f "$d.verdict"
+        if cmake -S . -B "$d" "$@" >"$d.log" 2>&1 && cmake --build "$d" -j"$jobs" >>"$d.log" 2>&1; then
+            echo "ok $((SECONDS - t0))" >"$d.verdict"
+        else
+            echo "bad $((SECONDS - t0))" >"$d.verdict"
+        fi
+    }
+    bg_collect() { # DIR NAME
+        local v=""
+        [[ -f "$1.verdict" ]] && v=$(cat "$1.verdict")
+        if [[ "$v" == ok* ]]; then ok "$2 (${v#ok }s)"; else bad "$2"; grep -E 'error|warning' "$1.log" | head -30 || true; fi
+    }
+    step "build matrix, then the ASan/UBSan and fuzz builds, started in the background (gcc and clang x Debug, Release, RelWithDebInfo, MinSizeRel, -Werror, nice 19)"
+    (renice -n 19 -p "$BASHPID" >/dev/null
+     matrix_build
+     bg_build build-asan build-asan -DCMAKE_BUILD_TYPE=Debug -DTIDEMARK_SANITIZE=ON "${cfg[@]}"
+     CC=clang bg_build build-fuzz build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDEMARK_FUZZ=ON \
+         -DTIDEMARK_TESTS=OFF) &
     matrix_pid=$!
 
     # 2. The tests in a gcov build (RelWithDebInfo, gcc, -Werror): it is the
@@ -143,6 +166,8 @@ else
     step "build matrix: waiting for the background builds"
     wait "$matrix_pid" || true
     matrix_collect
+    bg_collect build-asan build-asan
+    bg_collect build-fuzz build-fuzz
     if [[ $cov == ON ]]; then
         step "coverage per folder (gate: tests/coverage-gate.txt)"
         find build -name '*.gcda' -size 0 -delete # objects no test ran
@@ -150,9 +175,34 @@ else
     fi
 
     # 3. Sanitizers over every test.
-    step "ASan/UBSan build"
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTIDEMARK_SANITIZE=ON "${cfg[@]}" >/dev/null
-    if cmake --build build-asan -j"$jobs"; then ok "build-asan"; else bad "build-asan"; fi
+    # 4a. The fuzz pass runs in the background at nice 19 during the
+    #     sanitizer tests (which mostly wait on servers): each fuzzer runs
+    #     for fuzz_seconds of wall time, its verdict and log in build-fuzz/.
+    fuzz_run() {
+        for f in build-fuzz/tests/fuzz_*; do
+            [[ -x "$f" ]] || continue
+            local name corpus_src work
+            name=$(basename "$f")
+            corpus_src="tests/fuzz/corpus/${name#fuzz_}"
+            work=$(mktemp -d)
+            [[ -d "$corpus_src" ]] && cp -r "$corpus_src/." "$work/"
+            if "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -artifact_prefix="$work.crash-" \
+                "$work" >"build-fuzz/$name.log" 2>&1; then
+                # libFuzzer's last line, "Done N runs in S second(s)": not the last
+                # "#N" of the log, which is often a dictionary entry ("&#65;").
+                echo "ok $(sed -nE 's/^Done ([0-9]+) runs.*/\1/p' "build-fuzz/$name.log" | tail -1)" >"build-fuzz/$name.verdict"
+            else
+                echo bad >"build-fuzz/$name.verdict"
+                mkdir -p build-fuzz/crashes && cp "$work".crash-* build-fuzz/crashes/ 2>/dev/null || true
+            fi
+            rm -rf "$work"
+        done
+    }
+    rm -f build-fuzz/*.verdict
+    step "fuzz pass started in the background (${fuzz_seconds}s per decoder of untrusted bytes, nice 19)"
+    (renice -n 19 -p "$BASHPID" >/dev/null; fuzz_run) &
+    fuzz_pid=$!
+
     export "${san_env[@]}"
     step "ASan/UBSan: unit tests"
     run_ctest build-asan asan-unit -L unit -j"$jobs"
@@ -169,29 +219,21 @@ else
         -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults|sqlite_engine|sqlite_ship|test_turso|pg_dump|redis_faults|test_cli|test_dashboard'
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
-    # 4. Fuzz and format.
-    step "fuzz pass (${fuzz_seconds}s per decoder of untrusted bytes)"
-    CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDEMARK_FUZZ=ON \
-        -DTIDEMARK_TESTS=OFF >/dev/null
-    if cmake --build build-fuzz -j"$jobs"; then ok "build-fuzz"; else bad "build-fuzz"; fi
+    # 4b. Fuzz verdicts and format.
+    step "fuzz pass: waiting for the background fuzzers"
+    wait "$fuzz_pid" || true
     nfuzz=0
     for f in build-fuzz/tests/fuzz_*; do
         [[ -x "$f" ]] || continue
         nfuzz=$((nfuzz + 1))
         name=$(basename "$f")
-        corpus_src="tests/fuzz/corpus/${name#fuzz_}"
-        work=$(mktemp -d)
-        [[ -d "$corpus_src" ]] && cp -r "$corpus_src/." "$work/"
-        if "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -artifact_prefix="$work.crash-" \
-            "$work" >"$work.log" 2>&1; then
-            # libFuzzer's last line, "Done N runs in S second(s)": not the last
-            # "#N" of the log, which is often a dictionary entry ("&#65;").
-            ok "fuzz $name ($(sed -nE 's/^Done ([0-9]+) runs.*/\1/p' "$work.log" | tail -1) runs)"
+        v=""
+        [[ -f "build-fuzz/$name.verdict" ]] && v=$(cat "build-fuzz/$name.verdict")
+        if [[ "$v" == ok* ]]; then
+            ok "fuzz $name (${v#ok } runs)"
         else
-            bad "fuzz $name"; tail -40 "$work.log"
-            mkdir -p build-fuzz/crashes && cp "$work".crash-* build-fuzz/crashes/ 2>/dev/null || true
+            bad "fuzz $name"; tail -40 "build-fuzz/$name.log" 2>/dev/null || true
         fi
-        rm -rf "$work" "$work.log"
     done
     ((nfuzz > 0)) || bad "fuzz: no fuzz targets built"
 
