@@ -73,6 +73,14 @@ typedef struct tm_log_status {
      * the restorable window is the backups alone; says why and what to
      * change. "" = a restore can go to any time the ranges cover. */
     char snapshot_only[TM_ERR_MSG_MAX];
+    /* Chain resets: the shipper could not prove that the log goes on where
+     * it stood and started a new chain from a fresh base (never a silent
+     * gap; not a failure: shipping goes on). Restores cannot cross from the
+     * replaced chain's end to the new chain's base. */
+    uint64_t chain_resets;                 /* since the agent started */
+    int64_t last_chain_reset_ms;           /* unix milliseconds; 0 = never */
+    char chain_reset[TM_ERR_MSG_MAX];      /* why the newest one happened */
+    char chain_reset_from[TM_LOG_POS_MAX]; /* where the replaced chain ended */
 } tm_log_status;
 
 /* The provider's own point-in-time window of a target whose database is a
