@@ -262,6 +262,13 @@ int tm_ship_store_buf(tm_ship_ctx *ctx, const char *rel, const void *buf, size_t
  * time) and has the coordinator told soon (the log report of this target
  * runs within a second, from the repositories' listing). */
 void tm_ship_report(tm_ship_ctx *ctx, const tm_log_range *r);
+/* The shipper could not prove that the log goes on where it stood and
+ * starts a new chain from a fresh base (never a silent gap): a chain reset
+ * in the target's status (tm_log_status.chain_resets and the rest), not a
+ * failure, and the coordinator is told soon. why says why; from is where
+ * the replaced chain ended (engine-opaque; NULL or "" = the last position
+ * reported with tm_ship_report). */
+void tm_ship_chain_reset(tm_ship_ctx *ctx, const char *why, const char *from);
 /* Objects waiting to be shipped, for the status (0/0 when caught up). */
 void tm_ship_pending(tm_ship_ctx *ctx, uint32_t count, uint64_t bytes);
 /* The target's window is snapshot-only (tm_log_status.snapshot_only) for
