@@ -18,6 +18,13 @@ coordinator:
     the alert as firing.
 A second replacement while the alert fires is a second gap: the alert is
 resolved and fires again naming the new old-chain end, and the counter says 2.
+
+The same for a Redis target ("cache", a real redis-server whose multi-part
+AOF the agent's own shipper follows): the agent is stopped, a write it never
+shipped goes into the followed incr file, its pins are lost and an AOF
+rewrite deletes that file; the restarted agent's shipper finds the gap and
+starts a new chain at the current base, and log_chain_reset fires for
+cache, naming the lost file and where the old chain ended.
 """
 import os
 import shutil
@@ -28,6 +35,7 @@ import time
 
 from tmtest.alertmanager import WebhookReceiver
 from tmtest.cluster import Cluster, binary
+from tmtest.redis import Redis
 from tmtest.runner import check, run, setup, teardown, test, wait_for
 
 
@@ -48,6 +56,14 @@ policies:
   - name: files
     match:
       kind: sqlite
+    schedule:
+      full: "0 3 1 1 *"
+      incremental: ""
+      snapshot: ""
+    rpo_goal: 1h
+  - name: cache
+    match:
+      kind: redis
     schedule:
       full: "0 3 1 1 *"
       incremental: ""
@@ -74,9 +90,9 @@ def write(n=5):
     c.close()
 
 
-def chains():
+def chains(target="app"):
     """Chain directories of complete log objects (a sidecar there)."""
-    root = os.path.join(ctx.repo, "app", "log")
+    root = os.path.join(ctx.repo, target, "log")
     out = set()
     for dp, _, fs in os.walk(root):
         if any(f.endswith(".meta") for f in fs):
@@ -84,21 +100,21 @@ def chains():
     return out
 
 
-def metric(name):
+def metric(name, target="app"):
     for line in ctx.c.metrics().splitlines():
-        if line.startswith(name + '{target="app"}'):
+        if line.startswith(name + f'{{target="{target}"}}'):
             return float(line.split()[-1])
     return None
 
 
-def status_row():
+def status_row(target="app"):
     doc = ctx.c.ctl_json("status")
-    return next(t for t in doc["target_status"] if t["name"] == "app")
+    return next(t for t in doc["target_status"] if t["name"] == target)
 
 
-def hook_events(rule, event):
-    return [b for b in ctx.hook.bodies("/hook")
-            if b and b.get("rule") == rule and b.get("event") == event]
+def hook_events(rule, event, target="app"):
+    return [b for b in ctx.hook.bodies("/hook") if b and b.get("rule") == rule
+            and b.get("event") == event and b.get("target") == target]
 
 
 def replace_database(tag):
@@ -135,11 +151,28 @@ def setup_all():
     wait_for(lambda: metric("tidemark_log_chain_resets_total") is not None, 30,
              "the log status reaches the coordinator")
 
+    ctx.redis = Redis(ctx.tmp, "cache", conf={"appendonly": "yes", "aof-timestamp-enabled": "yes",
+                                              "appenddirname": "appendonlydir"}).start()
+    ctx.aofdir = os.path.join(ctx.redis.dir, "appendonlydir")
+    ctx.ryaml = (f"redis:\n  host: 127.0.0.1\n  port: {ctx.redis.port}\n"
+                 f"  aof_dir: {ctx.aofdir}\n  ship_interval: 200ms\n")
+    ctx.rrepo = repo
+    start_redis_agent()
+    ctx.redis.cli("SET", "a", "1")
+    wait_for(lambda: metric("tidemark_log_chain_resets_total", "cache") == 0, 30,
+             "the Redis target's log status reaches the coordinator")
+
+
+def start_redis_agent():
+    ctx.c.start_agent("db-r", targets=[("cache", "redis", ctx.ryaml)], extra=ctx.rrepo)
+
 
 @teardown
 def teardown_all():
     if getattr(ctx, "c", None) is not None:
         ctx.c.__exit__(None, None, None)
+    if getattr(ctx, "redis", None) is not None:
+        ctx.redis.stop()
     if getattr(ctx, "hook", None) is not None:
         ctx.hook.__exit__(None, None, None)
     shutil.rmtree(ctx.tmp, ignore_errors=True)
@@ -217,6 +250,40 @@ def second_reset_notifies_again():
     wait_for(lambda: metric("tidemark_log_chain_resets_total") == 2, 20,
              "tidemark_log_chain_resets_total{target=\"app\"} == 2")
     check(status_row()["last_chain_reset"]["count"] == 2, "status counts 2")
+
+
+@test
+def redis_aof_gap_fires_log_chain_reset():
+    position = os.path.join(ctx.c.dir, "agents", "db-r", "state", "ship", "cache", "position")
+    wait_for(lambda: os.path.exists(position) and chains("cache"), 30, "the AOF shipped")
+    before = chains("cache")
+    with open(position) as f:
+        followed = f.readline().strip().rsplit(":", 1)[0]
+    ctx.c.agents["db-r"].stop()
+    ctx.redis.cli("SET", "b", "2")  # never shipped
+    pins = ctx.aofdir + ".tidemark-pin"
+    for f in os.listdir(pins):
+        os.unlink(os.path.join(pins, f))
+    ctx.redis.cli("BGREWRITEAOF")
+    wait_for(lambda: not os.path.exists(os.path.join(ctx.aofdir, followed)), 60,
+             f"{followed} deleted by the rewrite")
+    t0 = time.monotonic()
+    start_redis_agent()
+    body = wait_for(lambda: hook_events("log_chain_reset", "firing", "cache"), 60,
+                    "log_chain_reset of cache at the webhook", interval=0.1)[0]
+    print(f"  cache: log_chain_reset delivered {time.monotonic() - t0:.2f} s after the agent "
+          f"restarted: {body['summary']}")
+    summary = body["summary"]
+    check(body["severity"] == "warning" and summary.startswith("log chain of cache reset at "),
+          f"body: {body}")
+    check("gap" in summary and followed in summary, f"names the lost file {followed}: {summary}")
+    check(f"ended at {sorted(before)[-1]}:" in summary, f"where the old chain ended: {summary}")
+    wait_for(lambda: chains("cache") - before, 30, "a new chain at the current base")
+    wait_for(lambda: metric("tidemark_log_chain_resets_total", "cache") == 1, 20,
+             "tidemark_log_chain_resets_total{target=\"cache\"} == 1")
+    check(metric("tidemark_log_chain_resets_total") == 2, "app's count is its own")
+    r = status_row("cache")["last_chain_reset"]
+    check(r is not None and r["count"] == 1 and followed in r["why"], f"status: {r}")
 
 
 if __name__ == "__main__":

@@ -222,6 +222,13 @@ static void test_reset_from_before_the_coordinator(void **state)
     assert_int_equal(eval(&f, T0 + S), 1);
     assert_int_equal(eval(&f, T0 + 40 * MIN), 1);
     assert_int_equal(f.r.v[1].kind, TM_ALERT_NOTIFY_RESOLVED);
+    /* The agent restarted unseen and its first reset came with the same
+     * count: a newer reset all the same. */
+    f.r.now = T0 + 50 * MIN;
+    report(&f, 1, T0 + 49 * MIN, "replaced", "a:12", "", 1);
+    assert_int_equal(eval(&f, T0 + 50 * MIN), 1);
+    assert_int_equal(f.r.v[2].kind, TM_ALERT_NOTIFY_FIRING);
+    assert_true(metric(&f, "tidemark_log_chain_resets_total{target=\"app\"} ") == 2);
     done(&f);
 }
 
