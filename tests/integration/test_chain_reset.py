@@ -53,23 +53,15 @@ COORD_YAML = """alerts:
       kind: webhook
       url: {url}
 policies:
-  - name: files
+""" + "".join(f"""  - name: {name}
     match:
-      kind: sqlite
+      kind: {kind}
     schedule:
       full: "0 3 1 1 *"
       incremental: ""
       snapshot: ""
     rpo_goal: 1h
-  - name: cache
-    match:
-      kind: redis
-    schedule:
-      full: "0 3 1 1 *"
-      incremental: ""
-      snapshot: ""
-    rpo_goal: 1h
-"""
+""" for name, kind in (("files", "sqlite"), ("cache", "redis")))
 
 
 def new_db(path, rows, tag):
