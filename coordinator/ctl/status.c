@@ -239,8 +239,9 @@ int ctl_status(ctl *c, int argc, char **argv)
                    "Coordinator version and uptime, catalog, agents by state, and per target:\n"
                    "newest backups, the restorable window, RPO now and RTO of the last\n"
                    "restore drill against the policy's goals, the provider's own\n"
-                   "point-in-time window of a managed database, log shipping, alerts\n"
-                   "firing and the task running.\n\n"
+                   "point-in-time window of a managed database, log shipping (and the\n"
+                   "newest log chain reset: a gap in the window), alerts firing and the\n"
+                   "task running.\n\n"
                    "Examples:\n"
                    "  tidemarkctl status\n"
                    "  tidemarkctl status --json | jq '.targets[] | {target, rpo_seconds}'\n");

@@ -224,6 +224,7 @@ def replaced_database_fires_log_chain_reset():
     text = ctx.c.ctl("status").stdout
     line = next((ln for ln in text.splitlines() if "chain reset:" in ln), "")
     check("replaced" in line and r["old_chain_end"] in line, f"status text: {line!r}")
+    print(f"  status: {line.strip()}")
     ctx.first_end = r["old_chain_end"]
 
 
