@@ -73,6 +73,14 @@ typedef struct tm_log_status {
      * the restorable window is the backups alone; says why and what to
      * change. "" = a restore can go to any time the ranges cover. */
     char snapshot_only[TM_ERR_MSG_MAX];
+    /* Chain resets: the shipper could not prove that the log goes on where
+     * it stood and started a new chain from a fresh base (never a silent
+     * gap; not a failure: shipping goes on). Restores cannot cross from the
+     * replaced chain's end to the new chain's base. */
+    uint64_t chain_resets;                 /* since the agent started */
+    int64_t last_chain_reset_ms;           /* unix milliseconds; 0 = never */
+    char chain_reset[TM_ERR_MSG_MAX];      /* why the newest one happened */
+    char chain_reset_from[TM_LOG_POS_MAX]; /* where the replaced chain ended */
 } tm_log_status;
 
 /* The provider's own point-in-time window of a target whose database is a
@@ -254,6 +262,13 @@ int tm_ship_store_buf(tm_ship_ctx *ctx, const char *rel, const void *buf, size_t
  * time) and has the coordinator told soon (the log report of this target
  * runs within a second, from the repositories' listing). */
 void tm_ship_report(tm_ship_ctx *ctx, const tm_log_range *r);
+/* The shipper could not prove that the log goes on where it stood and
+ * starts a new chain from a fresh base (never a silent gap): a chain reset
+ * in the target's status (tm_log_status.chain_resets and the rest), not a
+ * failure, and the coordinator is told soon. why says why; from is where
+ * the replaced chain ended (engine-opaque; NULL or "" = the last position
+ * reported with tm_ship_report). */
+void tm_ship_chain_reset(tm_ship_ctx *ctx, const char *why, const char *from);
 /* Objects waiting to be shipped, for the status (0/0 when caught up). */
 void tm_ship_pending(tm_ship_ctx *ctx, uint32_t count, uint64_t bytes);
 /* The target's window is snapshot-only (tm_log_status.snapshot_only) for

@@ -62,6 +62,11 @@ static void status_to_wire(const tm_log_status *st, Tidemark__ArchiverStatus *a)
     a->last_archived_log = (char *)st->last_shipped;
     a->last_failed_log = (char *)st->last_failed;
     a->last_failure = st->last_failure[0] ? (char *)st->last_failure : NULL;
+    a->has_chain_resets = a->has_last_chain_reset_ms = 1;
+    a->chain_resets = st->chain_resets;
+    a->last_chain_reset_ms = st->last_chain_reset_ms;
+    a->chain_reset = st->chain_reset[0] ? (char *)st->chain_reset : NULL;
+    a->chain_reset_from = st->chain_reset_from[0] ? (char *)st->chain_reset_from : NULL;
 }
 
 static int report_repo(const tm_engine *e, const tm_target_conf *t, tm_rpc_client *rpc,

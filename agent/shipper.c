@@ -153,6 +153,20 @@ void tm_ship_report(tm_ship_ctx *ctx, const tm_log_range *r)
     }
 }
 
+void tm_ship_chain_reset(tm_ship_ctx *ctx, const char *why, const char *from)
+{
+    pthread_mutex_lock(&status_mu);
+    ctx->st.chain_resets++;
+    ctx->st.last_chain_reset_ms = now_ms();
+    snprintf(ctx->st.chain_reset, sizeof(ctx->st.chain_reset), "%s", why ? why : "");
+    snprintf(ctx->st.chain_reset_from, sizeof(ctx->st.chain_reset_from), "%s",
+             from != NULL && from[0] ? from : ctx->st.last_shipped);
+    pthread_mutex_unlock(&status_mu);
+    if (ctx->s->kick != NULL) {
+        ctx->s->kick(ctx->s->kick_arg, ctx->t->name);
+    }
+}
+
 void tm_ship_pending(tm_ship_ctx *ctx, uint32_t count, uint64_t bytes)
 {
     pthread_mutex_lock(&status_mu);

@@ -27,6 +27,7 @@ static const char *const rule_names[] = {
     "drill_rpo_over_goal", "replication_gap",
     "replication_lag",     "repository_unreachable",
     "verify_failed",       "provider_check_failed",
+    "log_chain_reset",
 };
 
 /* Log files finished by the database and not yet archived (reported by the
@@ -34,6 +35,16 @@ static const char *const rule_names[] = {
  * goal is breached. */
 #define ARCHIVE_QUEUE_ALERT 4
 #define N_RULES (sizeof(rule_names) / sizeof(rule_names[0]))
+/* log_chain_reset fires this long after the coordinator first heard of a
+ * reset: long enough for a human to see it, not forever (a new chain's base
+ * makes the target restorable again from then on). */
+#define CHAIN_RESET_HOLD_MS (3600 * 1000)
+
+/* The newest chain reset log_chain_reset fired for, per target. */
+typedef struct reset_seen {
+    char target[72];
+    int64_t ms;
+} reset_seen;
 
 struct tm_alert_rules {
     const tm_coordinator_conf *conf;
@@ -42,8 +53,10 @@ struct tm_alert_rules {
     tm_alerts *alerts;
     tm_alert_sinks *sinks;
     tm_scheduler *sched;         /* backup_late; may be NULL */
-    tm_archiver_table *archiver; /* log_shipping_failed; may be NULL */
+    tm_archiver_table *archiver; /* log_shipping_failed, log_chain_reset; may be NULL */
     int64_t last_eval_ms;
+    reset_seen *seen; /* log_chain_reset; only the evaluating thread */
+    size_t n_seen;
 };
 
 void tm_alert_rules_set_sources(tm_alert_rules *r, tm_scheduler *s, tm_archiver_table *a)
@@ -139,6 +152,7 @@ void tm_alert_rules_free(tm_alert_rules *r, int64_t flush_ms)
     }
     tm_alerts_free(r->alerts);
     tm_alert_sinks_free(r->sinks);
+    free(r->seen);
     free(r);
 }
 
@@ -147,16 +161,23 @@ tm_alerts *tm_alert_rules_alerts(tm_alert_rules *r)
     return r->alerts;
 }
 
+static void observe_in(tm_alerts *a, const char *rule, const char *target, tm_alert_severity sev,
+                       int firing, const char *summary, const tm_alert_kv *details,
+                       size_t n_details, int64_t now_ms)
+{
+    tm_err err;
+    if (tm_alerts_observe(a, rule, target, sev, firing, summary, details, n_details, now_ms, NULL,
+                          &err) != TM_OK) {
+        tm_error("alerts", "event=observe_failed rule=%s target=%s msg=\"%s\"", rule, target,
+                 err.msg);
+    }
+}
+
 static void observe(tm_alert_rules *r, const char *rule, const char *target, tm_alert_severity sev,
                     int firing, const char *summary, const tm_alert_kv *details, size_t n_details,
                     int64_t now_ms)
 {
-    tm_err err;
-    if (tm_alerts_observe(r->alerts, rule, target, sev, firing, summary, details, n_details, now_ms,
-                          NULL, &err) != TM_OK) {
-        tm_error("alerts", "event=observe_failed rule=%s target=%s msg=\"%s\"", rule, target,
-                 err.msg);
-    }
+    observe_in(r->alerts, rule, target, sev, firing, summary, details, n_details, now_ms);
 }
 
 /* backup_failed / verify_failed: of the target's finished tasks of one kind
@@ -326,6 +347,68 @@ static void rule_provider(tm_alert_rules *r, const char *target, int64_t now_ms)
     }
     observe(r, "provider_check_failed", target, TM_ALERT_CRITICAL, failing, summary, d,
             failing ? 1 : 0, now_ms);
+}
+
+void tm_alert_rule_chain_reset(tm_alerts *a, const char *target, const tm_archiver_status *st,
+                               int64_t hold_ms, int64_t *alerted, int64_t now_ms)
+{
+    int firing = st->chain_reset_seen_ms > 0 && now_ms - st->chain_reset_seen_ms < hold_ms;
+    char summary[768] = "", at[32] = "", count[32];
+    snprintf(count, sizeof(count), "%" PRIu64, st->chain_resets_total);
+    const char *from = st->chain_reset_from[0] ? st->chain_reset_from : "unknown";
+    tm_alert_kv d[4] = {
+        {"why", st->chain_reset}, {"old_chain_end", from}, {"reset_at", at}, {"resets", count}};
+    if (firing) {
+        tm_fmt_time(st->last_chain_reset_ms / 1000, at, sizeof(at));
+        snprintf(summary, sizeof(summary),
+                 "log chain of %s reset at %s: %.300s; the old chain ended at %.120s and a new "
+                 "one starts from a fresh base: the restorable window has a gap between the two",
+                 target, at, st->chain_reset[0] ? st->chain_reset : "no reason reported", from);
+        if (*alerted != 0 && *alerted != st->last_chain_reset_ms) {
+            /* Another reset while the last one's alert fires: another gap,
+             * so another notification (resolved, then firing again). */
+            observe_in(a, "log_chain_reset", target, TM_ALERT_WARNING, 0, "", NULL, 0, now_ms);
+        }
+        *alerted = st->last_chain_reset_ms;
+    }
+    observe_in(a, "log_chain_reset", target, TM_ALERT_WARNING, firing, summary, d, firing ? 4 : 0,
+               now_ms);
+}
+
+/* The newest reset log_chain_reset fired for on target (0 = none), or
+ * NULL when out of memory. */
+static int64_t *seen_of(tm_alert_rules *r, const char *target)
+{
+    for (size_t i = 0; i < r->n_seen; i++) {
+        if (strcmp(r->seen[i].target, target) == 0) {
+            return &r->seen[i].ms;
+        }
+    }
+    reset_seen *v = realloc(r->seen, (r->n_seen + 1) * sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    r->seen = v;
+    reset_seen *e = &v[r->n_seen++];
+    snprintf(e->target, sizeof(e->target), "%s", target);
+    e->ms = 0;
+    return &e->ms;
+}
+
+/* log_chain_reset from the agent's report; the newest reset is kept
+ * across reports that cannot say (archiver.h), so a status that cannot be
+ * read now still gets its verdict. */
+static void rule_chain_reset(tm_alert_rules *r, const char *target, const tm_policy_conf *p,
+                             int64_t now_ms)
+{
+    tm_archiver_status st;
+    int64_t *alerted = NULL;
+    if (r->archiver == NULL || !p->log_shipping ||
+        tm_archiver_get(r->archiver, target, &st) != TM_OK ||
+        (alerted = seen_of(r, target)) == NULL) {
+        return;
+    }
+    tm_alert_rule_chain_reset(r->alerts, target, &st, CHAIN_RESET_HOLD_MS, alerted, now_ms);
 }
 
 typedef struct late_ctx {
@@ -621,6 +704,7 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err)
             if (rc == TM_OK && p != NULL) {
                 rule_freshness(r, target, p, f, nf, ag->registered_at, now_ms);
                 rule_log_shipping(r, target, p, now_ms);
+                rule_chain_reset(r, target, p, now_ms);
                 rule_provider(r, target, now_ms);
             }
         }

@@ -20,6 +20,12 @@
  *   log_shipping_failed (critical) the database's newest archive attempt
  *                  failed (its last failure is newer than its last
  *                  success, as the agent reports them).
+ *   log_chain_reset (warning) the agent could not prove a target's log goes
+ *                  on and started a new chain from a fresh base: the
+ *                  restorable window has a gap from the old chain's end to
+ *                  that base. Fires for 1 h from when the coordinator heard
+ *                  of the newest reset; another reset meanwhile resolves it
+ *                  and fires it again (one notification per gap).
  *   backup_late    (warning)  a scheduled full/incremental/snapshot has not
  *                  started, or not finished, schedule.late_after (default
  *                  1h, plus the policy's jitter) after its fire time.
@@ -33,8 +39,8 @@
  *
  * Rules that need a policy (backup_stale, rpo_breached, ...) skip targets
  * no policy matches; the scheduler reports those. A policy with
- * log_shipping: false turns off rpo_breached, archive_queue_growing and
- * log_shipping_failed for its targets.
+ * log_shipping: false turns off rpo_breached, archive_queue_growing,
+ * log_shipping_failed and log_chain_reset for its targets.
  */
 #ifndef TM_ALERT_RULES_H
 #define TM_ALERT_RULES_H
@@ -70,6 +76,16 @@ int tm_alert_rules_tick(tm_alert_rules *r, int64_t now_ms, tm_err *err);
 
 /* The state machine, for ListAlerts. */
 tm_alerts *tm_alert_rules_alerts(tm_alert_rules *r);
+
+/* The log_chain_reset rule for one target, on its own for tests: fires
+ * while st's newest reset was first heard of less than hold_ms ago
+ * (st->chain_reset_seen_ms); *alerted is the reset time (agent's clock) it
+ * last fired for (0 = none; updated), so a newer one while it fires
+ * resolves it and fires it again. */
+struct tm_archiver_status;
+void tm_alert_rule_chain_reset(tm_alerts *a, const char *target,
+                               const struct tm_archiver_status *st, int64_t hold_ms,
+                               int64_t *alerted, int64_t now_ms);
 
 /* tidemark_alerts_firing{rule} and the sinks' families. */
 void tm_alert_rules_collect(tm_metrics_writer *w, void *arg);

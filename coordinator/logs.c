@@ -81,7 +81,13 @@ static int handle_report_log(tm_rpc_call *call, const ProtobufCMessage *in, Prot
                  a->snapshot_only ? a->snapshot_only : "");
         snprintf(st.last_failure, sizeof(st.last_failure), "%s",
                  a->last_failure ? a->last_failure : "");
-        tm_archiver_put(c->archiver, req->target, &st);
+        st.chain_resets = a->chain_resets;
+        st.last_chain_reset_ms = a->last_chain_reset_ms;
+        snprintf(st.chain_reset, sizeof(st.chain_reset), "%s",
+                 a->chain_reset ? a->chain_reset : "");
+        snprintf(st.chain_reset_from, sizeof(st.chain_reset_from), "%s",
+                 a->chain_reset_from ? a->chain_reset_from : "");
+        tm_archiver_put(c->archiver, req->target, &st, 0);
     }
     return TM_RPC_OK;
 }

@@ -51,21 +51,29 @@ static void fill_log_shipping(struct tm_coordinator *c, tm_arena *a, const char 
                               const tm_policy_conf *p, Tidemark__TargetStatus *ts)
 {
     tm_archiver_status st;
-    if (tm_archiver_get(c->archiver, target, &st) == TM_OK && st.snapshot_only[0] != '\0') {
+    int reported = tm_archiver_get(c->archiver, target, &st) == TM_OK;
+    if (reported && st.snapshot_only[0] != '\0') {
         ts->snapshot_only = tm_arena_strdup(a, st.snapshot_only);
+    }
+    if (reported && st.last_chain_reset_ms > 0) {
+        ts->has_last_chain_reset_ms = ts->has_chain_resets = 1;
+        ts->last_chain_reset_ms = st.last_chain_reset_ms;
+        ts->chain_resets = st.chain_resets_total;
+        ts->chain_reset = tm_arena_strdup(a, st.chain_reset);
+        ts->chain_reset_from = tm_arena_strdup(a, st.chain_reset_from);
     }
     if (p != NULL && !p->log_shipping) {
         ts->log_shipping = "off";
-    } else if (tm_archiver_get(c->archiver, target, &st) != TM_OK) {
+    } else if (!reported) {
         ts->log_shipping = "not reported";
     } else if (st.error[0] != '\0') {
         ts->log_shipping = tm_arena_printf(a, "unknown: %s", st.error);
     } else if (tm_archiver_failing(&st)) {
         char at[32];
         tm_fmt_time(st.last_failed_ms / 1000, at, sizeof(at));
-        ts->log_shipping =
-            tm_arena_printf(a, "failing: %s last failed at %s (%llu failures)", st.last_failed_log,
-                            at, (unsigned long long)st.failed_count);
+        ts->log_shipping = tm_arena_printf(
+            a, "failing: %s last failed at %s (%llu failures)%s%s", st.last_failed_log, at,
+            (unsigned long long)st.failed_count, st.last_failure[0] ? ": " : "", st.last_failure);
     } else {
         ts->log_shipping = "ok";
     }

@@ -94,6 +94,20 @@ static void json_target(FILE *f, const Tidemark__TargetStatus *t)
     } else {
         fputs("null", f);
     }
+    /* The newest log chain reset (a gap in the window before the new
+     * chain's base), null when none is known. */
+    fputs(",\"last_chain_reset\":", f);
+    if (t->last_chain_reset_ms > 0) {
+        fputs("{\"at\":", f);
+        json_time(f, t->last_chain_reset_ms / 1000);
+        fputs(",\"why\":", f);
+        tm_json_str(f, t->chain_reset ? t->chain_reset : "");
+        fputs(",\"old_chain_end\":", f);
+        tm_json_str(f, t->chain_reset_from ? t->chain_reset_from : "");
+        fprintf(f, ",\"count\":%" PRIu64 "}", t->chain_resets);
+    } else {
+        fputs("null", f);
+    }
     fputs(",\"partial_backups\":[", f);
     for (size_t i = 0; i < t->n_partial_backups; i++) {
         fputs(i ? "," : "", f);
@@ -197,6 +211,14 @@ static void text_target(const Tidemark__TargetStatus *t)
     if (t->snapshot_only && t->snapshot_only[0]) {
         printf("    window:       snapshot-only: %s\n", t->snapshot_only);
     }
+    if (t->last_chain_reset_ms > 0) {
+        ctl_ago(t->last_chain_reset_ms / 1000, a, sizeof(a));
+        printf("    chain reset:  %s: %s; the old chain ended at %s, restores cannot reach the "
+               "time from there to the new chain's base (%" PRIu64 " reset(s) seen)\n",
+               a, t->chain_reset && t->chain_reset[0] ? t->chain_reset : "no reason reported",
+               t->chain_reset_from && t->chain_reset_from[0] ? t->chain_reset_from : "unknown",
+               t->chain_resets);
+    }
     printf("    alerts:       %u firing\n", t->alerts_firing);
     if (t->running && t->running[0]) {
         printf("    running:      %s\n", t->running);
@@ -217,8 +239,9 @@ int ctl_status(ctl *c, int argc, char **argv)
                    "Coordinator version and uptime, catalog, agents by state, and per target:\n"
                    "newest backups, the restorable window, RPO now and RTO of the last\n"
                    "restore drill against the policy's goals, the provider's own\n"
-                   "point-in-time window of a managed database, log shipping, alerts\n"
-                   "firing and the task running.\n\n"
+                   "point-in-time window of a managed database, log shipping (and the\n"
+                   "newest log chain reset: a gap in the window), alerts firing and the\n"
+                   "task running.\n\n"
                    "Examples:\n"
                    "  tidemarkctl status\n"
                    "  tidemarkctl status --json | jq '.targets[] | {target, rpo_seconds}'\n");

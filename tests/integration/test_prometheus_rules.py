@@ -29,7 +29,7 @@ KNOWN = {
     "tidemark_archive_lag_seconds", "tidemark_replication_lag_seconds",
     "tidemark_drill_last_rto_seconds", "tidemark_drill_last_success_timestamp_seconds",
     "tidemark_alerts_firing", "tidemark_log_archive_failures_total",
-    "tidemark_log_last_archived_timestamp_seconds",
+    "tidemark_log_last_archived_timestamp_seconds", "tidemark_log_chain_resets_total",
     "tidemark_drill_last_rpo_seconds", "tidemark_drill_last_result",
     "tidemark_drill_rto_goal_seconds", "tidemark_drill_rpo_goal_seconds", "tidemark_drills_total",
     "tidemark_repository_up", "tidemark_replication_gaps",

@@ -19,8 +19,8 @@ log of each commit (when it began and when COMMIT returned):
     live database;
   - the database replaced behind the agent's back (a copy renamed over it):
     a new chain whose base is the new file, the agent's log says
-    "generation_reset", and the coordinator counts it as a shipping failure
-    of the target (tidemark_log_archive_failures_total);
+    "generation_reset", and the coordinator counts it as a chain reset of
+    the target (tidemark_log_chain_resets_total), not as a shipping failure;
   - a repository made unwritable for a while, then back: shipping catches up
     in both repositories, nothing lost.
 The writer dies with the test (PR_SET_PDEATHSIG)."""
@@ -154,10 +154,10 @@ def exact(ids, upto_ms, log, label):
     check(not late, f"{label}: rows begun after {upto_ms} present: {late[:5]}")
 
 
-def failures():
-    """The coordinator's count of shipping failures of target app."""
+def failures(family="tidemark_log_archive_failures_total"):
+    """The coordinator's count of shipping failures (or family) of target app."""
     for line in ctx.c.metrics().splitlines():
-        if line.startswith('tidemark_log_archive_failures_total{target="app"}'):
+        if line.startswith(family + '{target="app"}'):
             return float(line.split()[-1])
     return 0.0
 
@@ -296,6 +296,7 @@ def database_replaced_starts_a_new_chain():
     c.close()
     before = set(objects(ctx.repo_a))
     failed_before = failures()
+    resets_before = failures("tidemark_log_chain_resets_total")
     for side in ("-wal", "-shm"):
         if os.path.exists(ctx.db + side):
             os.unlink(ctx.db + side)
@@ -308,11 +309,14 @@ def database_replaced_starts_a_new_chain():
     wait_for(lambda: "event=generation_reset" in agent_log(), 10, "the reset logged")
     line = [l for l in agent_log().splitlines() if "event=generation_reset" in l][-1]
     check("replaced" in line, f"the reset says why: {line}")
-    # The reset reaches the coordinator as a shipping failure of the target
-    # (log_status -> ReportLog -> its archiver status -> /metrics).
-    wait_for(lambda: failures() > failed_before, 20,
-             "the reset counted in tidemark_log_archive_failures_total")
-    print(f"  replaced: new chain {new}: {line.split('why=', 1)[-1]}; failures metric {failures():g}")
+    # The reset reaches the coordinator as a chain reset of the target, not a
+    # shipping failure (log_status -> ReportLog -> its archiver status ->
+    # /metrics; the alert: test_chain_reset.py).
+    wait_for(lambda: failures("tidemark_log_chain_resets_total") > resets_before, 20,
+             "the reset counted in tidemark_log_chain_resets_total")
+    check(failures() == failed_before, "a reset is not a shipping failure")
+    print(f"  replaced: new chain {new}: {line.split('why=', 1)[-1]}; "
+          f"resets metric {failures('tidemark_log_chain_resets_total'):g}")
     ids, _, _ = replay(new)
     check(1000000 in ids, "the new chain's base is the new file")
 

@@ -81,6 +81,10 @@ typedef struct shipper {
     int64_t last_ts;
     int timestamps_warned;
     int gap; /* a hole was seen: the next base gets a gap marker */
+    /* Where the chain stands: the last position shipped ("<chain>:<name>",
+     * as reported), or at start the saved one ("<chain>:<file>:<offset>");
+     * a gap's chain reset names it as where the old chain ended. */
+    char at[TM_LOG_POS_MAX];
 } shipper;
 
 void tm_redis_log_pos(const char *rel, char *out, size_t cap)
@@ -159,6 +163,7 @@ static int ship_range(void *arg, const tm_aof_range *r, tm_err *err)
     tm_redis_log_pos(rel, lr.start, sizeof(lr.start));
     tm_redis_log_pos(rel, lr.end, sizeof(lr.end));
     tm_ship_report(s->ctx, &lr);
+    snprintf(s->at, sizeof(s->at), "%s", lr.end);
     if (r->last_ts > 0) {
         s->last_ts = r->last_ts;
     }
@@ -174,6 +179,7 @@ static int ship_gap(void *arg, const char *what, tm_err *err)
     s->gap = 1;
     tm_warn("redis", "event=aof_gap target=%s msg=\"%s\" next=\"a new chain at the current base\"",
             s->t->name, what);
+    tm_ship_chain_reset(s->ctx, what, s->at);
     return TM_OK;
 }
 
@@ -287,6 +293,9 @@ int tm_redis_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
     shipper s = {.ctx = ctx, .t = t};
     char pos[TM_AOF_POS_MAX + 1], base[TM_AOF_POS_MAX + 1];
     state_load(state, pos, base, sizeof(pos), &s);
+    if (pos[0] != '\0') {
+        snprintf(s.at, sizeof(s.at), "%010" PRIu64 ":%.200s", s.chain, pos);
+    }
     tm_aof_tail_opts o = {
         .dir = aof_dir,
         .position = pos[0] ? pos : NULL,

@@ -104,15 +104,15 @@ void tm_sqlite_log_status(const tm_target_conf *t, tm_log_status *st)
     if (!tm_sqlite_ship_note_get(t->name, &n)) {
         return;
     }
-    /* The shipper's own loop keeps going through these (so the daemon did
-     * not count them): they are failures all the same. */
-    st->failed_count += n.resets + n.upload_failures;
-    if (n.last_reset_ms > 0 && n.last_reset_ms >= st->last_failed_ms &&
-        n.last_reset_ms >= n.last_upload_failure_ms) {
-        st->last_failed_ms = n.last_reset_ms;
-        snprintf(st->last_failed, sizeof(st->last_failed), "%s", n.reset_pos);
-        snprintf(st->last_failure, sizeof(st->last_failure), "%s", n.reset_why);
-    } else if (n.last_upload_failure_ms > 0 && n.last_upload_failure_ms >= st->last_failed_ms) {
+    /* A new chain is not a failure (shipping goes on from a fresh base):
+     * it is told as a chain reset. Upload failures the shipper's own loop
+     * keeps going through (so the daemon did not count them) are. */
+    st->chain_resets = n.resets;
+    st->last_chain_reset_ms = n.last_reset_ms;
+    snprintf(st->chain_reset, sizeof(st->chain_reset), "%s", n.reset_why);
+    snprintf(st->chain_reset_from, sizeof(st->chain_reset_from), "%s", n.reset_pos);
+    st->failed_count += n.upload_failures;
+    if (n.last_upload_failure_ms > 0 && n.last_upload_failure_ms >= st->last_failed_ms) {
         st->last_failed_ms = n.last_upload_failure_ms;
         snprintf(st->last_failure, sizeof(st->last_failure), "%s", n.upload_why);
     }

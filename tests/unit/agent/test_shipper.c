@@ -2,8 +2,9 @@
  * test_shipper.c - the daemon side of the log shipper hook (agent/shipper.c)
  * with a test engine on real posix repositories: a shipper runs only for the
  * targets of an engine that has one; what it stores reaches every
- * repository; its reports and failures make the target's status; a failed
- * run is started again after the backoff; a stop ends a waiting shipper.
+ * repository; its reports, chain resets and failures make the target's
+ * status; a failed run is started again after the backoff; a stop ends a
+ * waiting shipper.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -57,6 +58,8 @@ static int test_ship(tm_ship_ctx *ctx, const tm_target_conf *t, tm_err *err)
         tm_log_range r = {
             .chain = 7, .start = "pos-1", .end = "pos-2", .objects = 1, .bytes = sizeof(data) - 1};
         tm_ship_report(ctx, &r);
+        /* A new chain after it: from where the last report ended. */
+        tm_ship_chain_reset(ctx, "the log restarted unseen", NULL);
         tm_ship_pending(ctx, 3, 300);
         return tm_err_set(err, TM_EIO, "boom: the test shipper fails once");
     }
@@ -162,8 +165,13 @@ static void test_shipper_runs_reports_restarts_stops(void **state)
     assert_non_null(strstr(st.last_failure, "boom"));
     assert_int_equal(st.pending_count, 3);
     assert_int_equal(st.pending_bytes, 300);
+    /* The chain reset is told apart from the failure. */
+    assert_int_equal(st.chain_resets, 1);
+    assert_true(st.last_chain_reset_ms >= st.last_shipped_ms);
+    assert_string_equal(st.chain_reset, "the log restarted unseen");
+    assert_string_equal(st.chain_reset_from, "pos-2");
     pthread_mutex_lock(&mu);
-    assert_int_equal(kicks, 1);
+    assert_int_equal(kicks, 2); /* the report, the reset */
     assert_string_equal(kicked_target, "shipped");
     pthread_mutex_unlock(&mu);
 
