@@ -216,7 +216,7 @@ else
     step "ASan/UBSan: integration and e2e tests (ctest -j$ijobs)"
     TM_FAULT_MAX_N=9 TM_FAULT_MAX_N_PG=1 TM_FAULT_MAX_N_PG_BACKUP=1 TM_FAULT_MAX_N_CAT=1 \
         run_ctest build-asan asan-integration -L 'integration|e2e' -j"$ijobs" \
-        -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults|sqlite_engine|sqlite_ship|test_turso|pg_dump|redis_faults|test_cli|test_dashboard'
+        -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults|sqlite_engine|sqlite_ship|test_turso|pg_dump|redis_faults|test_cli|test_dashboard|chain_reset'
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
     # 4b. Fuzz verdicts and format.
