@@ -560,7 +560,10 @@ int tm_backup_begin(tm_repo_set *rs, const char *target, const char *backup_id, 
         if (!exists) {
             break;
         }
-        if (backup_id != NULL || attempt >= 3) {
+        /* An automatic id gives up after 10 s of seconds taken: more than a
+         * few writers of one target in a second is already odd, but under
+         * heavy load (a test machine) a loser can be late for its next second. */
+        if (backup_id != NULL || attempt >= 10) {
             tm_secure_zero(record, sizeof(record));
             free(rec_path);
             tm_err_set(err, TM_EEXIST,
