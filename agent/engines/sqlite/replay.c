@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,27 +103,11 @@ static int mem_open(void *arg, tm_sink *out, tm_err *err)
     return TM_OK;
 }
 
-/* A sink into the database file open on fd, from offset 0, written on a
- * thread of its own: the reader (fetch, checks, decrypt, decompress) fills
- * one buffer while the one before is written, in large writes, write-back
- * started as it goes. Abort empties the file (the next copy starts over).
- * Nothing is fsync'd here. Without a thread, the writes are the reader's. */
+/* A sink into the database file open on fd, from offset 0, in the writes
+ * the reader produces, write-back started as it goes. Abort empties the
+ * file (the next copy starts over). Nothing is fsync'd here. (A writer
+ * thread of its own was tried and dropped: docs/SQLITE.md, Restore.) */
 #define WRITEBACK (32u << 20)
-#define AHEAD_BUF (4u << 20)
-#define AHEAD_N 3
-
-typedef struct fd_out {
-    int fd;
-    uint8_t *buf[AHEAD_N]; /* NULL: no buffers, write in place */
-    size_t len[AHEAD_N];
-    size_t fill, next, queued; /* the reader's buffer; the writer's next; queued for it */
-    int quit, werr;            /* 1: no more buffers, 2: stop now (an abort); the writer's errno */
-    uint64_t off, started;     /* the writer's */
-    int running;
-    pthread_t t;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} fd_out;
 
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
@@ -142,176 +125,47 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-void tm_sqlite_writeback(int fd, uint64_t *started, uint64_t written)
-{
-    if (written - *started >= WRITEBACK) {
-        (void)sync_file_range(fd, (off_t)*started, (off_t)(written - *started),
-                              SYNC_FILE_RANGE_WRITE);
-        *started = written;
-    }
-}
-
-/* len bytes at the writer's offset; errno kept on failure. */
-static int fd_put(fd_out *o, const void *buf, size_t len)
-{
-    if (pwrite_full(o->fd, buf, len, o->off) != 0) {
-        return errno != 0 ? errno : EIO;
-    }
-    o->off += len;
-    tm_sqlite_writeback(o->fd, &o->started, o->off);
-    return 0;
-}
-
-static void *fd_writer(void *arg)
-{
-    fd_out *o = arg;
-    pthread_mutex_lock(&o->mu);
-    for (;;) {
-        while (o->queued == 0 && !o->quit) {
-            pthread_cond_wait(&o->cv, &o->mu);
-        }
-        if (o->queued == 0 || o->werr != 0 || o->quit == 2) {
-            break;
-        }
-        size_t i = o->next;
-        pthread_mutex_unlock(&o->mu);
-        int e = fd_put(o, o->buf[i], o->len[i]);
-        pthread_mutex_lock(&o->mu);
-        o->werr = e;
-        o->next = (i + 1) % AHEAD_N;
-        o->queued--;
-        pthread_cond_broadcast(&o->cv);
-        if (e != 0) {
-            break;
-        }
-    }
-    pthread_mutex_unlock(&o->mu);
-    return NULL;
-}
-
-static int fd_err(int e, tm_err *err)
-{
-    return tm_err_set(err, e == ENOSPC ? TM_ENOSPC : TM_EIO, "write the base: %s", strerror(e));
-}
-
-/* The reader's buffer to the writer; waits while every other is queued. */
-static int fd_push(fd_out *o, tm_err *err)
-{
-    pthread_mutex_lock(&o->mu);
-    while (o->queued == AHEAD_N - 1 && o->werr == 0) {
-        pthread_cond_wait(&o->cv, &o->mu);
-    }
-    int e = o->werr;
-    if (e == 0) {
-        o->queued++;
-        pthread_cond_broadcast(&o->cv);
-    }
-    pthread_mutex_unlock(&o->mu);
-    o->fill = (o->fill + 1) % AHEAD_N;
-    o->len[o->fill] = 0;
-    return e == 0 ? TM_OK : fd_err(e, err);
-}
-
 static int fd_write(void *arg, const void *buf, size_t len, tm_err *err)
 {
-    fd_out *o = arg;
-    if (!o->running) {
-        int e = fd_put(o, buf, len);
-        return e == 0 ? TM_OK : fd_err(e, err);
+    tm_sqlite_fd_sink *o = arg;
+    if (pwrite_full(o->fd, buf, len, o->off) != 0) {
+        return tm_err_set(err, errno == ENOSPC ? TM_ENOSPC : TM_EIO, "write the database: %s",
+                          strerror(errno));
     }
-    const uint8_t *p = buf;
-    while (len > 0) {
-        size_t n = AHEAD_BUF - o->len[o->fill];
-        n = n < len ? n : len;
-        memcpy(o->buf[o->fill] + o->len[o->fill], p, n);
-        o->len[o->fill] += n;
-        p += n;
-        len -= n;
-        int rc = o->len[o->fill] == AHEAD_BUF ? fd_push(o, err) : TM_OK;
-        if (rc != TM_OK) {
-            return rc;
-        }
+    o->off += len;
+    /* Ask the kernel to start writing back every WRITEBACK bytes: the one
+     * fsync at the end then has little left to do. */
+    if (o->off - o->started >= WRITEBACK) {
+        (void)sync_file_range(o->fd, (off_t)o->started, (off_t)(o->off - o->started),
+                              SYNC_FILE_RANGE_WRITE);
+        o->started = o->off;
     }
     return TM_OK;
-}
-
-/* Stop the writer: after what is queued (drain) or at once. */
-static int fd_stop(fd_out *o, int drain, tm_err *err)
-{
-    if (!o->running) {
-        return TM_OK;
-    }
-    int rc = drain && o->len[o->fill] > 0 ? fd_push(o, err) : TM_OK;
-    pthread_mutex_lock(&o->mu);
-    o->quit = drain ? 1 : 2;
-    pthread_cond_broadcast(&o->cv);
-    pthread_mutex_unlock(&o->mu);
-    pthread_join(o->t, NULL);
-    o->running = 0;
-    if (rc == TM_OK && o->werr != 0) {
-        rc = fd_err(o->werr, err);
-    }
-    return rc;
 }
 
 static int fd_commit(void *arg, tm_err *err)
 {
-    return fd_stop(arg, 1, err);
+    (void)arg;
+    (void)err;
+    return TM_OK;
 }
 
 static void fd_abort(void *arg)
 {
-    fd_out *o = arg;
-    tm_err e = {0};
-    (void)fd_stop(o, 0, &e);
+    tm_sqlite_fd_sink *o = arg;
     (void)ftruncate(o->fd, 0);
     o->off = o->started = 0;
 }
 
-static int fd_open(void *arg, tm_sink *out, tm_err *err)
+int tm_sqlite_fd_sink_open(void *arg, tm_sink *out, tm_err *err)
 {
-    fd_out *o = arg;
+    tm_sqlite_fd_sink *o = arg;
     if (ftruncate(o->fd, 0) != 0) {
         return tm_err_set(err, TM_EIO, "empty the database file: %s", strerror(errno));
     }
     o->off = o->started = 0;
-    o->fill = o->next = o->queued = 0;
-    o->len[0] = 0;
-    o->quit = o->werr = 0;
-    o->running = o->buf[0] != NULL && pthread_create(&o->t, NULL, fd_writer, o) == 0;
     *out = (tm_sink){fd_write, fd_commit, fd_abort, o, "database file"};
     return TM_OK;
-}
-
-/* fd_out over fd with its buffers (none when memory is short: the writes
- * are then the reader's own). */
-static void fd_out_init(fd_out *o, int fd)
-{
-    memset(o, 0, sizeof(*o));
-    o->fd = fd;
-    pthread_mutex_init(&o->mu, NULL);
-    pthread_cond_init(&o->cv, NULL);
-    for (size_t i = 0; i < AHEAD_N; i++) {
-        o->buf[i] = malloc(AHEAD_BUF);
-    }
-    for (size_t i = 0; i < AHEAD_N; i++) {
-        if (o->buf[i] == NULL) {
-            for (size_t k = 0; k < AHEAD_N; k++) {
-                free(o->buf[k]);
-                o->buf[k] = NULL;
-            }
-            break;
-        }
-    }
-}
-
-static void fd_out_free(fd_out *o)
-{
-    for (size_t i = 0; i < AHEAD_N; i++) {
-        free(o->buf[i]);
-    }
-    pthread_mutex_destroy(&o->mu);
-    pthread_cond_destroy(&o->cv);
 }
 
 /* A scratch file beside db for one fetched object (a source without get). */
@@ -421,11 +275,9 @@ static int base_into(const tm_sqlite_source *src, const names *ns, uint32_t chai
     tm_sqlite_gen g;
     int rc = read_gen(src, db, gen, chain, &g, err);
     if (rc == TM_OK) {
-        fd_out o;
-        fd_out_init(&o, fd);
-        rc = src->get != NULL ? src->get(src->arg, dbo, fd_open, &o, err)
+        tm_sqlite_fd_sink o = {.fd = fd};
+        rc = src->get != NULL ? src->get(src->arg, dbo, tm_sqlite_fd_sink_open, &o, err)
                               : src->fetch(src->arg, dbo, db, err);
-        fd_out_free(&o);
         if (rc != TM_OK) {
             tm_err_prefix(err, "base snapshot %s", dbo);
         }

@@ -52,17 +52,23 @@ int tm_sqlite_replay(const tm_agent_conf *conf, const char *target, uint32_t cha
 /* ---- for a restore: one opening of the log, files the caller holds ----
  * The repositories are opened and the log listed once; the base and the
  * frames are written into a file the caller created and holds open (fd),
- * in large writes with write-back started early; nothing is fsync'd (the
+ * write-back started as it goes; nothing is fsync'd (the
  * caller syncs once, at the end). Segments are read into memory, never
  * through a scratch file. Every check is the one above. */
 typedef struct tm_sqlite_log tm_sqlite_log;
 int tm_sqlite_log_open(const tm_agent_conf *conf, const char *target, tm_sqlite_log **out,
                        tm_err *err);
 void tm_sqlite_log_close(tm_sqlite_log *l);
-/* Ask the kernel to start writing back what was written to fd since
- * *started once that is WRITEBACK bytes or more (*started moves to
- * written): the one fsync at the end then has little left to do. */
-void tm_sqlite_writeback(int fd, uint64_t *started, uint64_t written);
+/* A sink into the file open on fd, from offset 0, write-back started as
+ * it goes: tm_sqlite_fd_sink_open (arg = a tm_sqlite_fd_sink {.fd = fd};
+ * a tm_log_sink_open) empties the file and starts a copy; abort empties
+ * it again. Nothing is fsync'd. */
+typedef struct tm_sqlite_fd_sink tm_sqlite_fd_sink;
+struct tm_sqlite_fd_sink {
+    int fd;
+    uint64_t off, started; /* the sink's */
+};
+int tm_sqlite_fd_sink_open(void *arg, tm_sink *out, tm_err *err);
 /* The chain's base into fd (emptied first). */
 int tm_sqlite_log_base(tm_sqlite_log *l, uint32_t chain, int fd, tm_sqlite_replayed *out,
                        tm_err *err);

@@ -148,12 +148,12 @@ int tm_sqlite_open_snapshot(tm_repo_set *rs, const char *target, const char *id,
 
 /* ---- the destination ---- */
 
-/* The restore's sink: the snapshot into the temporary file, write-back
- * started as it goes; the one fsync is the restore's, at the end
- * (tm_sqlite_restore). */
+/* The restore's sink: the snapshot into the temporary file through the
+ * fd sink (replay.h: write-back started as it goes; the one fsync is the
+ * restore's, at the end), with the task's cancel and progress. */
 typedef struct file_out {
-    int fd;
-    uint64_t bytes, started;
+    tm_sink inner;
+    uint64_t bytes;
     tm_task_ctx *ctx;
 } file_out;
 
@@ -163,37 +163,24 @@ static int out_write(void *arg, const void *buf, size_t len, tm_err *err)
     if (o->ctx != NULL && tm_task_cancelled(o->ctx)) {
         return tm_err_set(err, TM_EBUSY, "cancelled");
     }
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(o->fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return tm_err_set(err, errno == ENOSPC ? TM_ENOSPC : TM_EIO, "write the restore: %s",
-                              strerror(errno));
-        }
-        p += n;
-        len -= (size_t)n;
-        o->bytes += (uint64_t)n;
-    }
-    tm_sqlite_writeback(o->fd, &o->started, o->bytes);
-    if (o->ctx != NULL) {
+    int rc = o->inner.write(o->inner.arg, buf, len, err);
+    o->bytes += rc == TM_OK ? len : 0;
+    if (rc == TM_OK && o->ctx != NULL) {
         tm_task_progress(o->ctx, "restore", o->bytes, 0, 0, 1);
     }
-    return TM_OK;
+    return rc;
 }
 
 static int out_commit(void *arg, tm_err *err)
 {
-    (void)arg;
-    (void)err;
-    return TM_OK;
+    file_out *o = arg;
+    return o->inner.commit(o->inner.arg, err);
 }
 
 static void out_abort(void *arg)
 {
-    (void)arg; /* the caller removes the temporary file */
+    file_out *o = arg;
+    o->inner.abort(o->inner.arg); /* the caller removes the temporary file */
 }
 
 /* A path for SQLite's URI form: file:<path>?immutable=1 with the
@@ -406,13 +393,17 @@ static int write_snapshot(int fd, tm_backup_reader *rd, const tm_sqlite_restore_
     snprintf(rep->source, sizeof(rep->source), "snapshot");
     rep->snapshot_ms = info_i64(m, "start_ms");
     rep->recovered_ms = rep->snapshot_ms;
-    file_out fo = {.fd = fd, .ctx = o->ctx};
-    tm_sink sink = {.write = out_write,
-                    .commit = out_commit,
-                    .abort = out_abort,
-                    .arg = &fo,
-                    .name = "restore"};
-    int rc = tm_backup_get(rd, TM_SQLITE_DB_OBJECT, &sink, err);
+    file_out fo = {.ctx = o->ctx};
+    tm_sqlite_fd_sink fs = {.fd = fd};
+    int rc = tm_sqlite_fd_sink_open(&fs, &fo.inner, err);
+    if (rc == TM_OK) {
+        tm_sink sink = {.write = out_write,
+                        .commit = out_commit,
+                        .abort = out_abort,
+                        .arg = &fo,
+                        .name = "restore"};
+        rc = tm_backup_get(rd, TM_SQLITE_DB_OBJECT, &sink, err);
+    }
     rep->bytes = fo.bytes;
     return rc;
 }

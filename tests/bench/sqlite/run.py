@@ -33,6 +33,9 @@ Usage: PYTHONPATH=tests/lib TM_BUILD_DIR=build python3 tests/bench/sqlite/run.py
 Env: SIZE_MB (1024), RUNS (3), STEADY_S (30), INTERVAL_MS (1000), TBACK_S (15),
      TOOLS (tidemark,litestream: which to run), KEEP_RUNS (1: keep each run's
      directory under OUT, with Tidemark's agent.yaml, for profiling),
+     RESTORE_AB (N: after the runs, restore the latest N more times with each
+     tool in turn, Tidemark then Litestream, from what each run stored: paired
+     ratios that load changes on a shared machine disturb less; default 0),
      REPLAY_TOOL (1: also time tests/tools/tm_sqlite_tool replay, the engine's
      base + replay without the command's check and rename; default 0),
      LITESTREAM (path to the binary; default: npm's @flydotio/litestream-linux-x64
@@ -60,6 +63,7 @@ TBACK_S = float(os.environ.get("TBACK_S", "15"))
 REPLAY_TOOL = os.environ.get("REPLAY_TOOL", "0") == "1"
 TOOLS = os.environ.get("TOOLS", "tidemark,litestream").split(",")
 KEEP_RUNS = os.environ.get("KEEP_RUNS", "0") == "1"
+RESTORE_AB = int(os.environ.get("RESTORE_AB", "0"))
 LITESTREAM = os.environ.get("LITESTREAM",
                             "/tmp/sqlitewal-ls/node_modules/@flydotio/litestream-linux-x64/litestream")
 
@@ -191,6 +195,7 @@ class Tidemark:
                  f"encryption:\n  master_key_file: {self.key}\n")
         self.p = self.c.start_agent("bench", targets=[("app", "sqlite", t)], extra=extra)
         self.conf = os.path.join(self.c.dir, "agents", "bench", "agent.yaml")
+        self.env = self.c.env
         return self.p.p.pid
 
     def log_root(self):
@@ -215,7 +220,7 @@ class Tidemark:
             argv += ["--time", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_ms / 1000)) +
                      f".{int(t_ms % 1000):03d}+00"]
         t0 = time.monotonic()
-        p = subprocess.run(argv, capture_output=True, text=True, env=self.c.env)
+        p = subprocess.run(argv, capture_output=True, text=True, env=self.env)
         dt = time.monotonic() - t0
         if p.returncode != 0:
             raise RuntimeError(p.stderr)
@@ -238,8 +243,11 @@ class Tidemark:
         self.p.stop()
 
     def close(self):
-        if KEEP_RUNS:
+        if KEEP_RUNS or RESTORE_AB:
+            # The restore needs only the repositories and the key: kept for
+            # the paired restores (RESTORE_AB) and for profiling.
             shutil.copy(self.conf, os.path.join(self.work, "agent.yaml"))
+            self.conf = os.path.join(self.work, "agent.yaml")
         self.c.__exit__(None, None, None)
 
 
@@ -288,7 +296,7 @@ class Litestream:
         pass
 
 
-def one_run(tool_cls, base, work):
+def one_run(tool_cls, base, work, keep=None):
     os.makedirs(work)
     db = os.path.join(work, "app.db")
     shutil.copy(base, db)
@@ -345,6 +353,8 @@ def one_run(tool_cls, base, work):
         for k, v in getattr(tool, "phases", {}).items():
             r[f"back_{k}"] = v
         r["back_missing"], r["back_lost"], r["back_extra"] = exactness(ids_of(out), rows, t_back)
+        if keep is not None:
+            keep.append(tool)
     finally:
         if writer.p.poll() is None:
             writer.p.kill()
@@ -353,6 +363,23 @@ def one_run(tool_cls, base, work):
         except Exception as e:  # the bench reports what it measured
             print(f"close {tool.name}: {e}", file=sys.stderr)
     return r
+
+
+def restore_ab(tools):
+    """The latest restored RESTORE_AB more times by each tool in turn:
+    [(tidemark_s, litestream_s, load)]."""
+    out = []
+    for i in range(RESTORE_AB):
+        load = os.getloadavg()[0]
+        dt = []
+        for tool in tools:
+            f = os.path.join(tool.work, f"ab-{i}.db")
+            dt.append(tool.restore(f, 0))
+            for x in os.listdir(tool.work):
+                if x.startswith(f"ab-{i}.db"):
+                    os.unlink(os.path.join(tool.work, x))
+        out.append((dt[0], dt[1], load))
+    return out
 
 
 def main():
@@ -367,15 +394,20 @@ def main():
           f"interval {INTERVAL_MS} ms, steady {STEADY_S:.0f} s, restore to T-{TBACK_S:.0f} s, {RUNS} runs",
           flush=True)
     results = []
+    pairs = []
     try:
         for k in range(RUNS):
+            kept = []
             for cls in (Tidemark, Litestream):
                 if cls.name not in TOOLS:
                     continue
-                r = one_run(cls, base, os.path.join(top, f"{cls.name}-{k}"))
+                r = one_run(cls, base, os.path.join(top, f"{cls.name}-{k}"), kept)
                 print(json.dumps(r), flush=True)
                 results.append(r)
-                if not KEEP_RUNS:
+            if RESTORE_AB and len(kept) == 2:
+                pairs += restore_ab(kept)
+            if not KEEP_RUNS:
+                for cls in (Tidemark, Litestream):
                     shutil.rmtree(os.path.join(top, f"{cls.name}-{k}"), ignore_errors=True)
     finally:
         if not keep:
@@ -386,7 +418,7 @@ def main():
     for k in keys:
         row = []
         for name in ("tidemark", "litestream"):
-            v = [r[k] for r in results if r["tool"] == name]
+            v = [r[k] for r in results if r["tool"] == name and k in r]
             row.append(statistics.median(v) if v else float("nan"))
         print(f"{k:22s} {row[0]:10g} {row[1]:10g}")
     # Ratios within each run (the machine may be shared: a ratio of the same
@@ -402,6 +434,13 @@ def main():
         if ratios:
             print(f"{k} tidemark/litestream per run: " +
                   " ".join(f"{x:.2f}" for x in ratios) + f" (median {statistics.median(ratios):.2f})")
+    if pairs:
+        ratios = [t / ls for t, ls, _ in pairs]
+        print(f"paired restores of the latest ({len(pairs)}), tidemark / litestream s (load): " +
+              ", ".join(f"{t:.2f}/{ls:.2f} ({ld:.1f})" for t, ls, ld in pairs))
+        print(f"  median tidemark {statistics.median(p[0] for p in pairs):.2f} s, litestream "
+              f"{statistics.median(p[1] for p in pairs):.2f} s, median ratio "
+              f"{statistics.median(ratios):.2f}")
     print("load average at the end: %.1f %.1f %.1f" % os.getloadavg())
 
 
