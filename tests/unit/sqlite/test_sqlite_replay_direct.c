@@ -37,7 +37,7 @@ typedef struct objdir {
 static int od_store(void *arg, const char *rel, int fd, tm_err *err)
 {
     objdir *o = arg;
-    char p[300];
+    char p[512];
     snprintf(p, sizeof(p), "%s/%.8s", o->dir, rel);
     mkdir(p, 0700);
     snprintf(p, sizeof(p), "%s/%s", o->dir, rel);
@@ -56,7 +56,7 @@ static int od_store(void *arg, const char *rel, int fd, tm_err *err)
 static int od_list(void *arg, char ***names, size_t *n, tm_err *err)
 {
     objdir *o = arg;
-    char pat[300];
+    char pat[512];
     snprintf(pat, sizeof(pat), "%s/*/*", o->dir);
     glob_t g;
     *names = NULL;
@@ -78,7 +78,7 @@ static int od_list(void *arg, char ***names, size_t *n, tm_err *err)
 
 static int od_read(objdir *o, const char *rel, char **b, size_t *len, tm_err *err)
 {
-    char p[300];
+    char p[512];
     snprintf(p, sizeof(p), "%s/%s", o->dir, rel);
     return tm_file_read(p, b, len, err);
 }
@@ -197,7 +197,7 @@ static void ship_chain(env *e)
 static int restore(env *e, const tm_sqlite_source *src, const char *name, int64_t until,
                    tm_sqlite_replayed *ri, tm_err *err)
 {
-    char p[300];
+    char p[512];
     snprintf(p, sizeof(p), "%s/%s", e->out, name);
     unlink(p);
     tm_sqlite_replayed base;
@@ -210,7 +210,7 @@ static int restore(env *e, const tm_sqlite_source *src, const char *name, int64_
 
 static void same_bytes(env *e, const char *a, const char *b)
 {
-    char pa[300], pb[300];
+    char pa[512], pb[512];
     snprintf(pa, sizeof(pa), "%s/%s", e->out, a);
     snprintf(pb, sizeof(pb), "%s/%s", e->out, b);
     char *x = NULL, *y = NULL;
@@ -242,7 +242,7 @@ static void direct_equals_files(void **state)
     tm_err err = {0};
     e.od.fail_first = 1; /* the direct path also recovers from a failed copy */
     /* The base alone. */
-    char p[300];
+    char p[512];
     const char *bases[2] = {"files-base.db", "direct-base.db"};
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof(p), "%s/%s", e.out, bases[i]);
@@ -300,7 +300,7 @@ static void damaged_objects_are_named(void **state)
     (void)state;
     env e;
     ship_chain(&e);
-    char seg[128], p[300], keep[300];
+    char seg[128], p[512], keep[512];
     last_segment(&e, seg, sizeof(seg));
     snprintf(p, sizeof(p), "%s/%s", e.od.dir, seg);
     snprintf(keep, sizeof(keep), "%s/kept", e.f.dir);
