@@ -827,8 +827,19 @@ out:
 
 /* ---- get ---------------------------------------------------------------- */
 
+static int file_sink_open(void *arg, tm_sink *out, tm_err *err)
+{
+    return tm_sink_file_open(out, arg, err);
+}
+
 int tm_log_get_file(tm_log_store *ls, const char *rel, const char *path, tm_log_meta *meta,
                     size_t *repo_used, tm_err *err)
+{
+    return tm_log_get_sink(ls, rel, file_sink_open, (void *)path, meta, repo_used, err);
+}
+
+int tm_log_get_sink(tm_log_store *ls, const char *rel, tm_log_sink_open open, void *open_arg,
+                    tm_log_meta *meta, size_t *repo_used, tm_err *err)
 {
     tm_repo_set *rs = ls->rs;
     if (!valid_rel(rel)) {
@@ -860,7 +871,7 @@ int tm_log_get_file(tm_log_store *ls, const char *rel, const char *path, tm_log_
         free(buf);
         tm_sink out;
         if (grc == TM_OK) {
-            grc = tm_sink_file_open(&out, path, &e);
+            grc = open(open_arg, &out, &e);
         }
         if (grc == TM_OK) {
             grc = read_object(ls, r, rel, obj, &m, &out, meta, &e);

@@ -116,6 +116,13 @@ int tm_log_push(tm_log_store *ls, const char *rel, int fd, size_t quorum, tm_log
  * repo_used (may be NULL) gets the repository index. */
 int tm_log_get_file(tm_log_store *ls, const char *rel, const char *path, tm_log_meta *meta,
                     size_t *repo_used, tm_err *err);
+/* The same checks and order into sinks of the caller's: open makes one
+ * for each repository tried, committed only once every check passed,
+ * aborted otherwise (what it was given is then to be dropped). For objects
+ * read into memory or into a file the caller already holds. */
+typedef int (*tm_log_sink_open)(void *arg, tm_sink *out, tm_err *err);
+int tm_log_get_sink(tm_log_store *ls, const char *rel, tm_log_sink_open open, void *open_arg,
+                    tm_log_meta *meta, size_t *repo_used, tm_err *err);
 
 /* ---- listing ---------------------------------------------------------- */
 

@@ -20,6 +20,9 @@ small transactions all along), two posix repositories, and a staging agent.
   margin) before it; the latest;
 - a drill through the coordinator: integrity_check, tables counted, the
   policy's SQL checks, RTO and RPO recorded;
+- a damaged copy of the chain's base and of a segment in one repository:
+  the other's are taken, the same bytes; a segment damaged in both: the
+  restore fails naming it, nothing written;
 - libSQL: a file written by the embedded library (npm @libsql/client,
   installed by the test; unreachable npm fails the test) while the agent
   ships it: snapshot and latest restore hold exactly its rows.
@@ -624,6 +627,71 @@ def wrong_key_is_a_clear_error():
     check(r.returncode == 1 and "master key" in r.stderr and "master_key_file" in r.stderr,
           f"names the key: {r.returncode} {r.stderr}")
     check(not os.path.exists(out), "nothing written")
+
+
+def flip_middle(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0x55]))
+
+
+@test
+def a_damaged_copy_is_passed_over_and_a_damaged_segment_named():
+    """The restore's direct path (the chain's base written straight into the
+    output's temporary file, segments read into memory): the base and a
+    segment damaged in region-a -> region-b's copies are taken, the same
+    bytes as before; the segment damaged in both -> the restore fails naming
+    it, nothing written."""
+    logdir = os.path.join(ctx.repo_a, "app", "log")
+    chain = sorted(d for d in os.listdir(logdir)
+                   if any(f.endswith(".gen") for f in os.listdir(os.path.join(logdir, d))))[0]
+    names = sorted(os.listdir(os.path.join(logdir, chain)))
+    gen = next(f for f in names if f.endswith(".gen"))
+    base = next(f for f in names if f.endswith(".db"))
+    base_frame = int(gen.split(".")[1].split("-")[1], 16)
+    segs = [f for f in names if f.endswith(".wal")
+            and (int(f.split(".")[0], 16) > 0 or int(f.split(".")[1].split("-")[1], 16) > base_frame)]
+    check(segs, f"segments after the base of chain {chain}: {names[:6]}")
+    seg = segs[1] if len(segs) > 1 else segs[0]
+    t_ms = int(seg.split(".")[2], 16)
+    out = os.path.join(ctx.tmp, "damaged", "app.db")
+
+    def restore(label):
+        target = os.path.join(os.path.dirname(out), label + ".db")
+        return target, agent_cli("restore", "--target", "app", "--output", target,
+                                 "--time", fmt_ms(t_ms), "--json")
+
+    good, r = restore("good")
+    check(r.returncode == 0, f"restore to {fmt_ms(t_ms)}: {r.stderr}")
+    rep = json.loads(r.stdout)
+    print(f"  chain {chain}, {seg}: {rep['source']}, {rep['frames']} frames, {rep['total_s']} s")
+    check(rep["source"] == "chain base+log" and f"{rep['chain']:08x}" == chain,
+          f"restored from the chain's base and its log: {rep}")
+    kept = {}
+    for repo, rel in ((ctx.repo_a, base), (ctx.repo_a, seg), (ctx.repo_b, seg)):
+        p = os.path.join(repo, "app", "log", chain, rel)
+        with open(p, "rb") as f:
+            kept[p] = f.read()
+    try:
+        flip_middle(os.path.join(ctx.repo_a, "app", "log", chain, base))
+        flip_middle(os.path.join(ctx.repo_a, "app", "log", chain, seg))
+        other, r = restore("other")
+        check(r.returncode == 0, f"region-b's copies taken: {r.stderr}")
+        with open(good, "rb") as a, open(other, "rb") as b:
+            check(a.read() == b.read(), "the same bytes as from region-a's good copies")
+        flip_middle(os.path.join(ctx.repo_b, "app", "log", chain, seg))
+        bad, r = restore("bad")
+        check(r.returncode == 1 and f"{chain}/{seg}" in r.stderr,
+              f"the damaged segment named: {r.returncode} {r.stderr}")
+        check(not os.path.exists(bad), "nothing written")
+        left = sorted(os.listdir(os.path.dirname(out)))
+        check(left == ["good.db", "other.db"], f"no temporary file left: {left}")
+    finally:
+        for p, b in kept.items():
+            with open(p, "wb") as f:
+                f.write(b)
 
 
 if __name__ == "__main__":

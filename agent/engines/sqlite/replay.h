@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "agent/engine.h"
+#include "agent/repo/repo_log.h"
 #include "common/config.h"
 #include "common/err.h"
 
@@ -48,6 +49,33 @@ int tm_sqlite_replay(const tm_agent_conf *conf, const char *target, uint32_t cha
                      const char *from, int64_t until_ms, const char *db, tm_sqlite_replayed *out,
                      tm_err *err);
 
+/* ---- for a restore: one opening of the log, files the caller holds ----
+ * The repositories are opened and the log listed once; the base and the
+ * frames are written into a file the caller created and holds open (fd),
+ * write-back started as it goes; nothing is fsync'd (the
+ * caller syncs once, at the end). Segments are read into memory, never
+ * through a scratch file. Every check is the one above. */
+typedef struct tm_sqlite_log tm_sqlite_log;
+int tm_sqlite_log_open(const tm_agent_conf *conf, const char *target, tm_sqlite_log **out,
+                       tm_err *err);
+void tm_sqlite_log_close(tm_sqlite_log *l);
+/* A sink into the file open on fd, from offset 0, write-back started as
+ * it goes: tm_sqlite_fd_sink_open (arg = a tm_sqlite_fd_sink {.fd = fd};
+ * a tm_log_sink_open) empties the file and starts a copy; abort empties
+ * it again. Nothing is fsync'd. */
+typedef struct tm_sqlite_fd_sink tm_sqlite_fd_sink;
+struct tm_sqlite_fd_sink {
+    int fd;
+    uint64_t off, started; /* the sink's */
+};
+int tm_sqlite_fd_sink_open(void *arg, tm_sink *out, tm_err *err);
+/* The chain's base into fd (emptied first). */
+int tm_sqlite_log_base(tm_sqlite_log *l, uint32_t chain, int fd, tm_sqlite_replayed *out,
+                       tm_err *err);
+/* tm_sqlite_replay's work onto fd. */
+int tm_sqlite_log_replay(tm_sqlite_log *l, uint32_t chain, const char *from, int64_t until_ms,
+                         int fd, tm_sqlite_replayed *out, tm_err *err);
+
 /* ---- the same over any source of objects (tests, tools) ---- */
 typedef struct tm_sqlite_source {
     /* Every object name of the target (any order): malloc'd array of
@@ -55,6 +83,11 @@ typedef struct tm_sqlite_source {
     int (*list)(void *arg, char ***names, size_t *n, tm_err *err);
     /* Write object rel to the new file path, complete or not at all. */
     int (*fetch)(void *arg, const char *rel, const char *path, tm_err *err);
+    /* Optional: object rel into sinks made by open, tm_log_get_sink's
+     * rule (one per copy tried, committed only once every check passed).
+     * With it, segments go straight into memory and a base straight into
+     * the database file; without it, through fetch. */
+    int (*get)(void *arg, const char *rel, tm_log_sink_open open, void *open_arg, tm_err *err);
     void *arg;
 } tm_sqlite_source;
 

@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,9 +148,11 @@ int tm_sqlite_open_snapshot(tm_repo_set *rs, const char *target, const char *id,
 
 /* ---- the destination ---- */
 
-/* The restore's sink: the snapshot into the temporary file. */
+/* The restore's sink: the snapshot into the temporary file through the
+ * fd sink (replay.h: write-back started as it goes; the one fsync is the
+ * restore's, at the end), with the task's cancel and progress. */
 typedef struct file_out {
-    int fd;
+    tm_sink inner;
     uint64_t bytes;
     tm_task_ctx *ctx;
 } file_out;
@@ -160,38 +163,24 @@ static int out_write(void *arg, const void *buf, size_t len, tm_err *err)
     if (o->ctx != NULL && tm_task_cancelled(o->ctx)) {
         return tm_err_set(err, TM_EBUSY, "cancelled");
     }
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(o->fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return tm_err_set(err, errno == ENOSPC ? TM_ENOSPC : TM_EIO, "write the restore: %s",
-                              strerror(errno));
-        }
-        p += n;
-        len -= (size_t)n;
-        o->bytes += (uint64_t)n;
-    }
-    if (o->ctx != NULL) {
+    int rc = o->inner.write(o->inner.arg, buf, len, err);
+    o->bytes += rc == TM_OK ? len : 0;
+    if (rc == TM_OK && o->ctx != NULL) {
         tm_task_progress(o->ctx, "restore", o->bytes, 0, 0, 1);
     }
-    return TM_OK;
+    return rc;
 }
 
 static int out_commit(void *arg, tm_err *err)
 {
     file_out *o = arg;
-    if (fsync(o->fd) != 0) {
-        return tm_err_set(err, TM_EIO, "fsync the restore: %s", strerror(errno));
-    }
-    return TM_OK;
+    return o->inner.commit(o->inner.arg, err);
 }
 
 static void out_abort(void *arg)
 {
-    (void)arg; /* the caller removes the temporary file */
+    file_out *o = arg;
+    o->inner.abort(o->inner.arg); /* the caller removes the temporary file */
 }
 
 /* A path for SQLite's URI form: file:<path>?immutable=1 with the
@@ -218,6 +207,17 @@ int tm_sqlite_integrity(const char *db, char *detail, size_t cap, tm_err *err)
     sqlite3 *c = NULL;
     int rc = sqlite3_open_v2(uri, &c, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
     sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK) {
+        /* The whole file mapped (SQLite caps it at its own maximum) and a
+         * 64 MiB cache: the check reads every page once, and a read call
+         * per page costs more than the check itself. Nobody else has the
+         * file: it cannot shrink under the mapping. */
+        struct stat sb;
+        char sql[96];
+        snprintf(sql, sizeof(sql), "PRAGMA mmap_size=%lld; PRAGMA cache_size=-65536",
+                 stat(db, &sb) == 0 ? (long long)sb.st_size : 0LL);
+        rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
+    }
     if (rc == SQLITE_OK) {
         rc = sqlite3_prepare_v2(c, "PRAGMA integrity_check(20)", -1, &st, NULL);
     }
@@ -384,19 +384,18 @@ static int choose(const tm_agent_conf *conf, tm_repo_set *rs, const tm_sqlite_re
     return TM_OK;
 }
 
-/* The snapshot's database object into the new file tmp. */
-static int write_snapshot(tm_restore_root *root, const char *tmp, tm_backup_reader *rd,
-                          const tm_sqlite_restore_opts *o, tm_sqlite_restore_report *rep,
-                          tm_err *err)
+/* The snapshot's database object into the temporary file open on fd. */
+static int write_snapshot(int fd, tm_backup_reader *rd, const tm_sqlite_restore_opts *o,
+                          tm_sqlite_restore_report *rep, tm_err *err)
 {
     const Tidemark__Manifest *m = tm_manifest_proto(tm_backup_reader_manifest(rd));
     snprintf(rep->backup_id, sizeof(rep->backup_id), "%s", m->backup_id ? m->backup_id : "");
     snprintf(rep->source, sizeof(rep->source), "snapshot");
     rep->snapshot_ms = info_i64(m, "start_ms");
     rep->recovered_ms = rep->snapshot_ms;
-    int fd = -1;
-    int rc = tm_restore_root_create(root, tmp, &fd, err);
-    file_out fo = {.fd = fd, .ctx = o->ctx};
+    file_out fo = {.ctx = o->ctx};
+    tm_sqlite_fd_sink fs = {.fd = fd};
+    int rc = tm_sqlite_fd_sink_open(&fs, &fo.inner, err);
     if (rc == TM_OK) {
         tm_sink sink = {.write = out_write,
                         .commit = out_commit,
@@ -404,44 +403,38 @@ static int write_snapshot(tm_restore_root *root, const char *tmp, tm_backup_read
                         .arg = &fo,
                         .name = "restore"};
         rc = tm_backup_get(rd, TM_SQLITE_DB_OBJECT, &sink, err);
-        rep->bytes = fo.bytes;
     }
-    if (fd >= 0) {
-        close(fd);
-    }
+    rep->bytes = fo.bytes;
     return rc;
 }
 
-/* The chain's own base snapshot from the log into the new file path. */
-static int write_base(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
-                      const tm_sqlite_plan *plan, const char *path, tm_sqlite_restore_report *rep,
-                      tm_err *err)
+/* The chain's own base snapshot from the log into the temporary file. */
+static int write_base(tm_sqlite_log *log, const tm_sqlite_plan *plan, int fd,
+                      tm_sqlite_restore_report *rep, tm_err *err)
 {
     tm_sqlite_replayed out;
-    int rc = tm_sqlite_restore_base(conf, o->target, plan->chain, path, &out, err);
+    int rc = tm_sqlite_log_base(log, plan->chain, fd, &out, err);
     snprintf(rep->source, sizeof(rep->source), "chain base");
     snprintf(rep->backup_id, sizeof(rep->backup_id), "chain-%08" PRIx32, plan->chain);
     rep->snapshot_ms = out.time_ms;
     rep->recovered_ms = out.time_ms;
     rep->objects = out.objects;
     struct stat st;
-    if (rc == TM_OK && stat(path, &st) == 0) {
+    if (rc == TM_OK && fstat(fd, &st) == 0) {
         rep->bytes = (uint64_t)st.st_size;
     }
     return rc;
 }
 
-/* The plan's chain replayed onto path up to the time. */
-static int replay(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
-                  const tm_sqlite_plan *plan, const char *path, tm_sqlite_restore_report *rep,
-                  tm_err *err)
+/* The plan's chain replayed onto the temporary file up to the time. */
+static int replay(tm_sqlite_log *log, const tm_sqlite_restore_opts *o, const tm_sqlite_plan *plan,
+                  int fd, tm_sqlite_restore_report *rep, tm_err *err)
 {
     if (o->ctx != NULL) {
         tm_task_progress(o->ctx, "replay", rep->bytes, 0, 0, 0);
     }
     tm_sqlite_replayed out;
-    int rc =
-        tm_sqlite_replay(conf, o->target, plan->chain, plan->from, o->until_ms, path, &out, err);
+    int rc = tm_sqlite_log_replay(log, plan->chain, plan->from, o->until_ms, fd, &out, err);
     rep->chain = plan->chain;
     rep->frames = out.frames;
     rep->objects += out.objects;
@@ -451,6 +444,40 @@ static int replay(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
                  "+log");
     }
     return rc;
+}
+
+/* fsync on a thread of its own, while the integrity check reads: the disk
+ * writes the file while the CPU checks it. */
+typedef struct syncer {
+    int fd, rc, errnum, started;
+    pthread_t t;
+} syncer;
+
+static void *sync_main(void *arg)
+{
+    syncer *s = arg;
+    s->rc = fsync(s->fd);
+    s->errnum = errno;
+    return NULL;
+}
+
+static void sync_start(syncer *s, int fd)
+{
+    *s = (syncer){.fd = fd};
+    s->started = pthread_create(&s->t, NULL, sync_main, s) == 0;
+}
+
+static int sync_end(syncer *s, const char *path, tm_err *err)
+{
+    if (s->started) {
+        pthread_join(s->t, NULL);
+    } else {
+        sync_main(s);
+    }
+    if (s->rc != 0) {
+        return tm_err_set(err, TM_EIO, "fsync %s: %s", path, strerror(s->errnum));
+    }
+    return TM_OK;
 }
 
 int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o,
@@ -476,6 +503,8 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
     tm_repo_set *rs = NULL;
     tm_backup_reader *rd = NULL;
     tm_restore_root *root = NULL;
+    tm_sqlite_log *log = NULL;
+    int fd = -1;
     rc = tm_repo_set_open(&rs, conf, TM_REPO_KEYS, err);
     tm_sqlite_plan plan = {0};
     if (rc == TM_OK) {
@@ -484,18 +513,24 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
     if (rc == TM_OK) {
         rc = tm_restore_root_new(dir, NULL, &root, err);
     }
+    if (rc == TM_OK && plan.chain != 0) {
+        rc = tm_sqlite_log_open(conf, o->target, &log, err);
+    }
     char path[PATH_MAX + TM_RESTORE_NAME_MAX + 48];
     snprintf(path, sizeof(path), "%s/%s", dir, tmp);
     if (rc == TM_OK) {
         remove_with_companions(root, tmp);
-        rc = plan.from_snapshot ? write_snapshot(root, tmp, rd, o, rep, err)
-                                : write_base(conf, o, &plan, path, rep, err);
+        rc = tm_restore_root_create(root, tmp, &fd, err);
+    }
+    if (rc == TM_OK) {
+        rc = plan.from_snapshot ? write_snapshot(fd, rd, o, rep, err)
+                                : write_base(log, &plan, fd, rep, err);
     }
     rep->files_s = (double)(tm_mono_ns() - t0) / 1e9;
 
     uint64_t t1 = tm_mono_ns();
     if (rc == TM_OK && plan.chain != 0) {
-        rc = replay(conf, o, &plan, path, rep, err);
+        rc = replay(log, o, &plan, fd, rep, err);
     }
     if (rc == TM_OK && plan.chain != 0 &&
         !tm_sqlite_plan_passed(&plan, rep->frames, rep->recovered_ms)) {
@@ -505,7 +540,6 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
                 "event=restore_restart target=%s backup=%s why=\"the log stops before the "
                 "snapshot's own point\" chain=%" PRIu32,
                 o->target, rep->backup_id, plan.fallback_chain);
-        remove_with_companions(root, tmp);
         if (plan.fallback_chain == 0) {
             rc = tm_err_set(err, TM_ENOENT,
                             "target %s: the shipped log ends inside snapshot %s and no chain "
@@ -516,32 +550,34 @@ int tm_sqlite_restore(const tm_agent_conf *conf, const tm_sqlite_restore_opts *o
             plan = (tm_sqlite_plan){.chain = plan.fallback_chain};
             rep->frames = 0;
             rep->objects = 0;
-            rc = write_base(conf, o, &plan, path, rep, err);
+            rc = write_base(log, &plan, fd, rep, err); /* empties the file first */
             if (rc == TM_OK) {
-                rc = replay(conf, o, &plan, path, rep, err);
+                rc = replay(log, o, &plan, fd, rep, err);
             }
         }
     }
     rep->replay_s = (double)(tm_mono_ns() - t1) / 1e9;
 
+    /* Durable before it gets its name: the one fsync, while the check runs. */
     uint64_t t2 = tm_mono_ns();
+    syncer sy;
     if (rc == TM_OK) {
+        sync_start(&sy, fd);
         if (o->ctx != NULL) {
             tm_task_progress(o->ctx, "check", rep->bytes, rep->bytes, 1, 1);
         }
         rc = tm_sqlite_integrity(path, rep->integrity, sizeof(rep->integrity), err);
+        tm_err se = {0};
+        if (sync_end(&sy, path, &se) != TM_OK && rc == TM_OK) {
+            *err = se;
+            rc = se.code;
+        }
     }
     rep->check_s = (double)(tm_mono_ns() - t2) / 1e9;
-    /* Durable before it gets its name. */
-    int fd = -1;
-    if (rc == TM_OK && tm_restore_root_open_read(root, tmp, &fd, err) == TM_OK) {
-        if (fsync(fd) != 0) {
-            rc = tm_err_set(err, TM_EIO, "fsync %s: %s", path, strerror(errno));
-        }
+    if (fd >= 0) {
         close(fd);
-    } else if (rc == TM_OK) {
-        rc = err->code;
     }
+    tm_sqlite_log_close(log);
     if (rc == TM_OK && o->force) {
         for (size_t i = 0; i < 3 && rc == TM_OK; i++) {
             char c[TM_RESTORE_NAME_MAX + 48];

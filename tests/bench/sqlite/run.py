@@ -15,8 +15,11 @@ encryption: it has none); both ship every INTERVAL_MS.
     sampled every 100 ms for STEADY_S seconds: the same definition for both;
   - the writer's commit latency while shipping (p99, max);
   - restore of the latest state and to a time TBACK_S seconds before the
-    writer stopped: wall time (Tidemark: tests/tools/tm_sqlite_tool replay =
-    fetch, decrypt, verify, apply; Litestream: `litestream restore`);
+    writer stopped: wall time of the product's restore command (Tidemark:
+    `tidemark-agent restore --target app --output FILE [--time T] --json`
+    with the agent's config, from the repository alone: fetch, verify,
+    decrypt, apply, integrity_check, fsync, rename, its phases reported
+    beside; Litestream: `litestream restore`);
   - exactness of the restore to a time T: rows missing (COMMIT returned
     before T - INTERVAL_MS... see below) and extra (began after T);
   - the tool's peak RSS (VmHWM) and CPU seconds (utime + stime).
@@ -28,6 +31,13 @@ and rows present that began after T (never acceptable).
 
 Usage: PYTHONPATH=tests/lib TM_BUILD_DIR=build python3 tests/bench/sqlite/run.py
 Env: SIZE_MB (1024), RUNS (3), STEADY_S (30), INTERVAL_MS (1000), TBACK_S (15),
+     TOOLS (tidemark,litestream: which to run), KEEP_RUNS (1: keep each run's
+     directory under OUT, with Tidemark's agent.yaml, for profiling),
+     RESTORE_AB (N: after the runs, restore the latest N more times with each
+     tool in turn, Tidemark then Litestream, from what each run stored: paired
+     ratios that load changes on a shared machine disturb less; default 0),
+     REPLAY_TOOL (1: also time tests/tools/tm_sqlite_tool replay, the engine's
+     base + replay without the command's check and rename; default 0),
      LITESTREAM (path to the binary; default: npm's @flydotio/litestream-linux-x64
      under /tmp/sqlitewal-ls), OUT (a directory kept for inspection; default temp)."""
 import json
@@ -50,6 +60,10 @@ RUNS = int(os.environ.get("RUNS", "3"))
 STEADY_S = float(os.environ.get("STEADY_S", "30"))
 INTERVAL_MS = int(os.environ.get("INTERVAL_MS", "1000"))
 TBACK_S = float(os.environ.get("TBACK_S", "15"))
+REPLAY_TOOL = os.environ.get("REPLAY_TOOL", "0") == "1"
+TOOLS = os.environ.get("TOOLS", "tidemark,litestream").split(",")
+KEEP_RUNS = os.environ.get("KEEP_RUNS", "0") == "1"
+RESTORE_AB = int(os.environ.get("RESTORE_AB", "0"))
 LITESTREAM = os.environ.get("LITESTREAM",
                             "/tmp/sqlitewal-ls/node_modules/@flydotio/litestream-linux-x64/litestream")
 
@@ -181,6 +195,7 @@ class Tidemark:
                  f"encryption:\n  master_key_file: {self.key}\n")
         self.p = self.c.start_agent("bench", targets=[("app", "sqlite", t)], extra=extra)
         self.conf = os.path.join(self.c.dir, "agents", "bench", "agent.yaml")
+        self.env = self.c.env
         return self.p.p.pid
 
     def log_root(self):
@@ -196,18 +211,43 @@ class Tidemark:
         return sorted(os.listdir(self.log_root()))[-1]
 
     def restore(self, out, t_ms):
+        """The product's restore: `tidemark-agent restore` with the agent's
+        config, from the repository alone (snapshot or chain base, the
+        shipped log up to T, integrity_check, fsync, rename)."""
+        argv = [binary("tidemark-agent"), "-c", self.conf, "restore", "--target", "app",
+                "--output", out, "--json"]
+        if t_ms:
+            argv += ["--time", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_ms / 1000)) +
+                     f".{int(t_ms % 1000):03d}+00"]
         t0 = time.monotonic()
-        p = subprocess.run([binary("tm_sqlite_tool"), self.conf, "replay", "app", self.chain(),
-                            str(int(t_ms)), out], capture_output=True, text=True, env=self.c.env)
+        p = subprocess.run(argv, capture_output=True, text=True, env=self.env)
         dt = time.monotonic() - t0
         if p.returncode != 0:
             raise RuntimeError(p.stderr)
+        rep = json.loads(p.stdout.strip().splitlines()[-1])
+        self.phases = {k: rep[k] for k in ("files_s", "replay_s", "check_s")}
+        if REPLAY_TOOL:
+            # The engine's pieces alone (base + replay, no integrity_check,
+            # no rename): tests/tools/tm_sqlite_tool replay.
+            t1 = time.monotonic()
+            p = subprocess.run([binary("tm_sqlite_tool"), self.conf, "replay", "app",
+                                self.chain(), str(int(t_ms)), out + ".tool"],
+                               capture_output=True, text=True, env=self.c.env)
+            self.phases["tool_replay_s"] = round(time.monotonic() - t1, 2)
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr)
+            os.unlink(out + ".tool")
         return dt
 
     def stop(self):
         self.p.stop()
 
     def close(self):
+        if KEEP_RUNS or RESTORE_AB:
+            # The restore needs only the repositories and the key: kept for
+            # the paired restores (RESTORE_AB) and for profiling.
+            shutil.copy(self.conf, os.path.join(self.work, "agent.yaml"))
+            self.conf = os.path.join(self.work, "agent.yaml")
         self.c.__exit__(None, None, None)
 
 
@@ -256,7 +296,7 @@ class Litestream:
         pass
 
 
-def one_run(tool_cls, base, work):
+def one_run(tool_cls, base, work, keep=None):
     os.makedirs(work)
     db = os.path.join(work, "app.db")
     shutil.copy(base, db)
@@ -301,13 +341,20 @@ def one_run(tool_cls, base, work):
         r["rpo_p99_ms"] = round(pct(rpo, 0.99))
         r["commits"] = len(rows)
         out = os.path.join(work, "latest.db")
+        r["load_before_restore"] = round(os.getloadavg()[0], 1)
         r["restore_latest_s"] = round(tool.restore(out, 0), 2)
+        for k, v in getattr(tool, "phases", {}).items():
+            r[f"latest_{k}"] = v
         ids = ids_of(out)
         r["latest_missing"] = len(rows) - len(ids)
         t_back = last_end - TBACK_S * 1000
         out = os.path.join(work, "back.db")
         r["restore_back_s"] = round(tool.restore(out, t_back), 2)
+        for k, v in getattr(tool, "phases", {}).items():
+            r[f"back_{k}"] = v
         r["back_missing"], r["back_lost"], r["back_extra"] = exactness(ids_of(out), rows, t_back)
+        if keep is not None:
+            keep.append(tool)
     finally:
         if writer.p.poll() is None:
             writer.p.kill()
@@ -318,24 +365,50 @@ def one_run(tool_cls, base, work):
     return r
 
 
+def restore_ab(tools):
+    """The latest restored RESTORE_AB more times by each tool in turn:
+    [(tidemark_s, litestream_s, load)]."""
+    out = []
+    for i in range(RESTORE_AB):
+        load = os.getloadavg()[0]
+        dt = []
+        for tool in tools:
+            f = os.path.join(tool.work, f"ab-{i}.db")
+            dt.append(tool.restore(f, 0))
+            for x in os.listdir(tool.work):
+                if x.startswith(f"ab-{i}.db"):
+                    os.unlink(os.path.join(tool.work, x))
+        out.append((dt[0], dt[1], load))
+    return out
+
+
 def main():
     keep = os.environ.get("OUT")
     top = keep or tempfile.mkdtemp(prefix="tm-sqlitebench-")
     os.makedirs(top, exist_ok=True)
     base = os.path.join(top, "base.db")
     t0 = time.monotonic()
-    make_base(base)
+    if not os.path.exists(base):
+        make_base(base)
     print(f"base: {os.path.getsize(base) / 1e6:.0f} MB in {time.monotonic() - t0:.0f} s; "
           f"interval {INTERVAL_MS} ms, steady {STEADY_S:.0f} s, restore to T-{TBACK_S:.0f} s, {RUNS} runs",
           flush=True)
     results = []
+    pairs = []
     try:
         for k in range(RUNS):
+            kept = []
             for cls in (Tidemark, Litestream):
-                r = one_run(cls, base, os.path.join(top, f"{cls.name}-{k}"))
+                if cls.name not in TOOLS:
+                    continue
+                r = one_run(cls, base, os.path.join(top, f"{cls.name}-{k}"), kept)
                 print(json.dumps(r), flush=True)
                 results.append(r)
-                shutil.rmtree(os.path.join(top, f"{cls.name}-{k}"), ignore_errors=True)
+            if RESTORE_AB and len(kept) == 2:
+                pairs += restore_ab(kept)
+            if not KEEP_RUNS:
+                for cls in (Tidemark, Litestream):
+                    shutil.rmtree(os.path.join(top, f"{cls.name}-{k}"), ignore_errors=True)
     finally:
         if not keep:
             shutil.rmtree(top, ignore_errors=True)
@@ -345,9 +418,30 @@ def main():
     for k in keys:
         row = []
         for name in ("tidemark", "litestream"):
-            v = [r[k] for r in results if r["tool"] == name]
+            v = [r[k] for r in results if r["tool"] == name and k in r]
             row.append(statistics.median(v) if v else float("nan"))
         print(f"{k:22s} {row[0]:10g} {row[1]:10g}")
+    # Ratios within each run (the machine may be shared: a ratio of the same
+    # run is steadier than a ratio of medians).
+    for k in ("restore_latest_s", "restore_back_s"):
+        ratios = []
+        per = len(TOOLS)
+        for i in range(RUNS):
+            t = [r[k] for r in results[per * i:per * i + per] if r["tool"] == "tidemark"]
+            ls = [r[k] for r in results[per * i:per * i + per] if r["tool"] == "litestream"]
+            if t and ls and ls[0] > 0:
+                ratios.append(t[0] / ls[0])
+        if ratios:
+            print(f"{k} tidemark/litestream per run: " +
+                  " ".join(f"{x:.2f}" for x in ratios) + f" (median {statistics.median(ratios):.2f})")
+    if pairs:
+        ratios = [t / ls for t, ls, _ in pairs]
+        print(f"paired restores of the latest ({len(pairs)}), tidemark / litestream s (load): " +
+              ", ".join(f"{t:.2f}/{ls:.2f} ({ld:.1f})" for t, ls, ld in pairs))
+        print(f"  median tidemark {statistics.median(p[0] for p in pairs):.2f} s, litestream "
+              f"{statistics.median(p[1] for p in pairs):.2f} s, median ratio "
+              f"{statistics.median(ratios):.2f}")
+    print("load average at the end: %.1f %.1f %.1f" % os.getloadavg())
 
 
 if __name__ == "__main__":
