@@ -562,19 +562,31 @@ static void *do_call(void *arg)
     return NULL;
 }
 
-/* Wait up to 5 s for h_heartbeat to park a call. */
-static int wait_parked(void)
+/* A client of url (as agt-9) whose call *slow, run by thread *t, is parked
+ * at the server (the handler's long-poll stand-in). */
+static tm_rpc_client *park_one(const char *url, caller *slow, pthread_t *t)
 {
+    tm_rpc_client *c = NULL;
+    tm_rpc_client_opts co = {.url = url};
+    tm_err err;
+    pthread_mutex_lock(&parked_mu);
+    parked = NULL;
+    pthread_mutex_unlock(&parked_mu);
+    assert_int_equal(tm_rpc_client_new(&c, &co, &err), TM_OK);
+    tm_rpc_client_set_agent(c, "agt-9", "s3cret");
+    *slow = (caller){.c = c, .seq = 999};
+    pthread_create(t, NULL, do_call, slow);
     for (int i = 0; i < 500; i++) {
         pthread_mutex_lock(&parked_mu);
         int p = parked != NULL;
         pthread_mutex_unlock(&parked_mu);
         if (p) {
-            return 1;
+            return c;
         }
         usleep(10000);
     }
-    return 0;
+    fail_msg("no call parked within 5 s");
+    return c;
 }
 
 static void test_ipc_roundtrip_and_parked_call(void **state)
@@ -586,16 +598,11 @@ static void test_ipc_roundtrip_and_parked_call(void **state)
     tm_err err;
     assert_int_equal(tm_rpc_server_start(s, &err), TM_OK);
 
-    tm_rpc_client *c = NULL;
-    tm_rpc_client_opts co = {.url = url};
-    assert_int_equal(tm_rpc_client_new(&c, &co, &err), TM_OK);
-    tm_rpc_client_set_agent(c, "agt-9", "s3cret");
-
     /* Park one call (long-poll), then show others are still served. */
-    caller slow = {.c = c, .seq = 999};
+    caller slow;
     pthread_t t;
-    pthread_create(&t, NULL, do_call, &slow);
-    assert_true(wait_parked());
+    tm_rpc_client *c = park_one(url, &slow, &t);
+    tm_rpc_client_opts co = {.url = url};
     for (int i = 1; i <= 50; i++) {
         caller fast = {.c = c, .seq = (uint64_t)i + 100}; /* 13 means "fail" */
         do_call(&fast);
@@ -647,18 +654,10 @@ static void test_shutdown_cancels_calls(void **state)
     snprintf(url, sizeof(url), "ipc:///tmp/tm-test-rpc-sd-%d.sock", (int)getpid());
     tm_rpc_server *s = new_server(url);
     assert_int_equal(tm_rpc_server_start(s, &err), TM_OK);
-    pthread_mutex_lock(&parked_mu);
-    parked = NULL;
-    pthread_mutex_unlock(&parked_mu);
-
-    tm_rpc_client *c = NULL;
-    tm_rpc_client_opts co = {.url = url};
-    assert_int_equal(tm_rpc_client_new(&c, &co, &err), TM_OK);
-    tm_rpc_client_set_agent(c, "agt-9", "s3cret");
-    caller slow = {.c = c, .seq = 999};
+    caller slow;
     pthread_t t;
-    pthread_create(&t, NULL, do_call, &slow);
-    assert_true(wait_parked());
+    tm_rpc_client *c = park_one(url, &slow, &t);
+    tm_rpc_client_opts co = {.url = url};
     uint64_t t0 = tm_mono_ns();
     tm_rpc_client_shutdown(c);
     pthread_join(t, NULL);
