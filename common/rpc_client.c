@@ -236,6 +236,9 @@ int tm_rpc_client_call(tm_rpc_client *c, const char *method, const ProtobufCMess
     }
     if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
         nng_msg_free(m);
+        if (rv == NNG_ECLOSED) {
+            return tm_err_set(err, TM_EUNAVAIL, "%s: client is shut down", method);
+        }
         return tm_err_set(err, TM_EINTERNAL, "%s: open context: %s", method, nng_strerror(rv));
     }
     nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, (nng_duration)c->resend_ms);
@@ -258,7 +261,10 @@ int tm_rpc_client_call(tm_rpc_client *c, const char *method, const ProtobufCMess
     nng_ctx_send(ctx, aio);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) != 0) {
-        nng_msg_free(m);
+        /* Not sent (timed out, cancelled by shutdown, socket closed): nng
+         * hands the message back in the aio and it is ours to free. */
+        nng_msg_free(nng_aio_get_msg(aio));
+        nng_aio_set_msg(aio, NULL);
         goto fail;
     }
     uint64_t spent_ms = (tm_mono_ns() - start) / 1000000;

@@ -1,6 +1,7 @@
 """The scheduler takes backups on its own: a real PostgreSQL, a coordinator
-whose policy fires a full every minute and an incremental every 15 s
-(jitter 0) and one agent with the postgres target and a posix repository.
+whose policy fires a full every minute and an incremental every 5 s (the
+shortest @every; jitter 0) and one agent with the postgres target and a
+posix repository.
 No `backup run` is issued: within ~70 s a full backup must appear in
 `backups list`, then incrementals based on it, all made by tasks with
 requested_by "schedule", never two at once for the target. A second target
@@ -20,7 +21,9 @@ from tmtest.cluster import Cluster, binary
 from tmtest.pg import Postgres
 from tmtest.runner import check, run, setup, teardown, test, wait_for
 
-POLICY_YAML = """tasks:
+# The shortest @every: the incrementals and the late alert come that soon.
+INCR_S = 5
+POLICY_YAML = f"""tasks:
   lease: 10s
   max_attempts: 2
   retry_backoff: 500ms
@@ -33,7 +36,7 @@ policies:
         role: db
     schedule:
       full: "* * * * *"
-      incremental: "@every 15s"
+      incremental: "@every {INCR_S}s"
       jitter: 0s
       late_after: 8s
 scheduler:
@@ -101,7 +104,7 @@ def scheduled_full_backup_without_backup_run():
     # nothing for up to a minute).
     m = wait_for(lambda: 'tidemark_backup_expected_interval_seconds{target="pg",type="full"} 60'
                  in (x := c.metrics()) and x, 5, "the expected interval of pg's full backups")
-    check('tidemark_backup_expected_interval_seconds{target="pg",type="incremental"} 15' in m,
+    check(f'tidemark_backup_expected_interval_seconds{{target="pg",type="incremental"}} {INCR_S}' in m,
           "and of its incrementals")
 
 
@@ -161,7 +164,7 @@ def target_without_policy_is_reported():
                  "tidemark_targets_without_policy 1")
     check("tidemark_scheduled_tasks_total" in m, "scheduled tasks counter exported")
     check('tidemark_backup_expected_interval_seconds{target="pg",type="full"} 60' in m and
-          'tidemark_backup_expected_interval_seconds{target="pg",type="incremental"} 15' in m,
+          f'tidemark_backup_expected_interval_seconds{{target="pg",type="incremental"}} {INCR_S}' in m,
           "the schedule's period per type is exported: " +
           "\n".join(x for x in m.splitlines() if "expected_interval" in x))
     log = c.coordinator.output()

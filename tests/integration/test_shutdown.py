@@ -18,6 +18,15 @@ import time
 from tmtest.cluster import Cluster
 from tmtest.runner import check, run, test, wait_for
 
+# nng 1.5.2 loses a request message when a connection closes just as a
+# request is sent, which these stops provoke (tests/lsan.supp explains the
+# nng bug). print_suppressions=0: a suppressed leak writes no report file.
+os.environ["LSAN_OPTIONS"] = ":".join(
+    o for o in (os.environ.get("LSAN_OPTIONS", ""),
+                "suppressions=" + os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "..", "lsan.supp"),
+                "print_suppressions=0") if o)
+
 CYCLES = 20
 BOUND_S = 5.0
 ORDERS = ["coordinator_first", "agents_first", "interleaved", "coordinator_down_a_while",

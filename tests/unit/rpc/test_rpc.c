@@ -562,6 +562,33 @@ static void *do_call(void *arg)
     return NULL;
 }
 
+/* A client of url (as agt-9) whose call *slow, run by thread *t, is parked
+ * at the server (the handler's long-poll stand-in). */
+static tm_rpc_client *park_one(const char *url, caller *slow, pthread_t *t)
+{
+    tm_rpc_client *c = NULL;
+    tm_rpc_client_opts co = {.url = url};
+    tm_err err;
+    pthread_mutex_lock(&parked_mu);
+    parked = NULL;
+    pthread_mutex_unlock(&parked_mu);
+    assert_int_equal(tm_rpc_client_new(&c, &co, &err), TM_OK);
+    tm_rpc_client_set_agent(c, "agt-9", "s3cret");
+    *slow = (caller){.c = c, .seq = 999};
+    pthread_create(t, NULL, do_call, slow);
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&parked_mu);
+        int p = parked != NULL;
+        pthread_mutex_unlock(&parked_mu);
+        if (p) {
+            return c;
+        }
+        usleep(10000);
+    }
+    fail_msg("no call parked within 5 s");
+    return c;
+}
+
 static void test_ipc_roundtrip_and_parked_call(void **state)
 {
     (void)state;
@@ -571,25 +598,11 @@ static void test_ipc_roundtrip_and_parked_call(void **state)
     tm_err err;
     assert_int_equal(tm_rpc_server_start(s, &err), TM_OK);
 
-    tm_rpc_client *c = NULL;
-    tm_rpc_client_opts co = {.url = url};
-    assert_int_equal(tm_rpc_client_new(&c, &co, &err), TM_OK);
-    tm_rpc_client_set_agent(c, "agt-9", "s3cret");
-
     /* Park one call (long-poll), then show others are still served. */
-    caller slow = {.c = c, .seq = 999};
+    caller slow;
     pthread_t t;
-    pthread_create(&t, NULL, do_call, &slow);
-    for (int i = 0; i < 200; i++) {
-        pthread_mutex_lock(&parked_mu);
-        int p = parked != NULL;
-        pthread_mutex_unlock(&parked_mu);
-        if (p) {
-            break;
-        }
-        usleep(10000);
-    }
-    assert_non_null(parked);
+    tm_rpc_client *c = park_one(url, &slow, &t);
+    tm_rpc_client_opts co = {.url = url};
     for (int i = 1; i <= 50; i++) {
         caller fast = {.c = c, .seq = (uint64_t)i + 100}; /* 13 means "fail" */
         do_call(&fast);
@@ -629,6 +642,47 @@ static void test_ipc_roundtrip_and_parked_call(void **state)
     tm_rpc_client_free(c);
 }
 
+/* tm_rpc_client_shutdown() ends calls in progress at once: one parked at
+ * the server (waiting for its reply) and one still queued (no server to
+ * send to). Under ASan/LSan this also proves that neither request message
+ * leaks (tm_rpc_client_call frees what nng hands back). */
+static void test_shutdown_cancels_calls(void **state)
+{
+    (void)state;
+    char url[256];
+    tm_err err;
+    snprintf(url, sizeof(url), "ipc:///tmp/tm-test-rpc-sd-%d.sock", (int)getpid());
+    tm_rpc_server *s = new_server(url);
+    assert_int_equal(tm_rpc_server_start(s, &err), TM_OK);
+    caller slow;
+    pthread_t t;
+    tm_rpc_client *c = park_one(url, &slow, &t);
+    tm_rpc_client_opts co = {.url = url};
+    uint64_t t0 = tm_mono_ns();
+    tm_rpc_client_shutdown(c);
+    pthread_join(t, NULL);
+    assert_int_equal(slow.rc, TM_EUNAVAIL);
+    assert_true(tm_mono_ns() - t0 < 2000000000ull); /* not the 5 s deadline */
+    caller late = {.c = c, .seq = 1};
+    do_call(&late);
+    assert_int_equal(late.rc, TM_EUNAVAIL);
+    tm_rpc_client_free(c);
+    tm_rpc_call_complete(parked, TM_RPC_OK); /* its client is gone */
+    tm_rpc_server_free(s);
+
+    /* No server: the request waits in nng's send queue until cancelled. */
+    assert_int_equal(tm_rpc_client_new(&c, &co, &err), TM_OK);
+    caller queued = {.c = c, .seq = 1};
+    pthread_create(&t, NULL, do_call, &queued);
+    usleep(200000);
+    t0 = tm_mono_ns();
+    tm_rpc_client_shutdown(c);
+    pthread_join(t, NULL);
+    assert_int_not_equal(queued.rc, TM_OK);
+    assert_true(tm_mono_ns() - t0 < 2000000000ull);
+    tm_rpc_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_replay),
         cmocka_unit_test(test_hostile_bytes),
         cmocka_unit_test(test_ipc_roundtrip_and_parked_call),
+        cmocka_unit_test(test_shutdown_cancels_calls),
         cmocka_unit_test(test_cache_keeps_only_success),
         cmocka_unit_test(test_register_never_cached),
         cmocka_unit_test(test_hostile_register_is_cheap),
