@@ -206,9 +206,9 @@ else
     export "${san_env[@]}"
     step "ASan/UBSan: unit tests"
     run_ctest build-asan asan-unit -L unit -j"$jobs"
-    # The integration tests proven under ASan/UBSan. Not yet: shutdown
-    # (LeakSanitizer finds an nng request message of the task runner's
-    # cancelled long poll when an agent stops right after registering, #14).
+    # The integration tests run under ASan/UBSan: all of them but
+    # test_packages (it builds and installs .debs with the plain build).
+    # test_shutdown loads tests/lsan.supp for nng 1.5.2's lost request message.
     # test_faults walks a reduced set of N here (TM_FAULT_MAX_N=9: the first,
     # middle and last 3 calls of each op of repo put and wal-push; the middle
     # call of each op of the PostgreSQL backup, restore and catalog walks,
@@ -216,7 +216,7 @@ else
     step "ASan/UBSan: integration and e2e tests (ctest -j$ijobs)"
     TM_FAULT_MAX_N=9 TM_FAULT_MAX_N_PG=1 TM_FAULT_MAX_N_PG_BACKUP=1 TM_FAULT_MAX_N_CAT=1 \
         run_ctest build-asan asan-integration -L 'integration|e2e' -j"$ijobs" \
-        -R 'fleet|tasks|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults|sqlite_engine|sqlite_ship|test_turso|pg_dump|redis_faults|test_cli|test_dashboard|chain_reset'
+        -R 'fleet|tasks|shutdown|scheduler|alerting|pitr|drill|retention|log_shipping|replication|outage|identity|restore_confine|test_repo$|storage_s3|redis_rdb|redis_aof|redis_engine|repo_outcomes|test_tls|harness|partial|pg_wal|diskfull|alert_sinks|prometheus_rules|pg_backup|rpc_hostile|test_faults|sqlite_engine|sqlite_ship|test_turso|pg_dump|redis_faults|test_cli|test_dashboard|chain_reset'
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
     # 4b. Fuzz verdicts and format.
