@@ -16,8 +16,11 @@
  * or its checksum fails) is skipped.
  *
  * It wakes when the WAL file is written (inotify on its directory) and then
- * reads the header every millisecond for hot_ms (the header changes only
- * after the WAL sync), else every poll_ms; without inotify it polls. The
+ * reads the header for hot_ms (it changes only after the WAL sync): every
+ * millisecond at first, then every tenth of the time since the write, so
+ * the time seen stays within ~10% of a slow sync's and few wakeups are
+ * spent; idle, every idle_ms (a safety net); without inotify, every
+ * poll_ms. The
  * "-shm" file may be missing, replaced or truncated (a WAL restart, the
  * database replaced, the last connection closed): it is opened again when
  * its inode changes, and a short read is no observation. Memory is bounded:
@@ -50,8 +53,9 @@ typedef struct tm_sqlite_seen {
 } tm_sqlite_seen;
 
 typedef struct tm_sqlite_watch_opts {
-    uint32_t poll_ms; /* idle poll; 0 = 20 */
-    uint32_t hot_ms;  /* after a write to the WAL, read every ms for this long; 0 = 100 */
+    uint32_t poll_ms; /* the poll without inotify; 0 = 20 */
+    uint32_t idle_ms; /* the poll with inotify, when the WAL is not written; 0 = 250 */
+    uint32_t hot_ms;  /* after a write to the WAL, read often for this long; 0 = 250 */
     int no_thread;    /* tests: observations only through tm_sqlite_watch_note */
 } tm_sqlite_watch_opts;
 
