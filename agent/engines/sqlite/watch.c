@@ -177,10 +177,16 @@ static void *run(void *arg)
         if (p[0].revents != 0) {
             break;
         }
-        if (np == 2 && p[1].revents != 0 && drain_events(w)) {
+        int wrote = np == 2 && p[1].revents != 0 && drain_events(w);
+        if (wrote) {
             written = tm_now_ms();
         }
-        tm_sqlite_watch_look(w);
+        if (tm_sqlite_watch_look(w) && !wrote) {
+            /* The commit of the last write is seen: wait for the next
+             * write. (A write drained with this look may be of a commit
+             * still to come: then it stays hot.) */
+            written = INT64_MIN / 2;
+        }
     }
     return NULL;
 }
