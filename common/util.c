@@ -268,3 +268,22 @@ void tm_fmt_time(int64_t unix_s, char *out, size_t cap)
     gmtime_r(&t, &tm);
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+void tm_writeback_progress(tm_writeback *wb, uint64_t written, int final)
+{
+    if (wb->fd < 0) {
+        return;
+    }
+    while (written > wb->started && (written - wb->started >= TM_WRITEBACK_CHUNK || final)) {
+        uint64_t len = written - wb->started;
+        len = len < TM_WRITEBACK_CHUNK ? len : TM_WRITEBACK_CHUNK;
+        sync_file_range(wb->fd, (off_t)wb->started, (off_t)len, SYNC_FILE_RANGE_WRITE);
+        if (wb->started > wb->waited) {
+            sync_file_range(wb->fd, (off_t)wb->waited, (off_t)(wb->started - wb->waited),
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER);
+            wb->waited = wb->started;
+        }
+        wb->started += len;
+    }
+}

@@ -30,6 +30,8 @@ typedef struct posix_writer {
     posix *p;
     int fd;
     int excl; /* create only: an existing object is never replaced */
+    uint64_t written;
+    tm_writeback wb; /* a large object is written back as it goes, not at the fsync */
     char tmp[PATH_MAX];
     char path[PATH_MAX];
 } posix_writer;
@@ -227,7 +229,10 @@ static int posix_write(void *wp, const void *buf, size_t len, tm_err *err)
         }
         b += n;
         len -= (size_t)n;
+        w->written += (uint64_t)n;
     }
+    w->wb.fd = w->fd;
+    tm_writeback_progress(&w->wb, w->written, 0);
     return TM_OK;
 }
 

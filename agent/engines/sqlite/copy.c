@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,17 @@ static int sync_fd_path(const char *path, int flags, tm_err *err)
     return TM_OK;
 }
 
+/* Writeback as the copy goes, a chunk at a time (tm_writeback): never a
+ * backlog of the whole file written back in one burst at the final fsync,
+ * which stalls the application's own commits behind it. */
+static void flush_progress(tm_writeback *wb, int final)
+{
+    struct stat st;
+    if (wb->fd >= 0 && fstat(wb->fd, &st) == 0) {
+        tm_writeback_progress(wb, (uint64_t)st.st_size, final);
+    }
+}
+
 /* The steps. A step that meets a lock (SQLITE_BUSY: a WAL recovery, or a
  * writer in rollback-journal mode) is retried after a short sleep for up to
  * busy_ms since the last step that went through: the copy waits, the
@@ -52,15 +64,11 @@ static int steps(sqlite3 *src, sqlite3 *dst, const char *tmp, const tm_sqlite_co
     int64_t busy_ms = o->busy_ms > 0 ? o->busy_ms : 5000;
     int64_t progress = tm_now_ms();
     int r = TM_OK;
-    /* Writeback as the copy goes (never one burst of the whole file at the
-     * final fsync, which stalls the application's own commits behind it). */
-    int wb = open(tmp, O_RDONLY | O_CLOEXEC);
+    tm_writeback fl = {.fd = open(tmp, O_RDONLY | O_CLOEXEC)};
     for (;;) {
         int rc = sqlite3_backup_step(b, per);
         info->steps++;
-        if (wb >= 0) {
-            sync_file_range(wb, 0, 0, SYNC_FILE_RANGE_WRITE);
-        }
+        flush_progress(&fl, rc == SQLITE_DONE);
         if (rc == SQLITE_DONE) {
             break;
         }
@@ -88,8 +96,8 @@ static int steps(sqlite3 *src, sqlite3 *dst, const char *tmp, const tm_sqlite_co
             sleep_ms(o->sleep_ms);
         }
     }
-    if (wb >= 0) {
-        close(wb);
+    if (fl.fd >= 0) {
+        close(fl.fd);
     }
     info->pages = (uint64_t)sqlite3_backup_pagecount(b);
     int rc = sqlite3_backup_finish(b);

@@ -13,6 +13,10 @@
  * checkpoints cannot copy past the snapshot while it is held (Litestream
  * #1332: a copy that holds the write lock stalls writers on large files).
  *
+ * The copy is written back to disk as it goes, at most two 4 MiB chunks
+ * dirty or in flight (tm_writeback): the final fsync has little left and
+ * no backlog stalls the application's own fsyncs (its commits).
+ *
  * The copy is written to "<dst>.tmp" (created 0600), synced, renamed to dst
  * (which must not exist) and the directory synced: dst appears complete or
  * not at all.

@@ -8,6 +8,7 @@
 #include "agent/engines/sqlite/db.h"
 #include "agent/engines/sqlite/segment.h"
 #include "agent/engines/sqlite/wal.h"
+#include "agent/engines/sqlite/watch.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -30,6 +31,7 @@ typedef struct batch {
     uint8_t *buf;
     size_t len, cap;
     tm_sqlite_commit *commits;
+    tm_sqlite_watch_commit *stamps; /* the commits' frames and checksums, to time them */
     uint32_t ncommits, capc;
     tm_sqlite_wal end; /* the position after the last commit */
 } batch;
@@ -39,6 +41,7 @@ struct tm_sqlite_shipper {
     tm_sqlite_sink sink;
     char db[PATH_MAX], wal[PATH_MAX + 8], spool[PATH_MAX], state[PATH_MAX];
     sqlite3 *w, *r, *c;
+    tm_sqlite_watch *watch;     /* the commit observer; NULL: commits get the tick's time */
     int reading;                /* r holds a read transaction */
     int held;                   /* ... taken under the write lock at the shipped position */
     int restart_ok;             /* our own TRUNCATE reset the WAL at the shipped position */
@@ -59,7 +62,6 @@ struct tm_sqlite_shipper {
     int64_t dv_locked;              /* data_version at the end of the last locked tick; -1 = none */
     /* Frames read under the lock, spooled after it (see locked_tick). */
     int has_deferred;
-    int64_t deferred_ms;
     batch deferred;
 };
 
@@ -188,6 +190,13 @@ int tm_sqlite_ship_new(const tm_sqlite_ship_opts *o, const tm_sqlite_sink *sink,
     if (rc == TM_OK && s->have) {
         prune_spool(s);
     }
+    if (rc == TM_OK && !s->o.no_watch) {
+        tm_err werr = {0};
+        if (tm_sqlite_watch_new(s->db, NULL, &s->watch, &werr) != TM_OK) {
+            /* Not fatal: commits then carry the time of the tick that read them. */
+            tm_warn("sqlite", "event=commit_observer_failed db=%s msg=\"%s\"", s->db, werr.msg);
+        }
+    }
     if (rc != TM_OK) {
         tm_sqlite_ship_free(s);
         return rc;
@@ -204,6 +213,7 @@ void tm_sqlite_ship_free(tm_sqlite_shipper *s)
     sqlite3_close(s->w);
     sqlite3_close(s->r);
     sqlite3_close(s->c);
+    tm_sqlite_watch_free(s->watch);
     batch_free(&s->deferred);
     free(s);
 }
@@ -404,6 +414,7 @@ static void batch_free(batch *b)
 {
     free(b->buf);
     free(b->commits);
+    free(b->stamps);
 }
 
 static int read_batch(int fd, const tm_sqlite_wal *pos, int64_t now, batch *b, tm_err *err)
@@ -443,7 +454,14 @@ static int read_batch(int fd, const tm_sqlite_wal *pos, int64_t now, batch *b, t
                 return tm_err_set(err, TM_ENOMEM, "WAL batch commits");
             }
             b->commits = nc;
+            tm_sqlite_watch_commit *ns = realloc(b->stamps, b->capc * sizeof(*ns));
+            if (ns == NULL) {
+                return tm_err_set(err, TM_ENOMEM, "WAL batch commits");
+            }
+            b->stamps = ns;
         }
+        b->stamps[b->ncommits] =
+            (tm_sqlite_watch_commit){.frame = w.frames, .cksum1 = fr.cksum1, .cksum2 = fr.cksum2};
         b->commits[b->ncommits++] = (tm_sqlite_commit){
             .frame = (uint32_t)(w.frames - pos->frames), .db_size = fr.db_size, .time_ms = now};
         b->end = w;
@@ -608,17 +626,28 @@ static int last_frame_there(const tm_sqlite_shipper *s, int fd)
     }
     uint32_t v[4];
     for (int i = 0; i < 4; i++) {
-        const uint8_t *p = fh + 8 + 4 * i;
-        v[i] = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+        v[i] = tm_sqlite_wal_be32(fh + 8 + 4 * i);
     }
     return v[0] == s->pos.h.salt1 && v[1] == s->pos.h.salt2 && v[2] == s->pos.s1 &&
            v[3] == s->pos.s2;
 }
 
+/* The commits of b timed by the observer (watch.h): when each was first
+ * seen committed, never later than now (the tick that read it). */
+static void stamp(tm_sqlite_shipper *s, batch *b, int64_t now)
+{
+    if (b->ncommits == 0) {
+        return;
+    }
+    tm_sqlite_watch_stamp(s->watch, b->end.h.salt1, b->end.h.salt2, b->stamps, b->ncommits, now);
+    for (uint32_t i = 0; i < b->ncommits; i++) {
+        b->commits[i].time_ms = b->stamps[i].time_ms;
+    }
+}
+
 /* The batch read after the position as one segment in the spool (fsync),
  * then the position saved: only then does the position move. */
-static int spool_batch(tm_sqlite_shipper *s, const batch *b, int64_t now, tm_sqlite_tick *info,
-                       tm_err *err)
+static int spool_batch(tm_sqlite_shipper *s, const batch *b, tm_sqlite_tick *info, tm_err *err)
 {
     tm_sqlite_seg seg = {.chain = s->chain,
                          .wal = s->pos.h,
@@ -638,7 +667,7 @@ static int spool_batch(tm_sqlite_shipper *s, const batch *b, int64_t now, tm_sql
                          .wal = s->walidx,
                          .first = seg.first_frame,
                          .last = b->end.frames,
-                         .time_ms = now};
+                         .time_ms = b->commits[b->ncommits - 1].time_ms};
     tm_sqlite_name_fmt(rel, sizeof(rel), &nm);
     int rc = tm_sqlite_seg_encode(&seg, &obj, &len, err);
     if (rc == TM_OK) {
@@ -734,17 +763,19 @@ static int locked_tick(tm_sqlite_shipper *s, int64_t now, tm_sqlite_tick *info, 
         batch b;
         rc = read_batch(fd, &s->pos, now, &b, err);
         close(fd);
+        if (rc == TM_OK) {
+            stamp(s, &b, now);
+        }
         /* With the reader held from before (not taken again in this tick,
          * no hand-over), the frames stay in the WAL whatever happens: the
          * segment is written and synced after the lock, so the application
          * waits only for the read. Otherwise it is spooled here. */
         if (rc == TM_OK && b.ncommits > 0 && s->reading && s->held && !s->restart_due) {
             s->deferred = b;
-            s->deferred_ms = now;
             s->has_deferred = 1;
             memset(&b, 0, sizeof(b));
         } else if (rc == TM_OK && b.ncommits > 0) {
-            rc = spool_batch(s, &b, now, info, err);
+            rc = spool_batch(s, &b, info, err);
         }
         batch_free(&b);
         if (rc != TM_OK) {
@@ -869,7 +900,7 @@ int tm_sqlite_ship_tick(tm_sqlite_shipper *s, tm_sqlite_tick *info, tm_err *err)
     if (s->has_deferred) {
         /* A failure leaves the position where it was: the reader still
          * holds the frames, the next tick reads them again. */
-        int drc = rc == TM_OK ? spool_batch(s, &s->deferred, s->deferred_ms, info, err) : rc;
+        int drc = rc == TM_OK ? spool_batch(s, &s->deferred, info, err) : rc;
         batch_free(&s->deferred);
         memset(&s->deferred, 0, sizeof(s->deferred));
         s->has_deferred = 0;

@@ -41,9 +41,15 @@
  * checkpoint_interval (or once the WAL holds ckpt_frames), then a short one
  * under the lock with its reader released, so that the next write restarts
  * the WAL at the shipped position; TRUNCATE only when the WAL file exceeds
- * wal_max_bytes, with busy_timeout as the bound of its wait. Commit times
- * are the wall clock of the tick that saw them (a restore to T is exact to
- * the interval).
+ * wal_max_bytes, with busy_timeout as the bound of its wait.
+ *
+ * Commit times: a commit observer (watch.h, a thread, no SQLite lock) sees
+ * each commit within milliseconds in the wal-index header; a commit the
+ * tick reads gets the time its observation (or that of a later commit of
+ * the same WAL) matched it byte for byte, never later than the tick, so a
+ * restore to T holds exactly the commits made at or before T. A commit the
+ * observer missed keeps the wall clock of the tick that read it (then a
+ * restore to T is exact to the interval, never holding a later commit).
  */
 #ifndef TM_SQLITE_SHIP_H
 #define TM_SQLITE_SHIP_H
@@ -84,6 +90,7 @@ typedef struct tm_sqlite_ship_opts {
     uint32_t ckpt_frames;    /* ... or once the WAL holds this many frames; 0 = 1000 */
     uint64_t truncate_bytes; /* TRUNCATE past this WAL size; 0 = 64 MiB */
     int snap_pages;          /* base snapshot pacing (copy.h) */
+    int no_watch;            /* 1: no commit observer (watch.h): commits get the tick's time */
     uint32_t snap_sleep_ms;
     /* Optional: 1 = stop a base snapshot now (the agent is stopping; the
      * next run starts a new chain, the snapshot having not finished). */

@@ -15,6 +15,11 @@ static uint32_t get32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+uint32_t tm_sqlite_wal_be32(const uint8_t *p)
+{
+    return get32(p);
+}
+
 static uint32_t get32le(const uint8_t *p)
 {
     return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];

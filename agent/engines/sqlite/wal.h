@@ -78,6 +78,8 @@ int tm_sqlite_wal_next(tm_sqlite_wal *w, const uint8_t *frame, size_t len,
 /* 1 when b is the same use of the WAL file as a (same salts and checkpoint
  * sequence), 0 when the WAL was restarted or replaced in between. */
 int tm_sqlite_wal_same_wal(const tm_sqlite_wal_hdr *a, const tm_sqlite_wal_hdr *b);
+/* The big-endian 32-bit number at p (every field of the WAL file). */
+uint32_t tm_sqlite_wal_be32(const uint8_t *p);
 /* The WAL checksum over n bytes (n a multiple of 8), continuing s[0], s[1]. */
 void tm_sqlite_wal_cksum(int big_endian, const uint8_t *p, size_t n, uint32_t s[2]);
 
