@@ -136,9 +136,19 @@ static int deliver(fetch *f, tm_redis_write_fn write, void *arg, const uint8_t *
     return 0;
 }
 
-static int transfer_len(fetch *f, uint8_t *buf, tm_redis_write_fn write, void *arg, tm_err *err)
+/* The buffer the next read goes to: TM_RDB_STREAM_BUFS in turn, so a chunk
+ * stays untouched while the next TM_RDB_STREAM_BUFS - 1 are delivered. */
+static uint8_t *next_buf(uint8_t *bufs, size_t *i)
 {
+    *i = (*i + 1) % TM_RDB_STREAM_BUFS;
+    return bufs + *i * (TM_RDB_STREAM_CHUNK + EOF_MARK_LEN);
+}
+
+static int transfer_len(fetch *f, uint8_t *bufs, tm_redis_write_fn write, void *arg, tm_err *err)
+{
+    size_t bi = 0;
     while (f->res->bytes < f->res->declared) {
+        uint8_t *buf = next_buf(bufs, &bi);
         uint64_t want = f->res->declared - f->res->bytes;
         size_t got;
         int rc = sock_read(f, buf, want < TM_RDB_STREAM_CHUNK ? (size_t)want : TM_RDB_STREAM_CHUNK,
@@ -161,11 +171,13 @@ static int transfer_len(fetch *f, uint8_t *buf, tm_redis_write_fn write, void *a
 
 /* The diskless form: the RDB ends where the 40-byte marker appears. The last
  * 40 bytes seen are held back until more arrive, so the marker is never
- * delivered. buf holds TM_RDB_STREAM_CHUNK + EOF_MARK_LEN bytes. */
-static int transfer_eof(fetch *f, uint8_t *buf, const char *mark, tm_redis_write_fn write,
+ * delivered; after a delivery they move to the start of the next buffer.
+ * Each buffer holds TM_RDB_STREAM_CHUNK + EOF_MARK_LEN bytes. */
+static int transfer_eof(fetch *f, uint8_t *bufs, const char *mark, tm_redis_write_fn write,
                         void *arg, tm_err *err)
 {
-    size_t held = 0;
+    size_t held = 0, bi = 0;
+    uint8_t *buf = bufs;
     for (;;) {
         size_t got;
         int rc = sock_read(f, buf + held, TM_RDB_STREAM_CHUNK, &got, err);
@@ -184,7 +196,9 @@ static int transfer_eof(fetch *f, uint8_t *buf, const char *mark, tm_redis_write
             if (rc != 0) {
                 return rc;
             }
-            memmove(buf, buf + out, EOF_MARK_LEN);
+            uint8_t *next = next_buf(bufs, &bi);
+            memcpy(next, buf + out, EOF_MARK_LEN);
+            buf = next;
             held = EOF_MARK_LEN;
         } else {
             held = total;
@@ -197,6 +211,13 @@ static int transfer_eof(fetch *f, uint8_t *buf, const char *mark, tm_redis_write
 
 int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, void *arg,
                        tm_redis_fetch_result *res, tm_err *err)
+{
+    return tm_redis_rdb_fetch_queued(o, write, NULL, arg, res, err);
+}
+
+int tm_redis_rdb_fetch_queued(const tm_redis_conn_opts *o, tm_redis_write_fn write,
+                              void (*drain)(void *arg), void *arg, tm_redis_fetch_result *res,
+                              tm_err *err)
 {
     memset(res, 0, sizeof(*res));
     res->verdict = TM_REDIS_FINAL;
@@ -248,7 +269,7 @@ int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, voi
         rc = tm_err_set(err, TM_EPROTO, "SYNC: unexpected reply '%.40s'", line);
         goto out;
     }
-    buf = malloc(TM_RDB_STREAM_CHUNK + EOF_MARK_LEN);
+    buf = malloc(TM_RDB_STREAM_BUFS * (TM_RDB_STREAM_CHUNK + EOF_MARK_LEN));
     if (buf == NULL) {
         rc = tm_err_set(err, TM_ENOMEM, "out of memory");
         goto out;
@@ -280,6 +301,9 @@ int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, voi
 out:
     if (rc != 0) {
         tm_err_prefix(err, "redis %s:%d: RDB over SYNC", o->host, o->port);
+    }
+    if (drain != NULL && buf != NULL) {
+        drain(arg); /* the consumer lets go of the buffers before they are freed */
     }
     free(buf);
     redisFree(f.c);
