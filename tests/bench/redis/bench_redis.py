@@ -134,7 +134,7 @@ def full_backup(a, r, tmp, pass_file):
         out = os.path.join(tmp, "cli.rdb.zst.enc")
         pipeline = (f"redis-cli -h 127.0.0.1 -p {r.port} --rdb - 2>/dev/null | zstd -3 -q -c | "
                     f"openssl enc -aes-256-ctr -pbkdf2 -pass file:{enc_key} -out {out}")
-        tm, ctl_wall, cli = [], [], []
+        tm, ctl_wall, cli, phases = [], [], [], []
         load = Load(r, a.load_clients) if a.load else None
         base_ops, tm_ops, cli_ops = [], [], []
 
@@ -145,6 +145,9 @@ def full_backup(a, r, tmp, pass_file):
             ctl_wall.append(time.monotonic() - t0)
             res = json.loads(p.stdout)["result"]
             tm.append((res["duration_ms"] / 1000.0, res["bytes"], res["stored_bytes"]))
+            ex = res.get("extra", {})
+            phases.append(f"wait {ex.get('wait_ms', '?')} ms, fetch {ex.get('fetch_ms', '?')} ms, "
+                          f"close {ex.get('close_ms', '?')} ms")
         try:
             for i in range(a.runs):
                 order = ["tm", "cli"] if i % 2 == 0 else ["cli", "tm"]
@@ -160,7 +163,7 @@ def full_backup(a, r, tmp, pass_file):
                         fn()
                 print(f"run {i + 1}: tidemark backup {tm[-1][0]:.2f} s (tidemarkctl --wait "
                       f"{ctl_wall[-1]:.2f} s), RDB {tm[-1][1] >> 20} MB -> stored "
-                      f"{tm[-1][2] >> 20} MB; redis-cli|zstd|openssl {cli[-1]:.2f} s -> "
+                      f"{tm[-1][2] >> 20} MB ({phases[-1]}); redis-cli|zstd|openssl {cli[-1]:.2f} s -> "
                       f"{os.path.getsize(out) >> 20} MB" +
                       (f"; primary ops/s: idle {base_ops[-1]:.0f}, during tidemark "
                        f"{tm_ops[-1]:.0f}, during redis-cli pipeline {cli_ops[-1]:.0f}"
