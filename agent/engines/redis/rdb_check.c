@@ -134,10 +134,12 @@ struct tm_rdb_check {
 
     /* Parser-owned while it runs; read by others only after done. */
     const uint8_t *cur, *end;
-    int holding;       /* the parser holds the offered chunk */
-    uint64_t off;      /* bytes consumed */
-    uint64_t elem_off; /* where the element being read began */
-    uint64_t crc;      /* over consumed bytes */
+    int holding;             /* the parser holds the offered chunk */
+    uint64_t off;            /* bytes consumed */
+    uint64_t elem_off;       /* where the element being read began */
+    uint64_t crc;            /* over consumed bytes before crc_from */
+    const uint8_t *crc_from; /* consumed bytes of the current chunk from here
+                              * are not in crc yet (crc_flush) */
     int version;
     int allow_no_checksum;
     uint8_t *blob; /* captured string (compact encodings, LZF) */
@@ -170,9 +172,20 @@ static int fail(tm_rdb_check *c, int code, const char *fmt, ...)
         }                                                                                          \
     } while (0)
 
+/* Bring crc up to the bytes consumed so far: once per chunk (and at the
+ * trailer) rather than per element, so the CRC runs over long spans. */
+static void crc_flush(tm_rdb_check *c)
+{
+    if (c->cur != c->crc_from) {
+        c->crc = tm_redis_crc64(c->crc, c->crc_from, (size_t)(c->cur - c->crc_from));
+        c->crc_from = c->cur;
+    }
+}
+
 /* Wait for the next chunk. Called with the current one fully consumed. */
 static int next_chunk(tm_rdb_check *c)
 {
+    crc_flush(c);
     pthread_mutex_lock(&c->mu);
     if (c->holding) {
         /* Give the consumed chunk back: its feeder may return or reuse it. */
@@ -186,6 +199,7 @@ static int next_chunk(tm_rdb_check *c)
     if (!eof) {
         c->cur = c->q[c->qhead].p;
         c->end = c->cur + c->q[c->qhead].len;
+        c->crc_from = c->cur;
         c->qhead = (c->qhead + 1) % (TM_RDB_CHECK_QUEUE_MAX + 1);
         c->qcount--;
         c->holding = 1;
@@ -200,7 +214,8 @@ static int next_chunk(tm_rdb_check *c)
     return 0;
 }
 
-/* Read n bytes into dst (NULL: skip them), updating offset and CRC. */
+/* Read n bytes into dst (NULL: skip them), updating the offset (the CRC
+ * follows in crc_flush). */
 static int rd(tm_rdb_check *c, void *dst, uint64_t n)
 {
     uint8_t *d = dst;
@@ -210,7 +225,6 @@ static int rd(tm_rdb_check *c, void *dst, uint64_t n)
         }
         size_t avail = (size_t)(c->end - c->cur);
         size_t take = n < avail ? (size_t)n : avail;
-        c->crc = tm_redis_crc64(c->crc, c->cur, take);
         if (d != NULL) {
             memcpy(d, c->cur, take);
             d += take;
@@ -973,6 +987,7 @@ static int parse(tm_rdb_check *c)
             if (version < 5) {
                 return 0; /* no checksum before version 5 */
             }
+            crc_flush(c);
             uint64_t computed = c->crc;
             uint8_t t[8];
             c->elem_off = c->off;
