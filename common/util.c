@@ -208,6 +208,15 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
     return tm_fsync_dir(dirname(dir), err);
 }
 
+void tm_writeback(int fd, uint64_t *started, uint64_t written)
+{
+    if (written - *started < TM_WRITEBACK_STEP) {
+        return;
+    }
+    (void)sync_file_range(fd, (off_t)*started, (off_t)(written - *started), SYNC_FILE_RANGE_WRITE);
+    *started = written;
+}
+
 int tm_fsync_dir(const char *dir, tm_err *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

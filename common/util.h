@@ -40,6 +40,13 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
 /* fsync a directory, so a rename or create in it survives a crash: a
  * failure is an error (EINVAL, a file system that cannot, is not). */
 int tm_fsync_dir(const char *dir, tm_err *err);
+/* Write-behind for a file written front to back and fsynced at the end:
+ * once written bytes are TM_WRITEBACK_STEP past *started, start the
+ * kernel's writeback of them (sync_file_range WRITE: it does not wait), so
+ * the final fsync finds little left to do. Best effort: the fsync reports
+ * any error. *started begins at 0. */
+#define TM_WRITEBACK_STEP ((uint64_t)8 << 20)
+void tm_writeback(int fd, uint64_t *started, uint64_t written);
 /* mkdir -p with mode for created directories. */
 int tm_mkdir_p(const char *path, int mode, tm_err *err);
 /* The same, giving every directory it creates to uid:gid ((uid_t)-1: no

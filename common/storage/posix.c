@@ -29,7 +29,8 @@ typedef struct posix {
 typedef struct posix_writer {
     posix *p;
     int fd;
-    int excl; /* create only: an existing object is never replaced */
+    int excl;                     /* create only: an existing object is never replaced */
+    uint64_t written, wb_started; /* write-behind (tm_writeback) */
     char tmp[PATH_MAX];
     char path[PATH_MAX];
 } posix_writer;
@@ -227,7 +228,9 @@ static int posix_write(void *wp, const void *buf, size_t len, tm_err *err)
         }
         b += n;
         len -= (size_t)n;
+        w->written += (uint64_t)n;
     }
+    tm_writeback(w->fd, &w->wb_started, w->written);
     return TM_OK;
 }
 
