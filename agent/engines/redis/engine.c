@@ -334,6 +334,7 @@ static int redis_backup(tm_task_ctx *ctx, const Tidemark__Task *task, Tidemark__
          * manifest (close_ms). */
         tm_result_extra(result, "fetch_ms", "%" PRIu64, fetch_ms);
         tm_result_extra(result, "close_ms", "%" PRIu64, close_ms);
+        tm_result_extra(result, "chunks", "%" PRIu64, fr.chunks);
         tm_info("redis",
                 "event=backup_done target=%s backup=%s method=%s diskless=%d rdb_version=%d "
                 "bytes=%" PRIu64 " stored=%" PRIu64 " keys=%" PRIu64 " keyspace=%s wait_ms=%" PRIu64

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -22,26 +23,36 @@ typedef struct fetch {
     redisContext *c;
     const tm_redis_conn_opts *o;
     int idle_ms;
+    int batched; /* SO_RCVLOWAT is set (sock_read) */
     tm_redis_fetch_result *res;
 } fetch;
 
 /* Read up to cap bytes, waiting at most the idle timeout for the first. 0 with
- * *got = 0 means the server closed the connection. */
+ * *got = 0 means the server closed the connection. Once the transfer runs
+ * the socket has a low-water mark (SO_RCVLOWAT, f->batched): poll() wakes
+ * when TM_RDB_STREAM_BATCH bytes are there, so the server's small writes
+ * arrive as a few large chunks; what is left below the mark (the end of the
+ * snapshot, a slow server) is taken after BATCH_WAIT_MS without more. */
+#define BATCH_WAIT_MS 5
 static int sock_read(fetch *f, void *buf, size_t cap, size_t *got, tm_err *err)
 {
+    int waited = 0;
     for (;;) {
         struct pollfd p = {.fd = f->c->fd, .events = POLLIN};
-        int n = poll(&p, 1, f->idle_ms);
+        int slice = f->batched && f->idle_ms > BATCH_WAIT_MS ? BATCH_WAIT_MS : f->idle_ms;
+        int n = poll(&p, 1, slice);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
             return tm_err_set(err, TM_EIO, "poll: %s", strerror(errno));
         }
-        if (n == 0) {
+        waited += slice;
+        if (n == 0 && (!f->batched || waited >= f->idle_ms)) {
             return tm_err_set(err, TM_ETIMEDOUT, "no data from the server for %d ms", f->idle_ms);
         }
-        ssize_t r = read(f->c->fd, buf, cap);
+        /* Below the mark: whatever is there, without waiting for more. */
+        ssize_t r = n == 0 ? recv(f->c->fd, buf, cap, MSG_DONTWAIT) : read(f->c->fd, buf, cap);
         if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
             continue;
         }
@@ -133,6 +144,7 @@ static int deliver(fetch *f, tm_redis_write_fn write, void *arg, const uint8_t *
         return tm_err_prefix(err, "at byte %" PRIu64 " of the snapshot", f->res->bytes);
     }
     f->res->bytes += len;
+    f->res->chunks++;
     return 0;
 }
 
@@ -269,6 +281,9 @@ int tm_redis_rdb_fetch_queued(const tm_redis_conn_opts *o, tm_redis_write_fn wri
         rc = tm_err_set(err, TM_EPROTO, "SYNC: unexpected reply '%.40s'", line);
         goto out;
     }
+    /* Best effort: without it every read takes what has arrived. */
+    int lowat = (int)TM_RDB_STREAM_BATCH;
+    f.batched = setsockopt(f.c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0;
     buf = malloc(TM_RDB_STREAM_BUFS * (TM_RDB_STREAM_CHUNK + EOF_MARK_LEN));
     if (buf == NULL) {
         rc = tm_err_set(err, TM_ENOMEM, "out of memory");

@@ -31,6 +31,9 @@
 #include "common/err.h"
 
 #define TM_RDB_STREAM_CHUNK ((size_t)256 << 10)
+/* The socket's low-water mark during the transfer: reads wait for this
+ * much (briefly), so chunks are large however the server writes. */
+#define TM_RDB_STREAM_BATCH ((size_t)128 << 10)
 /* Buffers read into in turn (tm_redis_rdb_fetch_queued). */
 #define TM_RDB_STREAM_BUFS 4
 
@@ -43,6 +46,7 @@ typedef struct tm_redis_fetch_result {
     tm_redis_verdict verdict; /* what a failure means; TM_REDIS_OK on success */
     int diskless;             /* 1: the EOF-marker form, 0: the $<len> form */
     uint64_t bytes;           /* RDB bytes delivered to write() */
+    uint64_t chunks;          /* write() calls */
     uint64_t declared;        /* the $<len> form's length (0 for diskless) */
     uint64_t wait_ms;         /* from SYNC to the first RDB byte (delay + fork) */
 } tm_redis_fetch_result;
