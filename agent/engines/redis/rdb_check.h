@@ -14,7 +14,8 @@
  * It also counts keys and keys with an expire per database, so a restore can
  * be compared with DBSIZE per database.
  *
- * Memory is bounded: one chunk is in flight (not copied), plus one captured
+ * Memory is bounded: the chunks in flight are the caller's (referenced, not
+ * copied; one, or the queue depth of tm_rdb_check_set_queue), plus one captured
  * compact-encoding blob of at most TM_RDB_BLOB_MAX bytes (larger blobs are
  * skipped without their inner check; the checksum still covers them).
  *
