@@ -136,6 +136,7 @@ static void *sink_main(void *arg)
 {
     sink_slot *s = arg;
     tm_pipeline_writer *w = s->w;
+    pthread_setname_np(pthread_self(), "tm-sink"); /* for top -H and profilers */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (s->count == 0 && !w->closed) {
@@ -265,6 +266,7 @@ static int seal_one(tm_pipeline_writer *w, chunk *c, size_t fill, int last, tm_e
 static void *seal_main(void *arg)
 {
     tm_pipeline_writer *w = arg;
+    pthread_setname_np(pthread_self(), "tm-seal");
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->sq_count == 0 && !w->seal_closed) {
@@ -681,6 +683,8 @@ typedef struct file_sink {
     int fd;
     char *path;
     char *tmp;
+    uint64_t written;
+    tm_writeback wb; /* written back as it goes, not at the fsync */
 } file_sink;
 
 static void file_sink_release(file_sink *f)
@@ -709,7 +713,10 @@ static int file_sink_write(void *arg, const void *buf, size_t len, tm_err *err)
         }
         p += n;
         len -= (size_t)n;
+        f->written += (uint64_t)n;
     }
+    f->wb.fd = f->fd;
+    tm_writeback_progress(&f->wb, f->written, 0);
     return TM_OK;
 }
 

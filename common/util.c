@@ -278,12 +278,13 @@ void tm_writeback_progress(tm_writeback *wb, uint64_t written, int final)
         uint64_t len = written - wb->started;
         len = len < TM_WRITEBACK_CHUNK ? len : TM_WRITEBACK_CHUNK;
         sync_file_range(wb->fd, (off_t)wb->started, (off_t)len, SYNC_FILE_RANGE_WRITE);
-        if (wb->started > wb->waited) {
-            sync_file_range(wb->fd, (off_t)wb->waited, (off_t)(wb->started - wb->waited),
+        wb->started += len;
+        if (!final && wb->started - wb->waited > TM_WRITEBACK_AHEAD) {
+            uint64_t upto = wb->started - TM_WRITEBACK_AHEAD;
+            sync_file_range(wb->fd, (off_t)wb->waited, (off_t)(upto - wb->waited),
                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                 SYNC_FILE_RANGE_WAIT_AFTER);
-            wb->waited = wb->started;
+            wb->waited = upto;
         }
-        wb->started += len;
     }
 }

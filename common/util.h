@@ -40,19 +40,23 @@ int tm_file_write_atomic(const char *path, const void *buf, size_t len, int mode
 /* fsync a directory, so a rename or create in it survives a crash: a
  * failure is an error (EINVAL, a file system that cannot, is not). */
 int tm_fsync_dir(const char *dir, tm_err *err);
-/* Writeback of a file being written, a chunk at a time: call it after
- * writes with the bytes written so far (final = 1 after the last). Each
- * complete chunk is started and the one before it waited for, so at most
- * two chunks are dirty or in flight: the final fsync has little left, and
- * no large backlog stalls other processes' fsyncs on the same file system
- * (ext4 data=ordered: their journal commit waits for our data). It also
- * paces the writer to the disk. Best effort: errors show at the fsync. */
+/* Writeback of a file written front to back and fsynced at the end, a
+ * chunk at a time: call it after writes with the bytes written so far
+ * (final = 1 after the last). Each complete chunk's writeback is started
+ * (sync_file_range WRITE, no wait), and once more than TM_WRITEBACK_AHEAD
+ * is in flight the oldest is waited for. So no large dirty backlog builds
+ * up: the final fsync has little left, and no burst stalls other
+ * processes' fsyncs on the same file system (ext4 data=ordered: their
+ * journal commit waits for our data), while the disk keeps TM_WRITEBACK_AHEAD
+ * of work queued (a strict wait per chunk halved throughput). Best effort:
+ * errors show at the fsync. */
 typedef struct tm_writeback {
     int fd;
     uint64_t started; /* writeback started below this offset */
     uint64_t waited;  /* ... and finished below this one */
 } tm_writeback;
-#define TM_WRITEBACK_CHUNK (4u << 20)
+#define TM_WRITEBACK_CHUNK ((uint64_t)8 << 20)
+#define TM_WRITEBACK_AHEAD (4 * TM_WRITEBACK_CHUNK)
 void tm_writeback_progress(tm_writeback *wb, uint64_t written, int final);
 /* mkdir -p with mode for created directories. */
 int tm_mkdir_p(const char *path, int mode, tm_err *err);

@@ -117,20 +117,29 @@ struct tm_rdb_check {
     int started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    /* Shared, under mu: the chunk handed over, and the parser's state. */
-    const uint8_t *in;
-    size_t in_len;
+    /* Shared, under mu: the chunks handed over and not yet taken by the
+     * parser (a ring, not copies), and the parser's state. */
+    struct {
+        const uint8_t *p;
+        size_t len;
+    } q[TM_RDB_CHECK_QUEUE_MAX + 1];
+    size_t qhead, qcount;
+    size_t depth; /* chunks feed() may leave unread (tm_rdb_check_set_queue) */
     int in_eof;
+    int stop; /* free(): drop the queue, end the parse */
     int done;
+    uint64_t left; /* bytes handed over but not parsed once done */
     int rc;
     tm_err perr;
 
     /* Parser-owned while it runs; read by others only after done. */
     const uint8_t *cur, *end;
-    int holding;       /* the parser holds the offered chunk */
-    uint64_t off;      /* bytes consumed */
-    uint64_t elem_off; /* where the element being read began */
-    uint64_t crc;      /* over consumed bytes */
+    int holding;             /* the parser holds the offered chunk */
+    uint64_t off;            /* bytes consumed */
+    uint64_t elem_off;       /* where the element being read began */
+    uint64_t crc;            /* over consumed bytes before crc_from */
+    const uint8_t *crc_from; /* consumed bytes of the current chunk from here
+                              * are not in crc yet (crc_flush) */
     int version;
     int allow_no_checksum;
     uint8_t *blob; /* captured string (compact encodings, LZF) */
@@ -163,24 +172,38 @@ static int fail(tm_rdb_check *c, int code, const char *fmt, ...)
         }                                                                                          \
     } while (0)
 
+/* Bring crc up to the bytes consumed so far: once per chunk (and at the
+ * trailer) rather than per element, so the CRC runs over long spans. */
+static void crc_flush(tm_rdb_check *c)
+{
+    if (c->cur != c->crc_from) {
+        c->crc = tm_redis_crc64(c->crc, c->crc_from, (size_t)(c->cur - c->crc_from));
+        c->crc_from = c->cur;
+    }
+}
+
 /* Wait for the next chunk. Called with the current one fully consumed. */
 static int next_chunk(tm_rdb_check *c)
 {
+    crc_flush(c);
     pthread_mutex_lock(&c->mu);
     if (c->holding) {
-        /* Give the consumed chunk back: its feeder may return. */
-        c->in = NULL;
-        c->in_len = 0;
+        /* Give the consumed chunk back: its feeder may return or reuse it. */
         c->holding = 0;
         pthread_cond_broadcast(&c->cv);
     }
-    while (c->in_len == 0 && !c->in_eof) {
+    while (c->qcount == 0 && !c->in_eof && !c->stop) {
         pthread_cond_wait(&c->cv, &c->mu);
     }
-    int eof = c->in_len == 0;
-    c->cur = c->in;
-    c->end = c->in + c->in_len;
-    c->holding = !eof;
+    int eof = c->qcount == 0 || c->stop;
+    if (!eof) {
+        c->cur = c->q[c->qhead].p;
+        c->end = c->cur + c->q[c->qhead].len;
+        c->crc_from = c->cur;
+        c->qhead = (c->qhead + 1) % (TM_RDB_CHECK_QUEUE_MAX + 1);
+        c->qcount--;
+        c->holding = 1;
+    }
     pthread_mutex_unlock(&c->mu);
     if (eof) {
         return tm_err_set(&c->perr, TM_ECORRUPT,
@@ -191,7 +214,8 @@ static int next_chunk(tm_rdb_check *c)
     return 0;
 }
 
-/* Read n bytes into dst (NULL: skip them), updating offset and CRC. */
+/* Read n bytes into dst (NULL: skip them), updating the offset (the CRC
+ * follows in crc_flush). */
 static int rd(tm_rdb_check *c, void *dst, uint64_t n)
 {
     uint8_t *d = dst;
@@ -201,7 +225,6 @@ static int rd(tm_rdb_check *c, void *dst, uint64_t n)
         }
         size_t avail = (size_t)(c->end - c->cur);
         size_t take = n < avail ? (size_t)n : avail;
-        c->crc = tm_redis_crc64(c->crc, c->cur, take);
         if (d != NULL) {
             memcpy(d, c->cur, take);
             d += take;
@@ -964,6 +987,7 @@ static int parse(tm_rdb_check *c)
             if (version < 5) {
                 return 0; /* no checksum before version 5 */
             }
+            crc_flush(c);
             uint64_t computed = c->crc;
             uint8_t t[8];
             c->elem_off = c->off;
@@ -1064,10 +1088,19 @@ static int parse(tm_rdb_check *c)
 static void *parser_main(void *arg)
 {
     tm_rdb_check *c = arg;
+    pthread_setname_np(pthread_self(), "tm-rdb-check");
     int rc = parse(c);
     pthread_mutex_lock(&c->mu);
     c->rc = rc;
     c->done = 1;
+    /* Bytes the parser did not take are trailing data (or unread after an
+     * error); it reads none of the chunks from here on. */
+    c->left = c->holding ? (uint64_t)(c->end - c->cur) : 0;
+    for (size_t i = 0; i < c->qcount; i++) {
+        c->left += c->q[(c->qhead + i) % (TM_RDB_CHECK_QUEUE_MAX + 1)].len;
+    }
+    c->qcount = 0;
+    c->holding = 0;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -1092,8 +1125,30 @@ void tm_rdb_check_allow_no_checksum(tm_rdb_check *c)
     c->allow_no_checksum = 1;
 }
 
+void tm_rdb_check_set_queue(tm_rdb_check *c, size_t depth)
+{
+    c->depth = depth < TM_RDB_CHECK_QUEUE_MAX ? depth : TM_RDB_CHECK_QUEUE_MAX;
+}
+
+/* Called with mu held, once the parser is done: its verdict, with bytes it
+ * never took (after a whole RDB) turned into the trailing-data error. */
+static int done_rc_locked(tm_rdb_check *c, tm_err *err)
+{
+    if (c->rc == 0 && c->left > 0) {
+        c->elem_off = c->off;
+        c->rc = tm_err_set(&c->perr, TM_ECORRUPT,
+                           "rdb offset %" PRIu64 ": %" PRIu64 " bytes after the end of the RDB",
+                           c->off, c->left);
+    }
+    if (c->rc != 0 && err != NULL) {
+        *err = c->perr;
+    }
+    return c->rc;
+}
+
 /* Hand a chunk (or the end of input, buf == NULL) to the parser and wait
- * until it has consumed it or stopped. */
+ * until at most depth chunks are left unread (the end of input: until the
+ * parser stopped). */
 static int hand_over(tm_rdb_check *c, const void *buf, size_t len, tm_err *err)
 {
     pthread_mutex_lock(&c->mu);
@@ -1104,53 +1159,40 @@ static int hand_over(tm_rdb_check *c, const void *buf, size_t len, tm_err *err)
         }
         c->started = 1;
     }
-    if (buf == NULL) {
+    if (c->done) {
+        c->left += len;
+    } else if (buf == NULL) {
         c->in_eof = 1;
     } else {
-        c->in = buf;
-        c->in_len = len;
+        size_t tail = (c->qhead + c->qcount) % (TM_RDB_CHECK_QUEUE_MAX + 1);
+        c->q[tail].p = buf;
+        c->q[tail].len = len;
+        c->qcount++;
     }
     pthread_cond_broadcast(&c->cv);
-    while (!c->done && (c->in_len > 0 || buf == NULL)) {
+    while (!c->done && (buf == NULL || c->qcount + (size_t)c->holding > c->depth)) {
         pthread_cond_wait(&c->cv, &c->mu);
     }
-    int done = c->done, rc = c->rc;
-    /* Bytes the parser did not take after it finished are trailing data. */
-    size_t left = done && c->in_len > 0 ? (size_t)(c->end - c->cur) : 0;
-    if (done) {
-        c->in = NULL;
-        c->in_len = 0;
+    int rc = c->done ? done_rc_locked(c, err) : 0;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void tm_rdb_check_drain(tm_rdb_check *c)
+{
+    if (!c->started) {
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!c->done && (c->qcount > 0 || c->holding)) {
+        pthread_cond_wait(&c->cv, &c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-    if (done && rc == 0 && left > 0) {
-        c->elem_off = c->off;
-        rc = tm_err_set(&c->perr, TM_ECORRUPT,
-                        "rdb offset %" PRIu64 ": %zu bytes after the end of the RDB", c->off, left);
-        c->rc = rc;
-    }
-    if (rc != 0) {
-        if (err != NULL) {
-            *err = c->perr;
-        }
-        return rc;
-    }
-    return 0;
 }
 
 int tm_rdb_check_feed(void *checker, const void *buf, size_t len, tm_err *err)
 {
     tm_rdb_check *c = checker;
-    if (c->done) {
-        if (c->rc == 0 && len > 0) {
-            c->rc = tm_err_set(&c->perr, TM_ECORRUPT,
-                               "rdb offset %" PRIu64 ": %zu bytes after the end of the RDB", c->off,
-                               len);
-        }
-        if (c->rc != 0 && err != NULL) {
-            *err = c->perr;
-        }
-        return c->rc;
-    }
     if (len == 0) {
         return 0;
     }
@@ -1159,19 +1201,7 @@ int tm_rdb_check_feed(void *checker, const void *buf, size_t len, tm_err *err)
 
 int tm_rdb_check_finish(tm_rdb_check *c, tm_err *err)
 {
-    if (!c->done) {
-        int rc = hand_over(c, NULL, 0, err);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    if (c->rc != 0) {
-        if (err != NULL) {
-            *err = c->perr;
-        }
-        return c->rc;
-    }
-    return 0;
+    return hand_over(c, NULL, 0, err);
 }
 
 int tm_rdb_check_version(const tm_rdb_check *c)
@@ -1204,10 +1234,9 @@ void tm_rdb_check_free(tm_rdb_check *c)
         int done = c->done;
         pthread_mutex_unlock(&c->mu);
         if (!done) {
-            /* Unblock the parser: it sees the end of input and stops. */
+            /* Unblock the parser: it drops what is queued and stops. */
             pthread_mutex_lock(&c->mu);
-            c->in_eof = 1;
-            c->in_len = 0;
+            c->stop = 1;
             pthread_cond_broadcast(&c->cv);
             pthread_mutex_unlock(&c->mu);
         }

@@ -14,7 +14,8 @@
  * It also counts keys and keys with an expire per database, so a restore can
  * be compared with DBSIZE per database.
  *
- * Memory is bounded: one chunk is in flight (not copied), plus one captured
+ * Memory is bounded: the chunks in flight are the caller's (referenced, not
+ * copied; one, or the queue depth of tm_rdb_check_set_queue), plus one captured
  * compact-encoding blob of at most TM_RDB_BLOB_MAX bytes (larger blobs are
  * skipped without their inner check; the checksum still covers them).
  *
@@ -47,11 +48,27 @@ typedef struct tm_rdb_db_count {
 
 typedef struct tm_rdb_check tm_rdb_check;
 
+/* The most chunks tm_rdb_check_set_queue() lets the parser hold. */
+#define TM_RDB_CHECK_QUEUE_MAX 8
+
 int tm_rdb_check_new(tm_rdb_check **out, tm_err *err);
 /* Feed the next chunk. The signature matches a write callback (and
  * tm_sink.write), so a checker can be a fetch's callback by itself. Returns
- * the first error found; after an error every further call returns it. */
+ * the first error found; after an error every further call returns it.
+ * The parser runs on its own thread; by default feed() returns once it has
+ * read the whole chunk, so the caller may reuse the buffer at once. */
 int tm_rdb_check_feed(void *checker, const void *buf, size_t len, tm_err *err);
+/* Let feed() return while up to depth (at most TM_RDB_CHECK_QUEUE_MAX) fed
+ * chunks are still unread, so the parser runs alongside the caller. The
+ * chunks are queued by reference, not copied: each must stay valid and
+ * unchanged until depth further feed() calls have returned, or until
+ * tm_rdb_check_drain(), finish() or free() has returned. An error the
+ * parser finds meanwhile is returned by a later feed() or by finish().
+ * Call before the first feed. */
+void tm_rdb_check_set_queue(tm_rdb_check *c, size_t depth);
+/* Wait until the parser reads none of the chunks fed so far (it has parsed
+ * them, or stopped). The caller may then reuse or free every buffer. */
+void tm_rdb_check_drain(tm_rdb_check *c);
 /* End of input: 0 only when a whole RDB with a good checksum was seen and
  * nothing followed it. */
 int tm_rdb_check_finish(tm_rdb_check *c, tm_err *err);

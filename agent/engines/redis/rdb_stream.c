@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -22,26 +23,36 @@ typedef struct fetch {
     redisContext *c;
     const tm_redis_conn_opts *o;
     int idle_ms;
+    int batched; /* SO_RCVLOWAT is set (sock_read) */
     tm_redis_fetch_result *res;
 } fetch;
 
 /* Read up to cap bytes, waiting at most the idle timeout for the first. 0 with
- * *got = 0 means the server closed the connection. */
+ * *got = 0 means the server closed the connection. Once the transfer runs
+ * the socket has a low-water mark (SO_RCVLOWAT, f->batched): poll() wakes
+ * when TM_RDB_STREAM_BATCH bytes are there, so the server's small writes
+ * arrive as a few large chunks; what is left below the mark (the end of the
+ * snapshot, a slow server) is taken after BATCH_WAIT_MS without more. */
+#define BATCH_WAIT_MS 5
 static int sock_read(fetch *f, void *buf, size_t cap, size_t *got, tm_err *err)
 {
+    int waited = 0;
     for (;;) {
         struct pollfd p = {.fd = f->c->fd, .events = POLLIN};
-        int n = poll(&p, 1, f->idle_ms);
+        int slice = f->batched && f->idle_ms > BATCH_WAIT_MS ? BATCH_WAIT_MS : f->idle_ms;
+        int n = poll(&p, 1, slice);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
             return tm_err_set(err, TM_EIO, "poll: %s", strerror(errno));
         }
-        if (n == 0) {
+        waited += slice;
+        if (n == 0 && (!f->batched || waited >= f->idle_ms)) {
             return tm_err_set(err, TM_ETIMEDOUT, "no data from the server for %d ms", f->idle_ms);
         }
-        ssize_t r = read(f->c->fd, buf, cap);
+        /* Below the mark: whatever is there, without waiting for more. */
+        ssize_t r = n == 0 ? recv(f->c->fd, buf, cap, MSG_DONTWAIT) : read(f->c->fd, buf, cap);
         if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
             continue;
         }
@@ -133,12 +144,23 @@ static int deliver(fetch *f, tm_redis_write_fn write, void *arg, const uint8_t *
         return tm_err_prefix(err, "at byte %" PRIu64 " of the snapshot", f->res->bytes);
     }
     f->res->bytes += len;
+    f->res->chunks++;
     return 0;
 }
 
-static int transfer_len(fetch *f, uint8_t *buf, tm_redis_write_fn write, void *arg, tm_err *err)
+/* The buffer the next read goes to: TM_RDB_STREAM_BUFS in turn, so a chunk
+ * stays untouched while the next TM_RDB_STREAM_BUFS - 1 are delivered. */
+static uint8_t *next_buf(uint8_t *bufs, size_t *i)
 {
+    *i = (*i + 1) % TM_RDB_STREAM_BUFS;
+    return bufs + *i * (TM_RDB_STREAM_CHUNK + EOF_MARK_LEN);
+}
+
+static int transfer_len(fetch *f, uint8_t *bufs, tm_redis_write_fn write, void *arg, tm_err *err)
+{
+    size_t bi = 0;
     while (f->res->bytes < f->res->declared) {
+        uint8_t *buf = next_buf(bufs, &bi);
         uint64_t want = f->res->declared - f->res->bytes;
         size_t got;
         int rc = sock_read(f, buf, want < TM_RDB_STREAM_CHUNK ? (size_t)want : TM_RDB_STREAM_CHUNK,
@@ -161,11 +183,13 @@ static int transfer_len(fetch *f, uint8_t *buf, tm_redis_write_fn write, void *a
 
 /* The diskless form: the RDB ends where the 40-byte marker appears. The last
  * 40 bytes seen are held back until more arrive, so the marker is never
- * delivered. buf holds TM_RDB_STREAM_CHUNK + EOF_MARK_LEN bytes. */
-static int transfer_eof(fetch *f, uint8_t *buf, const char *mark, tm_redis_write_fn write,
+ * delivered; after a delivery they move to the start of the next buffer.
+ * Each buffer holds TM_RDB_STREAM_CHUNK + EOF_MARK_LEN bytes. */
+static int transfer_eof(fetch *f, uint8_t *bufs, const char *mark, tm_redis_write_fn write,
                         void *arg, tm_err *err)
 {
-    size_t held = 0;
+    size_t held = 0, bi = 0;
+    uint8_t *buf = bufs;
     for (;;) {
         size_t got;
         int rc = sock_read(f, buf + held, TM_RDB_STREAM_CHUNK, &got, err);
@@ -184,7 +208,9 @@ static int transfer_eof(fetch *f, uint8_t *buf, const char *mark, tm_redis_write
             if (rc != 0) {
                 return rc;
             }
-            memmove(buf, buf + out, EOF_MARK_LEN);
+            uint8_t *next = next_buf(bufs, &bi);
+            memcpy(next, buf + out, EOF_MARK_LEN);
+            buf = next;
             held = EOF_MARK_LEN;
         } else {
             held = total;
@@ -197,6 +223,13 @@ static int transfer_eof(fetch *f, uint8_t *buf, const char *mark, tm_redis_write
 
 int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, void *arg,
                        tm_redis_fetch_result *res, tm_err *err)
+{
+    return tm_redis_rdb_fetch_queued(o, write, NULL, arg, res, err);
+}
+
+int tm_redis_rdb_fetch_queued(const tm_redis_conn_opts *o, tm_redis_write_fn write,
+                              void (*drain)(void *arg), void *arg, tm_redis_fetch_result *res,
+                              tm_err *err)
 {
     memset(res, 0, sizeof(*res));
     res->verdict = TM_REDIS_FINAL;
@@ -248,7 +281,10 @@ int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, voi
         rc = tm_err_set(err, TM_EPROTO, "SYNC: unexpected reply '%.40s'", line);
         goto out;
     }
-    buf = malloc(TM_RDB_STREAM_CHUNK + EOF_MARK_LEN);
+    /* Best effort: without it every read takes what has arrived. */
+    int lowat = (int)TM_RDB_STREAM_BATCH;
+    f.batched = setsockopt(f.c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0;
+    buf = malloc(TM_RDB_STREAM_BUFS * (TM_RDB_STREAM_CHUNK + EOF_MARK_LEN));
     if (buf == NULL) {
         rc = tm_err_set(err, TM_ENOMEM, "out of memory");
         goto out;
@@ -280,6 +316,9 @@ int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, voi
 out:
     if (rc != 0) {
         tm_err_prefix(err, "redis %s:%d: RDB over SYNC", o->host, o->port);
+    }
+    if (drain != NULL && buf != NULL) {
+        drain(arg); /* the consumer lets go of the buffers before they are freed */
     }
     free(buf);
     redisFree(f.c);

@@ -12,8 +12,9 @@
  *
  * The bytes go to write() in chunks of at most TM_RDB_STREAM_CHUNK as they
  * arrive: write() has the shape of tm_sink.write, so a pipeline writer (or a
- * checker, or both through a small tee) takes them directly. Memory: one
- * chunk plus the 40-byte marker window.
+ * checker, or both through a small tee) takes them directly. Memory:
+ * TM_RDB_STREAM_BUFS chunks (read into in turn), each with room for the
+ * 40-byte marker window.
  *
  * Note: a primary with repl-diskless-sync yes waits repl-diskless-sync-delay
  * (5 s by default) before it starts a diskless transfer, sending a newline
@@ -30,6 +31,11 @@
 #include "common/err.h"
 
 #define TM_RDB_STREAM_CHUNK ((size_t)256 << 10)
+/* The socket's low-water mark during the transfer: reads wait for this
+ * much (briefly), so chunks are large however the server writes. */
+#define TM_RDB_STREAM_BATCH ((size_t)128 << 10)
+/* Buffers read into in turn (tm_redis_rdb_fetch_queued). */
+#define TM_RDB_STREAM_BUFS 4
 
 /* Where the snapshot's bytes go; a non-zero return stops the fetch (verdict
  * TM_REDIS_FINAL, the callback's code and message). Same shape as
@@ -40,6 +46,7 @@ typedef struct tm_redis_fetch_result {
     tm_redis_verdict verdict; /* what a failure means; TM_REDIS_OK on success */
     int diskless;             /* 1: the EOF-marker form, 0: the $<len> form */
     uint64_t bytes;           /* RDB bytes delivered to write() */
+    uint64_t chunks;          /* write() calls */
     uint64_t declared;        /* the $<len> form's length (0 for diskless) */
     uint64_t wait_ms;         /* from SYNC to the first RDB byte (delay + fork) */
 } tm_redis_fetch_result;
@@ -49,5 +56,16 @@ typedef struct tm_redis_fetch_result {
  * BGSAVE fallback (bgsave.h). The RDB's own integrity is the checker's job. */
 int tm_redis_rdb_fetch(const tm_redis_conn_opts *o, tm_redis_write_fn write, void *arg,
                        tm_redis_fetch_result *res, tm_err *err);
+
+/* The same, for a consumer that keeps reading a chunk after write() returned
+ * (a queue of references, e.g. tm_rdb_check_set_queue): a delivered chunk
+ * stays valid and unchanged until TM_RDB_STREAM_BUFS - 1 further write()
+ * calls have returned, and drain(arg), when not NULL, is called before the
+ * buffers are freed (once the transfer began, on success and on failure);
+ * it must return only when the consumer reads none of them any more.
+ * Memory: TM_RDB_STREAM_BUFS chunks. */
+int tm_redis_rdb_fetch_queued(const tm_redis_conn_opts *o, tm_redis_write_fn write,
+                              void (*drain)(void *arg), void *arg, tm_redis_fetch_result *res,
+                              tm_err *err);
 
 #endif

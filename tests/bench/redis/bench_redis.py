@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -50,14 +51,26 @@ def fill(r, size_mb):
         r.pipe(b"".join(resp("SET", f"r{seed}:{i}", os.urandom(300 + i % 1500)) for i in range(20000)))
 
 
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system, every thread) a live process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def shell_timed(cmd, timeout=3600):
-    """Wall seconds of a shell pipeline."""
-    t0 = time.monotonic()
+    """Wall seconds and CPU seconds (every process of it) of a shell pipeline."""
+    t0, c0 = time.monotonic(), children_cpu()
     p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, timeout=timeout)
     if p.returncode != 0:
         raise SystemExit(f"pipeline failed: {p.stderr[-2000:]}")
-    return time.monotonic() - t0
+    return time.monotonic() - t0, children_cpu() - c0
 
 
 def ops(r):
@@ -134,17 +147,26 @@ def full_backup(a, r, tmp, pass_file):
         out = os.path.join(tmp, "cli.rdb.zst.enc")
         pipeline = (f"redis-cli -h 127.0.0.1 -p {r.port} --rdb - 2>/dev/null | zstd -3 -q -c | "
                     f"openssl enc -aes-256-ctr -pbkdf2 -pass file:{enc_key} -out {out}")
-        tm, ctl_wall, cli = [], [], []
+        tm, ctl_wall, cli, phases, tm_cpu, cli_cpu = [], [], [], [], [], []
         load = Load(r, a.load_clients) if a.load else None
         base_ops, tm_ops, cli_ops = [], [], []
 
         def run_tm():
+            c0 = proc_cpu(agent.p.pid)
             t0 = time.monotonic()
             p = c.ctl("backup", "run", "--target", "cache", "--type", "snapshot", "--wait",
                       "--json", timeout=3600)
             ctl_wall.append(time.monotonic() - t0)
+            tm_cpu.append(proc_cpu(agent.p.pid) - c0)
             res = json.loads(p.stdout)["result"]
             tm.append((res["duration_ms"] / 1000.0, res["bytes"], res["stored_bytes"]))
+            ex = res.get("extra", {})
+            phases.append(f"wait {ex.get('wait_ms', '?')} ms, fetch {ex.get('fetch_ms', '?')} ms, "
+                          f"close {ex.get('close_ms', '?')} ms, {ex.get('chunks', '?')} chunks")
+        def run_cli():
+            wall, cpu = shell_timed(pipeline)
+            cli.append(wall)
+            cli_cpu.append(cpu)
         try:
             for i in range(a.runs):
                 order = ["tm", "cli"] if i % 2 == 0 else ["cli", "tm"]
@@ -153,14 +175,15 @@ def full_backup(a, r, tmp, pass_file):
                     base_ops.append(load.idle())
                 for name in order:
                     wait_idle(r)
-                    fn = (lambda: cli.append(shell_timed(pipeline))) if name == "cli" else run_tm
+                    fn = run_cli if name == "cli" else run_tm
                     if load:
                         (tm_ops if name == "tm" else cli_ops).append(load.throughput(fn)[1])
                     else:
                         fn()
                 print(f"run {i + 1}: tidemark backup {tm[-1][0]:.2f} s (tidemarkctl --wait "
                       f"{ctl_wall[-1]:.2f} s), RDB {tm[-1][1] >> 20} MB -> stored "
-                      f"{tm[-1][2] >> 20} MB; redis-cli|zstd|openssl {cli[-1]:.2f} s -> "
+                      f"{tm[-1][2] >> 20} MB ({phases[-1]}; agent CPU {tm_cpu[-1]:.2f} s); "
+                      f"redis-cli|zstd|openssl {cli[-1]:.2f} s (CPU {cli_cpu[-1]:.2f} s) -> "
                       f"{os.path.getsize(out) >> 20} MB" +
                       (f"; primary ops/s: idle {base_ops[-1]:.0f}, during tidemark "
                        f"{tm_ops[-1]:.0f}, during redis-cli pipeline {cli_ops[-1]:.0f}"
@@ -174,6 +197,9 @@ def full_backup(a, r, tmp, pass_file):
         print(f"median tidemark full backup (agent task): {mt:.2f} s; tidemarkctl --wait: "
               f"{statistics.median(ctl_wall):.2f} s")
         print(f"median redis-cli --rdb - | zstd -3 | openssl enc -aes-256-ctr: {mc:.2f} s")
+        gb = tm[-1][1] / 2**30
+        print(f"median CPU per GB of RDB: tidemark agent {statistics.median(tm_cpu) / gb:.2f} s, "
+              f"redis-cli|zstd|openssl {statistics.median(cli_cpu) / gb:.2f} s")
         print(f"ratio tidemark / pipeline: {mt / mc:.2f}x; agent peak RSS {rss / 1024:.1f} MiB "
               f"(VmHWM over the agent's life: {a.runs} backups)")
         if load:

@@ -20,7 +20,11 @@
 # --mode full (or both, the default) adds the whole backup: coordinator +
 # agent (SYNC, RDB check, zstd, AES-256-GCM frames, a posix repository) timed
 # as the agent task, against `redis-cli --rdb - | zstd -3 | openssl enc
-# -aes-256-ctr` to a file; agent peak RSS (VmHWM).
+# -aes-256-ctr` to a file; agent peak RSS (VmHWM); per backup the agent's
+# phases (wait/fetch/close ms, chunks) and the CPU seconds of the agent and of
+# the pipeline's processes, with medians per GB of RDB.
+# Without a server: build/tests/bench/redis/bench_rdb_pipe [--sync] RDB OUT
+# runs an RDB file through the checker and the pipeline (per-thread CPU).
 #
 # --load (full mode): redis-benchmark (SET/GET, --load-clients N connections,
 # default 4) runs against the primary throughout; the primary's commands per

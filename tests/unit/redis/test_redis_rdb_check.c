@@ -102,17 +102,34 @@ static void build(rdb *r)
     seal(r, tm_redis_crc64(0, r->b, r->n));
 }
 
-static int check_split(const rdb *r, size_t step, tm_rdb_check **out, tm_err *err)
+/* Feed r in pieces of step bytes. depth > 0: the queued mode, each piece
+ * copied into a ring of depth + 1 buffers that is scribbled over as soon as
+ * the contract lets the caller reuse a buffer, so a parser reading a released
+ * buffer fails the check. */
+static int check_split_q(const rdb *r, size_t step, size_t depth, tm_rdb_check **out, tm_err *err)
 {
     tm_rdb_check *c = NULL;
     assert_int_equal(tm_rdb_check_new(&c, err), 0);
+    uint8_t ring[TM_RDB_CHECK_QUEUE_MAX + 1][sizeof(r->b)];
+    if (depth > 0) {
+        tm_rdb_check_set_queue(c, depth);
+    }
     int rc = 0;
-    for (size_t off = 0; off < r->n && rc == 0; off += step) {
-        rc = tm_rdb_check_feed(c, r->b + off, r->n - off < step ? r->n - off : step, err);
+    size_t i = 0;
+    for (size_t off = 0; off < r->n && rc == 0; off += step, i = (i + 1) % (depth + 1)) {
+        size_t n = r->n - off < step ? r->n - off : step;
+        const uint8_t *p = r->b + off;
+        if (depth > 0) {
+            memset(ring[i], 0xa5, sizeof(ring[i]));
+            memcpy(ring[i], p, n);
+            p = ring[i];
+        }
+        rc = tm_rdb_check_feed(c, p, n, err);
     }
     if (rc == 0) {
         rc = tm_rdb_check_finish(c, err);
     }
+    tm_rdb_check_drain(c); /* the ring goes out of scope */
     if (out != NULL) {
         *out = c;
     } else {
@@ -145,10 +162,11 @@ static void test_whole_rdb_every_split(void **state)
     (void)state;
     rdb r;
     build(&r);
-    for (size_t step = 1; step <= r.n; step++) {
+    for (size_t k = 0; k < 3 * r.n; k++) {
+        size_t step = k % r.n + 1, depth = k / r.n == 0 ? 0 : k / r.n == 1 ? 1 : 3;
         tm_err err = {0};
         tm_rdb_check *c = NULL;
-        assert_int_equal(check_split(&r, step, &c, &err), 0);
+        assert_int_equal(check_split_q(&r, step, depth, &c, &err), 0);
         assert_int_equal(tm_rdb_check_version(c), 10);
         assert_int_equal(tm_rdb_check_ndbs(c), 2);
         const tm_rdb_db_count *d0 = tm_rdb_check_db(c, 0), *d2 = tm_rdb_check_db(c, 1);
@@ -160,12 +178,15 @@ static void test_whole_rdb_every_split(void **state)
     }
 }
 
+/* Synchronous and queued feeding find the same damage. */
 static void expect_fail(const rdb *r, const char *what)
 {
-    tm_err err = {0};
-    assert_int_equal(check_split(r, 7, NULL, &err), TM_ECORRUPT);
-    if (strstr(err.msg, what) == NULL || strncmp(err.msg, "rdb offset ", 11) != 0) {
-        fail_msg("'%s' does not name '%s' with an offset", err.msg, what);
+    for (size_t depth = 0; depth <= 3; depth += 3) {
+        tm_err err = {0};
+        assert_int_equal(check_split_q(r, 7, depth, NULL, &err), TM_ECORRUPT);
+        if (strstr(err.msg, what) == NULL || strncmp(err.msg, "rdb offset ", 11) != 0) {
+            fail_msg("depth %zu: '%s' does not name '%s' with an offset", depth, err.msg, what);
+        }
     }
 }
 
@@ -227,6 +248,53 @@ static void test_free_mid_stream(void **state)
     assert_int_equal(tm_rdb_check_new(&c, &err), 0);
     assert_int_equal(tm_rdb_check_feed(c, r.b, 20, &err), 0);
     tm_rdb_check_free(c); /* the parser thread stops; no leak, no hang */
+
+    /* Queued: chunks still unread are dropped, the parser stops. */
+    assert_int_equal(tm_rdb_check_new(&c, &err), 0);
+    tm_rdb_check_set_queue(c, 3);
+    for (size_t off = 0; off < 40; off += 10) {
+        assert_int_equal(tm_rdb_check_feed(c, r.b + off, 10, &err), 0);
+    }
+    tm_rdb_check_free(c);
+}
+
+/* A queued checker keeps reporting: damage found after feed() returned comes
+ * back from a later feed() or from finish(), and bytes fed after the parser
+ * stopped count as trailing data. */
+static void test_queued_late_errors(void **state)
+{
+    (void)state;
+    rdb r;
+    build(&r);
+    r.b[5] = 'X'; /* version "00X0" */
+    tm_rdb_check *c = NULL;
+    tm_err err = {0};
+    assert_int_equal(tm_rdb_check_new(&c, &err), 0);
+    tm_rdb_check_set_queue(c, 3);
+    int rc = 0;
+    for (size_t off = 0; off < r.n && rc == 0; off += 16) {
+        rc = tm_rdb_check_feed(c, r.b + off, r.n - off < 16 ? r.n - off : 16, &err);
+    }
+    if (rc == 0) {
+        rc = tm_rdb_check_finish(c, &err);
+    }
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err.msg, "rdb offset 0"));
+    assert_int_not_equal(tm_rdb_check_finish(c, &err), 0); /* and stays failed */
+    tm_rdb_check_free(c);
+
+    build(&r);
+    assert_int_equal(tm_rdb_check_new(&c, &err), 0);
+    tm_rdb_check_set_queue(c, 3);
+    assert_int_equal(tm_rdb_check_feed(c, r.b, r.n, &err), 0);
+    tm_rdb_check_drain(c);
+    rc = tm_rdb_check_feed(c, "xy", 2, &err);
+    if (rc == 0) {
+        rc = tm_rdb_check_finish(c, &err);
+    }
+    assert_int_equal(rc, TM_ECORRUPT);
+    assert_non_null(strstr(err.msg, "2 bytes after the end of the RDB"));
+    tm_rdb_check_free(c);
 }
 
 static void test_classify(void **state)
@@ -274,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_damage),
         cmocka_unit_test(test_no_checksum),
         cmocka_unit_test(test_free_mid_stream),
+        cmocka_unit_test(test_queued_late_errors),
         cmocka_unit_test(test_classify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
