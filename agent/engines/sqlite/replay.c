@@ -153,7 +153,10 @@ static int fd_commit(void *arg, tm_err *err)
 static void fd_abort(void *arg)
 {
     tm_sqlite_fd_sink *o = arg;
-    (void)ftruncate(o->fd, 0);
+    /* Best effort: the restore that aborts removes its temporary file. */
+    if (ftruncate(o->fd, 0) != 0) {
+        tm_warn("sqlite", "event=truncate_failed msg=\"%s\"", strerror(errno));
+    }
     o->off = o->started = 0;
 }
 
