@@ -60,23 +60,24 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int tm_sqlite_log_names(const tm_agent_conf *conf, const char *target, char ***out, size_t *nout,
-                        tm_err *err)
+int tm_sqlite_log_names_in(tm_repo_set *rs, const char *target, char ***out, size_t *nout,
+                           tm_err *err)
 {
     *out = NULL;
     *nout = 0;
-    tm_repo_set *rs = NULL;
-    int rc = tm_repo_set_open(&rs, conf, 0, err);
     size_t listed = 0, cap = 0;
     char **v = NULL;
     size_t nv = 0;
+    int rc = TM_OK;
+    tm_err last = {0};
+    /* The union of every repository's listing: an object one repository
+     * misses may be in another (a fetch tries them in order). */
     for (size_t r = 0; rc == TM_OK && r < tm_repo_set_count(rs); r++) {
         tm_log_item *items = NULL;
         size_t n = 0;
-        tm_err e = {0};
-        if (tm_log_scan(rs, r, target, &items, &n, &e) != TM_OK) {
+        if (tm_log_scan(rs, r, target, &items, &n, &last) != TM_OK) {
             tm_warn("sqlite", "event=log_list_failed repo=%s msg=\"%s\"", tm_repo_set_name(rs, r),
-                    e.msg);
+                    last.msg);
             continue;
         }
         listed++;
@@ -101,12 +102,19 @@ int tm_sqlite_log_names(const tm_agent_conf *conf, const char *target, char ***o
         }
         tm_log_items_free(items, n);
     }
-    tm_repo_set_free(rs);
+    if (rc == TM_OK && listed == 0) {
+        *err = last;
+        rc = tm_err_prefix(err, "no repository could list the log of target %s", target);
+    }
+    if (rc != TM_OK) {
+        tm_sqlite_names_free(v, nv);
+        return rc;
+    }
     /* One name per object held anywhere: sorted (names sort in shipping
      * order), then the copies of other repositories dropped. A sort, not a
      * comparison of every pair: a day's chain at a 1 s interval is 86,400
      * segments. */
-    if (rc == TM_OK && nv > 1) {
+    if (nv > 1) {
         qsort(v, nv, sizeof(*v), cmp_name);
         size_t w = 1;
         for (size_t i = 1; i < nv; i++) {
@@ -118,16 +126,23 @@ int tm_sqlite_log_names(const tm_agent_conf *conf, const char *target, char ***o
         }
         nv = w;
     }
-    if (rc == TM_OK && listed == 0) {
-        rc = tm_err_set(err, TM_EUNAVAIL, "no repository could list the log of target %s", target);
-    }
-    if (rc != TM_OK) {
-        tm_sqlite_names_free(v, nv);
-        return rc;
-    }
     *out = v;
     *nout = nv;
     return TM_OK;
+}
+
+int tm_sqlite_log_names(const tm_agent_conf *conf, const char *target, char ***out, size_t *nout,
+                        tm_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    tm_repo_set *rs = NULL;
+    int rc = tm_repo_set_open(&rs, conf, 0, err);
+    if (rc == TM_OK) {
+        rc = tm_sqlite_log_names_in(rs, target, out, nout, err);
+    }
+    tm_repo_set_free(rs);
+    return rc;
 }
 
 void tm_sqlite_names_free(char **names, size_t n)

@@ -3,6 +3,7 @@
  * (see replay.h).
  */
 #include "agent/engines/sqlite/replay.h"
+#include "agent/engines/sqlite/sqlite.h"
 #include "agent/engines/sqlite/segment.h"
 #include "agent/repo/repo_log.h"
 #include "agent/repo/repository.h"
@@ -493,7 +494,6 @@ int tm_sqlite_replay_src(const tm_sqlite_source *src, uint32_t chain, const char
 /* ---- the log store as the source ---- */
 
 typedef struct store_src {
-    const tm_agent_conf *conf;
     const char *target;
     tm_repo_set *rs;
     tm_log_store *ls;
@@ -502,68 +502,7 @@ typedef struct store_src {
 static int store_list(void *arg, char ***out, size_t *nout, tm_err *err)
 {
     store_src *s = arg;
-    names ns = {0};
-    size_t cap = 0;
-    int any = 0, rc = TM_OK;
-    tm_err last = {0};
-    /* The union of every repository's listing: an object one repository
-     * misses may be in another (fetch tries them in order). */
-    for (size_t r = 0; r < tm_repo_set_count(s->rs); r++) {
-        tm_log_item *items = NULL;
-        size_t n = 0;
-        if (tm_log_scan(s->rs, r, s->target, &items, &n, &last) != TM_OK) {
-            tm_warn("sqlite", "event=repo_list_failed repo=%s msg=\"%s\"",
-                    tm_repo_set_name(s->rs, r), last.msg);
-            continue;
-        }
-        any = 1;
-        for (size_t i = 0; i < n && rc == TM_OK; i++) {
-            if (!items[i].has_meta || !items[i].has_object) {
-                continue;
-            }
-            if (ns.n == cap) {
-                cap = cap ? cap * 2 : 64;
-                char **nv = realloc(ns.v, cap * sizeof(*nv));
-                if (nv == NULL) {
-                    rc = tm_err_set(err, TM_ENOMEM, "log listing");
-                    break;
-                }
-                ns.v = nv;
-            }
-            ns.v[ns.n] = strdup(items[i].rel);
-            if (ns.v[ns.n] == NULL) {
-                rc = tm_err_set(err, TM_ENOMEM, "log listing");
-                break;
-            }
-            ns.n++;
-        }
-        tm_log_items_free(items, n);
-    }
-    if (rc == TM_OK && !any) {
-        *err = last;
-        rc = tm_err_prefix(err, "no repository could list the log of %s", s->target);
-    }
-    if (rc != TM_OK) {
-        names_free(&ns);
-        return rc;
-    }
-    /* Sorted, each name once (a chain of a day holds tens of thousands of
-     * segments: no pairwise comparison). */
-    if (ns.n > 1) {
-        qsort(ns.v, ns.n, sizeof(*ns.v), cmp_str);
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < ns.n; i++) {
-        if (k > 0 && strcmp(ns.v[k - 1], ns.v[i]) == 0) {
-            free(ns.v[i]);
-        } else {
-            ns.v[k++] = ns.v[i];
-        }
-    }
-    ns.n = k;
-    *out = ns.v;
-    *nout = ns.n;
-    return TM_OK;
+    return tm_sqlite_log_names_in(s->rs, s->target, out, nout, err);
 }
 
 static int store_fetch(void *arg, const char *rel, const char *path, tm_err *err)
@@ -582,7 +521,6 @@ static int store_open(store_src *s, const tm_agent_conf *conf, const char *targe
                       tm_sqlite_source *src, tm_err *err)
 {
     memset(s, 0, sizeof(*s));
-    s->conf = conf;
     s->target = target;
     int rc = tm_repo_set_open(&s->rs, conf, TM_REPO_KEYS, err);
     if (rc == TM_OK) {

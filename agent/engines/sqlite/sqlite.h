@@ -73,7 +73,10 @@ void tm_sqlite_time_fmt(int64_t ms, char *out, size_t cap);
 /* ---- plan.c ---- */
 
 /* Every log object name of target stored whole in some repository (the
- * union of their listings). Free with tm_sqlite_names_free. */
+ * union of their listings), sorted, each once. Free with
+ * tm_sqlite_names_free. _in: in an open repository set. */
+int tm_sqlite_log_names_in(tm_repo_set *rs, const char *target, char ***out, size_t *n,
+                           tm_err *err);
 int tm_sqlite_log_names(const tm_agent_conf *conf, const char *target, char ***out, size_t *n,
                         tm_err *err);
 void tm_sqlite_names_free(char **names, size_t n);
